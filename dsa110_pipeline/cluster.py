@@ -1,0 +1,74 @@
+"""The one dask client of a run: connected to a scheduler, or a LocalCluster of processes.
+
+Only the runner/orchestrator creates it (lazily, on first use), and stages reach it
+through ``ctx.client``. A LocalCluster has one thread per worker, memory limits and
+no dashboard port unless asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .config import OrchestratorConfig
+
+
+def worker_env(nthreads: int = 1) -> dict[str, str]:
+    """Thread-count variables so numeric libraries do not oversubscribe a worker's cores."""
+    n = str(nthreads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
+            "DUCC0_NUM_THREADS": n, "NUMBA_NUM_THREADS": n}
+
+
+class ClientHandle:
+    """Creates the dask client on first access and closes it (and its cluster) at the end."""
+
+    def __init__(self, cfg: OrchestratorConfig | None = None) -> None:
+        self.cfg = cfg or OrchestratorConfig()
+        self._client: Any = None
+        self._cluster: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._client is not None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client, self._cluster = make_client(self.cfg)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
+            self._client = self._cluster = None
+
+    def __enter__(self) -> ClientHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_client(cfg: OrchestratorConfig) -> tuple[Any, Any]:
+    """(client, cluster-or-None) for the orchestrator config."""
+    from distributed import Client, LocalCluster
+
+    if cfg.scheduler:
+        return Client(cfg.scheduler, timeout="30s"), None
+    n_workers = cfg.n_workers or os.cpu_count() or 1
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=cfg.threads_per_worker,
+        processes=True,
+        memory_limit=cfg.memory_limit,
+        dashboard_address=":8787" if cfg.dashboard else None,
+        env=worker_env(cfg.threads_per_worker),
+        silence_logs=40,
+    )
+    return Client(cluster), cluster

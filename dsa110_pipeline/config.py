@@ -1,0 +1,258 @@
+"""One typed configuration tree, loaded from YAML plus overrides.
+
+The framework owns the branches ``paths``, ``instrument``, ``orchestrator``,
+``profiling``, ``logging`` and ``pipeline``. Each stage named in
+``pipeline.stages`` (a dotted path such as ``stages.imaging:ImagingStage``)
+contributes its own typed ``Config`` as the branch of the same name, so a stage
+developer adds a folder under ``stages/`` and one line of config. The framework
+never imports a stage module statically.
+
+Precedence (later wins): model defaults < ``config/default.yaml`` < a user file <
+``DSA110_``-prefixed environment variables (``DSA110_IMAGING__ROBUST=0.5``) <
+``--set imaging.robust=0.5``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from .errors import ConfigError
+
+ENV_PREFIX = "DSA110_"
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
+
+
+class _Branch(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PathsConfig(_Branch):
+    input_dir: str = "incoming"
+    output_dir: str = "products"
+    #: Scratch root for staging (tmpfs). Falls back beside the output when too small.
+    scratch_dir: str = "/dev/shm"
+    #: SQLite state DB; default ``<output_dir>/state.sqlite``.
+    state_db: str | None = None
+    #: Cache of stage results (product references); default ``<output_dir>/.cache``.
+    cache_dir: str | None = None
+
+
+class InstrumentConfig(_Branch):
+    #: Station coordinates CSV (DSA-110 format); None uses the built-in layout.
+    station_csv: str | None = None
+    sefd_jy: float = Field(6500.0, gt=0)
+    n_antennas: int = Field(96, ge=2, le=117)
+
+
+class OrchestratorConfig(_Branch):
+    scheduler: str | None = None
+    n_workers: int | None = Field(None, ge=1)
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "auto"
+    dashboard: bool = False
+    max_groups_in_flight: int = Field(2, ge=1)
+    retries: int = Field(2, ge=0)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    stage_timeout_s: float | None = Field(None, gt=0)
+    quarantine_after: int = Field(3, ge=1)
+    max_threads: int | None = Field(None, ge=1)
+
+
+class ProfilingConfig(_Branch):
+    enabled: bool = True
+    sample_interval_s: float = Field(0.05, gt=0)
+    #: Stage names to profile line by line with memory_profiler.
+    memory_profile: list[str] = Field(default_factory=list)
+    #: Stage names to run under cProfile.
+    cprofile: list[str] = Field(default_factory=list)
+    cprofile_top: int = Field(25, ge=1)
+
+
+class LoggingConfig(_Branch):
+    level: str = "INFO"
+    json_lines: bool = False
+
+
+class PipelineSection(_Branch):
+    #: Stage name -> "module:Class". Order is the default execution order.
+    stages: dict[str, str] = Field(default_factory=dict)
+    #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.
+    sweeps: dict[str, list[Any]] = Field(default_factory=dict)
+
+
+class FrameworkConfig(_Branch):
+    """The framework's branches; stage branches are added by :func:`config_model`."""
+
+    paths: PathsConfig = PathsConfig()
+    instrument: InstrumentConfig = InstrumentConfig()
+    orchestrator: OrchestratorConfig = OrchestratorConfig()
+    profiling: ProfilingConfig = ProfilingConfig()
+    logging: LoggingConfig = LoggingConfig()
+    pipeline: PipelineSection = PipelineSection()
+
+    def stage_config(self, name: str) -> BaseModel:
+        """The typed config branch of the stage called ``name``."""
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise ConfigError(f"no config branch for stage '{name}'") from None
+
+    def digest(self) -> str:
+        return config_digest(self.model_dump(mode="json"))
+
+
+def config_digest(data: Mapping[str, Any]) -> str:
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def resolve_stage(path: str) -> type:
+    """Import a stage class from ``"package.module:Class"``."""
+    if ":" not in path:
+        raise ConfigError(f"stage path '{path}' must look like 'package.module:Class'")
+    module_name, _, attr = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import stage module '{module_name}' ({path})",
+                          cause=exc) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ConfigError(f"module '{module_name}' has no stage class '{attr}'") from None
+
+
+@lru_cache(maxsize=32)
+def _model_for(stage_items: tuple[tuple[str, str], ...]) -> type[FrameworkConfig]:
+    fields: dict[str, Any] = {}
+    for name, path in stage_items:
+        if name in FrameworkConfig.model_fields:
+            raise ConfigError(f"pipeline.stages.{name}: the name is reserved for the framework")
+        cls = resolve_stage(path)
+        cfg_cls = cls.Config
+        fields[name] = (cfg_cls, cfg_cls())
+    return create_model("PipelineConfig", __base__=FrameworkConfig, **fields)
+
+
+def config_model(stages: Mapping[str, str] | None = None) -> type[FrameworkConfig]:
+    """The pydantic model of the whole tree for the given ``pipeline.stages``."""
+    return _model_for(tuple((stages or {}).items()))
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = [k for k in dotted.split(".") if k]
+    if not keys:
+        raise ConfigError(f"empty config key in override '{dotted}'")
+    node = tree
+    for key in keys[:-1]:
+        nxt = node.get(key)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[key] = nxt
+        node = nxt
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"imaging.robust=0.5"`` -> ``("imaging.robust", 0.5)``; values are YAML scalars."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' must look like key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML", cause=exc) from exc
+    return key.strip(), value
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """``DSA110_IMAGING__ROBUST=0.5`` -> ``("imaging.robust", 0.5)``."""
+    out = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
+        out.append(parse_override(f"{dotted}={raw}"))
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}", files=[p], cause=exc) from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError("config file is not valid YAML", files=[p], cause=exc) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("config file must hold a mapping at the top level", files=[p])
+    return data
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"])
+        extra = err["type"] == "extra_forbidden"
+        msg = "unknown key" if extra else err["msg"]
+        got = err.get("input")
+        shown = "" if extra or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def build_config(raw: Mapping[str, Any], *, source: str = "<config>") -> FrameworkConfig:
+    """Validate a raw mapping into the typed tree; errors name each key's path."""
+    section = raw.get("pipeline")
+    stages = section.get("stages", {}) if isinstance(section, Mapping) else {}
+    if not isinstance(stages, Mapping):
+        raise ConfigError("pipeline.stages: must be a mapping of name -> 'module:Class'",
+                          files=[source])
+    model = config_model({str(k): str(v) for k, v in stages.items()})
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config: {_format_errors(exc)}", files=[source]) from None
+
+
+def load_config(path: str | Path | None = None, *, overrides: Sequence[str] = (),
+                environ: Mapping[str, str] | None = None,
+                defaults: str | Path | None = DEFAULT_CONFIG_FILE) -> FrameworkConfig:
+    """Load defaults, a user file, environment and ``--set`` overrides into one typed tree."""
+    raw: dict[str, Any] = {}
+    sources = []
+    if defaults is not None and Path(defaults).exists():
+        raw = read_yaml(defaults)
+        sources.append(str(defaults))
+    if path is not None:
+        raw = deep_merge(raw, read_yaml(path))
+        sources.append(str(path))
+    for key, value in env_overrides(os.environ if environ is None else environ):
+        _set_path(raw, key, value)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_path(raw, key, value)
+    return build_config(raw, source=" + ".join(sources) or "<defaults>")

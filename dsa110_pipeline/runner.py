@@ -1,0 +1,580 @@
+"""Runner: plans and runs a DAG of stages in-process, light and parallel.
+
+Edges come from ``requires``/``produces``. Cycles and requirements that no stage
+produces are rejected before anything runs. Ready stages are dispatched from a
+queue to a thread pool; a stage that declares ``executor = "process"`` (CPU-bound
+pure Python) or a ``timeout`` runs in a child process, which is killed when the
+timeout expires. Work that must spread over cores or machines goes to the dask
+client the runner hands to stages through ``ctx.client``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import queue
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any, Literal
+
+import structlog
+
+from . import __version__
+from .cache import ResultCache, cache_key
+from .context import PipelineContext, Product, ProvenanceRecord
+from .errors import (
+    ConfigError,
+    ContractError,
+    InputError,
+    PipelineError,
+    PlanError,
+    StageTimeout,
+)
+from .stage import PipelineStage
+
+Status = Literal["pending", "ok", "cached", "failed", "skipped"]
+_NEVER_RETRY = (InputError, ContractError, ConfigError, PlanError)
+
+
+class StageFailed(PipelineError):
+    """A stage raised an exception that was not already a :class:`PipelineError`."""
+
+
+@dataclass
+class Runtime:
+    """What the runner hands to stages beside the context (never serialised).
+
+    ``client`` may be a dask client or a zero-argument callable that creates one
+    on first use (see :class:`dsa110_pipeline.cluster.ClientHandle`), so runs
+    that never fan out never start a cluster.
+    """
+
+    client_source: Any = None
+    scratch_root: str | None = None
+    config: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def client(self) -> Any:
+        src = self.client_source
+        if src is None:
+            return None
+        getter = getattr(src, "get", None)
+        return getter() if callable(getter) and not hasattr(src, "submit") else src
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: Status = "pending"
+    attempts: int = 0
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    error_type: str | None = None
+    cache_key: str | None = None
+    profile: dict[str, Any] | None = None
+
+    @property
+    def wall_s(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "attempts": self.attempts,
+                "started": self.started, "finished": self.finished, "wall_s": self.wall_s,
+                "error": self.error, "error_type": self.error_type,
+                "cache_key": self.cache_key, "profile": self.profile}
+
+
+@dataclass
+class Plan:
+    """A validated DAG: stages, their parents and a topological order."""
+
+    stages: list[PipelineStage]
+    parents: list[list[int]]
+    children: list[list[int]]
+    order: list[int]
+
+    def describe(self) -> str:
+        lines = [f"plan: {len(self.stages)} stage(s)"]
+        for i in self.order:
+            s = self.stages[i]
+            after = ", ".join(self.stages[p].name for p in self.parents[i]) or "-"
+            lines.append(f"  {s.name:<28} after: {after:<30} requires: {list(s.requires)} "
+                         f"produces: {list(s.produces)} [{s.executor}]")
+        return "\n".join(lines)
+
+
+@dataclass
+class RunResult:
+    context: PipelineContext
+    records: dict[str, StageRecord]
+    plan: Plan
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status in ("ok", "cached") for r in self.records.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, r in self.records.items() if r.status == "failed"]
+
+    def raise_for_failures(self) -> None:
+        bad = [r for r in self.records.values() if r.status == "failed"]
+        if bad:
+            raise PipelineError("; ".join(r.error or r.name for r in bad),
+                                stage=bad[0].name if len(bad) == 1 else None)
+
+
+def build_plan(stages: Sequence[PipelineStage], available: Iterable[str] = ()) -> Plan:
+    """Derive edges from requires/produces; reject duplicates, missing producers and cycles."""
+    stages = list(stages)
+    names: dict[str, int] = {}
+    producer: dict[str, int] = {}
+    for i, s in enumerate(stages):
+        if s.name in names:
+            raise PlanError(f"two stages are called '{s.name}'")
+        names[s.name] = i
+        for key in s.produces:
+            if key in producer:
+                raise PlanError(f"'{key}' is produced by both '{stages[producer[key]].name}' "
+                                f"and '{s.name}'")
+            producer[key] = i
+    have = set(available)
+    parents: list[list[int]] = []
+    for i, s in enumerate(stages):
+        ps: list[int] = []
+        for key in s.requires:
+            if key in producer:
+                if producer[key] == i:
+                    raise PlanError(f"stage '{s.name}' requires its own output '{key}'")
+                if producer[key] not in ps:
+                    ps.append(producer[key])
+            elif key not in have:
+                raise PlanError(f"stage '{s.name}' requires '{key}', which no stage produces "
+                                f"and the initial context does not hold", stage=s.name)
+        parents.append(ps)
+    children: list[list[int]] = [[] for _ in stages]
+    for i, ps in enumerate(parents):
+        for p in ps:
+            children[p].append(i)
+    # Kahn's algorithm; what is left over lies on a cycle.
+    indeg = [len(p) for p in parents]
+    ready = deque(i for i, d in enumerate(indeg) if d == 0)
+    order: list[int] = []
+    while ready:
+        i = ready.popleft()
+        order.append(i)
+        for c in children[i]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                ready.append(c)
+    if len(order) != len(stages):
+        stuck = [i for i, d in enumerate(indeg) if d > 0]
+        raise PlanError("dependency cycle among stages: " + _cycle_text(stuck, parents, stages))
+    return Plan(stages, parents, children, order)
+
+
+def _cycle_text(stuck: list[int], parents: list[list[int]], stages: list[PipelineStage]) -> str:
+    stuck_set = set(stuck)
+    path: list[int] = []
+    node = stuck[0]
+    while node not in path:
+        path.append(node)
+        node = next(p for p in parents[node] if p in stuck_set)
+    cycle = path[path.index(node):] + [node]
+    return " <- ".join(stages[i].name for i in cycle)
+
+
+def merge_contexts(base: PipelineContext, parents: Sequence[PipelineContext]) -> PipelineContext:
+    """The input context of a stage: the base plus everything its parents produced."""
+    if not parents:
+        return base
+    if len(parents) == 1:
+        return parents[0]
+    outputs: dict[str, Product] = {}
+    metadata: dict[str, Any] = {}
+    metrics: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, float]] = set()
+    provenance: list[ProvenanceRecord] = []
+    for p in parents:
+        outputs.update(p.outputs)
+        metadata.update(p.metadata)
+        metrics.update(p.metrics)
+        for rec in p.provenance:
+            ident = (rec.stage, rec.started)
+            if ident not in seen:
+                seen.add(ident)
+                provenance.append(rec)
+    return parents[0]._derive(outputs=outputs, metadata=metadata, metrics=metrics,
+                              provenance=tuple(provenance))
+
+
+def _input_files(stage: PipelineStage, ctx: PipelineContext) -> list[str]:
+    files: list[str] = []
+    for key in stage.requires:
+        if ctx.has(key):
+            p = ctx.get(key)
+            files.extend(r.path for r in (p if isinstance(p, list) else [p]))
+    return files
+
+
+def _wrap_error(stage: PipelineStage, exc: BaseException, ctx: PipelineContext) -> PipelineError:
+    if isinstance(exc, PipelineError):
+        if exc.stage is None:
+            new = type(exc)(exc.detail, stage=stage.name,
+                            files=exc.files or _input_files(stage, ctx), cause=exc.cause)
+            new.__cause__ = exc
+            return new
+        return exc
+    err = StageFailed(f"{type(exc).__name__}: {exc}", stage=stage.name,
+                      files=_input_files(stage, ctx), cause=exc)
+    err.__cause__ = exc
+    return err
+
+
+def run_contract(stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
+    """validate → execute → validate_outputs, with cleanup always."""
+    try:
+        stage.validate(ctx)
+        out = stage.execute(ctx)
+        if not isinstance(out, PipelineContext):
+            raise ContractError(f"execute() must return a PipelineContext, not "
+                                f"{type(out).__name__}", stage=stage.name)
+        stage.validate_outputs(out)
+        return out
+    finally:
+        stage.cleanup(ctx)
+
+
+# -- child-process execution (process stages and timeouts) ---------------------
+
+def _child_main(conn: Any, stage_blob: bytes, ctx_json: str) -> None:
+    try:
+        stage = pickle.loads(stage_blob)
+        out = run_contract(stage, PipelineContext.from_json(ctx_json))
+        conn.send(("ok", out.to_json()))
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        try:
+            conn.send(("error", pickle.dumps(exc)))
+        except Exception:  # unpicklable exception
+            conn.send(("error", pickle.dumps(StageFailed(f"{type(exc).__name__}: {exc}"))))
+    finally:
+        conn.close()
+
+
+def _fork_context() -> Any:
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+def run_in_child(stage: PipelineStage, ctx: PipelineContext,
+                 timeout: float | None) -> PipelineContext:
+    """Run the contract in a child process; kill it when ``timeout`` expires."""
+    mpc = _fork_context()
+    try:
+        blob = pickle.dumps(stage)
+    except Exception as exc:
+        raise ContractError("a process stage must be picklable", stage=stage.name,
+                            cause=exc) from exc
+    recv, send = mpc.Pipe(duplex=False)
+    proc = mpc.Process(target=_child_main, args=(send, blob, ctx.to_json()), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(timeout):
+            raise StageTimeout(f"exceeded its timeout of {timeout:g} s and was stopped",
+                               stage=stage.name)
+        try:
+            status, payload = recv.recv()
+        except EOFError:
+            proc.join(5)
+            raise StageFailed(f"worker process died (exit code {proc.exitcode})",
+                              stage=stage.name) from None
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+        proc.join()
+        recv.close()
+    if status == "ok":
+        out = PipelineContext.from_json(payload)
+        return out.with_runtime(ctx.runtime)
+    raise pickle.loads(payload)
+
+
+# -- the runner -----------------------------------------------------------------
+
+class Runner:
+    """Plans and runs stages. Reusable: ``run`` may be called any number of times."""
+
+    def __init__(self, stages: Sequence[PipelineStage], *, cache: ResultCache | None = None,
+                 runtime: Runtime | None = None, max_workers: int | None = None,
+                 profiler: Any = None, continue_on_failure: bool = True,
+                 retry_backoff_s: float = 0.5, rerun: bool = False,
+                 log_context: bool = True) -> None:
+        self.stages = list(stages)
+        self.cache = cache
+        self.runtime = runtime
+        self.max_workers = max_workers or max(8, 4 * (os.cpu_count() or 1))
+        self.profiler = profiler
+        self.continue_on_failure = continue_on_failure
+        self.retry_backoff_s = retry_backoff_s
+        self.rerun = rerun
+        self.log_context = log_context
+        self._host = socket.gethostname()
+        self._log = structlog.get_logger("dsa110.runner")
+
+    def plan(self, ctx: PipelineContext | None = None) -> Plan:
+        available = set(ctx.inputs) | set(ctx.outputs) if ctx is not None else set()
+        return build_plan(self.stages, available)
+
+    def run(self, ctx: PipelineContext | None = None) -> RunResult:
+        ctx = ctx or PipelineContext()
+        if self.runtime is not None and ctx.runtime is None:
+            ctx = ctx.with_runtime(self.runtime)
+        plan = self.plan(ctx)
+        n = len(plan.stages)
+        records = {s.name: StageRecord(s.name) for s in plan.stages}
+        # A stage's context is dropped once every child holds its own copy, so
+        # long chains stay linear in memory; what no later stage carries on
+        # (frontier stages, inputs of failed stages) is kept for the final merge.
+        results: list[PipelineContext | None] = [None] * n
+        undispatched = [len(c) for c in plan.children]
+        succeeded = [False] * n
+        carried = [False] * n
+        keep: list[PipelineContext] = []
+        waiting = [len(p) for p in plan.parents]
+        ready = deque(i for i in range(n) if waiting[i] == 0)
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        in_flight = 0
+        stop = False
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, max(n, 1)),
+                                thread_name_prefix="stage") as pool:
+            while ready or in_flight:
+                while ready and not stop:
+                    i = ready.popleft()
+                    parents = plan.parents[i]
+                    stage_ctx = merge_contexts(ctx, [results[p] for p in parents])  # type: ignore[misc]
+                    for p in parents:
+                        undispatched[p] -= 1
+                        if undispatched[p] == 0:
+                            results[p] = None
+                    stage = plan.stages[i]
+                    pool.submit(self._job, stage, stage_ctx, records[stage.name], i, done)
+                    in_flight += 1
+                if not in_flight:
+                    break
+                i, out, given = done.get()
+                in_flight -= 1
+                if out is not None:
+                    succeeded[i] = True
+                    for p in plan.parents[i]:
+                        carried[p] = True
+                    if plan.children[i]:
+                        results[i] = out
+                    else:
+                        keep.append(out)
+                    for c in plan.children[i]:
+                        waiting[c] -= 1
+                        if waiting[c] == 0:
+                            ready.append(c)
+                else:
+                    if plan.parents[i]:
+                        keep.append(given)
+                    self._skip_descendants(plan, i, records)
+                    if not self.continue_on_failure:
+                        stop = True
+        # Stages whose children never ran (stopped early) still count.
+        keep.extend(r for i, r in enumerate(results) if r is not None and not carried[i])
+        final = merge_contexts(ctx, keep) if keep else ctx
+        return RunResult(final, records, plan, time.perf_counter() - t0)
+
+    # -- internals ----------------------------------------------------------
+    @staticmethod
+    def _skip_descendants(plan: Plan, i: int, records: dict[str, StageRecord]) -> None:
+        todo = list(plan.children[i])
+        failed = plan.stages[i].name
+        while todo:
+            c = todo.pop()
+            rec = records[plan.stages[c].name]
+            if rec.status == "pending":
+                rec.status = "skipped"
+                rec.error = f"upstream stage '{failed}' failed"
+                todo.extend(plan.children[c])
+
+    def _job(self, stage: PipelineStage, ctx: PipelineContext, rec: StageRecord, i: int,
+             done: queue.SimpleQueue) -> None:
+        out: PipelineContext | None = None
+        try:
+            out = self._run_stage(stage, ctx, rec)
+        except BaseException as exc:  # noqa: BLE001 - recorded, never lost
+            err = _wrap_error(stage, exc, ctx)
+            rec.status = "failed"
+            rec.error = str(err)
+            rec.error_type = type(exc).__name__
+            rec.finished = time.time()
+            self._log.error("stage failed", stage=stage.name, run_id=ctx.run_id,
+                            group_id=ctx.group_id, error=str(err))
+        finally:
+            done.put((i, out, ctx))
+
+    def _run_stage(self, stage: PipelineStage, ctx: PipelineContext,
+                   rec: StageRecord) -> PipelineContext:
+        tokens = (structlog.contextvars.bind_contextvars(
+            run_id=ctx.run_id, group_id=ctx.group_id, stage=stage.name)
+            if self.log_context else None)
+        try:
+            return self._run_stage_inner(stage, ctx, rec)
+        finally:
+            if tokens is not None:
+                structlog.contextvars.reset_contextvars(**tokens)
+
+    def _run_stage_inner(self, stage: PipelineStage, ctx: PipelineContext,
+                         rec: StageRecord) -> PipelineContext:
+        variant = getattr(stage, "variant", None) or {}
+        rec.started = time.time()
+        key = None
+        if self.cache is not None and stage.cacheable:
+            key = cache_key(stage, ctx, variant=variant)
+            rec.cache_key = key
+            if not self.rerun:
+                entry = self.cache.get(key)
+                if entry is not None:
+                    out = ctx.with_outputs(entry["outputs"]).with_metadata(**entry["metadata"])
+                    for st, m in entry.get("metrics", {}).items():
+                        out = out.with_metrics(st, **m)
+                    rec.status, rec.attempts, rec.finished = "cached", 0, time.time()
+                    if self.profiler is not None:
+                        self.profiler.mark_cache_hit(stage.name)
+                    return out.with_provenance(self._provenance(stage, ctx, rec, key, True,
+                                                                variant))
+        attempt = 0
+        while True:
+            attempt += 1
+            rec.attempts = attempt
+            try:
+                out = self._attempt(stage, ctx)
+                break
+            except BaseException as exc:
+                retryable = (isinstance(exc, stage.transient)
+                             and not isinstance(exc, _NEVER_RETRY))
+                if not retryable or attempt > stage.retries:
+                    raise
+                delay = self.retry_backoff_s * 2 ** (attempt - 1)
+                self._log.warning("transient failure, retrying", stage=stage.name,
+                                  attempt=attempt, delay_s=delay, error=str(exc))
+                time.sleep(delay)
+        rec.finished = time.time()
+        rec.status = "ok"
+        if key is not None:
+            new_outputs = {k: v for k, v in out.outputs.items() if ctx.outputs.get(k) is not v}
+            new_meta = {k: v for k, v in out.metadata.items()
+                        if k not in ctx.metadata or ctx.metadata[k] != v}
+            new_metrics = {k: v for k, v in out.metrics.items() if ctx.metrics.get(k) != v}
+            self.cache.put(key, new_outputs, new_meta, new_metrics)  # type: ignore[union-attr]
+        return out.with_provenance(self._provenance(stage, ctx, rec, key, False, variant))
+
+    def _attempt(self, stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
+        isolated = stage.executor == "process" or stage.timeout is not None
+        cm = (self.profiler.stage(stage.name) if self.profiler is not None else nullcontext())
+        with cm:
+            if isolated:
+                return run_in_child(stage, ctx, stage.timeout)
+            return run_contract(stage, ctx)
+
+    def _provenance(self, stage: PipelineStage, ctx: PipelineContext, rec: StageRecord,
+                    key: str | None, hit: bool, variant: dict[str, Any]) -> ProvenanceRecord:
+        inputs = {}
+        for k in stage.requires:
+            if ctx.has(k):
+                p = ctx.get(k)
+                inputs[k] = ([r.checksum for r in p] if isinstance(p, list) else p.checksum)
+        # Built from trusted values: skip validation on the hot path.
+        return ProvenanceRecord.model_construct(
+            stage=stage.name, stage_version=stage.version, cache_key=key, cache_hit=hit,
+            config_hash=stage.config_hash(), input_checksums=inputs,
+            pipeline_version=__version__, started=rec.started or 0.0,
+            finished=rec.finished or 0.0, attempts=rec.attempts, host=self._host,
+            variant=variant)
+
+
+# -- parameter sweeps -------------------------------------------------------------
+
+class VariantStage(PipelineStage):
+    """One point of a parameter sweep: the wrapped stage with some config values replaced.
+
+    It is named ``name[key=value,...]``; its products get the same suffix so
+    variants coexist in one plan, and ``ctx.metadata["variant_tag"]`` tells the
+    wrapped stage to keep its file names apart (see :func:`variant_suffix`).
+    """
+
+    def __init__(self, inner: PipelineStage, variant: dict[str, Any]) -> None:
+        self.tag = ",".join(f"{k}={v}" for k, v in variant.items())
+        self.variant = dict(variant)
+        clone = object.__new__(type(inner))
+        clone.__dict__.update(inner.__dict__)
+        clone.config = type(inner.config)(**{**inner.config.model_dump(), **variant})
+        self.inner = clone
+        self.config = clone.config
+        self.name = f"{inner.name}[{self.tag}]"  # type: ignore[misc]
+        self.version = inner.version  # type: ignore[misc]
+        self.requires = tuple(inner.requires)
+        self.produces = tuple(f"{p}[{self.tag}]" for p in inner.produces)
+        self.executor, self.retries, self.timeout = inner.executor, inner.retries, inner.timeout
+        self.transient = inner.transient  # type: ignore[misc]
+        self.resources = inner.resources  # type: ignore[misc]
+
+    def _inner_ctx(self, ctx: PipelineContext) -> PipelineContext:
+        return ctx.with_metadata(variant_tag=self.tag)
+
+    def validate(self, ctx: PipelineContext) -> None:
+        self.inner.validate(ctx)
+
+    def execute(self, ctx: PipelineContext) -> PipelineContext:
+        out = self.inner.execute(self._inner_ctx(ctx))
+        renamed = {k: v for k, v in out.outputs.items() if k not in self.inner.produces}
+        for key in self.inner.produces:
+            if key in out.outputs:
+                renamed[f"{key}[{self.tag}]"] = out.outputs[key]
+        meta = {k: v for k, v in out.metadata.items() if k != "variant_tag"}
+        return out._derive(outputs=renamed, metadata=meta)
+
+    def cleanup(self, ctx: PipelineContext) -> None:
+        self.inner.cleanup(ctx)
+
+    def config_hash(self) -> str:
+        return self.inner.config_hash()
+
+
+def variant_suffix(ctx: PipelineContext) -> str:
+    """A file-name-safe suffix for a sweep variant ("" outside sweeps)."""
+    tag = ctx.metadata.get("variant_tag")
+    if not tag:
+        return ""
+    return "_" + "".join(c if c.isalnum() or c in "-." else "_" for c in tag)
+
+
+def expand_sweep(stage: PipelineStage, grid: dict[str, list[Any]]) -> list[PipelineStage]:
+    """Variants of ``stage`` over the product of ``grid`` (config key -> values)."""
+    if not grid:
+        return [stage]
+    keys = sorted(grid)
+    known = stage.config.model_dump()
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise ConfigError(f"sweep over unknown config key(s) {unknown} of stage '{stage.name}'")
+    return [VariantStage(stage, dict(zip(keys, values)))
+            for values in product(*(grid[k] for k in keys))]

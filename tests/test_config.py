@@ -1,0 +1,69 @@
+import pytest
+
+from dsa110_pipeline.config import DEFAULT_CONFIG_FILE, build_config, load_config
+from dsa110_pipeline.errors import ConfigError
+
+
+def test_default_yaml_loads_and_validates():
+    cfg = load_config(environ={})
+    assert cfg.orchestrator.threads_per_worker == 1
+    assert DEFAULT_CONFIG_FILE.exists()
+
+
+def test_unknown_key_names_its_path(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("orchestrator:\n  retries: 2\n  retires: 3\n")
+    with pytest.raises(ConfigError, match=r"orchestrator\.retires: unknown key"):
+        load_config(f, environ={})
+
+
+def test_wrong_type_names_its_path(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("profiling:\n  sample_interval_s: fast\n")
+    with pytest.raises(ConfigError, match=r"profiling\.sample_interval_s: .*'fast'"):
+        load_config(f, environ={})
+
+
+def test_env_and_set_overrides_in_order(tmp_path):
+    cfg = load_config(environ={"DSA110_ORCHESTRATOR__RETRIES": "5"})
+    assert cfg.orchestrator.retries == 5
+    cfg = load_config(environ={"DSA110_ORCHESTRATOR__RETRIES": "5"},
+                      overrides=["orchestrator.retries=7"])
+    assert cfg.orchestrator.retries == 7
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(environ={}, overrides=["novalue"])
+
+
+def test_stage_branch_is_typed_by_the_stage_config():
+    raw = {"pipeline": {"stages": {"demo": "dsa110_pipeline.demo:ScaleStage"}},
+           "demo": {"factor": 3.0}}
+    cfg = build_config(raw)
+    assert cfg.stage_config("demo").factor == 3.0
+    with pytest.raises(ConfigError, match=r"demo\.factor"):
+        build_config({**raw, "demo": {"factor": "big"}})
+
+
+def test_bad_stage_path_is_a_config_error():
+    with pytest.raises(ConfigError, match="cannot import stage module"):
+        build_config({"pipeline": {"stages": {"x": "no_such_module:Stage"}}})
+
+
+def test_config_is_frozen():
+    cfg = load_config(environ={})
+    with pytest.raises(Exception):  # noqa: B017 - pydantic frozen instance error
+        cfg.orchestrator.retries = 1
+
+
+def test_import_has_no_side_effects():
+    import subprocess
+    import sys
+
+    code = ("import logging, dsa110_pipeline, dsa110_pipeline.config, dsa110_pipeline.runner;"
+            "import structlog;"
+            "assert not logging.getLogger().handlers;"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"

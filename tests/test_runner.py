@@ -1,0 +1,319 @@
+import os
+import time
+
+import pytest
+
+from dsa110_pipeline.cache import ResultCache
+from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.demo import MakeArrayStage, ScaleStage, SummaryStage
+from dsa110_pipeline.errors import ContractError, InputError, PlanError, TransientError
+from dsa110_pipeline.runner import Runner, build_plan, expand_sweep
+from dsa110_pipeline.stage import FunctionStage, PipelineStage
+from tests.helpers import file_stage
+
+# -- planning ---------------------------------------------------------------------
+
+def test_cycle_is_rejected_with_its_members(tmp_path):
+    a = file_stage("a", tmp_path, "x", requires=("z",))
+    b = file_stage("b", tmp_path, "y", requires=("x",))
+    c = file_stage("c", tmp_path, "z", requires=("y",))
+    with pytest.raises(PlanError, match="cycle") as exc:
+        build_plan([a, b, c])
+    assert all(n in str(exc.value) for n in "abc")
+
+
+def test_missing_producer_is_rejected_before_anything_runs(tmp_path):
+    log = []
+    a = file_stage("a", tmp_path, "x", log=log)
+    b = file_stage("b", tmp_path, "y", requires=("nothing",), log=log)
+    with pytest.raises(PlanError, match="'b' requires 'nothing'"):
+        Runner([a, b]).run()
+    assert log == []
+
+
+def test_duplicate_producer_is_rejected(tmp_path):
+    with pytest.raises(PlanError, match="produced by both"):
+        build_plan([file_stage("a", tmp_path, "x"), file_stage("b", tmp_path, "x")])
+
+
+def test_initial_inputs_satisfy_requirements(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("hello")
+    ctx = PipelineContext(inputs={"raw": ProductRef.for_path("text", f)})
+    res = Runner([file_stage("a", tmp_path, "x", requires=("raw",))]).run(ctx)
+    assert res.ok and res.context.outputs["x"].exists()
+
+
+def test_plan_describes_order(tmp_path):
+    plan = build_plan([file_stage("b", tmp_path, "y", requires=("x",)),
+                       file_stage("a", tmp_path, "x")])
+    text = plan.describe()
+    assert text.index(" a ") < text.index(" b ")
+
+
+# -- contract -----------------------------------------------------------------------
+
+class ForgetfulStage(PipelineStage):
+    name = "forgetful"
+    produces = ("thing",)
+
+    def execute(self, ctx):
+        return ctx
+
+
+def test_missing_declared_output_names_stage_and_key():
+    res = Runner([ForgetfulStage()]).run()
+    rec = res.records["forgetful"]
+    assert rec.status == "failed" and rec.error_type == "ContractError"
+    assert "forgetful" in rec.error and "'thing'" in rec.error
+    with pytest.raises(Exception, match="thing"):
+        res.raise_for_failures()
+
+
+class Tracking(PipelineStage):
+    name = "tracking"
+    produces = ("out",)
+    calls: list
+
+    def __init__(self, fail_in: str, **kw):
+        super().__init__(**kw)
+        self.fail_in = fail_in
+        self.calls = []
+
+    def validate(self, ctx):
+        self.calls.append("validate")
+        if self.fail_in == "validate":
+            raise InputError("input is bad", files=["/data/x.hdf5"])
+
+    def execute(self, ctx):
+        self.calls.append("execute")
+        if self.fail_in == "execute":
+            raise ValueError("boom")
+        return ctx
+
+    def cleanup(self, ctx):
+        self.calls.append("cleanup")
+
+
+def test_failing_validate_stops_execute_and_cleans_up():
+    st = Tracking("validate")
+    res = Runner([st]).run()
+    assert st.calls == ["validate", "cleanup"]
+    err = res.records["tracking"].error
+    assert "tracking" in err and "input is bad" in err and "/data/x.hdf5" in err
+
+
+def test_cleanup_runs_after_execute_failure_and_error_carries_cause(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("x")
+    st = Tracking("execute", requires=("raw",))
+    ctx = PipelineContext(inputs={"raw": ProductRef.for_path("text", f)})
+    res = Runner([st]).run(ctx)
+    assert st.calls == ["validate", "execute", "cleanup"]
+    err = res.records["tracking"].error
+    assert "ValueError: boom" in err and str(f) in err
+
+
+def test_failure_skips_descendants_but_independent_branches_continue(tmp_path):
+    bad = Tracking("execute")
+    after_bad = file_stage("after", tmp_path, "y", requires=("out",))
+    other = file_stage("other", tmp_path, "z")
+    res = Runner([bad, after_bad, other]).run()
+    assert res.records["tracking"].status == "failed"
+    assert res.records["after"].status == "skipped"
+    assert res.records["other"].status == "ok"
+    assert "z" in res.context.outputs
+
+
+# -- parallelism -----------------------------------------------------------------------
+
+def test_independent_branches_overlap_in_time(tmp_path):
+    log = []
+    stages = [file_stage(f"s{i}", tmp_path, f"k{i}", sleep=0.3, log=log) for i in range(4)]
+    res = Runner(stages).run()
+    assert res.ok
+    starts = [s for _, s, _ in log]
+    ends = [e for _, _, e in log]
+    # Every stage started before any stage finished: they ran at the same time.
+    assert max(starts) < min(ends)
+
+
+def test_dependent_stages_do_not_overlap(tmp_path):
+    log = []
+    a = file_stage("a", tmp_path, "x", sleep=0.05, log=log)
+    b = file_stage("b", tmp_path, "y", requires=("x",), log=log)
+    Runner([b, a]).run()
+    (na, sa, ea), (nb, sb, eb) = log
+    assert (na, nb) == ("a", "b") and sb >= ea
+
+
+def _cpu_bound(ctx):
+    total = sum(i * i for i in range(200_000))
+    path = os.path.join(ctx.metadata["dir"], f"{os.getpid()}.txt")
+    with open(path, "w") as fh:
+        fh.write(str(total))
+    return ctx.with_output(ctx.metadata["key"], ProductRef.for_path("text", path))
+
+
+def test_process_stage_runs_in_another_process(tmp_path):
+    st = FunctionStage(_cpu_bound, name="cpu", produces=("cpu_out",), executor="process")
+    ctx = PipelineContext(metadata={"dir": str(tmp_path), "key": "cpu_out"})
+    res = Runner([st]).run(ctx)
+    assert res.ok
+    assert os.path.basename(res.context.outputs["cpu_out"].path) != f"{os.getpid()}.txt"
+
+
+def test_runner_is_reusable(tmp_path):
+    runner = Runner([file_stage("a", tmp_path, "x"), file_stage("b", tmp_path, "y",
+                                                                 requires=("x",))])
+    assert runner.run().ok and runner.run().ok
+
+
+# -- retries and timeouts ---------------------------------------------------------------
+
+class Flaky(PipelineStage):
+    name = "flaky"
+    produces = ("f",)
+
+    def __init__(self, fail_times, error, out, **kw):
+        super().__init__(**kw)
+        self.fail_times, self.error, self.out, self.tries = fail_times, error, out, 0
+
+    def execute(self, ctx):
+        self.tries += 1
+        if self.tries <= self.fail_times:
+            raise self.error
+        self.out.write_text("ok")
+        return ctx.with_output("f", ProductRef.for_path("text", self.out))
+
+
+def test_transient_errors_are_retried_with_backoff(tmp_path):
+    st = Flaky(2, TransientError("worker lost"), tmp_path / "f", retries=3)
+    t0 = time.perf_counter()
+    res = Runner([st], retry_backoff_s=0.05).run()
+    assert res.ok and st.tries == 3 and res.records["flaky"].attempts == 3
+    assert time.perf_counter() - t0 >= 0.05 + 0.1  # backoff doubled between tries
+
+
+def test_bad_input_is_never_retried(tmp_path):
+    st = Flaky(5, InputError("corrupt header", files=["x.hdf5"]), tmp_path / "f", retries=3)
+    res = Runner([st], retry_backoff_s=0.0).run()
+    assert st.tries == 1 and res.records["flaky"].status == "failed"
+
+
+def test_retries_exhausted_is_a_failure(tmp_path):
+    st = Flaky(5, TransientError("still down"), tmp_path / "f", retries=1)
+    res = Runner([st], retry_backoff_s=0.0).run()
+    assert st.tries == 2 and res.records["flaky"].status == "failed"
+
+
+def _sleep_then_write(ctx):
+    marker = ctx.metadata["marker"]
+    time.sleep(3)
+    with open(marker, "w") as fh:  # must never happen: the process was killed
+        fh.write("finished")
+    return ctx
+
+
+def test_timeout_really_stops_the_work(tmp_path):
+    marker = tmp_path / "marker"
+    st = FunctionStage(_sleep_then_write, name="slow", timeout=0.5)
+    t0 = time.perf_counter()
+    res = Runner([st]).run(PipelineContext(metadata={"marker": str(marker)}))
+    assert res.records["slow"].error_type == "StageTimeout"
+    assert "timeout" in res.records["slow"].error
+    time.sleep(3.5 - (time.perf_counter() - t0))
+    assert not marker.exists()
+
+
+# -- caching --------------------------------------------------------------------------------
+
+def _demo(tmp_path, factor=2.0, size=1000, version=None):
+    stages = [MakeArrayStage({"size": size, "out_dir": str(tmp_path)}),
+              ScaleStage({"factor": factor, "out_dir": str(tmp_path)}),
+              SummaryStage({"out_dir": str(tmp_path)})]
+    if version:
+        stages[1].version = version
+    return stages
+
+
+def _statuses(res):
+    return {n: r.status for n, r in res.records.items()}
+
+
+def test_rerun_hits_cache_and_records_it(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    first = Runner(_demo(tmp_path), cache=cache).run()
+    assert set(_statuses(first).values()) == {"ok"}
+    second = Runner(_demo(tmp_path), cache=cache).run()
+    assert set(_statuses(second).values()) == {"cached"}
+    assert all(p.cache_hit for p in second.context.provenance)
+    assert second.context.outputs["summary"] == first.context.outputs["summary"]
+
+
+def test_config_change_invalidates_downstream_only(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    Runner(_demo(tmp_path), cache=cache).run()
+    res = Runner(_demo(tmp_path, factor=3.0), cache=cache).run()
+    assert _statuses(res) == {"make_array": "cached", "scale": "ok", "summary": "ok"}
+
+
+def test_code_version_change_invalidates(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    Runner(_demo(tmp_path), cache=cache).run()
+    res = Runner(_demo(tmp_path, version="2"), cache=cache).run()
+    assert _statuses(res)["scale"] == "ok" and _statuses(res)["make_array"] == "cached"
+
+
+def test_input_change_invalidates(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    Runner(_demo(tmp_path), cache=cache).run()
+    res = Runner(_demo(tmp_path, size=2000), cache=cache).run()
+    # New array -> new checksum -> everything downstream reruns.
+    assert set(_statuses(res).values()) == {"ok"}
+
+
+def test_deleted_product_is_not_taken_from_cache(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    first = Runner(_demo(tmp_path), cache=cache).run()
+    os.remove(first.context.outputs["summary"].path)
+    res = Runner(_demo(tmp_path), cache=cache).run()
+    assert _statuses(res)["summary"] == "ok"
+
+
+def test_rerun_flag_ignores_cache(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    Runner(_demo(tmp_path), cache=cache).run()
+    res = Runner(_demo(tmp_path), cache=cache, rerun=True).run()
+    assert set(_statuses(res).values()) == {"ok"}
+
+
+def test_cache_stores_references_not_arrays(tmp_path):
+    cache = ResultCache(tmp_path / "cache")
+    Runner(_demo(tmp_path, size=200_000), cache=cache).run()
+    sizes = [f.stat().st_size for f in (tmp_path / "cache").rglob("*.json")]
+    assert sizes and max(sizes) < 4096
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+def test_parameter_sweep_variants_keep_provenance(tmp_path):
+    make, scale, _ = _demo(tmp_path)
+    variants = expand_sweep(scale, {"factor": [0.5, 1.0, 3.0]})
+    res = Runner([make, *variants]).run()
+    assert res.ok
+    keys = sorted(k for k in res.context.outputs if k.startswith("scaled"))
+    assert keys == ["scaled[factor=0.5]", "scaled[factor=1.0]", "scaled[factor=3.0]"]
+    paths = {res.context.outputs[k].path for k in keys}
+    assert len(paths) == 3
+    prov = {p.stage: p.variant for p in res.context.provenance}
+    assert prov["scale[factor=3.0]"] == {"factor": 3.0}
+
+
+def test_sweep_over_unknown_key_is_rejected(tmp_path):
+    with pytest.raises(Exception, match="unknown config key"):
+        expand_sweep(_demo(tmp_path)[1], {"robust": [0]})
+
+
+def test_contract_error_class_is_exported():
+    assert issubclass(ContractError, Exception)
