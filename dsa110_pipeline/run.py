@@ -60,7 +60,7 @@ def stages_from_config(cfg: FrameworkConfig) -> list[PipelineStage]:
 
 
 def make_profiler(cfg: FrameworkConfig, force: bool = False) -> Any:
-    if not cfg.profiling.enabled:
+    if not (cfg.profiling.enabled or force):
         return None
     from .profiling import RunProfiler
 
@@ -68,14 +68,19 @@ def make_profiler(cfg: FrameworkConfig, force: bool = False) -> Any:
 
 
 def run_group(stages: Sequence[PipelineStage], ctx: PipelineContext, cfg: FrameworkConfig, *,
-              client: ClientHandle, profiler: Any, rerun: bool = False) -> RunResult:
+              client: ClientHandle, profiler: Any, rerun: bool = False,
+              profile_all: bool = False) -> RunResult:
     """Run one group's stages with the run's cache, client and profiler."""
+    prof = cfg.profiling
     out = Path(cfg.paths.output_dir)
     cache = ResultCache(cfg.paths.cache_dir or out / ".cache")
     runtime = Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir, config=cfg)
     runner = Runner(stages, cache=cache, runtime=runtime, profiler=profiler, rerun=rerun,
                     max_workers=cfg.orchestrator.max_threads,
-                    retry_backoff_s=cfg.orchestrator.retry_backoff_s)
+                    retry_backoff_s=cfg.orchestrator.retry_backoff_s,
+                    memory_profile=["*"] if profile_all else prof.memory_profile,
+                    cprofile=["*"] if profile_all else prof.cprofile,
+                    cprofile_top=prof.cprofile_top)
     return runner.run(ctx)
 
 
@@ -126,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profiler.start()
             try:
                 result = run_group(stages, ctx, cfg, client=client, profiler=profiler,
-                                   rerun=args.rerun)
+                                   rerun=args.rerun, profile_all=args.profile)
             finally:
                 if profiler is not None:
                     profiler.stop()

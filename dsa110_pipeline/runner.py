@@ -37,6 +37,7 @@ from .errors import (
     PlanError,
     StageTimeout,
 )
+from .mapped import MappedStage
 from .stage import PipelineStage
 
 Status = Literal["pending", "ok", "cached", "failed", "skipped"]
@@ -323,7 +324,8 @@ class Runner:
                  runtime: Runtime | None = None, max_workers: int | None = None,
                  profiler: Any = None, continue_on_failure: bool = True,
                  retry_backoff_s: float = 0.5, rerun: bool = False,
-                 log_context: bool = True) -> None:
+                 log_context: bool = True, memory_profile: Iterable[str] = (),
+                 cprofile: Iterable[str] = (), cprofile_top: int = 25) -> None:
         self.stages = list(stages)
         self.cache = cache
         self.runtime = runtime
@@ -333,6 +335,10 @@ class Runner:
         self.retry_backoff_s = retry_backoff_s
         self.rerun = rerun
         self.log_context = log_context
+        # Stage names ("*" for all) profiled line by line / under cProfile.
+        self.memory_profile = frozenset(memory_profile)
+        self.cprofile = frozenset(cprofile)
+        self.cprofile_top = cprofile_top
         self._host = socket.gethostname()
         self._log = structlog.get_logger("dsa110.runner")
 
@@ -489,11 +495,22 @@ class Runner:
 
     def _attempt(self, stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
         isolated = stage.executor == "process" or stage.timeout is not None
-        cm = (self.profiler.stage(stage.name) if self.profiler is not None else nullcontext())
+        cm = nullcontext() if self.profiler is None else self._profile_block(stage)
         with cm:
             if isolated:
                 return run_in_child(stage, ctx, stage.timeout)
             return run_contract(stage, ctx)
+
+    def _profile_block(self, stage: PipelineStage) -> Any:
+        def wanted(names: frozenset[str]) -> bool:
+            return stage.name in names or "*" in names
+
+        mem = wanted(self.memory_profile) and stage.executor == "thread" and not stage.timeout
+        target = getattr(stage, "fn", None) or getattr(stage, "inner", stage).execute
+        return self.profiler.stage(stage.name, memory_profile=mem,
+                                   target=target if mem else None,
+                                   cprofile=wanted(self.cprofile),
+                                   cprofile_top=self.cprofile_top)
 
     def _provenance(self, stage: PipelineStage, ctx: PipelineContext, rec: StageRecord,
                     key: str | None, hit: bool, variant: dict[str, Any]) -> ProvenanceRecord:
@@ -513,7 +530,7 @@ class Runner:
 
 # -- parameter sweeps -------------------------------------------------------------
 
-class VariantStage(PipelineStage):
+class VariantStage(MappedStage):
     """One point of a parameter sweep: the wrapped stage with some config values replaced.
 
     It is named ``name[key=value,...]``; its products get the same suffix so
@@ -527,36 +544,10 @@ class VariantStage(PipelineStage):
         clone = object.__new__(type(inner))
         clone.__dict__.update(inner.__dict__)
         clone.config = type(inner.config)(**{**inner.config.model_dump(), **variant})
-        self.inner = clone
-        self.config = clone.config
-        self.name = f"{inner.name}[{self.tag}]"  # type: ignore[misc]
-        self.version = inner.version  # type: ignore[misc]
-        self.requires = tuple(inner.requires)
-        self.produces = tuple(f"{p}[{self.tag}]" for p in inner.produces)
-        self.executor, self.retries, self.timeout = inner.executor, inner.retries, inner.timeout
-        self.transient = inner.transient  # type: ignore[misc]
-        self.resources = inner.resources  # type: ignore[misc]
-
-    def _inner_ctx(self, ctx: PipelineContext) -> PipelineContext:
-        return ctx.with_metadata(variant_tag=self.tag)
-
-    def validate(self, ctx: PipelineContext) -> None:
-        self.inner.validate(ctx)
-
-    def execute(self, ctx: PipelineContext) -> PipelineContext:
-        out = self.inner.execute(self._inner_ctx(ctx))
-        renamed = {k: v for k, v in out.outputs.items() if k not in self.inner.produces}
-        for key in self.inner.produces:
-            if key in out.outputs:
-                renamed[f"{key}[{self.tag}]"] = out.outputs[key]
-        meta = {k: v for k, v in out.metadata.items() if k != "variant_tag"}
-        return out._derive(outputs=renamed, metadata=meta)
-
-    def cleanup(self, ctx: PipelineContext) -> None:
-        self.inner.cleanup(ctx)
-
-    def config_hash(self) -> str:
-        return self.inner.config_hash()
+        super().__init__(clone, name=f"{inner.name}[{self.tag}]",
+                         inputs={k: k for k in inner.requires},
+                         outputs={k: f"{k}[{self.tag}]" for k in inner.produces},
+                         metadata={"variant_tag": self.tag})
 
 
 def variant_suffix(ctx: PipelineContext) -> str:

@@ -317,3 +317,36 @@ def test_sweep_over_unknown_key_is_rejected(tmp_path):
 
 def test_contract_error_class_is_exported():
     assert issubclass(ContractError, Exception)
+
+
+def test_mapped_stages_run_one_stage_class_per_group(tmp_path):
+    from dsa110_pipeline.mapped import MappedStage
+
+    stages = []
+    for g in ("g1", "g2"):
+        out = tmp_path / g
+        out.mkdir()
+        make, scale, _ = _demo(out)
+        stages.append(MappedStage(make, name=f"{g}/make", inputs={},
+                                  outputs={"array": f"{g}/array"}, group_id=g))
+        stages.append(MappedStage(scale, name=f"{g}/scale", inputs={"array": f"{g}/array"},
+                                  outputs={"scaled": f"{g}/scaled"}, group_id=g))
+    res = Runner(stages).run()
+    assert res.ok
+    assert set(res.context.outputs) == {"g1/array", "g1/scaled", "g2/array", "g2/scaled"}
+    assert "/g2/" in res.context.outputs["g2/scaled"].path
+    with pytest.raises(ValueError, match="lacks key"):
+        MappedStage(stages[1].inner, name="x", inputs={}, outputs={"scaled": "s"})
+
+
+def test_runner_profiles_named_stage_with_cprofile(tmp_path):
+    from dsa110_pipeline.profiling import RunProfiler
+
+    prof = RunProfiler()
+    with prof:
+        Runner(_demo(tmp_path), profiler=prof, cprofile=["scale"]).run()
+    by_name = {p.name: p for p in prof.report().stages}
+    assert set(by_name) == {"make_array", "scale", "summary"}
+    assert "execute" in (by_name["scale"].cprofile_text or "")
+    assert by_name["summary"].cprofile_text is None
+    assert by_name["make_array"].wall_s > 0

@@ -1,0 +1,288 @@
+"""The state database: one SQLite file (WAL) per output root, one writer.
+
+It holds observation groups, their files, stage runs, products, the calibration
+registry and verdicts. Only the orchestrator process writes (an exclusive lock
+file enforces it); workers return results and the orchestrator records them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PipelineError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    group_id TEXT PRIMARY KEY,
+    start_mjd REAL,
+    dec_deg REAL,
+    role TEXT,                -- calibrator | target
+    status TEXT NOT NULL,     -- pending | running | done | failed | quarantined
+    failures INTEGER NOT NULL DEFAULT 0,
+    message TEXT,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    group_id TEXT NOT NULL REFERENCES groups(group_id),
+    subband INTEGER,
+    size INTEGER,
+    checksum TEXT
+);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    stage TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER,
+    started REAL,
+    finished REAL,
+    wall_s REAL,
+    cpu_s REAL,
+    peak_rss_mb REAL,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS stage_runs_group ON stage_runs(group_id, stage);
+CREATE TABLE IF NOT EXISTS products (
+    group_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    checksum TEXT,
+    meta TEXT,
+    created REAL NOT NULL,
+    PRIMARY KEY (group_id, key, path)
+);
+CREATE TABLE IF NOT EXISTS calibrations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id TEXT NOT NULL,
+    tables TEXT NOT NULL,      -- JSON list of caltable paths
+    transit_mjd REAL NOT NULL,
+    valid_start_mjd REAL NOT NULL,
+    valid_end_mjd REAL NOT NULL,
+    dec_deg REAL NOT NULL,
+    dec_halfwidth_deg REAL NOT NULL,
+    calibrator TEXT,
+    qa TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    group_id TEXT PRIMARY KEY,
+    verdict TEXT NOT NULL,
+    reasons TEXT,
+    metrics TEXT,
+    report TEXT,
+    created REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    id: int
+    group_id: str
+    tables: list[str]
+    transit_mjd: float
+    valid_start_mjd: float
+    valid_end_mjd: float
+    dec_deg: float
+    dec_halfwidth_deg: float
+    calibrator: str | None
+    qa: dict[str, Any]
+
+
+class StateDB:
+    """The run's state. Open it once, in the orchestrator process."""
+
+    def __init__(self, path: str | Path, *, writer: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lockfile = None
+        if writer:
+            self._take_writer_lock()
+        self._conn = sqlite3.connect(str(self.path), check_same_thread=False,
+                                     isolation_level=None, timeout=30)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        if writer:
+            self._conn.executescript(SCHEMA)
+
+    def _take_writer_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".writer.lock")
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the life of the object
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise PipelineError("another process is writing this state DB (only one writer "
+                                "is allowed)", files=[str(self.path)]) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lockfile = fh
+
+    def close(self) -> None:
+        self._conn.close()
+        if self._lockfile is not None:
+            self._lockfile.close()
+            self._lockfile = None
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # -- groups and files ----------------------------------------------------------
+    def upsert_group(self, group_id: str, *, start_mjd: float | None = None,
+                     dec_deg: float | None = None, role: str | None = None,
+                     files: Iterable[tuple[str, int | None, int | None]] = ()) -> None:
+        """Record a group (pending when new) and its files (path, subband, size)."""
+        now = time.time()
+        with self._tx() as c:
+            c.execute("INSERT INTO groups(group_id, start_mjd, dec_deg, role, status, updated) "
+                      "VALUES (?,?,?,?, 'pending', ?) ON CONFLICT(group_id) DO UPDATE SET "
+                      "start_mjd=coalesce(excluded.start_mjd, start_mjd), "
+                      "dec_deg=coalesce(excluded.dec_deg, dec_deg), "
+                      "role=coalesce(excluded.role, role)",
+                      (group_id, start_mjd, dec_deg, role, now))
+            c.executemany("INSERT OR REPLACE INTO files(path, group_id, subband, size) "
+                          "VALUES (?,?,?,?)", [(p, group_id, sb, sz) for p, sb, sz in files])
+
+    def set_group_status(self, group_id: str, status: str, message: str | None = None,
+                         *, failed: bool = False) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE groups SET status=?, message=?, updated=?, "
+                      "failures=failures + ? WHERE group_id=?",
+                      (status, message, time.time(), int(failed), group_id))
+
+    def group(self, group_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM groups WHERE group_id=?", (group_id,))
+        return dict(rows[0]) if rows else None
+
+    def groups(self, status: str | None = None) -> list[dict[str, Any]]:
+        if status is None:
+            rows = self._query("SELECT * FROM groups ORDER BY start_mjd, group_id")
+        else:
+            rows = self._query("SELECT * FROM groups WHERE status=? ORDER BY start_mjd, "
+                               "group_id", (status,))
+        return [dict(r) for r in rows]
+
+    # -- stage runs and products ------------------------------------------------------
+    def record_stage_run(self, run_id: str, group_id: str, record: dict[str, Any]) -> None:
+        p = record.get("profile") or {}
+        cpu = None
+        if p.get("cpu_user_s") is not None:
+            cpu = p["cpu_user_s"] + (p.get("cpu_sys_s") or 0.0)
+        with self._tx() as c:
+            c.execute("INSERT INTO stage_runs(run_id, group_id, stage, status, attempts, "
+                      "started, finished, wall_s, cpu_s, peak_rss_mb, cache_hit, error) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (run_id, group_id, record["name"], record["status"],
+                       record.get("attempts"), record.get("started"), record.get("finished"),
+                       record.get("wall_s"), cpu, p.get("peak_rss_mb"),
+                       int(record["status"] == "cached"), record.get("error")))
+
+    def stage_runs(self, group_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query(
+            "SELECT * FROM stage_runs WHERE group_id=? ORDER BY id", (group_id,))]
+
+    def record_products(self, group_id: str, products: dict[str, Any]) -> None:
+        """``products``: key -> ProductRef or list of them (anything with kind/path/...)."""
+        rows = []
+        now = time.time()
+        for key, prod in products.items():
+            for ref in prod if isinstance(prod, list) else [prod]:
+                rows.append((group_id, key, ref.kind, ref.path, ref.checksum,
+                             json.dumps(ref.meta, default=str), now))
+        with self._tx() as c:
+            c.executemany("INSERT OR REPLACE INTO products VALUES (?,?,?,?,?,?,?)", rows)
+
+    def products(self, group_id: str | None = None) -> list[dict[str, Any]]:
+        if group_id is None:
+            rows = self._query("SELECT * FROM products ORDER BY group_id, key")
+        else:
+            rows = self._query("SELECT * FROM products WHERE group_id=? ORDER BY key",
+                               (group_id,))
+        return [dict(r) for r in rows]
+
+    def reconcile(self) -> list[str]:
+        """Drop product rows whose files are gone; returns their paths."""
+        gone = [r["path"] for r in self.products() if not os.path.exists(r["path"])]
+        with self._tx() as c:
+            c.executemany("DELETE FROM products WHERE path=?", [(p,) for p in gone])
+        return gone
+
+    # -- calibration registry --------------------------------------------------------------
+    def register_calibration(self, group_id: str, tables: list[str], *, transit_mjd: float,
+                             valid_before_s: float, valid_after_s: float, dec_deg: float,
+                             dec_halfwidth_deg: float, calibrator: str | None,
+                             qa: dict[str, Any]) -> int:
+        """Register solutions valid both before and after the calibrator transit."""
+        day = 86400.0
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO calibrations(group_id, tables, transit_mjd, valid_start_mjd, "
+                "valid_end_mjd, dec_deg, dec_halfwidth_deg, calibrator, qa, created) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (group_id, json.dumps(tables), transit_mjd, transit_mjd - valid_before_s / day,
+                 transit_mjd + valid_after_s / day, dec_deg, dec_halfwidth_deg, calibrator,
+                 json.dumps(qa, default=str), time.time()))
+            return int(cur.lastrowid)
+
+    def best_calibration(self, mjd: float, dec_deg: float) -> Calibration | None:
+        """The valid solution nearest in time whose declination strip covers ``dec_deg``."""
+        rows = self._query(
+            "SELECT * FROM calibrations WHERE valid_start_mjd <= ? AND valid_end_mjd >= ? "
+            "AND abs(dec_deg - ?) <= dec_halfwidth_deg ORDER BY abs(transit_mjd - ?), id DESC "
+            "LIMIT 1", (mjd, mjd, dec_deg, mjd))
+        if not rows:
+            return None
+        r = dict(rows[0])
+        return Calibration(id=r["id"], group_id=r["group_id"], tables=json.loads(r["tables"]),
+                           transit_mjd=r["transit_mjd"], valid_start_mjd=r["valid_start_mjd"],
+                           valid_end_mjd=r["valid_end_mjd"], dec_deg=r["dec_deg"],
+                           dec_halfwidth_deg=r["dec_halfwidth_deg"],
+                           calibrator=r["calibrator"], qa=json.loads(r["qa"] or "{}"))
+
+    # -- verdicts ----------------------------------------------------------------------------
+    def set_verdict(self, group_id: str, verdict: str, *, reasons: list[str] | None = None,
+                    metrics: dict[str, Any] | None = None, report: str | None = None) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?)",
+                      (group_id, verdict, json.dumps(reasons or []),
+                       json.dumps(metrics or {}, default=str), report, time.time()))
+
+    def verdict(self, group_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM verdicts WHERE group_id=?", (group_id,))
+        return dict(rows[0]) if rows else None
