@@ -325,7 +325,8 @@ class Runner:
                  profiler: Any = None, continue_on_failure: bool = True,
                  retry_backoff_s: float = 0.5, rerun: bool = False,
                  log_context: bool = True, memory_profile: Iterable[str] = (),
-                 cprofile: Iterable[str] = (), cprofile_top: int = 25) -> None:
+                 cprofile: Iterable[str] = (), cprofile_top: int = 25,
+                 on_done: Any = None) -> None:
         self.stages = list(stages)
         self.cache = cache
         self.runtime = runtime
@@ -339,6 +340,9 @@ class Runner:
         self.memory_profile = frozenset(memory_profile)
         self.cprofile = frozenset(cprofile)
         self.cprofile_top = cprofile_top
+        #: Called in the dispatching thread as on_done(stage, record, context or None)
+        #: after each stage; the orchestrator records state there (one writer).
+        self.on_done = on_done
         self._host = socket.gethostname()
         self._log = structlog.get_logger("dsa110.runner")
 
@@ -385,6 +389,9 @@ class Runner:
                     break
                 i, out, given = done.get()
                 in_flight -= 1
+                if self.on_done is not None:
+                    st = plan.stages[i]
+                    self.on_done(st, records[st.name], out)
                 if out is not None:
                     succeeded[i] = True
                     for p in plan.parents[i]:

@@ -236,11 +236,15 @@ class StateDB:
                                (group_id,))
         return [dict(r) for r in rows]
 
-    def reconcile(self) -> list[str]:
-        """Drop product rows whose files are gone; returns their paths."""
-        gone = [r["path"] for r in self.products() if not os.path.exists(r["path"])]
+    def reconcile(self) -> list[dict[str, Any]]:
+        """Make the DB agree with the disk: drop product rows whose files are gone, and
+        send their groups back to "pending". Returns the dropped rows."""
+        gone = [r for r in self.products() if not os.path.exists(r["path"])]
+        groups = sorted({r["group_id"] for r in gone})
         with self._tx() as c:
-            c.executemany("DELETE FROM products WHERE path=?", [(p,) for p in gone])
+            c.executemany("DELETE FROM products WHERE path=?", [(r["path"],) for r in gone])
+            c.executemany("UPDATE groups SET status='pending', updated=? WHERE group_id=? "
+                          "AND status='done'", [(time.time(), g) for g in groups])
         return gone
 
     # -- calibration registry --------------------------------------------------------------

@@ -62,7 +62,10 @@ def test_products_reconcile_with_disk(tmp_path):
         db.record_products("g1", {"images": [ProductRef.for_path("fits", f),
                                              ProductRef.for_path("fits", g)]})
         g.unlink()
-        assert db.reconcile() == [str(g)]
+        db.upsert_group("g1")
+        db.set_group_status("g1", "done")
+        assert [r["path"] for r in db.reconcile()] == [str(g)]
+        assert db.group("g1")["status"] == "pending"
         assert [p["path"] for p in db.products("g1")] == [str(f)]
 
 

@@ -1,0 +1,219 @@
+"""Nightly batches: many observation groups in one plan, recorded in the state DB.
+
+Each group's stages are the same stage classes seen through namespaced keys
+(``<group>/ms``), so the runner schedules all groups of a night in one DAG:
+groups run side by side, a target group's calibration waits for the calibrator
+group whose solutions it uses, and one bad group never stops the others. The
+orchestrator process is the only writer of the state DB: it records every stage
+run as the runner reports it, then each group's products, status and verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cache import ResultCache
+from .context import PipelineContext, Product
+from .mapped import MappedStage
+from .runner import Runner, RunResult, Runtime, StageRecord
+from .stage import PipelineStage
+from .state import StateDB
+
+SEP = "/"
+
+
+@dataclass
+class GroupSpec:
+    """One observation group of a night, as the orchestrator plans it."""
+
+    group_id: str
+    inputs: dict[str, Product]
+    role: str = "target"  # "calibrator" or "target"
+    start_mjd: float | None = None
+    dec_deg: float | None = None
+    #: Inner key -> product key of another group (e.g. "caltables" -> "<cal>/caltables").
+    shared: dict[str, str] = field(default_factory=dict)
+    #: Inputs from outside this night (e.g. a registered calibration), by inner key.
+    external: dict[str, Product] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    files: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+
+
+StageFactory = Callable[[GroupSpec], Sequence[PipelineStage]]
+
+
+def key(group_id: str, inner: str) -> str:
+    return f"{group_id}{SEP}{inner}"
+
+
+def group_stages(spec: GroupSpec, stages: Sequence[PipelineStage]) -> list[MappedStage]:
+    """The group's stages with keys mapped into the night's namespace."""
+    out = []
+    for st in stages:
+        in_map = {}
+        for k in st.requires:
+            if k in spec.shared:
+                in_map[k] = spec.shared[k]
+            else:
+                in_map[k] = key(spec.group_id, k)
+        out_map = {k: key(spec.group_id, k) for k in st.produces}
+        out.append(MappedStage(st, name=key(spec.group_id, st.name), inputs=in_map,
+                               outputs=out_map, group_id=spec.group_id,
+                               metadata={"group_role": spec.role, **spec.metadata}))
+    return out
+
+
+@dataclass
+class NightResult:
+    result: RunResult | None
+    status: dict[str, str]
+    skipped: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return all(s in ("done", "skipped") for s in self.status.values())
+
+
+class NightOrchestrator:
+    """Runs a night of groups; resumable through the state DB and the result cache."""
+
+    def __init__(self, state: StateDB, *, output_dir: str | Path, cache: ResultCache | None,
+                 runtime: Runtime | None = None, profiler: Any = None, rerun: bool = False,
+                 max_groups_in_flight: int = 2, quarantine_after: int = 3,
+                 retry_backoff_s: float = 1.0, runner_options: dict[str, Any] | None = None,
+                 on_group_done: Callable[[str, PipelineContext | None], None] | None = None,
+                 ) -> None:
+        self.state = state
+        self.output_dir = Path(output_dir)
+        self.cache = cache
+        self.runtime = runtime
+        self.profiler = profiler
+        self.rerun = rerun
+        self.max_groups_in_flight = max_groups_in_flight
+        self.quarantine_after = quarantine_after
+        self.retry_backoff_s = retry_backoff_s
+        self.runner_options = runner_options or {}
+        self.on_group_done = on_group_done
+        self.run_id = ""
+
+    # -- planning -----------------------------------------------------------------
+    def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], list[str]]:
+        self.state.reconcile()
+        todo, skipped = [], []
+        for spec in specs:
+            self.state.upsert_group(spec.group_id, start_mjd=spec.start_mjd,
+                                    dec_deg=spec.dec_deg, role=spec.role, files=spec.files)
+            status = (self.state.group(spec.group_id) or {}).get("status")
+            finished = status == "quarantined" or (status == "done" and self._complete(spec))
+            if finished and not self.rerun:
+                skipped.append(spec.group_id)
+            else:
+                todo.append(spec)
+        return todo, skipped
+
+    def _complete(self, spec: GroupSpec) -> bool:
+        prods = self.state.products(spec.group_id)
+        return bool(prods) and all(Path(p["path"]).exists() for p in prods)
+
+    def plan(self, specs: Sequence[GroupSpec], factory: StageFactory) -> list[MappedStage]:
+        stages: list[MappedStage] = []
+        for spec in specs:
+            stages.extend(group_stages(spec, factory(spec)))
+        return stages
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, specs: Sequence[GroupSpec], factory: StageFactory,
+            ctx: PipelineContext | None = None) -> NightResult:
+        todo, skipped = self._todo(specs)
+        ctx = ctx or PipelineContext()
+        self.run_id = ctx.run_id
+        if not todo:
+            return NightResult(None, {g: "skipped" for g in skipped}, skipped)
+        todo_ids = {s.group_id for s in todo}
+        # A target whose calibrator group is not run tonight (done earlier) gets the
+        # calibrator's recorded products as external inputs.
+        for spec in todo:
+            for inner, outer in list(spec.shared.items()):
+                gid = outer.split(SEP, 1)[0]
+                if gid not in todo_ids:
+                    prods = [p for p in self.state.products(gid) if key(gid, p["key"]) == outer
+                             or p["key"] == outer.split(SEP, 1)[1]]
+                    if prods:
+                        from .context import ProductRef
+
+                        refs = [ProductRef(kind=p["kind"], path=p["path"],
+                                           checksum=p["checksum"], meta=json.loads(p["meta"]))
+                                for p in prods]
+                        spec.external[inner] = refs if len(refs) > 1 else refs[0]
+                        del spec.shared[inner]
+        inputs: dict[str, Product] = dict(ctx.inputs)
+        for spec in todo:
+            for k, v in {**spec.inputs, **spec.external}.items():
+                inputs[key(spec.group_id, k)] = v
+            self.state.set_group_status(spec.group_id, "running")
+        stages = self.plan(todo, factory)
+        owner = {st.name: st.group_id for st in stages}
+        runner = Runner(stages, cache=self.cache, runtime=self.runtime, profiler=self.profiler,
+                        rerun=self.rerun, max_workers=self.max_groups_in_flight,
+                        retry_backoff_s=self.retry_backoff_s, on_done=self._recorder(owner),
+                        **self.runner_options)
+        result = runner.run(ctx._derive(inputs=inputs))
+        status = self._finish(todo, result, owner)
+        status.update({g: "skipped" for g in skipped})
+        return NightResult(result, status, skipped)
+
+    def _recorder(self, owner: dict[str, str]) -> Callable[[PipelineStage, StageRecord, Any],
+                                                            None]:
+        def record(stage: PipelineStage, rec: StageRecord, out: PipelineContext | None) -> None:
+            gid = owner[stage.name]
+            d = rec.to_dict()
+            d["name"] = stage.name.split(SEP, 1)[1]
+            self.state.record_stage_run(self.run_id, gid, d)
+            if out is not None:
+                produced = {k.split(SEP, 1)[1]: out.outputs[k] for k in stage.produces}
+                self.state.record_products(gid, produced)
+
+        return record
+
+    def _finish(self, todo: Sequence[GroupSpec], result: RunResult,
+                owner: dict[str, str]) -> dict[str, str]:
+        status: dict[str, str] = {}
+        for spec in todo:
+            gid = spec.group_id
+            recs = [r for n, r in result.records.items() if owner[n] == gid]
+            bad = [r for r in recs if r.status in ("failed", "skipped")]
+            if not bad:
+                self.state.set_group_status(gid, "done")
+                status[gid] = "done"
+                if self.on_group_done is not None:
+                    self.on_group_done(gid, result.context)
+                continue
+            first = next((r for r in bad if r.status == "failed"), bad[0])
+            message = f"{first.name}: {first.error}"
+            self.state.set_group_status(gid, "failed", message, failed=True)
+            row = self.state.group(gid) or {}
+            if row.get("failures", 0) >= self.quarantine_after or _is_bad_input(first):
+                self._quarantine(gid, recs)
+                status[gid] = "quarantined"
+            else:
+                status[gid] = "failed"
+        return status
+
+    def _quarantine(self, gid: str, recs: list[StageRecord]) -> None:
+        folder = self.output_dir / "quarantine" / gid.replace(":", "")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "errors.json").write_text(json.dumps(
+            {"group_id": gid, "time": time.time(), "stages": [r.to_dict() for r in recs],
+             "stage_runs": self.state.stage_runs(gid)}, indent=2, default=str))
+        row = self.state.group(gid) or {}
+        self.state.set_group_status(gid, "quarantined", row.get("message"))
+
+
+def _is_bad_input(rec: StageRecord) -> bool:
+    """Bad input fails the same way every time: quarantine at once."""
+    return rec.error_type == "InputError"
