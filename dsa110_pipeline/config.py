@@ -87,6 +87,14 @@ class LoggingConfig(_Branch):
 class PipelineSection(_Branch):
     #: Stage name -> "module:Class". Order is the default execution order.
     stages: dict[str, str] = Field(default_factory=dict)
+    #: Group role -> the stage names run for a group of that role (default: all stages).
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    #: Stage name -> {its input key: the product key it reads}, e.g. imaging: {ms: ms_calibrated}.
+    wiring: dict[str, dict[str, str]] = Field(default_factory=dict)
+    #: "module:function" (input_dir, config) -> list of GroupSpec: finds a night's groups.
+    discover: str | None = None
+    #: "module:function" (groups, config) -> groups with roles and shared products set.
+    assign_roles: str | None = None
     #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.
     sweeps: dict[str, list[Any]] = Field(default_factory=dict)
 
@@ -117,8 +125,8 @@ def config_digest(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def resolve_stage(path: str) -> type:
-    """Import a stage class from ``"package.module:Class"``."""
+def resolve_stage(path: str) -> Any:
+    """Import a stage class (or a hook function) from ``"package.module:Name"``."""
     if ":" not in path:
         raise ConfigError(f"stage path '{path}' must look like 'package.module:Class'")
     module_name, _, attr = path.partition(":")

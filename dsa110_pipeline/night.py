@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import ResultCache
-from .context import PipelineContext, Product
+from .context import PipelineContext, Product, ProductRef
 from .mapped import MappedStage
 from .runner import Runner, RunResult, Runtime, StageRecord
 from .stage import PipelineStage
@@ -38,8 +38,6 @@ class GroupSpec:
     dec_deg: float | None = None
     #: Inner key -> product key of another group (e.g. "caltables" -> "<cal>/caltables").
     shared: dict[str, str] = field(default_factory=dict)
-    #: Inputs from outside this night (e.g. a registered calibration), by inner key.
-    external: dict[str, Product] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     files: list[tuple[str, int | None, int | None]] = field(default_factory=list)
 
@@ -51,16 +49,22 @@ def key(group_id: str, inner: str) -> str:
     return f"{group_id}{SEP}{inner}"
 
 
-def group_stages(spec: GroupSpec, stages: Sequence[PipelineStage]) -> list[MappedStage]:
-    """The group's stages with keys mapped into the night's namespace."""
+def group_stages(spec: GroupSpec, stages: Sequence[PipelineStage],
+                 wiring: dict[str, dict[str, str]] | None = None) -> list[MappedStage]:
+    """The group's stages with keys mapped into the night's namespace.
+
+    ``wiring[stage][k]`` names the group product a stage reads as ``k``;
+    ``spec.shared[k]`` points at another group's product instead.
+    """
     out = []
     for st in stages:
+        wires = (wiring or {}).get(st.name, {})
         in_map = {}
         for k in st.requires:
             if k in spec.shared:
                 in_map[k] = spec.shared[k]
             else:
-                in_map[k] = key(spec.group_id, k)
+                in_map[k] = key(spec.group_id, wires.get(k, k))
         out_map = {k: key(spec.group_id, k) for k in st.produces}
         out.append(MappedStage(st, name=key(spec.group_id, st.name), inputs=in_map,
                                outputs=out_map, group_id=spec.group_id,
@@ -87,6 +91,8 @@ class NightOrchestrator:
                  max_groups_in_flight: int = 2, quarantine_after: int = 3,
                  retry_backoff_s: float = 1.0, runner_options: dict[str, Any] | None = None,
                  on_group_done: Callable[[str, PipelineContext | None], None] | None = None,
+                 wiring: dict[str, dict[str, str]] | None = None,
+                 on_stage_done: Callable[[str, str, StageRecord], None] | None = None,
                  ) -> None:
         self.state = state
         self.output_dir = Path(output_dir)
@@ -99,6 +105,8 @@ class NightOrchestrator:
         self.retry_backoff_s = retry_backoff_s
         self.runner_options = runner_options or {}
         self.on_group_done = on_group_done
+        self.on_stage_done = on_stage_done
+        self.wiring = wiring or {}
         self.run_id = ""
 
     # -- planning -----------------------------------------------------------------
@@ -123,8 +131,45 @@ class NightOrchestrator:
     def plan(self, specs: Sequence[GroupSpec], factory: StageFactory) -> list[MappedStage]:
         stages: list[MappedStage] = []
         for spec in specs:
-            stages.extend(group_stages(spec, factory(spec)))
+            stages.extend(group_stages(spec, factory(spec), self.wiring))
         return stages
+
+    def _recorded(self, outer: str) -> Product | None:
+        """A product of an earlier run, from the state DB, if its files still exist."""
+        gid, _, inner = outer.partition(SEP)
+        rows = [p for p in self.state.products(gid) if p["key"] == inner]
+        if not rows or not all(Path(p["path"]).exists() for p in rows):
+            return None
+        refs = [ProductRef(kind=p["kind"], path=p["path"], checksum=p["checksum"],
+                           meta=json.loads(p["meta"] or "{}")) for p in rows]
+        return refs if len(refs) > 1 else refs[0]
+
+    def _resolve(self, specs: list[GroupSpec], factory: StageFactory,
+                 inputs: dict[str, Product]) -> tuple[list[MappedStage], dict[str, str]]:
+        """Plan the night; inputs no stage makes tonight come from earlier runs' products.
+
+        A group needing a product that is nowhere fails alone, with a clear message.
+        """
+        failed: dict[str, str] = {}
+        while True:
+            live = [s for s in specs if s.group_id not in failed]
+            stages = self.plan(live, factory)
+            produced = {k for st in stages for k in st.produces}
+            changed = False
+            for st in stages:
+                for outer in st.requires:
+                    if outer in produced or outer in inputs:
+                        continue
+                    found = self._recorded(outer)
+                    if found is not None:
+                        inputs[outer] = found
+                        continue
+                    gid = st.group_id or ""
+                    failed[gid] = (f"stage '{st.name}' needs '{outer}', which no stage makes "
+                                   f"tonight and no earlier run recorded")
+                    changed = True
+            if not changed:
+                return stages, failed
 
     # -- running ----------------------------------------------------------------------
     def run(self, specs: Sequence[GroupSpec], factory: StageFactory,
@@ -134,36 +179,25 @@ class NightOrchestrator:
         self.run_id = ctx.run_id
         if not todo:
             return NightResult(None, {g: "skipped" for g in skipped}, skipped)
-        todo_ids = {s.group_id for s in todo}
-        # A target whose calibrator group is not run tonight (done earlier) gets the
-        # calibrator's recorded products as external inputs.
-        for spec in todo:
-            for inner, outer in list(spec.shared.items()):
-                gid = outer.split(SEP, 1)[0]
-                if gid not in todo_ids:
-                    prods = [p for p in self.state.products(gid) if key(gid, p["key"]) == outer
-                             or p["key"] == outer.split(SEP, 1)[1]]
-                    if prods:
-                        from .context import ProductRef
-
-                        refs = [ProductRef(kind=p["kind"], path=p["path"],
-                                           checksum=p["checksum"], meta=json.loads(p["meta"]))
-                                for p in prods]
-                        spec.external[inner] = refs if len(refs) > 1 else refs[0]
-                        del spec.shared[inner]
         inputs: dict[str, Product] = dict(ctx.inputs)
         for spec in todo:
-            for k, v in {**spec.inputs, **spec.external}.items():
+            for k, v in spec.inputs.items():
                 inputs[key(spec.group_id, k)] = v
+        stages, unplannable = self._resolve(todo, factory, inputs)
+        status: dict[str, str] = {}
+        for gid, message in unplannable.items():
+            self.state.set_group_status(gid, "failed", message, failed=True)
+            status[gid] = "failed"
+        live = [s for s in todo if s.group_id not in unplannable]
+        for spec in live:
             self.state.set_group_status(spec.group_id, "running")
-        stages = self.plan(todo, factory)
-        owner = {st.name: st.group_id for st in stages}
+        owner = {st.name: st.group_id or "" for st in stages}
         runner = Runner(stages, cache=self.cache, runtime=self.runtime, profiler=self.profiler,
                         rerun=self.rerun, max_workers=self.max_groups_in_flight,
                         retry_backoff_s=self.retry_backoff_s, on_done=self._recorder(owner),
                         **self.runner_options)
         result = runner.run(ctx._derive(inputs=inputs))
-        status = self._finish(todo, result, owner)
+        status.update(self._finish(live, result, owner))
         status.update({g: "skipped" for g in skipped})
         return NightResult(result, status, skipped)
 
@@ -177,6 +211,8 @@ class NightOrchestrator:
             if out is not None:
                 produced = {k.split(SEP, 1)[1]: out.outputs[k] for k in stage.produces}
                 self.state.record_products(gid, produced)
+            if self.on_stage_done is not None:
+                self.on_stage_done(gid, d["name"], rec)
 
         return record
 

@@ -1,7 +1,8 @@
-"""``python -m dsa110_pipeline.run``: run the pipeline on observation groups.
+"""``python -m dsa110_pipeline.run``: run the pipeline on a night of observation groups.
 
-With ``--demo`` it runs on its embedded default: a simulated observation when the
-science stages are installed, otherwise the framework's demo pipeline.
+With ``--demo`` it runs on its embedded default: a small simulated night (one
+calibrator group and two target groups) when the science stages are configured,
+otherwise the framework's demo pipeline.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from .cache import ResultCache
 from .cluster import ClientHandle
 from .config import FrameworkConfig, load_config, resolve_stage
 from .context import PipelineContext
-from .errors import PipelineError
+from .errors import ConfigError, PipelineError
 from .log import configure_logging, get_logger
 from .manifest import build_manifest, write_manifest
+from .night import GroupSpec, NightOrchestrator, NightResult
+from .progress import Progress
 from .runner import Runner, RunResult, Runtime, expand_sweep
 from .stage import PipelineStage
+from .state import StateDB
 
 FRAMEWORK_DEMO_STAGES = {
     "make_array": "dsa110_pipeline.demo:MakeArrayStage",
@@ -37,26 +41,70 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--config", help="YAML file merged over config/default.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set imaging.robust=0.5")
+    p.add_argument("--start", help="first group start time (ISO, UTC) of the window")
+    p.add_argument("--end", help="last group start time (ISO, UTC) of the window")
     p.add_argument("--scheduler", help="address of an existing dask scheduler")
     p.add_argument("--demo", action="store_true", help="run on the embedded default")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.add_argument("--rerun", action="store_true", help="ignore the result cache")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_true", default=True,
+                        help="skip finished groups and cached stages (default)")
+    resume.add_argument("--rerun", dest="resume", action="store_false",
+                        help="ignore the state DB's finished groups and the cache")
+    p.add_argument("--from-stage", help="run this stage and the ones after it")
+    p.add_argument("--only-stage", help="run only this stage")
     p.add_argument("--profile", action="store_true",
                    help="memory_profiler and cProfile for every stage")
-    p.add_argument("--log-json", action="store_true", help="JSON-lines logging")
+    p.add_argument("--log-json", action="store_true", help="JSON-lines logging, no progress")
     return p.parse_args(argv)
+
+
+# -- building stages ------------------------------------------------------------------
+
+def build_stage(cfg: FrameworkConfig, name: str) -> PipelineStage:
+    cls = resolve_stage(cfg.pipeline.stages[name])
+    stage = cls(cfg.stage_config(name))
+    stage.name = name  # type: ignore[misc]
+    return stage
 
 
 def stages_from_config(cfg: FrameworkConfig) -> list[PipelineStage]:
     """Instantiate the stages named in ``pipeline.stages``, expanding sweeps into variants."""
     stages: list[PipelineStage] = []
-    for name, path in cfg.pipeline.stages.items():
-        cls = resolve_stage(path)
-        stage = cls(cfg.stage_config(name))
+    for name in cfg.pipeline.stages:
         grid = {key.split(".", 1)[1]: values for key, values in cfg.pipeline.sweeps.items()
                 if key.split(".", 1)[0] == name}
-        stages.extend(expand_sweep(stage, grid))
+        stages.extend(expand_sweep(build_stage(cfg, name), grid))
     return stages
+
+
+def role_stage_names(cfg: FrameworkConfig, role: str, *, from_stage: str | None = None,
+                     only_stage: str | None = None) -> list[str]:
+    names = list(cfg.pipeline.roles.get(role) or cfg.pipeline.stages)
+    for n in (from_stage, only_stage):
+        if n is not None and n not in cfg.pipeline.stages:
+            raise ConfigError(f"unknown stage '{n}' (stages: {', '.join(cfg.pipeline.stages)})")
+    if only_stage:
+        return [n for n in names if n == only_stage]
+    if from_stage:
+        order = list(cfg.pipeline.stages)
+        return [n for n in names if order.index(n) >= order.index(from_stage)]
+    return names
+
+
+def make_factory(cfg: FrameworkConfig, args: argparse.Namespace) -> Any:
+    cache: dict[str, PipelineStage] = {}
+
+    def factory(spec: GroupSpec) -> list[PipelineStage]:
+        out = []
+        for name in role_stage_names(cfg, spec.role, from_stage=args.from_stage,
+                                     only_stage=args.only_stage):
+            if name not in cache:
+                cache[name] = build_stage(cfg, name)
+            out.append(cache[name])
+        return out
+
+    return factory
 
 
 def make_profiler(cfg: FrameworkConfig, force: bool = False) -> Any:
@@ -67,30 +115,215 @@ def make_profiler(cfg: FrameworkConfig, force: bool = False) -> Any:
     return RunProfiler(enabled=True, interval_s=cfg.profiling.sample_interval_s)
 
 
+def _runner_options(cfg: FrameworkConfig, profile_all: bool) -> dict[str, Any]:
+    prof = cfg.profiling
+    return {"memory_profile": ["*"] if profile_all else prof.memory_profile,
+            "cprofile": ["*"] if profile_all else prof.cprofile,
+            "cprofile_top": prof.cprofile_top}
+
+
 def run_group(stages: Sequence[PipelineStage], ctx: PipelineContext, cfg: FrameworkConfig, *,
               client: ClientHandle, profiler: Any, rerun: bool = False,
               profile_all: bool = False) -> RunResult:
     """Run one group's stages with the run's cache, client and profiler."""
-    prof = cfg.profiling
     out = Path(cfg.paths.output_dir)
     cache = ResultCache(cfg.paths.cache_dir or out / ".cache")
     runtime = Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir, config=cfg)
     runner = Runner(stages, cache=cache, runtime=runtime, profiler=profiler, rerun=rerun,
                     max_workers=cfg.orchestrator.max_threads,
                     retry_backoff_s=cfg.orchestrator.retry_backoff_s,
-                    memory_profile=["*"] if profile_all else prof.memory_profile,
-                    cprofile=["*"] if profile_all else prof.cprofile,
-                    cprofile_top=prof.cprofile_top)
+                    **_runner_options(cfg, profile_all))
     return runner.run(ctx)
 
 
-def _records(result: RunResult, profiles: dict[str, dict]) -> list[dict[str, Any]]:
-    recs = []
+# -- nights -------------------------------------------------------------------------------
+
+def discover_groups(cfg: FrameworkConfig, args: argparse.Namespace) -> list[GroupSpec]:
+    if not cfg.pipeline.discover:
+        raise ConfigError("pipeline.discover is not set: no way to find observation groups")
+    specs = list(resolve_stage(cfg.pipeline.discover)(Path(cfg.paths.input_dir), cfg))
+    specs = _in_window(specs, args.start, args.end)
+    if cfg.pipeline.assign_roles:
+        specs = list(resolve_stage(cfg.pipeline.assign_roles)(specs, cfg))
+    return specs
+
+
+def _in_window(specs: list[GroupSpec], start: str | None, end: str | None
+               ) -> list[GroupSpec]:
+    """Groups whose observation overlaps [start, end]; a straddling group is kept whole."""
+    if not (start or end):
+        return specs
+    from astropy.time import Time
+
+    from . import instrument
+
+    lo = Time(start, scale="utc").mjd if start else -1e30
+    hi = Time(end, scale="utc").mjd if end else 1e30
+    dur = instrument.FILE_DURATION / 86400.0
+    return [s for s in specs if s.start_mjd is None
+            or (s.start_mjd + dur >= lo and s.start_mjd <= hi)]
+
+
+def describe_night(specs: Sequence[GroupSpec], cfg: FrameworkConfig,
+                   args: argparse.Namespace) -> str:
+    lines = [f"night: {len(specs)} group(s) in {cfg.paths.input_dir}"]
+    disk = mem = 0.0
+    for s in specs:
+        names = role_stage_names(cfg, s.role, from_stage=args.from_stage,
+                                 only_stage=args.only_stage)
+        cal = s.metadata.get("calibrator")
+        shared = ", ".join(f"{k} <- {v}" for k, v in s.shared.items())
+        lines.append(f"  {s.group_id}  {s.role:<10} dec={_fmt_dec(s.dec_deg)} "
+                     f"files={len(s.files)}" + (f" calibrator={cal}" if cal else "")
+                     + (f" uses {shared}" if shared else ""))
+        lines.append(f"      stages: {' -> '.join(names)}")
+        est = s.metadata.get("estimate", {})
+        disk += est.get("disk_gb", 0.0)
+        mem = max(mem, est.get("memory_gb", 0.0))
+    lines.append(f"estimated products: {disk:.1f} GB on disk; peak memory per group "
+                 f"{mem:.1f} GB; groups in flight: {cfg.orchestrator.max_groups_in_flight}")
+    return "\n".join(lines)
+
+
+def _fmt_dec(dec: float | None) -> str:
+    return "?" if dec is None else f"{dec:+.2f}"
+
+
+def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
+    specs = discover_groups(cfg, args)
+    if args.dry_run:
+        print(describe_night(specs, cfg, args))
+        return 0
+    if not specs:
+        log.warning("no observation groups found", input_dir=cfg.paths.input_dir)
+        return 0
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = Path(cfg.paths.state_db or out / "state.sqlite")
+    profiler = make_profiler(cfg, force=args.profile)
+    factory = make_factory(cfg, args)
+    n_stages = sum(len(factory(s)) for s in specs)
+    progress = Progress(n_stages, enabled=not (args.log_json or cfg.logging.json_lines))
+    started = time.time()
+    ctx = PipelineContext(config=cfg.model_dump(mode="json"))
+    with StateDB(state_path) as state, ClientHandle(cfg.orchestrator) as client:
+        orch = NightOrchestrator(
+            state, output_dir=out, cache=ResultCache(cfg.paths.cache_dir or out / ".cache"),
+            runtime=Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir,
+                            config=cfg),
+            profiler=profiler, rerun=not args.resume,
+            max_groups_in_flight=cfg.orchestrator.max_groups_in_flight,
+            quarantine_after=cfg.orchestrator.quarantine_after,
+            retry_backoff_s=cfg.orchestrator.retry_backoff_s,
+            runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
+            on_stage_done=progress.update)
+        from distributed import performance_report
+
+        client.get()  # a night always fans out: start the cluster before the report opens
+        report_cm = performance_report(filename=str(out / "dask-report.html"))
+        if profiler is not None:
+            profiler.start()
+        try:
+            with report_cm:
+                night = orch.run(specs, factory, ctx)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+        finished = time.time()
+        _night_reports(cfg, out, night, state, profiler, ctx.run_id, started, finished, log)
+    bad = [g for g, s in night.status.items() if s not in ("done", "skipped")]
+    log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
+    return 0 if not bad else 1
+
+
+def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: StateDB,
+                   profiler: Any, run_id: str, started: float, finished: float,
+                   log: Any) -> None:
+    profiles: dict[str, dict] = {}
+    if profiler is not None:
+        report = profiler.report()
+        report.write(out, stem="profile")
+        profiles = {p.name: p.to_dict() for p in report.stages}
+    groups: dict[str, Any] = {}
+    for gid, status in night.status.items():
+        recs = []
+        if night.result is not None:
+            for name, rec in night.result.records.items():
+                if name.startswith(gid + "/"):
+                    d = rec.to_dict()
+                    d["name"] = name.split("/", 1)[1]
+                    d["profile"] = profiles.get(name)
+                    recs.append(d)
+        verdict = state.verdict(gid)
+        row = state.group(gid) or {}
+        groups[gid] = {"status": status, "role": row.get("role"), "message": row.get("message"),
+                       "records": recs, "verdict": verdict["verdict"] if verdict else None,
+                       "products": [{k: p[k] for k in ("key", "kind", "path", "checksum")}
+                                    for p in state.products(gid)]}
+    manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"), groups=groups,
+                              started=started, finished=finished)
+    paths = write_manifest(manifest, out)
+    log.info("manifest written", path=str(paths["md"]))
+
+
+# -- the framework demo (no science stages configured) --------------------------------------
+
+def run_single(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
+    stages = stages_from_config(cfg)
+    if not stages:
+        raise PipelineError("no stages configured: set pipeline.stages or use --demo")
+    if args.dry_run:
+        print(Runner(stages).plan().describe())
+        return 0
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    profiler = make_profiler(cfg, force=args.profile)
+    started = time.time()
+    ctx = PipelineContext(group_id="demo" if args.demo else None,
+                          config=cfg.model_dump(mode="json"))
+    with ClientHandle(cfg.orchestrator) as client:
+        if profiler is not None:
+            profiler.start()
+        try:
+            result = run_group(stages, ctx, cfg, client=client, profiler=profiler,
+                               rerun=not args.resume, profile_all=args.profile)
+        finally:
+            if profiler is not None:
+                profiler.stop()
+    profiles: dict[str, dict] = {}
+    if profiler is not None:
+        report = profiler.report()
+        report.write(out, stem="profile")
+        profiles = {p.name: p.to_dict() for p in report.stages}
+    records = []
     for name, rec in result.records.items():
         d = rec.to_dict()
         d["profile"] = profiles.get(name)
-        recs.append(d)
-    return recs
+        records.append(d)
+    manifest = build_manifest(
+        run_id=result.context.run_id, config=cfg.model_dump(mode="json"),
+        groups={ctx.group_id or "run": {"records": records}},
+        started=started, finished=time.time())
+    paths = write_manifest(manifest, out)
+    for name, rec in result.records.items():
+        log.info("stage", name=name, status=rec.status, wall_s=rec.wall_s, error=rec.error)
+    log.info("run finished", ok=result.ok, manifest=str(paths["md"]))
+    return 0 if result.ok else 1
+
+
+def _demo_config(args: argparse.Namespace, overrides: list[str],
+                 cfg: FrameworkConfig) -> FrameworkConfig:
+    """The embedded default: simulate a small night when the science stages are configured."""
+    out = Path(cfg.paths.output_dir)
+    if not cfg.pipeline.stages:
+        demo = out / "demo"
+        return load_config(args.config, overrides=[
+            *overrides, f"pipeline.stages={dict(FRAMEWORK_DEMO_STAGES)}",
+            f"make_array.out_dir={demo}", f"scale.out_dir={demo}", f"summary.out_dir={demo}"])
+    from .simulate.demo import simulate_demo_night
+
+    incoming = simulate_demo_night(out / "incoming", cfg)
+    return load_config(args.config, overrides=[*overrides, f"paths.input_dir={incoming}"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = list(args.set)
     if args.output:
         overrides.append(f"paths.output_dir={args.output}")
+    elif args.demo:
+        overrides.append("paths.output_dir=demo_output")
     if args.input:
         overrides.append(f"paths.input_dir={args.input}")
     if args.scheduler:
@@ -107,52 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(json_lines=args.log_json or cfg.logging.json_lines,
                           level=cfg.logging.level)
         log = get_logger()
-        if args.demo and not cfg.pipeline.stages:
-            out = Path(cfg.paths.output_dir)
-            cfg = load_config(args.config, overrides=[
-                *overrides, f"pipeline.stages={dict(FRAMEWORK_DEMO_STAGES)}",
-                f"make_array.out_dir={out / 'demo'}", f"scale.out_dir={out / 'demo'}",
-                f"summary.out_dir={out / 'demo'}"])
-        stages = stages_from_config(cfg)
-        if not stages:
-            raise PipelineError("no stages configured: set pipeline.stages or use --demo")
-        runner = Runner(stages)
-        if args.dry_run:
-            print(runner.plan().describe())
-            return 0
-        out = Path(cfg.paths.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        profiler = make_profiler(cfg, force=args.profile)
-        started = time.time()
-        ctx = PipelineContext(group_id="demo" if args.demo else None,
-                              config=cfg.model_dump(mode="json"))
-        with ClientHandle(cfg.orchestrator) as client:
-            if profiler is not None:
-                profiler.start()
-            try:
-                result = run_group(stages, ctx, cfg, client=client, profiler=profiler,
-                                   rerun=args.rerun, profile_all=args.profile)
-            finally:
-                if profiler is not None:
-                    profiler.stop()
-        profiles: dict[str, dict] = {}
-        if profiler is not None:
-            report = profiler.report()
-            report.write(out, stem="profile")
-            profiles = {p.name: p.to_dict() for p in report.stages}
-        manifest = build_manifest(
-            run_id=result.context.run_id, config=cfg.model_dump(mode="json"),
-            groups={ctx.group_id or "run": {
-                "records": _records(result, profiles),
-                "outputs": {k: (v.model_dump(mode="json") if not isinstance(v, list)
-                                else [r.model_dump(mode="json") for r in v])
-                            for k, v in result.context.outputs.items()}}},
-            started=started, finished=time.time())
-        paths = write_manifest(manifest, out)
-        for name, rec in result.records.items():
-            log.info("stage", name=name, status=rec.status, wall_s=rec.wall_s, error=rec.error)
-        log.info("run finished", ok=result.ok, manifest=str(paths["md"]))
-        return 0 if result.ok else 1
+        if args.demo:
+            cfg = _demo_config(args, overrides, cfg)
+        if cfg.pipeline.discover:
+            return run_night(cfg, args, log)
+        return run_single(cfg, args, log)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
