@@ -25,6 +25,11 @@ from .stage import PipelineStage
 from .state import StateDB
 
 SEP = "/"
+#: The product key of calibration solutions: registered in the state DB's calibration
+#: registry when made, and looked up there when a group needs it and none is made tonight.
+CALTABLES = "caltables"
+_REGISTRY_META = ("transit_mjd", "valid_start_mjd", "valid_end_mjd", "dec_deg",
+                  "dec_halfwidth_deg")
 
 
 @dataclass
@@ -144,6 +149,32 @@ class NightOrchestrator:
                            meta=json.loads(p["meta"] or "{}")) for p in rows]
         return refs if len(refs) > 1 else refs[0]
 
+    def _registered(self, gid: str, specs: Sequence[GroupSpec]) -> Product | None:
+        """The registry's valid solution nearest in time for the group's declination."""
+        spec = next((s for s in specs if s.group_id == gid), None)
+        if spec is None or spec.start_mjd is None or spec.dec_deg is None:
+            return None
+        cal = self.state.best_calibration(spec.start_mjd, spec.dec_deg)
+        if cal is None or not all(Path(t).exists() for t in cal.tables):
+            return None
+        refs = [ProductRef.for_path("caltable", t, registry_id=cal.id,
+                                    calibrator=cal.calibrator) for t in cal.tables]
+        return refs
+
+    def _register(self, gid: str, product: Product) -> None:
+        """Register solutions whose references carry their validity (and passed QA)."""
+        refs = product if isinstance(product, list) else [product]
+        meta = refs[0].meta
+        if not all(k in meta for k in _REGISTRY_META) or meta.get("qa_passed") is False:
+            return
+        transit = float(meta["transit_mjd"])
+        self.state.register_calibration(
+            gid, [r.path for r in refs], transit_mjd=transit,
+            valid_before_s=(transit - float(meta["valid_start_mjd"])) * 86400.0,
+            valid_after_s=(float(meta["valid_end_mjd"]) - transit) * 86400.0,
+            dec_deg=float(meta["dec_deg"]), dec_halfwidth_deg=float(meta["dec_halfwidth_deg"]),
+            calibrator=meta.get("calibrator"), qa=meta.get("qa") or {})
+
     def _resolve(self, specs: list[GroupSpec], factory: StageFactory,
                  inputs: dict[str, Product]) -> tuple[list[MappedStage], dict[str, str]]:
         """Plan the night; inputs no stage makes tonight come from earlier runs' products.
@@ -161,6 +192,8 @@ class NightOrchestrator:
                     if outer in produced or outer in inputs:
                         continue
                     found = self._recorded(outer)
+                    if found is None and outer.endswith(SEP + CALTABLES):
+                        found = self._registered(st.group_id or "", specs)
                     if found is not None:
                         inputs[outer] = found
                         continue
@@ -211,6 +244,8 @@ class NightOrchestrator:
             if out is not None:
                 produced = {k.split(SEP, 1)[1]: out.outputs[k] for k in stage.produces}
                 self.state.record_products(gid, produced)
+                if CALTABLES in produced:
+                    self._register(gid, produced[CALTABLES])
             if self.on_stage_done is not None:
                 self.on_stage_done(gid, d["name"], rec)
 

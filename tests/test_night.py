@@ -18,7 +18,9 @@ def _writer(name, produces, requires=(), sleep=0.0, fail_group=None):
             raise InputError("truncated HDF5 file", files=[f"{ctx.group_id}_sb03.hdf5"])
         time.sleep(sleep)
         out = ctx.metadata["out_dir"] + f"/{ctx.group_id}_{produces}.txt"
-        text = ",".join(str(ctx.get(k).checksum) for k in requires) + name
+        refs = [r for k in requires for r in (ctx.get(k) if isinstance(ctx.get(k), list)
+                                                  else [ctx.get(k)])]
+        text = ",".join(str(r.checksum) for r in refs) + name
         with open(out, "w") as fh:
             fh.write(text)
         LOG.append((ctx.group_id, name, t0, time.time()))
@@ -121,3 +123,42 @@ def test_bad_group_is_quarantined_and_the_night_goes_on(tmp_path):
         assert row["status"] == "quarantined" and "truncated HDF5" in row["message"]
         qfile = tmp_path / "out" / "quarantine" / bad.replace(":", "") / "errors.json"
         assert "sb03.hdf5" in json.loads(qfile.read_text())["stages"][0]["error"]
+
+
+def _cal_with_registry_meta(ctx):
+    out = ctx.metadata["out_dir"] + f"/{ctx.group_id}.G"
+    with open(out, "w") as fh:
+        fh.write("gains")
+    meta = {"transit_mjd": 61000.0, "valid_start_mjd": 60999.5, "valid_end_mjd": 61000.5,
+            "dec_deg": 16.0, "dec_halfwidth_deg": 1.5, "calibrator": "3C454.3",
+            "qa_passed": True, "qa": {"median_snr": 90}}
+    return ctx.with_output("caltables", [ProductRef.for_path("caltable", out, **meta)])
+
+
+def test_target_without_calibrator_tonight_uses_the_registry(tmp_path):
+    with StateDB(tmp_path / "state.sqlite") as db:
+        raw = tmp_path / "raw.txt"
+        raw.write_text("r")
+        cal = GroupSpec("cal", {"raw": ProductRef.for_path("text", raw)}, role="calibrator",
+                        start_mjd=61000.0, dec_deg=16.0)
+
+        def factory(spec):
+            if spec.role == "calibrator":
+                return [FunctionStage(_cal_with_registry_meta, name="calibrate",
+                                      requires=("raw",), produces=("caltables",))]
+            return [_writer("apply", "calibrated", ("raw", "caltables"))]
+
+        _orch(tmp_path, db).run([cal], factory, _ctx(tmp_path))
+        entry = db.best_calibration(61000.1, 16.4)
+        assert entry is not None and entry.calibrator == "3C454.3"
+        # Next night: only a target, no calibrator group in the plan.
+        tgt = GroupSpec("tgt", {"raw": ProductRef.for_path("text", raw)}, start_mjd=61000.2,
+                        dec_deg=16.3)
+        res = _orch(tmp_path, db).run([tgt], factory, _ctx(tmp_path))
+        assert res.status["tgt"] == "done"
+        # Too far in declination: no valid solution -> the group fails alone, clearly.
+        far = GroupSpec("far", {"raw": ProductRef.for_path("text", raw)}, start_mjd=61000.2,
+                        dec_deg=40.0)
+        res = _orch(tmp_path, db).run([far], factory, _ctx(tmp_path))
+        assert res.status["far"] == "failed"
+        assert "caltables" in db.group("far")["message"]
