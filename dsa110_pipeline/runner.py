@@ -16,6 +16,7 @@ import pickle
 import queue
 import socket
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -330,7 +331,9 @@ class Runner:
         self.stages = list(stages)
         self.cache = cache
         self.runtime = runtime
-        self.max_workers = max_workers or max(8, 4 * (os.cpu_count() or 1))
+        # Threads wait on I/O or on GIL-releasing work; CPU-heavy work goes to dask.
+        self.max_workers = max_workers or max(32, 4 * (os.cpu_count() or 1))
+        self._pool: ThreadPoolExecutor | None = None
         self.profiler = profiler
         self.continue_on_failure = continue_on_failure
         self.retry_backoff_s = retry_backoff_s
@@ -362,7 +365,6 @@ class Runner:
         # (frontier stages, inputs of failed stages) is kept for the final merge.
         results: list[PipelineContext | None] = [None] * n
         undispatched = [len(c) for c in plan.children]
-        succeeded = [False] * n
         carried = [False] * n
         keep: list[PipelineContext] = []
         waiting = [len(p) for p in plan.parents]
@@ -371,51 +373,67 @@ class Runner:
         in_flight = 0
         stop = False
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, max(n, 1)),
-                                thread_name_prefix="stage") as pool:
-            while ready or in_flight:
-                while ready and not stop:
-                    i = ready.popleft()
-                    parents = plan.parents[i]
-                    stage_ctx = merge_contexts(ctx, [results[p] for p in parents])  # type: ignore[misc]
-                    for p in parents:
-                        undispatched[p] -= 1
-                        if undispatched[p] == 0:
-                            results[p] = None
-                    stage = plan.stages[i]
-                    pool.submit(self._job, stage, stage_ctx, records[stage.name], i, done)
-                    in_flight += 1
-                if not in_flight:
-                    break
-                i, out, given = done.get()
-                in_flight -= 1
-                if self.on_done is not None:
-                    st = plan.stages[i]
-                    self.on_done(st, records[st.name], out)
-                if out is not None:
-                    succeeded[i] = True
-                    for p in plan.parents[i]:
-                        carried[p] = True
-                    if plan.children[i]:
-                        results[i] = out
-                    else:
-                        keep.append(out)
-                    for c in plan.children[i]:
-                        waiting[c] -= 1
-                        if waiting[c] == 0:
-                            ready.append(c)
+        # One dispatch loop; stages run in the pool, or inline when alone.
+        while ready or in_flight:
+            while ready and not stop:
+                i = ready.popleft()
+                parents = plan.parents[i]
+                stage_ctx = merge_contexts(ctx, [results[p] for p in parents])  # type: ignore[misc]
+                for p in parents:
+                    undispatched[p] -= 1
+                    if undispatched[p] == 0:
+                        results[p] = None
+                stage = plan.stages[i]
+                if not ready and not in_flight:
+                    # Nothing else can run meanwhile: skip the thread hand-off.
+                    self._job(stage, stage_ctx, records[stage.name], i, done)
                 else:
-                    if plan.parents[i]:
-                        keep.append(given)
-                    self._skip_descendants(plan, i, records)
-                    if not self.continue_on_failure:
-                        stop = True
+                    self._get_pool().submit(self._job, stage, stage_ctx,
+                                            records[stage.name], i, done)
+                in_flight += 1
+            if not in_flight:
+                break
+            i, out, given = done.get()
+            in_flight -= 1
+            if self.on_done is not None:
+                st = plan.stages[i]
+                self.on_done(st, records[st.name], out)
+            if out is not None:
+                for p in plan.parents[i]:
+                    carried[p] = True
+                if plan.children[i]:
+                    results[i] = out
+                else:
+                    keep.append(out)
+                for c in plan.children[i]:
+                    waiting[c] -= 1
+                    if waiting[c] == 0:
+                        ready.append(c)
+            else:
+                if plan.parents[i]:
+                    keep.append(given)
+                self._skip_descendants(plan, i, records)
+                if not self.continue_on_failure:
+                    stop = True
         # Stages whose children never ran (stopped early) still count.
         keep.extend(r for i, r in enumerate(results) if r is not None and not carried[i])
         final = merge_contexts(ctx, keep) if keep else ctx
         return RunResult(final, records, plan, time.perf_counter() - t0)
 
     # -- internals ----------------------------------------------------------
+    def _get_pool(self) -> ThreadPoolExecutor:
+        """The runner's thread pool, created on first need and kept across runs."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.max_workers,
+                                            thread_name_prefix="stage")
+            weakref.finalize(self, self._pool.shutdown, wait=False)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     @staticmethod
     def _skip_descendants(plan: Plan, i: int, records: dict[str, StageRecord]) -> None:
         todo = list(plan.children[i])

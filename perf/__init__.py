@@ -1,0 +1,1 @@
+"""Benchmark harness: ``python -m perf SUITE [--quick]`` (see perf/README.md)."""

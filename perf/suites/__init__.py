@@ -1,0 +1,1 @@
+"""Benchmark suites: each module ``perf.suites.<name>`` defines ``run(quick=False) -> dict``."""
