@@ -99,6 +99,25 @@ class PipelineSection(_Branch):
     sweeps: dict[str, list[Any]] = Field(default_factory=dict)
 
 
+class DemoConfig(_Branch):
+    """The simulated night behind ``--demo`` (one calibrator group, then targets)."""
+
+    n_groups: int = Field(3, ge=1)
+    n_antennas: int = Field(48, ge=4, le=117)
+    n_subbands: int = Field(16, ge=1, le=16)
+    n_channels: int = Field(8, ge=1, le=48)
+    n_integrations: int = Field(24, ge=1)
+    n_sources: int = Field(40, ge=0)
+    dec_deg: float = Field(16.15, ge=-50, le=90)
+    calibrator: str = "3C454.3"
+    #: Sky catalog; None: random sources from the 1.4 GHz counts.
+    catalog: str | None = None
+    start: str = "2026-01-25T22:00:00"
+    seed: int = 1
+    noise: bool = True
+    rfi: bool = True
+
+
 class FrameworkConfig(_Branch):
     """The framework's branches; stage branches are added by :func:`config_model`."""
 
@@ -108,6 +127,7 @@ class FrameworkConfig(_Branch):
     profiling: ProfilingConfig = ProfilingConfig()
     logging: LoggingConfig = LoggingConfig()
     pipeline: PipelineSection = PipelineSection()
+    demo: DemoConfig = DemoConfig()
 
     def stage_config(self, name: str) -> BaseModel:
         """The typed config branch of the stage called ``name``."""

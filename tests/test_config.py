@@ -38,12 +38,12 @@ def test_bad_override_syntax():
 
 
 def test_stage_branch_is_typed_by_the_stage_config():
-    raw = {"pipeline": {"stages": {"demo": "dsa110_pipeline.demo:ScaleStage"}},
-           "demo": {"factor": 3.0}}
+    raw = {"pipeline": {"stages": {"scaler": "dsa110_pipeline.demo:ScaleStage"}},
+           "scaler": {"factor": 3.0}}
     cfg = build_config(raw)
-    assert cfg.stage_config("demo").factor == 3.0
-    with pytest.raises(ConfigError, match=r"demo\.factor"):
-        build_config({**raw, "demo": {"factor": "big"}})
+    assert cfg.stage_config("scaler").factor == 3.0
+    with pytest.raises(ConfigError, match=r"scaler\.factor"):
+        build_config({**raw, "scaler": {"factor": "big"}})
 
 
 def test_bad_stage_path_is_a_config_error():
