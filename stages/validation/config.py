@@ -1,0 +1,100 @@
+"""Typed, frozen config branch of the validation stage (``validation:`` in the YAML).
+
+Angles are in arcseconds and thresholds are plain ratios because operators edit them;
+everything is converted to SI (rad, Jy) where it is used.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from dsa110_pipeline.stage import StageConfig
+
+
+class Thresholds(StageConfig):
+    """WARN / REJECT limits of the verdict (issue 7 defaults)."""
+
+    #: |flux ratio - 1| above which the flux scale is WARN / REJECT.
+    flux_scale_warn: float = Field(0.10, gt=0)
+    flux_scale_reject: float = Field(0.15, gt=0)
+    #: Astrometric rms (arcsec, per axis, about zero so a shift counts) WARN / REJECT.
+    astrometry_warn_arcsec: float = Field(2.5, gt=0)
+    astrometry_reject_arcsec: float = Field(5.0, gt=0)
+    #: Completeness (fraction) below which the verdict is WARN / REJECT.
+    completeness_warn: float = Field(0.90, ge=0, le=1)
+    completeness_reject: float = Field(0.70, ge=0, le=1)
+    #: Image rms / theoretical radiometer noise above which WARN / REJECT.
+    noise_warn: float = Field(1.5, gt=0)
+    noise_reject: float = Field(2.0, gt=0)
+    #: Fewest matched sources a flux-scale or astrometry verdict may rest on.
+    min_matches: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.flux_scale_reject < self.flux_scale_warn:
+            raise ValueError("flux_scale_reject must be >= flux_scale_warn")
+        if self.astrometry_reject_arcsec < self.astrometry_warn_arcsec:
+            raise ValueError("astrometry_reject_arcsec must be >= astrometry_warn_arcsec")
+        if self.completeness_reject > self.completeness_warn:
+            raise ValueError("completeness_reject must be <= completeness_warn")
+        if self.noise_reject < self.noise_warn:
+            raise ValueError("noise_reject must be >= noise_warn")
+        return self
+
+
+class ValidationConfig(StageConfig):
+    """Config of :class:`stages.validation.ValidationStage`."""
+
+    #: Reference catalog: an NVSS-format catalog file (CSV/VOTable/FITS, read with
+    #: ``dsa110_pipeline.catalogs.read_catalog``) or a simulation truth JSON. None: take
+    #: ``ctx.metadata['reference_catalog']`` if present, else the group is "not validated".
+    reference_catalog: str | None = None
+    reference_kind: Literal["auto", "catalog", "truth"] = "auto"
+    #: Source finder: "auto" = PyBDSF when importable, else the built-in island finder.
+    finder: Literal["auto", "bdsf", "islands"] = "auto"
+    #: Peak threshold (S/N) of an island and the S/N to which islands grow.
+    thresh_pix: float = Field(5.0, gt=0)
+    thresh_isl: float = Field(3.0, gt=0)
+    #: Box size (beams) of the rms / mean maps; 0 = one global value.
+    rms_box_beams: float = Field(30.0, ge=0)
+    #: Match radius in units of the restoring beam's major axis FWHM.
+    match_radius_beams: float = Field(1.0, gt=0)
+    #: Only the image part where the primary beam is at least this is validated.
+    pb_cut: float = Field(0.2, gt=0, le=1)
+    #: Primary beam when no "pb" image is given: Airy model at the image frequency, or none.
+    pb_model: Literal["airy", "none"] = "airy"
+    #: Flux used for the flux scale: Gaussian-fit integrated flux, peak flux, or "auto":
+    #: the integrated flux of sources resolved at 3σ (integrated − peak > 3× their combined
+    #: error) and the peak flux of the others, which for a point source is the same quantity
+    #: measured with less noise and without the upward bias of free-size fits at low S/N.
+    flux_measure: Literal["auto", "integrated", "peak"] = "auto"
+    #: Matches used for flux scale / astrometry must have at least this measured S/N.
+    flux_snr_min: float = Field(10.0, gt=0)
+    astrometry_snr_min: float = Field(20.0, gt=0)
+    #: Reference sources whose expected apparent S/N is at least this count in the
+    #: completeness that the verdict uses (2σ above the 5σ detection threshold so that
+    #: noise alone does not decide whether a source is found). Reliability and the
+    #: completeness curve are still reported from 5σ.
+    completeness_snr: float = Field(7.0, gt=0)
+    #: Bootstrap resamples of the flux-ratio interval, and their random seed.
+    n_bootstrap: int = Field(2000, ge=100)
+    seed: int = 12345
+    #: Theoretical noise inputs; None = from the image's meta/header, then the
+    #: pipeline context, then the instrument defaults (one full 16-subband file).
+    bandwidth_hz: float | None = Field(None, gt=0)
+    integration_time_s: float | None = Field(None, gt=0)
+    flagged_fraction: float | None = Field(None, ge=0, lt=1)
+    n_antennas: int | None = Field(None, ge=2)
+    sefd_jy: float | None = Field(None, gt=0)
+    #: Extra factor on the natural-weighting radiometer noise (robust/uniform weighting loss).
+    weighting_noise_factor: float = Field(1.0, ge=1.0)
+    #: Where reports go; None = <paths.output_dir>/validation, else beside the image.
+    output_dir: str | None = None
+    #: Longest side (pixels) of the report's image thumbnail.
+    thumbnail_pixels: int = Field(600, ge=100)
+    thresholds: Thresholds = Thresholds()
+
+
+__all__ = ["Thresholds", "ValidationConfig"]

@@ -1,0 +1,158 @@
+"""Source finders (PyBDSF and the built-in island finder) on synthetic images with known
+sources; background maps; the source-list writers."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from stages.validation.background import background_maps, robust_stats
+from stages.validation.finder import find_sources
+from stages.validation.finder_bdsf import bdsf_available
+from stages.validation.gaussfit import FWHM_PER_SIGMA, fit_gaussians, gaussian2d
+from stages.validation.image_io import MissingBeamError, read_fits_image
+from stages.validation.sources import read_sources_fits, write_sources_csv, write_sources_fits
+
+from ._synth import make_image, write_fits
+
+ARCSEC = np.radians(1 / 3600)
+CENTRE = (150.0, 30.0)
+NOISE = 1e-3
+
+METHODS = [pytest.param("bdsf", marks=pytest.mark.skipif(not bdsf_available(),
+                                                         reason="bdsf not installed")),
+           "islands"]
+
+
+def _grid(n_side: int = 6, npix: int = 512, cell: float = 8.0):
+    """Sources on a jittered grid with fluxes 15-200 sigma; returns RA, Dec (deg), flux."""
+    rng = np.random.default_rng(11)
+    step = npix * cell / 3600 / (n_side + 1)
+    off = (np.arange(n_side) - (n_side - 1) / 2) * step
+    dy, dx = np.meshgrid(off, off, indexing="ij")
+    dx = dx.ravel() + rng.uniform(-0.2, 0.2, dx.size) * step
+    dy = dy.ravel() + rng.uniform(-0.2, 0.2, dy.size) * step
+    dec = CENTRE[1] + dy
+    ra = CENTRE[0] + dx / np.cos(np.radians(dec))
+    flux = NOISE * np.geomspace(15, 200, dx.size)
+    return ra, dec, flux
+
+
+@pytest.fixture(scope="module")
+def grid_image(tmp_path_factory):
+    ra, dec, flux = _grid()
+    s = make_image(ra, dec, flux, centre=CENTRE, npix=512, noise_rms=NOISE, seed=5,
+                   apply_pb=False)
+    path = write_fits(tmp_path_factory.mktemp("grid") / "grid.fits", s.data, s)
+    return read_fits_image(path), (ra, dec, flux)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_finder_recovers_positions_and_fluxes(grid_image, method):
+    img, (ra, dec, flux) = grid_image
+    res = find_sources(img, method=method, thresh_pix=5.0, thresh_isl=3.0)
+    src = res.sources
+    assert len(src) == len(ra)
+    # nearest detection of every true source
+    cosd = np.cos(np.radians(dec))
+    d2 = ((np.radians(ra)[:, None] - src.ra[None]) * cosd[:, None]) ** 2 + (
+        np.radians(dec)[:, None] - src.dec[None]) ** 2
+    j = np.argmin(d2, axis=1)
+    assert len(set(j.tolist())) == len(ra)
+    dra = (src.ra[j] - np.radians(ra)) * cosd
+    ddec = src.dec[j] - np.radians(dec)
+    assert np.sqrt(np.mean(dra**2 + ddec**2)) / ARCSEC < 1.0
+    # errors are honest: normalised residuals have unit-ish scatter
+    z = np.r_[dra / src.ra_err[j], ddec / src.dec_err[j]]
+    assert 0.5 < np.std(z) < 2.0
+    zp = (src.peak_jy[j] - flux) / src.peak_err_jy[j]
+    assert 0.4 < np.std(zp) < 2.5 and abs(np.median(zp)) < 1.0
+    assert np.allclose(src.peak_jy[j], flux, rtol=0.15)
+    assert np.median(src.int_jy[j] / flux) == pytest.approx(1.0, abs=0.03)
+    # fitted sizes are the beam (point sources)
+    assert np.median(src.maj[j]) / ARCSEC == pytest.approx(30.0, rel=0.05)
+    assert np.median(src.min[j]) / ARCSEC == pytest.approx(22.0, rel=0.05)
+    assert np.median(res.rms) == pytest.approx(NOISE, rel=0.1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_noise_only_image_gives_nothing_above_6_sigma(tmp_path, method):
+    s = make_image(np.zeros(0), np.zeros(0), np.zeros(0), centre=CENTRE, npix=512,
+                   noise_rms=NOISE, seed=21, apply_pb=False)
+    img = read_fits_image(write_fits(tmp_path / "noise.fits", s.data, s))
+    res = find_sources(img, method=method)
+    assert np.all(res.sources.snr < 6.0)
+    assert np.median(res.rms) == pytest.approx(NOISE, rel=0.1)
+
+
+def test_image_without_beam_cannot_be_searched(tmp_path):
+    s = make_image(np.zeros(0), np.zeros(0), np.zeros(0), centre=CENTRE, npix=64,
+                   noise_rms=NOISE, apply_pb=False)
+    path = write_fits(tmp_path / "nobeam.fits", s.data, s, beam=False)
+    with pytest.raises(MissingBeamError, match="restoring beam"):
+        read_fits_image(path)
+    img = read_fits_image(path, require_beam=False)
+    assert img.beam is None
+    with pytest.raises(MissingBeamError):
+        find_sources(img, method="islands")
+
+
+def test_gaussian_fit_recovers_parameters():
+    yy, xx = np.mgrid[0:40, 0:40]
+    truth = (2.0, 20.3, 18.7, 3.0, 1.8, np.radians(35.0))
+    data = gaussian2d(xx, yy, *truth)
+    fit = fit_gaussians(data, np.ones(data.shape, bool), np.array([20.0]), np.array([19.0]),
+                        np.array([1.9]), (2.5, 2.0, 0.0))
+    assert fit.ok
+    got = (fit.amp[0], fit.x[0], fit.y[0], fit.smaj[0], fit.smin[0], fit.pa[0])
+    assert np.allclose(got, truth, atol=1e-4)
+    assert np.isclose(FWHM_PER_SIGMA, 2.3548, rtol=1e-4)
+
+
+def test_background_maps_follow_a_noise_gradient():
+    rng = np.random.default_rng(2)
+    sigma = np.linspace(1.0, 3.0, 400)[None, :] * np.ones((400, 1))
+    img = rng.normal(0, 1, (400, 400)) * sigma + 5.0
+    img[200, 200] = 1e4  # a bright pixel must not bias the box statistics
+    mean, rms = background_maps(img, 50)
+    assert np.median(np.abs(rms / sigma - 1)) < 0.05
+    assert np.median(mean) == pytest.approx(5.0, abs=0.05)
+    med, sig = robust_stats(np.r_[rng.normal(0, 2, 10000), np.nan, 1e6])
+    assert sig == pytest.approx(2.0, rel=0.05)
+    g_mean, g_rms = background_maps(img, 0)
+    assert np.ptp(g_rms) == 0
+
+
+def test_source_lists_round_trip(tmp_path, grid_image):
+    img, _ = grid_image
+    src = find_sources(img, method="islands").sources
+    pb = np.full(len(src), 0.5)
+    fits_path = write_sources_fits(tmp_path / "s.fits", src, pb, meta={"group": "g1"})
+    back = read_sources_fits(fits_path)
+    assert len(back) == len(src)
+    assert np.allclose(back.ra, src.ra, rtol=0, atol=1e-12)
+    assert np.allclose(back.int_err_jy, src.int_err_jy)
+    assert back.finder == "islands"
+    csv_path = write_sources_csv(tmp_path / "s.csv", src, pb)
+    with open(csv_path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(src)
+    assert {"ra_deg", "dec_deg", "peak_flux_jy", "peak_flux_err_jy", "int_flux_jy",
+            "int_flux_err_jy", "int_flux_pbcor_jy"} <= set(rows[0])
+    assert float(rows[0]["int_flux_pbcor_jy"]) == pytest.approx(2 * src.int_jy[0], rel=1e-8)
+    # no temporaries left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.fits"]
+
+
+def test_auto_falls_back_to_islands_without_bdsf(monkeypatch, grid_image):
+    import stages.validation.finder as finder
+
+    monkeypatch.setattr(finder, "bdsf_available", lambda: False)
+    assert finder.choose_method("auto") == "islands"
+    with pytest.raises(RuntimeError, match="not installed"):
+        finder.choose_method("bdsf")
+    img, (ra, _, _) = grid_image
+    res = finder.find_sources(img, method="auto")
+    assert res.method == "islands" and len(res.sources) == len(ra)

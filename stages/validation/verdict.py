@@ -1,0 +1,146 @@
+"""QA verdicts: ACCEPT / WARN / REJECT, or NOT_VALIDATED when validation was impossible.
+
+Every verdict carries its reasons, one per metric that was judged (or could not be).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from .config import Thresholds
+
+
+class Verdict(StrEnum):
+    ACCEPT = "ACCEPT"
+    WARN = "WARN"
+    REJECT = "REJECT"
+    NOT_VALIDATED = "NOT_VALIDATED"
+
+
+_RANK = {Verdict.ACCEPT: 0, Verdict.WARN: 1, Verdict.NOT_VALIDATED: 2, Verdict.REJECT: 3}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One metric's judgement: its level, a sentence an operator can read, value, limits."""
+
+    metric: str
+    level: Verdict
+    message: str
+    value: float | None = None
+    warn: float | None = None
+    reject: float | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["level"] = self.level.value
+        return d
+
+
+@dataclass(frozen=True)
+class VerdictResult:
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+
+    @property
+    def failing(self) -> list[Reason]:
+        """Reasons at the level of the overall verdict (empty for ACCEPT)."""
+        if self.verdict == Verdict.ACCEPT:
+            return []
+        return [r for r in self.reasons if r.level == self.verdict]
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict.value, "reasons": [r.to_dict() for r in self.reasons]}
+
+
+def not_validated(why: str, metric: str = "input") -> VerdictResult:
+    """The explicit outcome when validation could not be done at all."""
+    return VerdictResult(Verdict.NOT_VALIDATED, (Reason(metric, Verdict.NOT_VALIDATED, why),))
+
+
+def _high(metric: str, value: float, warn: float, reject: float, text: str) -> Reason:
+    if value > reject:
+        return Reason(metric, Verdict.REJECT, f"{text} exceeds the REJECT limit {reject:g}",
+                      value, warn, reject)
+    if value > warn:
+        return Reason(metric, Verdict.WARN, f"{text} exceeds the WARN limit {warn:g}",
+                      value, warn, reject)
+    return Reason(metric, Verdict.ACCEPT, f"{text} is within limits", value, warn, reject)
+
+
+def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: float | None,
+           n_astrometry: int, completeness: float | None, n_completeness: int,
+           noise_ratio: float | None, thresholds: Thresholds) -> VerdictResult:
+    """Judge each metric against ``thresholds`` and combine: any REJECT → REJECT; else a
+    metric that could not be judged → NOT_VALIDATED; else any WARN → WARN; else ACCEPT."""
+    t = thresholds
+    reasons: list[Reason] = []
+    # flux scale
+    if flux_ratio is None or not np.isfinite(flux_ratio) or n_flux < t.min_matches:
+        reasons.append(Reason("flux_scale", Verdict.NOT_VALIDATED,
+                              f"flux scale not measured: {n_flux} usable matches "
+                              f"(need {t.min_matches})"))
+    else:
+        off = abs(flux_ratio - 1.0)
+        reasons.append(_high("flux_scale", off, t.flux_scale_warn, t.flux_scale_reject,
+                             f"flux scale off by {100 * off:.1f}% (median ratio "
+                             f"{flux_ratio:.3f}, {n_flux} sources)"))
+    # astrometry
+    if (astrometric_rms_arcsec is None or not np.isfinite(astrometric_rms_arcsec)
+            or n_astrometry < t.min_matches):
+        reasons.append(Reason("astrometry", Verdict.NOT_VALIDATED,
+                              f"astrometry not measured: {n_astrometry} usable matches "
+                              f"(need {t.min_matches})"))
+    else:
+        reasons.append(_high("astrometry", astrometric_rms_arcsec, t.astrometry_warn_arcsec,
+                             t.astrometry_reject_arcsec,
+                             f"astrometric rms {astrometric_rms_arcsec:.2f}″ "
+                             f"({n_astrometry} sources)"))
+    # completeness (low is bad)
+    if completeness is None or not np.isfinite(completeness) or n_completeness == 0:
+        reasons.append(Reason("completeness", Verdict.NOT_VALIDATED,
+                              "completeness not measured: no reference source is expected "
+                              "above the threshold in this image"))
+    else:
+        c = completeness
+        text = f"completeness {100 * c:.1f}% of {n_completeness} reference sources"
+        if c < t.completeness_reject:
+            r = Reason("completeness", Verdict.REJECT,
+                       f"{text} is below the REJECT limit {100 * t.completeness_reject:g}%",
+                       c, t.completeness_warn, t.completeness_reject)
+        elif c < t.completeness_warn:
+            r = Reason("completeness", Verdict.WARN,
+                       f"{text} is below the WARN limit {100 * t.completeness_warn:g}%",
+                       c, t.completeness_warn, t.completeness_reject)
+        else:
+            r = Reason("completeness", Verdict.ACCEPT, f"{text} is within limits", c,
+                       t.completeness_warn, t.completeness_reject)
+        reasons.append(r)
+    # noise
+    if noise_ratio is None or not np.isfinite(noise_ratio):
+        reasons.append(Reason("noise", Verdict.NOT_VALIDATED,
+                              "noise not judged: no theoretical noise available"))
+    else:
+        reasons.append(_high("noise", noise_ratio, t.noise_warn, t.noise_reject,
+                             f"image rms is {noise_ratio:.2f}× the theoretical noise"))
+    levels = [r.level for r in reasons]
+    if Verdict.REJECT in levels:
+        v = Verdict.REJECT
+    elif Verdict.NOT_VALIDATED in levels:
+        v = Verdict.NOT_VALIDATED
+    elif Verdict.WARN in levels:
+        v = Verdict.WARN
+    else:
+        v = Verdict.ACCEPT
+    return VerdictResult(v, tuple(reasons))
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    """The most severe of several verdicts (REJECT > NOT_VALIDATED > WARN > ACCEPT)."""
+    return max(verdicts, key=lambda v: _RANK[v]) if verdicts else Verdict.NOT_VALIDATED
+
+
+__all__ = ["Verdict", "Reason", "VerdictResult", "decide", "not_validated", "worst"]
