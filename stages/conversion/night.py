@@ -1,0 +1,101 @@
+"""Night discovery hook: the observation groups of an input directory as ``GroupSpec``s.
+
+Configured as ``pipeline.discover: stages.conversion.night:discover_night``. A file
+whose header cannot be read still joins the group its name belongs to, so the
+conversion of that group fails with a clear error naming the file (and the group is
+quarantined) instead of the file silently vanishing from the night.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from dsa110_pipeline import instrument
+from dsa110_pipeline.context import ProductRef
+from dsa110_pipeline.night import GroupSpec
+
+from .discovery import SubbandGroup, discover, parse_name
+
+JD_MJD = 2400000.5
+
+
+def pointing_dec_deg(path: Path) -> float | None:
+    """Pointing declination (deg) from ``extra_keywords/phase_center_dec`` (rad), if any."""
+    try:
+        with h5py.File(path, "r") as f:
+            ek = f["Header"].get("extra_keywords")
+            if ek is not None and "phase_center_dec" in ek:
+                return math.degrees(float(ek["phase_center_dec"][()]))
+    except (OSError, KeyError, ValueError):
+        return None
+    return None
+
+
+def _truths(input_dir: Path) -> dict[float, Path]:
+    """Simulation truth files (``<start>_truth.json``) by their start time (JD)."""
+    out = {}
+    for p in input_dir.glob("*_truth.json"):
+        try:
+            t = datetime.fromisoformat(p.name.split("_truth")[0]).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        out[t.timestamp() / 86400.0 + 2440587.5] = p
+    return out
+
+
+def _spec(group: SubbandGroup, extra: list[Path]) -> GroupSpec:
+    files = sorted([*group.files.values(), *extra], key=lambda p: p.name)
+    refs = [ProductRef.for_path("uvh5", p) for p in files]
+    size = sum(p.stat().st_size for p in files)
+    subband = {p: sb for sb, p in group.files.items()}
+    dec = next((d for d in (pointing_dec_deg(p) for p in group.files.values())
+                if d is not None), None)
+    return GroupSpec(
+        group_id=group.group_id, inputs={"subband_files": refs},
+        start_mjd=group.start_jd - JD_MJD, dec_deg=dec,
+        files=[(str(p), subband.get(p), p.stat().st_size) for p in files],
+        metadata={"missing_subbands": group.missing, "complete": group.complete,
+                  "estimate": {"disk_gb": 1.3 * size / 1e9, "memory_gb": 1.5}})
+
+
+def discover_night(input_dir: Path, cfg: Any = None) -> list[GroupSpec]:
+    """Group the subband files of ``input_dir`` by the time inside them."""
+    if not Path(input_dir).is_dir():
+        from dsa110_pipeline.errors import InputError
+
+        raise InputError("input directory does not exist", files=[str(input_dir)])
+    found = discover(input_dir)
+    groups = sorted(found.groups, key=lambda g: g.start_jd)
+    extra: dict[str, list[Path]] = {g.group_id: [] for g in groups}
+    orphans: list[Path] = []
+    for path in found.unreadable:
+        parsed = parse_name(path)
+        if parsed is None:
+            continue
+        name_jd = parsed[0].timestamp() / 86400.0 + 2440587.5
+        best = min(groups, key=lambda g: abs(g.start_jd - name_jd), default=None)
+        if best is not None and abs(best.start_jd - name_jd) * 86400 <= (
+                instrument.FILENAME_JITTER + 1):
+            extra[best.group_id].append(path)
+        else:
+            orphans.append(path)
+    specs = [_spec(g, extra[g.group_id]) for g in groups]
+    truths = _truths(Path(input_dir))
+    for spec, g in zip(specs, groups):
+        # A simulated group validates against its own truth unless the config names a
+        # reference catalog (the validation stage reads this metadata as its fallback).
+        near = [p for jd, p in truths.items()
+                if abs(jd - g.start_jd) * 86400 <= instrument.FILENAME_JITTER + 1]
+        if near:
+            spec.metadata["reference_catalog"] = str(near[0])
+    for path in orphans:  # a group of its own, so the error reaches the operator
+        specs.append(GroupSpec(group_id=path.name.split("_sb")[0],
+                               inputs={"subband_files": [ProductRef.for_path("uvh5", path)]},
+                               files=[(str(path), None, path.stat().st_size)],
+                               metadata={"unreadable": str(found.unreadable[path])}))
+    return specs
