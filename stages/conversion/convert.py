@@ -1,0 +1,731 @@
+"""Conversion of one group of subband UVH5 files into one Measurement Set.
+
+:func:`plan_conversion` reads and checks every header (small), places each subband
+on the ascending channel grid, finds the phase centre and computes the phased uvw
+of all rows. :func:`build_ms` pre-creates the MS in a staging directory and fans
+the subbands out, one task per subband (:func:`write_subband`), each streaming its
+file in chunks of integrations into its own channel range (or row block).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dsa110_pipeline.errors import InputError
+
+from . import coordinates, ms_writer, phasing
+from .discovery import parse_name
+from .reader import STAGE, UVH5Header, check_same_layout, read_header, read_rows
+
+_DEC_KEYS = ("phase_center_dec", "pointing_dec", "dec_pointing", "pointing_dec_rad",
+             "dec_rad", "pointing_dec_deg", "dec_deg")
+
+
+def _err(msg: str, files: Sequence[Any]) -> InputError:
+    return InputError(msg, stage=STAGE, files=[str(f) for f in files])
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """The little the plan keeps of a non-reference subband file."""
+
+    path: Path
+    freqs_ascending: np.ndarray
+    widths_ascending: np.ndarray
+
+
+@dataclass
+class SubbandTask:
+    """What one worker needs to write one subband into the pre-created MS."""
+
+    path: str
+    ms_path: str | None  # direct mode: write into this pre-created MS
+    delta_w_path: str | None  # .npy of per-row Δw (m), None: no rotation
+    freqs: np.ndarray  # ascending channel frequencies of this file (Hz)
+    chan0: int  # first channel in the row (single-SPW layout)
+    row0: int  # first MS row of this subband's block (SPW-per-subband layout)
+    chunks: list[tuple[int, int]]  # row ranges [start, stop) of the file
+    weight_scale_path: str | None = None  # .npy of per-row weight scale, None: 1
+    write_weight_spectrum: bool = True
+    piece_prefix: str | None = None  # stream mode: append processed rows to these files
+    ready_path: str | None = None  # direct mode: the MS may be written once this exists
+    buffer_bytes: int = 128 * 2**20  # direct mode: processed bytes held until it exists
+
+
+class _PieceSink:
+    """Stream mode: processed rows appended to per-subband files (tmpfs) that the
+    orchestrating process streams into the MS; ``<prefix>.rows`` says how many are done."""
+
+    def __init__(self, prefix: str, weights: bool) -> None:
+        self.prefix = prefix
+        self.files = [open(prefix + ext, "wb") for ext in  # noqa: SIM115
+                      (".data", ".flag", ".wt")[: 3 if weights else 2]]
+
+    def write(self, stop: int, data: np.ndarray, flags: np.ndarray,
+              weights: np.ndarray | None) -> None:
+        for fh, arr in zip(self.files, (data, flags, weights), strict=False):
+            fh.write(np.ascontiguousarray(arr).data)
+            fh.flush()
+        tmp = f"{self.prefix}.rows.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(str(stop))
+        os.replace(tmp, self.prefix + ".rows")
+
+    def close(self) -> None:
+        for fh in self.files:
+            fh.close()
+
+    def __enter__(self) -> _PieceSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _LazyRegionSink:
+    """Direct mode: writes into the pre-created MS, but while the orchestrator is still
+    creating it (``ready_path`` absent) keeps up to ``limit`` bytes of processed chunks
+    in memory, so reading and phasing overlap the MS creation."""
+
+    def __init__(self, ms_path: str, ready_path: str | None, limit: int,
+                 timeout_s: float = 900.0) -> None:
+        self.ms_path, self.ready_path, self.limit = ms_path, ready_path, limit
+        self.timeout_s = timeout_s
+        self.writer: ms_writer.RegionWriter | None = None
+        self.pending: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self.held = 0
+
+    def _ready(self) -> bool:
+        return self.ready_path is None or os.path.exists(self.ready_path)
+
+    def _wait_ready(self) -> None:
+        import time
+
+        t0 = time.monotonic()
+        while not self._ready():
+            work = os.path.dirname(self.ready_path or "")
+            if (work and not os.path.isdir(work)) or time.monotonic() - t0 > self.timeout_s:
+                raise InputError("the Measurement Set was never created (the conversion "
+                                 "was aborted)", stage=STAGE, files=[self.ms_path])
+            time.sleep(0.01)
+
+    def _open(self) -> ms_writer.RegionWriter:
+        if self.writer is None:
+            self.writer = ms_writer.RegionWriter(self.ms_path)
+            for item in self.pending:
+                self.writer.write(*item)
+            self.pending, self.held = [], 0
+        return self.writer
+
+    def write(self, row0: int, chan0: int, data: np.ndarray, flags: np.ndarray,
+              weights: np.ndarray | None) -> None:
+        if self.writer is None and not self._ready():
+            size = data.nbytes + flags.nbytes + (0 if weights is None else weights.nbytes)
+            if self.held + size <= self.limit:
+                self.pending.append((row0, chan0, data.copy(), flags.copy(),
+                                     None if weights is None else weights.copy()))
+                self.held += size
+                return
+            self._wait_ready()
+        self._open().write(row0, chan0, data, flags, weights)
+
+    def close(self) -> None:
+        if self.pending and self.writer is None:
+            self._wait_ready()
+            self._open()
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> _LazyRegionSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        elif self.writer is not None:
+            self.writer.close()
+
+
+def rows_done(prefix: str) -> int:
+    """Rows a stream-mode worker has finished (0 before its first chunk)."""
+    try:
+        with open(prefix + ".rows") as fh:
+            return int(fh.read() or 0)
+    except FileNotFoundError:
+        return 0
+
+
+@dataclass
+class SubbandResult:
+    path: str
+    error: str | None = None
+    median_weight: np.ndarray | None = None  # (nblts, npol) median of nsamples
+    uniform: bool = True  # nsamples constant over channels in every row/pol
+    all_flagged: np.ndarray | None = None  # (nblts,)
+    bytes_read: int = 0
+
+
+@dataclass
+class ConversionPlan:
+    headers: list[Any]  # the reference UVH5Header, then FileInfo of the others
+    slots: list[int]  # per header: position on the ascending subband grid
+    nslots: int
+    missing_slots: list[int]
+    missing_names: list[str]
+    nchan_sb: int
+    spw_per_subband: bool
+    freqs_by_slot: list[np.ndarray]
+    widths_by_slot: list[np.ndarray]
+    phase_center: tuple[float, float]  # ICRS rad
+    phase_type: str
+    uvw: np.ndarray  # (nblts, 3) pyuvdata convention, float64
+    delta_w: np.ndarray | None  # (nblts,) m
+    antenna_positions: np.ndarray
+    telescope_xyz: np.ndarray
+    chunks: list[tuple[int, int]]
+    ant1: np.ndarray
+    ant2: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> UVH5Header:
+        return self.headers[0]
+
+    @property
+    def nrows(self) -> int:
+        return self.ref.nblts * (self.nslots if self.spw_per_subband else 1)
+
+    @property
+    def nchan_row(self) -> int:
+        return self.nchan_sb if self.spw_per_subband else self.nchan_sb * self.nslots
+
+    def estimate_bytes(self, weight_spectrum: bool = True, stream: bool = True) -> int:
+        """Scratch bytes: the MS, plus the workers' row files in stream mode."""
+        per_vis = 8 + 1 + (4 if weight_spectrum else 0)
+        data = self.nrows * self.nchan_row * self.ref.npols * per_vis
+        return int(data * (2 if stream else 1) + self.nrows * 200 + 4 * 2**20)
+
+
+def conjugation_mask(hdr: UVH5Header) -> np.ndarray | None:
+    """Rows to conjugate so all baselines are ant1 < ant2 (only when the file mixes both
+    orders, as pyuvdata's ``write_ms`` does); None when nothing changes."""
+    a1, a2 = hdr.ant_1_array, hdr.ant_2_array
+    if np.any(a1 < a2) and np.any(a1 > a2):
+        return a1 > a2
+    return None
+
+
+def _pointing_dec(hdr: UVH5Header, override_deg: float | None) -> float:
+    if override_deg is not None:
+        return float(np.deg2rad(override_deg))
+    for key in _DEC_KEYS:
+        if key in hdr.extra_keywords:
+            val = float(hdr.extra_keywords[key])
+            return float(np.deg2rad(val)) if key.endswith("deg") or abs(val) > np.pi / 2 + 1e-9 \
+                else val
+    if hdr.phase_center and hdr.phase_center.get("cat_lat") is not None and \
+            hdr.phase_center.get("cat_type") != "unprojected":
+        return float(hdr.phase_center["cat_lat"])
+    return float(np.deg2rad(hdr.latitude_deg))  # zenith
+
+
+def _station_positions(hdr: UVH5Header, station_csv: str, telescope_xyz: np.ndarray
+                       ) -> np.ndarray:
+    from dsa110_pipeline.array_layout import read_station_csv
+
+    layout = read_station_csv(station_csv)
+    by_name = {n: i for i, n in enumerate(layout.names)}
+    by_num = {int(n): i for i, n in enumerate(layout.numbers)}
+    idx = []
+    for k, num in enumerate(hdr.antenna_numbers.tolist()):
+        name = hdr.antenna_names[k] if k < len(hdr.antenna_names) else None
+        if name in by_name:
+            idx.append(by_name[name])
+        elif num in by_num:
+            idx.append(by_num[num])
+        else:
+            raise _err(f"antenna {name or num} is not in the station table {station_csv}",
+                       [hdr.path, station_csv])
+    return layout.ecef[np.array(idx)] - telescope_xyz
+
+
+def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
+                    expected_subbands: Sequence[int] | None = None,
+                    spw_per_subband: bool = False, chunk_integrations: int = 4,
+                    pointing_dec_deg: float | None = None,
+                    station_csv: str | None = None) -> ConversionPlan:
+    """Read and check all headers and compute everything the writers need."""
+    if not paths:
+        raise _err("no input files", [])
+    ref = read_header(paths[0])
+    headers: list[Any] = [ref]
+    for p in paths[1:]:
+        h = read_header(p)
+        check_same_layout(ref, h)
+        if not np.allclose(h.widths_ascending, ref.widths_ascending, rtol=1e-9):
+            raise _err(f"channel width differs from that of {ref.path.name}", [h.path])
+        # keep only what the plan needs: memory stays at one header per file read
+        headers.append(FileInfo(h.path, h.freqs_ascending.copy(), h.widths_ascending.copy()))
+        del h
+    # --- place the subbands on one ascending grid ---------------------------------
+    nchan = ref.nfreqs
+    width = float(np.median(ref.widths_ascending))
+    band = nchan * width
+    lows = np.array([h.freqs_ascending[0] for h in headers])
+    order = np.argsort(lows)
+    base = lows[order[0]]
+    rel = (lows - base) / band
+    slots = np.rint(rel).astype(int)
+    if np.any(np.abs(rel - slots) * band > 0.01 * width):
+        bad = headers[int(np.argmax(np.abs(rel - slots)))]
+        raise _err("subband frequencies are not on a common channel grid with the others",
+                   [bad.path])
+    if len(set(slots.tolist())) != len(slots):
+        dup = [h.path for h, s in zip(headers, slots, strict=True)
+               if list(slots).count(s) > 1]
+        raise _err("several files cover the same frequencies (duplicate subband)", dup)
+    names = [parse_name(h.path) for h in headers]
+    missing_names: list[str] = []
+    if all(n is not None for n in names):
+        sbs = np.array([n[1] for n in names])  # type: ignore[index]
+        # DSA-110: a higher subband index is a lower frequency
+        implied = slots + sbs
+        if np.any(implied != implied[0]):
+            raise _err("subband indices in the file names disagree with the files' "
+                       "frequencies", [h.path for h in headers])
+        top = int(implied[0])  # slot + sb is constant
+        present = set(sbs.tolist())
+        want = (set(expected_subbands) if expected_subbands is not None
+                else set(range(min(present), max(present) + 1)))
+        missing_sbs = sorted(want - present)
+        extra = sorted(present - want)
+        if extra:
+            raise _err("files of unexpected subbands " + ", ".join(f"sb{s:02d}" for s in extra),
+                       [h.path for h, n in zip(headers, names, strict=True)
+                        if n and n[1] in extra])
+        all_sbs = sorted(want | present)
+        shift = top - max(all_sbs)  # slot of the highest subband index
+        slots = np.array([top - s for s in sbs]) - shift
+        missing_slots = sorted(top - s - shift for s in missing_sbs)
+        missing_names = [f"sb{s:02d}" for s in missing_sbs]
+        nslots = max(all_sbs) - min(all_sbs) + 1
+    else:
+        nslots = int(slots.max()) + 1
+        missing_slots = sorted(set(range(nslots)) - set(slots.tolist()))
+        missing_names = [f"{(base + s * band) / 1e6:.3f} MHz band" for s in missing_slots]
+    if missing_slots and not allow_partial:
+        raise _err("incomplete group: missing " + ", ".join(missing_names)
+                   + " (set allow_partial to convert with the missing band flagged)",
+                   [h.path for h in headers])
+    ref_slot = int(slots[0])
+    freqs_by_slot, widths_by_slot = [], []
+    for s in range(nslots):
+        if s in slots:
+            h = headers[int(np.flatnonzero(slots == s)[0])]
+            freqs_by_slot.append(h.freqs_ascending.copy())
+            widths_by_slot.append(h.widths_ascending.copy())
+        else:
+            freqs_by_slot.append(ref.freqs_ascending + (s - ref_slot) * band)
+            widths_by_slot.append(ref.widths_ascending.copy())
+    allf = np.concatenate(freqs_by_slot)
+    if not spw_per_subband and np.any(np.diff(allf) <= 0):
+        raise _err("subband channels overlap: they cannot form one spectral window",
+                   [h.path for h in headers])
+    # --- geometry and phasing -------------------------------------------------------
+    location = coordinates.site_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
+    txyz = np.array([location.x.value, location.y.value, location.z.value])
+    antpos = (_station_positions(ref, station_csv, txyz) if station_csv
+              else ref.antenna_positions)
+    utimes, tidx = np.unique(ref.time_array, return_inverse=True)
+    swap = conjugation_mask(ref)
+    if ref.phase_type == "unprojected":
+        dec = _pointing_dec(ref, pointing_dec_deg)
+        tmid = 0.5 * (utimes[0] + utimes[-1])
+        ra_c, dec_c = coordinates.meridian_phase_center(tmid, dec, location)
+        if ref.lst_array is not None:
+            ulst = np.zeros(utimes.size)
+            ulst[tidx] = ref.lst_array
+        else:
+            ulst = coordinates.local_sidereal_time(utimes, location)
+        app_ra, app_dec, pa = coordinates.apparent_coordinates(ra_c, dec_c, utimes, ulst,
+                                                               location)
+        gha = ulst - app_ra - np.deg2rad(ref.longitude_deg)
+        order = np.argsort(ref.antenna_numbers)
+        a1 = order[np.searchsorted(ref.antenna_numbers, ref.ant_1_array, sorter=order)]
+        a2 = order[np.searchsorted(ref.antenna_numbers, ref.ant_2_array, sorter=order)]
+        uvw = phasing.baseline_uvw(antpos, a1, a2, tidx, gha, app_dec, pa)
+        delta_w = uvw[:, 2].copy()
+        if swap is not None:  # Δw of the conjugated rows refers to the swapped baseline
+            delta_w[swap] *= -1.0
+    elif ref.phase_type == "sidereal" and ref.phase_center is not None:
+        pc = ref.phase_center
+        ra_c, dec_c = float(pc["cat_lon"]), float(pc["cat_lat"])
+        uvw = ref.uvw_array
+        delta_w = None
+    else:
+        raise _err(f"phase type '{ref.phase_type}' is not supported (need unprojected drift "
+                   "data or one sidereal phase centre)", [ref.path])
+    ant1, ant2 = ref.ant_1_array.copy(), ref.ant_2_array.copy()
+    if swap is not None:
+        ant1[swap], ant2[swap] = ref.ant_2_array[swap], ref.ant_1_array[swap]
+        uvw = uvw.copy()
+        uvw[swap] *= -1.0
+    # --- chunks of whole integrations ---------------------------------------------
+    ints = ref.integration_rows()
+    step = max(1, int(chunk_integrations))
+    chunks = [(ints[i][0], ints[min(i + step, len(ints)) - 1][1])
+              for i in range(0, len(ints), step)]
+    return ConversionPlan(headers=headers, slots=[int(s) for s in slots], nslots=nslots,
+                          missing_slots=missing_slots, missing_names=missing_names,
+                          nchan_sb=nchan, spw_per_subband=spw_per_subband,
+                          freqs_by_slot=freqs_by_slot, widths_by_slot=widths_by_slot,
+                          phase_center=(ra_c, dec_c), phase_type=ref.phase_type, uvw=uvw,
+                          delta_w=delta_w, antenna_positions=antpos, telescope_xyz=txyz,
+                          chunks=chunks, ant1=ant1, ant2=ant2)
+
+
+def write_subband(task: SubbandTask) -> SubbandResult:
+    """Worker: stream one subband file into its region of the MS (one dask task)."""
+    res = SubbandResult(path=task.path)
+    try:
+        hdr = read_header(task.path)
+        dw = np.load(task.delta_w_path, mmap_mode="r") if task.delta_w_path else None
+        scale = (np.load(task.weight_scale_path, mmap_mode="r") if task.weight_scale_path
+                 else None)
+        med = np.empty((hdr.nblts, hdr.npols), np.float32)
+        allflag = np.empty(hdr.nblts, bool)
+        order, casa_codes = ms_writer.casa_pol_order(hdr.polarization_array)
+        cross_perm = ms_writer.conjugate_pol_permutation(casa_codes)
+        pol_slice = None if np.array_equal(order, np.arange(order.size)) else order
+        uniform = True
+        nread = 0
+        swap = conjugation_mask(hdr)
+        fa = np.asarray(task.freqs, dtype=np.float64)
+        uniform_freqs = fa.size < 3 or bool(np.allclose(np.diff(fa), fa[1] - fa[0], rtol=1e-9,
+                                                        atol=1e-3))
+        flip = hdr.descending
+        maxrows = max(b - a for a, b in task.chunks)
+        shape3 = (maxrows, hdr.nfreqs, hdr.npols)
+        inbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
+                 np.empty(shape3, np.float32))
+        outbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
+                  np.empty(shape3, np.float32))
+        sink = (_PieceSink(task.piece_prefix, task.write_weight_spectrum)
+                if task.piece_prefix else
+                _LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes))
+        with h5py.File(task.path, "r") as fh, sink as writer:
+            for start, stop in task.chunks:
+                # file channel order here; flipped to ascending on the way out
+                vis, flags, ns = read_rows(hdr, start, stop, handle=fh, ascending=False,
+                                           buffers=inbuf)
+                nread += vis.nbytes + flags.nbytes + ns.nbytes
+                if pol_slice is not None:
+                    vis, flags, ns = vis[..., pol_slice], flags[..., pol_slice], ns[..., pol_slice]
+                if swap is not None and swap[start:stop].any():
+                    # conjugating a baseline swaps the cross-hands (XY <-> YX)
+                    vis, flags, ns = vis.copy(), flags.copy(), ns.copy()
+                    rows = np.flatnonzero(swap[start:stop])
+                    vis[rows] = np.conjugate(vis[rows][..., cross_perm])
+                    flags[rows] = flags[rows][..., cross_perm]
+                    ns[rows] = ns[rows][..., cross_perm]
+                n = stop - start
+                if dw is not None:
+                    data = phasing.rotate_uniform_channels(
+                        vis, np.asarray(dw[start:stop]), task.freqs, conjugate=True, flip=flip,
+                        out=outbuf[0][:n]) \
+                        if uniform_freqs else phasing.rotate_visibilities(
+                            np.ascontiguousarray(vis[:, ::-1] if flip else vis),
+                            np.asarray(dw[start:stop]), task.freqs, conjugate=True)
+                else:
+                    data = np.conjugate(vis[:, ::-1] if flip else vis)
+                if scale is not None:
+                    ns = ns * np.asarray(scale[start:stop], np.float32)[:, None, None]
+                # statistics do not depend on the channel order
+                if uniform and bool((ns == ns[:, :1, :]).all()):
+                    med[start:stop] = ns[:, 0, :]
+                else:
+                    uniform = False
+                    med[start:stop] = np.median(ns, axis=1)
+                allflag[start:stop] = flags.reshape(flags.shape[0], -1).all(axis=1)
+                if flip:  # into reused buffers: no allocation per chunk
+                    flags = np.copyto(outbuf[1][:n], flags[:, ::-1]) or outbuf[1][:n]
+                    ns = np.copyto(outbuf[2][:n], ns[:, ::-1]) or outbuf[2][:n]
+                wts = np.ascontiguousarray(ns) if task.write_weight_spectrum else None
+                if task.piece_prefix:
+                    writer.write(stop, data, flags, wts)
+                else:
+                    writer.write(task.row0 + start, task.chan0, np.ascontiguousarray(data),
+                                 np.ascontiguousarray(flags), wts)
+        res.median_weight, res.all_flagged, res.uniform, res.bytes_read = med, allflag, \
+            uniform, nread
+    except InputError as exc:
+        res.error = exc.detail
+    return res
+
+
+@dataclass
+class BuildReport:
+    nrows: int
+    nchan: int
+    nspw: int
+    bytes_read: int
+    subband_results: list[SubbandResult]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class SerialRunner:
+    """Runs subband tasks in this process, one after the other (no dask)."""
+
+    def __init__(self) -> None:
+        self._results: list[SubbandResult] = []
+
+    def start(self, fn: Callable[[SubbandTask], SubbandResult], tasks: list[SubbandTask]
+              ) -> None:
+        self._results = [fn(t) for t in tasks]
+
+    def failure(self) -> SubbandResult | None:
+        return next((r for r in self._results if r.error is not None), None)
+
+    def results(self) -> list[SubbandResult]:
+        return self._results
+
+    def cancel(self) -> None:
+        """Nothing runs in the background."""
+
+
+def _raise_failure(fail: Any) -> None:
+    if isinstance(fail, SubbandResult):
+        raise InputError(fail.error or "conversion failed", stage=STAGE, files=[fail.path])
+    if isinstance(fail, BaseException):
+        raise fail
+
+
+def _row_blocks(plan: ConversionPlan, max_bytes: int = 64 * 2**20) -> list[tuple[int, int]]:
+    """Row ranges the orchestrator streams at a time: whole integrations, bounded bytes."""
+    per_row = plan.nchan_row * plan.ref.npols * 13
+    limit = max(1, max_bytes // max(per_row, 1))
+    blocks: list[tuple[int, int]] = []
+    for start, stop in plan.ref.integration_rows():
+        if blocks and stop - blocks[-1][0] <= limit:
+            blocks[-1] = (blocks[-1][0], stop)
+            continue
+        for r in range(start, stop, limit):
+            blocks.append((r, min(stop, r + limit)))
+    return blocks
+
+
+def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
+             runner: Any = None, write_weight_spectrum: bool = True,
+             weight_times_integration: bool = False, history: str = "",
+             mode: str = "direct", poll_s: float = 0.005) -> BuildReport:
+    """Create the MS at ``ms_path`` (inside ``work_dir``) and fill it.
+
+    ``runner`` runs the subband tasks (``start``/``failure``/``results``/``cancel``; a
+    dask one from the stage, else :class:`SerialRunner`).
+
+    ``mode="direct"`` (default): the MS is pre-created and workers write their channel
+    ranges into it under table locks (casacore zero-fills the tiles once at creation).
+    ``mode="stream"``: workers append phased, ascending rows of their subband
+    to files in ``work_dir``; this process writes the MS alone, in row order, as soon
+    as every subband has finished a block (no locks; casacore never zero-fills tiles).
+    """
+    import time
+
+    if mode not in ("stream", "direct"):
+        raise ValueError(f"mode must be 'stream' or 'direct', not {mode!r}")
+    runner = runner or SerialRunner()
+    ref = plan.ref
+    ms_path, work_dir = Path(ms_path), Path(work_dir)
+    nblts, npol, nsb = ref.nblts, ref.npols, plan.nchan_sb
+    if plan.spw_per_subband:
+        spws = [ms_writer.SpectralWindow(plan.freqs_by_slot[s], plan.widths_by_slot[s],
+                                         name=f"SB{s:02d}") for s in range(plan.nslots)]
+    else:
+        spws = [ms_writer.SpectralWindow(np.concatenate(plan.freqs_by_slot),
+                                         np.concatenate(plan.widths_by_slot), name="SPW0")]
+    desc = ms_writer.MSDescription(
+        spws=spws, aips_pols=ref.polarization_array, tile_chans=nsb,
+        tile_rows=ms_writer.choose_tile_rows(max(1, ref.nbls), npol * nsb * 8),
+        telescope_name=ref.telescope_name, instrument_name=ref.instrument,
+        telescope_xyz=plan.telescope_xyz, antenna_numbers=ref.antenna_numbers,
+        antenna_names=ref.antenna_names, antenna_positions=plan.antenna_positions,
+        antenna_diameters=ref.antenna_diameters, phase_center=plan.phase_center,
+        field_name="meridian_drift" if plan.phase_type == "unprojected" else
+        str((ref.phase_center or {}).get("cat_name", "target")),
+        vis_units=ref.vis_units, history=history or ref.history,
+        write_weight_spectrum=write_weight_spectrum)
+    dw_path = None
+    if plan.delta_w is not None:
+        dw_path = str(work_dir / "delta_w.npy")
+        np.save(dw_path, plan.delta_w)
+    scale_path = None
+    if weight_times_integration:
+        scale_path = str(work_dir / "weight_scale.npy")
+        np.save(scale_path, ref.integration_time.astype(np.float32))
+    stream = mode == "stream"
+    ready = work_dir / "ms.ready"
+    prefixes = {s: str(work_dir / f"slot{s:02d}") for s in plan.slots}
+    tasks = [SubbandTask(path=str(h.path), ms_path=None if stream else str(ms_path),
+                         delta_w_path=dw_path, freqs=h.freqs_ascending,
+                         chan0=0 if plan.spw_per_subband else s * nsb,
+                         row0=s * nblts if plan.spw_per_subband else 0, chunks=plan.chunks,
+                         weight_scale_path=scale_path,
+                         write_weight_spectrum=write_weight_spectrum,
+                         piece_prefix=prefixes[s] if stream else None,
+                         ready_path=None if stream else str(ready))
+             for h, s in zip(plan.headers, plan.slots, strict=True)]
+    background = bool(getattr(runner, "background", False))
+    if not stream and background:
+        # workers read and phase while this process creates the MS (slow: casacore
+        # zero-fills every tile once); they write when ``ready`` appears
+        runner.start(write_subband, tasks)
+    t0 = time.perf_counter()
+    created: Any = None
+    weight_rows: np.ndarray | None = None
+    try:
+        created = ms_writer.create_ms(ms_path, desc, time_jd=ref.time_array,
+                                      integration_time=ref.integration_time, ant1=plan.ant1,
+                                      ant2=plan.ant2, uvw=plan.uvw, keep_open=stream)
+        t1 = time.perf_counter()
+        if stream:
+            assert isinstance(created, ms_writer.MainWriter)
+            # workers start now; the (slow to create) MS is already there and open
+            runner.start(write_subband, tasks)
+            weight_rows = _stream(plan, created, prefixes, runner, write_weight_spectrum,
+                                  poll_s)
+        else:
+            if plan.missing_slots:
+                _fill_missing_direct(plan, ms_path, write_weight_spectrum)
+            ready.touch()
+            if not background:
+                runner.start(write_subband, tasks)
+        results = runner.results()
+        t2 = time.perf_counter()
+        _raise_failure(next((r for r in results if r.error is not None), None))
+    except BaseException:
+        runner.cancel()
+        if isinstance(created, ms_writer.MainWriter):
+            created.close()
+        raise
+    # WEIGHT / SIGMA / FLAG_ROW
+    by_slot: dict[int, SubbandResult] = dict(zip(plan.slots, results, strict=True))
+    zeros_w = np.zeros((nblts, npol), np.float32)
+    if plan.spw_per_subband:
+        weight = np.concatenate([by_slot[s].median_weight if s in by_slot else zeros_w
+                                 for s in range(plan.nslots)])
+        flag_row = np.concatenate([by_slot[s].all_flagged if s in by_slot
+                                   else np.ones(nblts, bool) for s in range(plan.nslots)])
+    else:
+        if weight_rows is not None:
+            weight = weight_rows
+        elif all(r.uniform for r in results) or not write_weight_spectrum:
+            stack = np.stack([by_slot[s].median_weight if s in by_slot else zeros_w
+                              for s in range(plan.nslots)])
+            weight = np.median(stack, axis=0).astype(np.float32)
+        else:
+            weight = ms_writer.median_weight_from_ms(ms_path)
+        flag_row = np.logical_and.reduce([by_slot[s].all_flagged if s in by_slot
+                                          else np.ones(nblts, bool)
+                                          for s in range(plan.nslots)])
+    if isinstance(created, ms_writer.MainWriter):
+        created.finish(weight, flag_row)
+    else:
+        ms_writer.finish_ms(ms_path, weight, flag_row)
+    for p in (dw_path, scale_path):
+        if p:
+            os.unlink(p)
+    return BuildReport(nrows=plan.nrows, nchan=plan.nchan_row, nspw=len(spws),
+                       bytes_read=sum(r.bytes_read for r in results), subband_results=results,
+                       timings={"create_s": t1 - t0, "subbands_s": t2 - t1,
+                                "finish_s": time.perf_counter() - t2})
+
+
+def _fill_missing_direct(plan: ConversionPlan, ms_path: Path, weights: bool) -> None:
+    """Direct mode: zero data, flags set, zero weight in the channels of missing subbands."""
+    nblts, npol, nsb = plan.ref.nblts, plan.ref.npols, plan.nchan_sb
+    with ms_writer.RegionWriter(ms_path) as w:
+        for s in plan.missing_slots:
+            for start, stop in plan.chunks:
+                n = stop - start
+                row0 = s * nblts if plan.spw_per_subband else 0
+                chan0 = 0 if plan.spw_per_subband else s * nsb
+                w.write(row0 + start, chan0, np.zeros((n, nsb, npol), np.complex64),
+                        np.ones((n, nsb, npol), bool),
+                        np.zeros((n, nsb, npol), np.float32) if weights else None)
+
+
+def _read_piece(prefix: str, ext: str, dtype: Any, start: int, stop: int,
+                row_shape: tuple[int, int]) -> np.ndarray:
+    per_row = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+    with open(prefix + ext, "rb") as fh:
+        fh.seek(start * per_row)
+        arr = np.fromfile(fh, dtype=dtype, count=(stop - start) * int(np.prod(row_shape)))
+    return arr.reshape((stop - start, *row_shape))
+
+
+def _stream(plan: ConversionPlan, writer: ms_writer.MainWriter, prefixes: dict[int, str],
+            runner: Any, weights: bool, poll_s: float) -> np.ndarray | None:
+    """Write the workers' rows into the MS in row order; returns the exact per-row
+    median weight in the single-SPW layout (None with one SPW per subband)."""
+    import time
+
+    ref = plan.ref
+    npol, nsb = ref.npols, plan.nchan_sb
+    shape = (nsb, npol)
+    median = None if plan.spw_per_subband else np.zeros((ref.nblts, npol), np.float32)
+
+    def wait(slots: list[int], stop: int) -> None:
+        while True:
+            if all(rows_done(prefixes[s]) >= stop for s in slots):
+                return
+            _raise_failure(runner.failure())
+            time.sleep(poll_s)
+
+    present = sorted(prefixes)
+    for start, stop in _row_blocks(plan):
+        n = stop - start
+        if plan.spw_per_subband:
+            for s in range(plan.nslots):
+                row0 = s * ref.nblts + start
+                if s in prefixes:
+                    wait([s], stop)
+                    p = prefixes[s]
+                    writer.write_rows(row0, _read_piece(p, ".data", np.complex64, start, stop,
+                                                        shape),
+                                      _read_piece(p, ".flag", np.bool_, start, stop, shape),
+                                      _read_piece(p, ".wt", np.float32, start, stop, shape)
+                                      if weights else None)
+                else:
+                    writer.write_rows(row0, np.zeros((n, *shape), np.complex64),
+                                      np.ones((n, *shape), bool),
+                                      np.zeros((n, *shape), np.float32) if weights else None)
+            continue
+        nch = plan.nchan_row
+        data = np.zeros((n, nch, npol), np.complex64)
+        flags = np.ones((n, nch, npol), bool)
+        wts = np.zeros((n, nch, npol), np.float32)
+        wait(present, stop)
+        for s in present:
+            p, c = prefixes[s], slice(s * nsb, (s + 1) * nsb)
+            data[:, c] = _read_piece(p, ".data", np.complex64, start, stop, shape)
+            flags[:, c] = _read_piece(p, ".flag", np.bool_, start, stop, shape)
+            if weights:
+                wts[:, c] = _read_piece(p, ".wt", np.float32, start, stop, shape)
+        writer.write_rows(start, data, flags, wts if weights else None)
+        if weights and median is not None:
+            median[start:stop] = np.median(wts, axis=1)
+        del data, flags, wts
+    if not weights:
+        return None
+    return median
+
+
+__all__ = ["plan_conversion", "build_ms", "write_subband", "ConversionPlan", "SubbandTask",
+           "SubbandResult", "BuildReport", "SerialRunner", "rows_done"]

@@ -1,0 +1,136 @@
+"""Group DSA-110 subband files into observations by the time stored inside them.
+
+File names ``<YYYY-MM-DDTHH:MM:SS>_sbNN.hdf5`` jitter by up to ±60 s between the
+subbands of one observation, so files are grouped by the first value of
+``Header/time_array`` instead, within a tolerance. Incomplete groups are reported
+with the subbands they miss; unreadable files are reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from dsa110_pipeline import instrument
+
+SUBBAND_NAME = re.compile(r"^(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5$")
+
+
+@dataclass(frozen=True)
+class SubbandFile:
+    path: Path
+    subband: int
+    name_time: datetime
+    start_jd: float  # first time_array value inside the file
+
+
+@dataclass
+class SubbandGroup:
+    """One observation: its subband files (by subband index) and what is missing."""
+
+    group_id: str
+    start_jd: float
+    files: dict[int, Path]
+    expected: tuple[int, ...]
+    duplicates: list[Path] = field(default_factory=list)
+
+    @property
+    def missing(self) -> list[int]:
+        return [s for s in self.expected if s not in self.files]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.duplicates
+
+    def ordered_files(self) -> list[Path]:
+        return [self.files[s] for s in sorted(self.files)]
+
+    def describe(self) -> str:
+        if self.complete:
+            return f"group {self.group_id}: complete ({len(self.files)} subbands)"
+        parts = []
+        if self.missing:
+            parts.append("missing subbands " + ", ".join(f"sb{s:02d}" for s in self.missing))
+        if self.duplicates:
+            parts.append("duplicate files " + ", ".join(p.name for p in self.duplicates))
+        return f"group {self.group_id}: incomplete: " + "; ".join(parts)
+
+
+@dataclass
+class DiscoveryResult:
+    groups: list[SubbandGroup]
+    unreadable: dict[Path, str]
+
+    @property
+    def complete(self) -> list[SubbandGroup]:
+        return [g for g in self.groups if g.complete]
+
+    @property
+    def incomplete(self) -> list[SubbandGroup]:
+        return [g for g in self.groups if not g.complete]
+
+
+def parse_name(path: Path) -> tuple[datetime, int] | None:
+    """(time in the name, subband index) of a DSA-110 subband file name, else None."""
+    m = SUBBAND_NAME.match(path.name)
+    if not m:
+        return None
+    return datetime.fromisoformat(m["stamp"]), int(m["sb"])
+
+
+def file_start_jd(path: Path) -> float:
+    """First value of Header/time_array (JD), read without loading the array."""
+    with h5py.File(path, "r") as f:
+        return float(f["Header/time_array"][0])
+
+
+def _jd_to_id(jd: float) -> str:
+    from astropy.time import Time
+
+    return Time(jd, format="jd", scale="utc").isot[:19]
+
+
+def group_files(entries: list[SubbandFile], *, tolerance_s: float = instrument.FILENAME_JITTER,
+                expected: tuple[int, ...] | None = None) -> list[SubbandGroup]:
+    """Cluster subband files whose internal start times lie within ``tolerance_s`` of
+    the first file of the cluster. ``expected`` defaults to all DSA-110 subbands."""
+    exp = tuple(range(instrument.N_SUBBANDS)) if expected is None else tuple(expected)
+    groups: list[SubbandGroup] = []
+    for e in sorted(entries, key=lambda x: (x.start_jd, x.subband)):
+        g = groups[-1] if groups else None
+        if g is None or (e.start_jd - g.start_jd) * 86400.0 > tolerance_s:
+            g = SubbandGroup(group_id=_jd_to_id(e.start_jd), start_jd=e.start_jd, files={},
+                             expected=exp)
+            groups.append(g)
+        if e.subband in g.files:
+            g.duplicates.append(e.path)
+        else:
+            g.files[e.subband] = e.path
+    return groups
+
+
+def discover(directory: str | Path, *, tolerance_s: float = instrument.FILENAME_JITTER,
+             expected: tuple[int, ...] | None = None) -> DiscoveryResult:
+    """Find ``*_sbNN.hdf5`` files in ``directory`` and group them into observations."""
+    entries: list[SubbandFile] = []
+    bad: dict[Path, str] = {}
+    for p in sorted(Path(directory).iterdir()):
+        parsed = parse_name(p)
+        if parsed is None or not p.is_file():
+            continue
+        try:
+            jd = file_start_jd(p)
+            if not np.isfinite(jd):
+                raise ValueError("time_array holds a non-finite value")
+        except (OSError, KeyError, ValueError, IndexError) as exc:
+            bad[p] = f"unreadable ({type(exc).__name__}: {exc})"
+            continue
+        name_time, sb = parsed
+        entries.append(SubbandFile(path=p, subband=sb, name_time=name_time, start_jd=jd))
+    return DiscoveryResult(groups=group_files(entries, tolerance_s=tolerance_s,
+                                              expected=expected), unreadable=bad)

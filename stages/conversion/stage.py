@@ -1,0 +1,236 @@
+"""ConversionStage: subband UVH5 files -> one Measurement Set (staged, atomic, idempotent)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from dsa110_pipeline import instrument
+from dsa110_pipeline.checksum import path_checksum
+from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.errors import ContractError, InputError
+from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
+from dsa110_pipeline.staging import atomic_move, cleanup_stale, lease_scratch
+
+from . import convert, ms_writer
+from .reader import STAGE
+
+
+class ConversionConfig(StageConfig):
+    """Typed config of the conversion stage (the ``conversion`` branch)."""
+
+    #: Integrations read, phased and written per step (bounds worker memory).
+    chunk_integrations: int = Field(4, ge=1)
+    #: One spectral window per subband instead of one contiguous ascending SPW.
+    spw_per_subband: bool = False
+    #: Convert a group with missing subbands, their channels flagged.
+    allow_partial: bool = False
+    #: Subband indices a DSA-110 group must have; None: the contiguous range present.
+    expected_subbands: tuple[int, ...] | None = None
+    #: Scratch root for staging (tmpfs); falls back beside the output when too small.
+    scratch_dir: str | None = "/dev/shm"
+    #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
+    output_dir: str | None = None
+    #: Station coordinates CSV for antenna positions; None: positions in the files.
+    station_csv: str | None = None
+    #: Pointing declination (deg) of drift data; None: from the files (else zenith).
+    pointing_dec_deg: float | None = Field(None, ge=-90, le=90)
+    #: Write WEIGHT_SPECTRUM (= nsamples) as pyuvdata does.
+    write_weight_spectrum: bool = True
+    #: Multiply weights by the integration time (s) instead of pure nsamples.
+    weight_times_integration: bool = False
+    #: Rebuild even when a complete MS for the same inputs exists.
+    overwrite: bool = False
+    #: "direct": workers write their channel ranges into the pre-created MS under table
+    #: locks (measured faster: writes overlap the other worker's compute). "stream":
+    #: workers phase their subband into scratch files and this process writes the MS in
+    #: row order (no locks, no zero-filled tiles, but the writing only starts once every
+    #: subband has begun, i.e. near the end, with one task per subband on few workers).
+    write_mode: Literal["stream", "direct"] = "direct"
+
+
+class ConversionStage(PipelineStage):
+    """Convert one group of subband UVH5 files into one Measurement Set."""
+
+    name = "conversion"
+    version = "1"
+    Config = ConversionConfig
+    requires = ("subband_files",)
+    produces = ("ms",)
+    resources = Resources(cpu=2.0, memory_gb=1.5, scratch_gb=2.5)
+    executor = "thread"
+
+    config: ConversionConfig
+
+    # -- helpers ------------------------------------------------------------------
+    def _output_dir(self, ctx: PipelineContext) -> Path:
+        if self.config.output_dir:
+            return Path(self.config.output_dir)
+        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
+        if isinstance(paths, dict) and paths.get("output_dir"):
+            return Path(paths["output_dir"])
+        return Path("products")
+
+    @staticmethod
+    def _inputs_fingerprint(files: list[Path]) -> str:
+        h = hashlib.sha256()
+        for f in files:
+            st = f.stat()
+            h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()[:24]
+
+    @staticmethod
+    def _runner(ctx: PipelineContext) -> Any:
+        rt = ctx.runtime
+        client = getattr(rt, "client", None) if rt is not None else None
+        return DaskRunner(client) if client is not None else None
+
+    # -- contract -----------------------------------------------------------------
+    def execute(self, ctx: PipelineContext) -> PipelineContext:
+        cfg = self.config
+        product = ctx.get("subband_files")
+        refs = product if isinstance(product, list) else [product]
+        files = [Path(r.path) for r in refs]
+        for r in refs:
+            if r.kind not in ("uvh5", "hdf5"):
+                raise InputError(f"input of kind '{r.kind}' is not a UVH5 file", stage=STAGE,
+                                 files=[r.path])
+        t0 = time.perf_counter()
+        plan = convert.plan_conversion(
+            files, allow_partial=cfg.allow_partial, expected_subbands=cfg.expected_subbands,
+            spw_per_subband=cfg.spw_per_subband, chunk_integrations=cfg.chunk_integrations,
+            pointing_dec_deg=cfg.pointing_dec_deg, station_csv=cfg.station_csv)
+        out_dir = self._output_dir(ctx)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cleanup_stale(out_dir)
+        group_id = ctx.group_id or _group_name(plan)
+        final = out_dir / f"{group_id}.ms"
+        sidecar = out_dir / f"{group_id}.ms.json"
+        fingerprint = self._inputs_fingerprint(files)
+        expected = {"nrows": plan.nrows, "fingerprint": fingerprint,
+                    "config": self.config_hash(), "version": self.version}
+        if not cfg.overwrite:
+            ref = _reuse(final, sidecar, expected)
+            if ref is not None:
+                return (ctx.with_output("ms", ref)
+                        .with_metrics(self.name, reused=True, nrows=plan.nrows))
+        t_plan = time.perf_counter()
+        est = plan.estimate_bytes(cfg.write_weight_spectrum, cfg.write_mode == "stream")
+        with lease_scratch(est, root=cfg.scratch_dir, fallback_dir=out_dir) as lease:
+            staged = lease.path / final.name
+            history = (f"dsa110_pipeline conversion v{self.version}: "
+                       f"{len(files)} file(s) -> {final.name}; "
+                       f"phase centre ICRS ({plan.phase_center[0]:.8f}, "
+                       f"{plan.phase_center[1]:.8f}) rad")
+            report = convert.build_ms(plan, staged, lease.path, runner=self._runner(ctx),
+                                      mode=cfg.write_mode,
+                                      write_weight_spectrum=cfg.write_weight_spectrum,
+                                      weight_times_integration=cfg.weight_times_integration,
+                                      history=history)
+            t_built = time.perf_counter()
+            checksum = path_checksum(staged)
+            t_sum = time.perf_counter()
+            atomic_move(staged, final, overwrite=True)
+            t_moved = time.perf_counter()
+        meta = {**expected, "checksum": checksum, "group_id": group_id,
+                "nchan": report.nchan, "nspw": report.nspw,
+                "phase_center_ra_deg": float(_deg(plan.phase_center[0])),
+                "phase_center_dec_deg": float(_deg(plan.phase_center[1])),
+                "missing_subbands": plan.missing_names,
+                "inputs": [str(f) for f in files]}
+        _write_json_atomic(sidecar, meta)
+        ref = ProductRef(kind="ms", path=str(final), checksum=checksum,
+                         meta={k: v for k, v in meta.items() if k != "inputs"})
+        return (ctx.with_output("ms", ref)
+                .with_metrics(self.name, reused=False, nrows=report.nrows, nchan=report.nchan,
+                              plan_s=t_plan - t0, build_s=t_built - t_plan,
+                              checksum_s=t_sum - t_built, move_s=t_moved - t_sum,
+                              total_s=time.perf_counter() - t0, **report.timings,
+                              bytes_read=report.bytes_read, staged_on_tmpfs=lease.on_scratch_root))
+
+    def validate_outputs(self, ctx: PipelineContext) -> None:
+        super().validate_outputs(ctx)
+        ref = ctx.outputs["ms"]
+        assert isinstance(ref, ProductRef)
+        if not ms_writer.ms_is_complete(ref.path, int(ref.meta["nrows"])):
+            raise ContractError("the Measurement Set is incomplete", stage=self.name,
+                                files=[ref.path])
+
+
+class DaskRunner:
+    """Runs the subband tasks on the runner's dask client, one task per subband."""
+
+    background = True  # tasks run while the orchestrating process goes on
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.futures: list[Any] = []
+        self._done: dict[int, Any] = {}
+
+    def start(self, fn: Any, tasks: list[Any]) -> None:
+        self.futures = self.client.map(fn, tasks, pure=False)
+
+    def failure(self) -> Any:
+        """The first failed task: an exception, or a result carrying an input error."""
+        for i, fut in enumerate(self.futures):
+            if fut.status == "error":
+                return fut.exception()
+            if fut.status == "finished":
+                if i not in self._done:
+                    self._done[i] = fut.result()
+                if self._done[i].error is not None:
+                    return self._done[i]
+        return None
+
+    def results(self) -> list[Any]:
+        return self.client.gather(self.futures)
+
+    def cancel(self) -> None:
+        if self.futures:
+            self.client.cancel(self.futures)
+
+
+def _deg(rad: float) -> float:
+    import math
+
+    return math.degrees(rad)
+
+
+def _group_name(plan: convert.ConversionPlan) -> str:
+    from astropy.time import Time
+
+    t = Time(float(plan.ref.time_array.min()), format="jd", scale="utc").isot[:19]
+    name = plan.ref.telescope_name.replace(" ", "_") or "obs"
+    if name.upper().replace("_", "-") == instrument.TELESCOPE_NAME:
+        return t
+    return f"{name}_{t}"
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-json")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _reuse(final: Path, sidecar: Path, expected: dict[str, Any]) -> ProductRef | None:
+    """A reference to an existing complete MS made from the same inputs, else None."""
+    if not (final.is_dir() and sidecar.is_file()):
+        return None
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    if any(meta.get(k) != v for k, v in expected.items()):
+        return None
+    if not ms_writer.ms_is_complete(final, int(expected["nrows"])):
+        return None
+    if path_checksum(final) != meta.get("checksum"):
+        return None
+    return ProductRef(kind="ms", path=str(final), checksum=meta["checksum"],
+                      meta={k: v for k, v in meta.items() if k != "inputs"})
