@@ -1,0 +1,393 @@
+"""ImagingStage: a Measurement Set -> restored, residual, model, PSF, PB and PB-corrected FITS.
+
+The stage wires config, I/O and kernels: it reads the MS metadata and checks every input
+(empty or fully flagged MS, impossible cell or image size, memory) before any heavy work,
+then images with the ducc0 kernels of this package (or an external WSClean), and writes the
+FITS products atomically with provenance.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from dsa110_pipeline import __version__ as PIPELINE_VERSION
+from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.errors import ConfigError, InputError
+from dsa110_pipeline.instrument import SPEED_OF_LIGHT
+from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
+
+from .beam import Beam
+from .clean import CleanParams, robust_rms
+from .fits_writer import ImageGeometry, build_header, mjd_seconds_to_isot, write_fits
+from .imager import ImagingParams, ImagingResult, make_images
+from .ms_reader import MSChunkSource, MSInfo, read_ms_info, scan_usable
+from .primary_beam import drift_pointings, pb_correct, pb_image
+
+ROLES = ("image", "residual", "model", "psf", "pb", "pbcor")
+#: Bytes per image pixel the ducc0 imager needs at its peak (images, accumulators, the
+#: oversampled uv grid of the double-size PSF and the zero-padded FFTs).
+_BYTES_PER_PIXEL = 400
+#: Bytes per visibility held in memory (vis, weight, imaging weight, mask, a prediction).
+_BYTES_PER_VIS = 30
+_ARCSEC = np.pi / (180 * 3600)
+
+
+class ImagingConfig(StageConfig):
+    """Typed config of the imaging stage (the ``imaging`` branch)."""
+
+    column: Literal["CORRECTED_DATA", "DATA"] = "CORRECTED_DATA"
+    #: Image side in pixels; None: enough to cover ``fov_deg``.
+    npix: int | None = Field(2048, ge=32, le=32768)
+    fov_deg: float = Field(3.5, gt=0, le=90)
+    #: Pixel size; None: a quarter of the synthesized beam (1 / (4 u_max)).
+    cell_arcsec: float | None = Field(6.0, gt=0, le=3600)
+    weighting: Literal["natural", "uniform", "briggs"] = "briggs"
+    robust: float = Field(0.0, ge=-5, le=5)
+    uv_min_lambda: float = Field(0.0, ge=0)
+    uv_max_lambda: float | None = Field(None, gt=0)
+    taper_arcsec: float | None = Field(None, gt=0)
+    niter: int = Field(1000, ge=0)
+    gain: float = Field(0.1, gt=0, le=1)
+    mgain: float = Field(0.8, gt=0, le=1)
+    threshold_jy: float = Field(0.0, ge=0)
+    auto_threshold: float | None = Field(3.0, gt=0)
+    auto_mask: float | None = Field(None, gt=0)
+    max_major: int = Field(20, ge=1)
+    psf_patch: int | None = Field(None, ge=8)
+    #: Image-domain major cycles (double-size PSF) between the visibility-domain ones: fewer
+    #: passes over the data, but only valid for a position-invariant PSF (small w-term,
+    #: pi w_max l_max^2 << 1 rad); CLEAN still stops on a residual from the visibilities.
+    image_domain_cycles: bool = False
+    multiscale: bool = False
+    scales: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0)
+    epsilon: float = Field(1e-4, gt=1e-5, lt=0.1)
+    do_wgridding: bool = True
+    #: Threads for ducc0/FFTs/numba; None: the runtime's ``nthreads`` when it has one, else
+    #: the CPUs this process may use.
+    nthreads: int | None = Field(None, ge=1)
+    pb_cut: float = Field(0.1, gt=0, le=1)
+    #: Meridian drift scan (DSA-110): average the primary beam over the beam centre's drift
+    #: relative to the phase centre (the meridian at the mid-time); False: a pointed beam.
+    pb_drift: bool = True
+    memory_limit_gb: float = Field(16.0, gt=0)
+    #: "auto": hold the visibilities in memory when they fit in the memory limit.
+    in_memory: Literal["auto", "always", "never"] = "auto"
+    rows_per_chunk: int | None = Field(None, ge=1)
+    backend: Literal["ducc", "wsclean", "tclean"] = "ducc"
+    wsclean_gridder: Literal["default", "wgridder"] = "default"
+    output_dir: str | None = None
+    #: File-name prefix; None: the MS name without ``.ms``.
+    name: str | None = None
+
+    @field_validator("npix")
+    @classmethod
+    def _even(cls, v: int | None) -> int | None:
+        if v is not None and v % 2:
+            raise ValueError(f"npix must be even, got {v}")
+        return v
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if not v or any(s < 0 for s in v):
+            raise ValueError("scales must be a non-empty list of sizes >= 0 (pixels)")
+        return tuple(sorted(v))
+
+
+class ImagingPlan:
+    """The checked numbers of one imaging run, decided before any heavy work."""
+
+    def __init__(self, *, npix: int, cell: float, nthreads: int, in_memory: bool,
+                 rows_per_chunk: int, uv_max_m: float, image_bytes: int, vis_bytes: int) -> None:
+        self.npix, self.cell, self.nthreads = npix, cell, nthreads
+        self.in_memory, self.rows_per_chunk = in_memory, rows_per_chunk
+        self.uv_max_m, self.image_bytes, self.vis_bytes = uv_max_m, image_bytes, vis_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+class ImagingStage(PipelineStage):
+    """Image one Measurement Set (Stokes I, multi-frequency synthesis)."""
+
+    name = "imaging"
+    version = "1"
+    Config = ImagingConfig
+    requires = ("ms",)
+    produces = ("images",)
+    resources = Resources(cpu=2.0, memory_gb=4.0)
+    executor = "thread"
+
+    config: ImagingConfig
+
+    # -- planning (cheap; every check happens here) ---------------------------------------
+    def plan(self, info: MSInfo, nthreads_hint: int | None = None) -> ImagingPlan:
+        """Check the MS and the config against each other; raise before heavy work.
+
+        Threads: ``config.nthreads``, else ``nthreads_hint`` (the runner's allotment),
+        else every CPU this process may use.
+        """
+        cfg = self.config
+        usable, uv_max_m = scan_usable(info)
+        if usable == 0:
+            raise InputError(f"every visibility of {info.column} is flagged (or the MS holds "
+                             "only autocorrelations)", stage=self.name, files=[info.path])
+        fmax = float(info.freqs.max())
+        uv_max_l = uv_max_m * fmax / SPEED_OF_LIGHT
+        if cfg.uv_max_lambda is not None:
+            uv_max_l = min(uv_max_l, cfg.uv_max_lambda)
+        if cfg.uv_min_lambda and cfg.uv_min_lambda >= uv_max_l:
+            raise ConfigError(f"uv_min_lambda {cfg.uv_min_lambda:g} excludes every baseline "
+                              f"(longest {uv_max_l:.0f} lambda)", stage=self.name)
+        cell = cfg.cell_arcsec * _ARCSEC if cfg.cell_arcsec else 1.0 / (4.0 * uv_max_l)
+        nyquist = 1.0 / (2.0 * uv_max_l)
+        if cell > nyquist:
+            raise ConfigError(f"cell {cell / _ARCSEC:.3g} arcsec undersamples the longest "
+                              f"baseline ({uv_max_l:.0f} lambda): it must be below "
+                              f"{nyquist / _ARCSEC:.3g} arcsec (set uv_max_lambda to cut "
+                              "long baselines)", stage=self.name, files=[info.path])
+        npix = cfg.npix or int(np.ceil(np.radians(cfg.fov_deg) / cell / 32.0) * 32)
+        if npix * cell / 2 >= 0.9:
+            raise ConfigError(f"the image ({npix} x {cell / _ARCSEC:.3g} arcsec) reaches beyond "
+                              "the horizon of the phase centre", stage=self.name)
+        beam_est = 1.0 / uv_max_l
+        if npix * cell < 4 * beam_est:
+            raise ConfigError(f"the image ({npix} x {cell / _ARCSEC:.3g} arcsec) is smaller "
+                              f"than 4 synthesized beams (~{beam_est / _ARCSEC:.3g} arcsec): "
+                              "the cell or npix is nonsense", stage=self.name)
+        limit = int(cfg.memory_limit_gb * 2**30)
+        image_bytes = _BYTES_PER_PIXEL * npix * npix
+        if image_bytes > limit:
+            raise ConfigError(f"a {npix}x{npix} image needs about {image_bytes / 2**30:.1f} GiB, "
+                              f"more than the memory limit {cfg.memory_limit_gb:g} GiB",
+                              stage=self.name)
+        vis_bytes = _BYTES_PER_VIS * info.nvis + 24 * info.nrow
+        fits_in_memory = image_bytes + vis_bytes <= limit
+        if cfg.in_memory == "always" and not fits_in_memory:
+            raise ConfigError(f"the visibilities need about {vis_bytes / 2**30:.1f} GiB in "
+                              f"memory, beyond the limit {cfg.memory_limit_gb:g} GiB; use "
+                              "in_memory='auto'", stage=self.name, files=[info.path])
+        in_memory = cfg.in_memory == "always" or (cfg.in_memory == "auto" and fits_in_memory)
+        per_row = max(1, _BYTES_PER_VIS * info.nvis // info.nrow)
+        rows = cfg.rows_per_chunk or max(1, min(info.nrow, (limit - image_bytes) // 4 // per_row))
+        nthreads = cfg.nthreads or nthreads_hint or _available_cpus()
+        return ImagingPlan(npix=npix, cell=float(cell), nthreads=nthreads, in_memory=in_memory,
+                           rows_per_chunk=int(rows), uv_max_m=uv_max_m, image_bytes=image_bytes,
+                           vis_bytes=vis_bytes)
+
+    def pb_pointings(self, info: MSInfo) -> tuple[tuple[float, float], ...]:
+        if not self.config.pb_drift:
+            return ((0.0, 0.0),)
+        pts = drift_pointings(info.time_start, info.time_end, info.dec)
+        return tuple((float(a), float(b)) for a, b in pts)
+
+    def imaging_params(self, plan: ImagingPlan, info: MSInfo | None = None) -> ImagingParams:
+        cfg = self.config
+        clean = CleanParams(niter=cfg.niter, gain=cfg.gain, mgain=cfg.mgain,
+                            threshold=cfg.threshold_jy, auto_threshold=cfg.auto_threshold,
+                            auto_mask=cfg.auto_mask, max_major=cfg.max_major,
+                            psf_patch=cfg.psf_patch, multiscale=cfg.multiscale,
+                            scales=cfg.scales, nthreads=plan.nthreads,
+                            image_domain_cycles=cfg.image_domain_cycles)
+        return ImagingParams(npix_x=plan.npix, npix_y=plan.npix, cell=plan.cell,
+                             weighting=cfg.weighting, robust=cfg.robust,
+                             uv_min=cfg.uv_min_lambda, uv_max=cfg.uv_max_lambda,
+                             taper_fwhm=cfg.taper_arcsec * _ARCSEC if cfg.taper_arcsec else None,
+                             epsilon=cfg.epsilon, nthreads=plan.nthreads,
+                             do_wgridding=cfg.do_wgridding, pb_cut=cfg.pb_cut,
+                             pb_pointings=self.pb_pointings(info) if info else ((0.0, 0.0),),
+                             clean=clean)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _output_dir(self, ctx: PipelineContext) -> Path:
+        if self.config.output_dir:
+            return Path(self.config.output_dir)
+        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
+        if isinstance(paths, dict) and paths.get("output_dir"):
+            return Path(paths["output_dir"]) / "images"
+        return Path("products") / "images"
+
+    @staticmethod
+    def _calibration_ids(ctx: PipelineContext, ms_ref: ProductRef) -> list[str]:
+        ids: list[str] = []
+        for key in ("caltables", "calibration_tables", "caltable"):
+            if ctx.has(key):
+                prod = ctx.get(key)
+                for ref in prod if isinstance(prod, list) else [prod]:
+                    tag = Path(ref.path).name
+                    ids.append(f"{tag}:{ref.checksum[:12]}" if ref.checksum else tag)
+        for tab in ms_ref.meta.get("calibration_tables", []) or []:
+            ids.append(str(tab))
+        return ids
+
+    # -- contract ---------------------------------------------------------------------------
+    def execute(self, ctx: PipelineContext) -> PipelineContext:
+        cfg = self.config
+        product = ctx.get("ms")
+        refs = product if isinstance(product, list) else [product]
+        if len(refs) != 1:
+            raise InputError(f"imaging takes one Measurement Set, got {len(refs)}",
+                             stage=self.name, files=[r.path for r in refs])
+        ms_ref = refs[0]
+        if ms_ref.kind != "ms":
+            raise InputError(f"input of kind '{ms_ref.kind}' is not a Measurement Set",
+                             stage=self.name, files=[ms_ref.path])
+        t0 = time.perf_counter()
+        try:
+            info = read_ms_info(ms_ref.path, cfg.column)
+        except InputError as exc:
+            raise InputError(exc.detail, stage=self.name, files=exc.files,
+                             cause=exc.cause) from exc
+        hint = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
+        plan = self.plan(info, hint if isinstance(hint, int) and hint > 0 else None)
+        if cfg.backend == "tclean":
+            try:
+                import casatasks  # noqa: F401
+            except ImportError as exc:
+                raise ConfigError("backend 'tclean' needs casatasks (the 'casa' extra)",
+                                  stage=self.name, cause=exc) from exc
+            raise ConfigError("backend 'tclean' is not implemented yet", stage=self.name)
+        out_dir = self._output_dir(ctx)
+        prefix = cfg.name or Path(info.path).name.removesuffix(".ms")
+        t_plan = time.perf_counter() - t0
+        if cfg.backend == "wsclean":
+            result, extra = self._run_wsclean(info, plan, out_dir, prefix)
+        else:
+            result, extra = self._run_ducc(info, plan)
+        t_image = time.perf_counter() - t0 - t_plan
+        geom = ImageGeometry(ra=info.ra, dec=info.dec, cell=plan.cell, npix_x=plan.npix,
+                             npix_y=plan.npix, freq_ref=result.freq_ref,
+                             bandwidth=result.bandwidth, radesys=info.radesys)
+        provenance = {"PIPEVER": PIPELINE_VERSION, "STAGEVER": self.version,
+                      "CFGHASH": self.config_hash(), "MSNAME": Path(info.path).name,
+                      "DATACOL": info.column, "IMBACKND": cfg.backend}
+        cal_ids = self._calibration_ids(ctx, ms_ref)
+        out: list[ProductRef] = []
+        for role in ROLES:
+            hdr = build_header(geom, role=role,
+                               beam=result.beam if role in ("image", "pbcor", "residual",
+                                                            "model", "psf") else None,
+                               date_obs=mjd_seconds_to_isot(info.time_start),
+                               object_name=info.field_name, provenance=provenance,
+                               calibration_tables=cal_ids)
+            hdr["HISTORY"] = (f"dsa110_pipeline imaging ({cfg.backend}): {cfg.weighting} "
+                              f"robust {cfg.robust:g}, niter {cfg.niter}, gain {cfg.gain:g}, "
+                              f"mgain {cfg.mgain:g}, cell {plan.cell / _ARCSEC:.4g} arcsec")
+            path = write_fits(out_dir / f"{prefix}-{role}.fits", getattr(result, role), hdr)
+            out.append(ProductRef.for_path("fits", path, role=role, ms=info.path,
+                                           backend=cfg.backend))
+        rms = robust_rms(result.residual)
+        metrics = dict(backend=cfg.backend, npix=plan.npix, cell_arcsec=plan.cell / _ARCSEC,
+                       in_memory=plan.in_memory, nthreads=plan.nthreads,
+                       bmaj_arcsec=result.beam.bmaj / _ARCSEC,
+                       bmin_arcsec=result.beam.bmin / _ARCSEC, bpa_deg=result.beam.bpa,
+                       residual_rms_jy=rms, peak_jy=float(np.nanmax(result.image)),
+                       plan_s=t_plan, image_s=t_image, total_s=time.perf_counter() - t0, **extra)
+        return ctx.with_output("images", out).with_metrics(self.name, **metrics)
+
+    # -- backends ---------------------------------------------------------------------------
+    def _run_ducc(self, info: MSInfo, plan: ImagingPlan) -> tuple[ImagingResult, dict]:
+        source = MSChunkSource(info, rows_per_chunk=plan.rows_per_chunk)
+        t0 = time.perf_counter()
+        data: Any = source.load() if plan.in_memory else source
+        t_read = time.perf_counter() - t0
+        try:
+            result = make_images(data, self.imaging_params(plan, info), consume=True)
+            del data
+        except ValueError as exc:
+            if "flagged" in str(exc):
+                raise InputError(str(exc), stage=self.name, files=[info.path]) from exc
+            raise
+        extra = {"read_s": t_read, "n_iter": result.clean.n_iter,
+                 "n_major": result.clean.n_major, "stop_reason": result.clean.stop_reason,
+                 "expected_rms_jy": result.expected_rms,
+                 **{f"{k}_s": v for k, v in result.timings.items()}}
+        return result, extra
+
+    def _run_wsclean(self, info: MSInfo, plan: ImagingPlan, out_dir: Path,
+                     prefix: str) -> tuple[ImagingResult, dict]:
+        from astropy.io import fits
+
+        cfg = self.config
+        exe = shutil.which("wsclean")
+        if exe is None:
+            raise ConfigError("backend 'wsclean' chosen but no wsclean executable is on PATH",
+                              stage=self.name)
+        work = out_dir / f".{prefix}-wsclean-{os.getpid()}"
+        work.mkdir(parents=True, exist_ok=True)
+        name = work / prefix
+        cmd = [exe, "-name", str(name), "-size", str(plan.npix), str(plan.npix),
+               "-scale", f"{plan.cell / _ARCSEC:.6g}asec", "-niter", str(cfg.niter),
+               "-gain", str(cfg.gain), "-mgain", str(cfg.mgain),
+               "-data-column", cfg.column, "-j", str(plan.nthreads),
+               "-no-update-model-required", "-weight", cfg.weighting]
+        if cfg.weighting == "briggs":
+            cmd.append(str(cfg.robust))
+        if cfg.threshold_jy:
+            cmd += ["-threshold", str(cfg.threshold_jy)]
+        if cfg.auto_threshold:
+            cmd += ["-auto-threshold", str(cfg.auto_threshold)]
+        if cfg.auto_mask:
+            cmd += ["-auto-mask", str(cfg.auto_mask)]
+        if cfg.uv_min_lambda:
+            cmd += ["-minuv-l", str(cfg.uv_min_lambda)]
+        if cfg.uv_max_lambda:
+            cmd += ["-maxuv-l", str(cfg.uv_max_lambda)]
+        if cfg.taper_arcsec:
+            cmd += ["-taper-gaussian", f"{cfg.taper_arcsec}asec"]
+        if cfg.multiscale:
+            cmd += ["-multiscale", "-multiscale-scales",
+                    ",".join(str(int(s)) for s in cfg.scales)]
+        if cfg.wsclean_gridder == "wgridder":
+            cmd += ["-use-wgridder", "-wgridder-accuracy", str(cfg.epsilon)]
+        cmd.append(info.path)
+        log = out_dir / f"{prefix}-wsclean.log"
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
+            if proc.returncode != 0:
+                raise InputError(f"wsclean failed with exit code {proc.returncode}: "
+                                 f"{proc.stderr.strip()[-500:]}", stage=self.name,
+                                 files=[info.path, str(log)])
+            arrays = {}
+            for role, suffix in (("image", "image"), ("residual", "residual"),
+                                 ("model", "model"), ("psf", "psf")):
+                with fits.open(f"{name}-{suffix}.fits") as hdul:
+                    arrays[role] = np.asarray(hdul[0].data[0, 0], dtype=np.float32)
+                    if role == "image":
+                        h = hdul[0].header
+                        beam = Beam(np.radians(h["BMAJ"]), np.radians(h["BMIN"]),
+                                    float(h["BPA"]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        freqs = info.freqs
+        pb = pb_image(plan.npix, plan.npix, plan.cell, freqs,
+                      pointing_lm=np.array(self.pb_pointings(info)))
+        bandwidth = float(np.ptp(freqs) + (np.median(np.diff(freqs)) if len(freqs) > 1 else 0))
+        from .clean import CleanResult
+
+        result = ImagingResult(image=arrays["image"], residual=arrays["residual"],
+                               model=arrays["model"], psf=arrays["psf"], pb=pb,
+                               pbcor=pb_correct(arrays["image"], pb, cfg.pb_cut), beam=beam,
+                               freq_ref=float(freqs.mean()), bandwidth=bandwidth,
+                               weight_sum=float("nan"), expected_rms=float("nan"),
+                               clean=CleanResult(arrays["model"], arrays["residual"], -1, -1,
+                                                 "wsclean", float("nan")))
+        return result, {"wsclean_s": time.perf_counter() - t0, "wsclean_log": str(log)}

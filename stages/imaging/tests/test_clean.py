@@ -1,0 +1,277 @@
+import numpy as np
+import pytest
+
+from stages.imaging.clean import (
+    CleanParams,
+    deconvolve,
+    hogbom_minor,
+    multiscale_minor,
+    robust_rms,
+)
+from stages.imaging.imager import ImagingParams, VisChunk, make_images
+from stages.imaging.tests._sim import pixel_to_lm, point_source_vis, t_layout, uvw_tracks
+
+NPIX = 256
+CELL = np.radians(5 / 3600)
+
+
+def _gauss_psf(n=64, sigma=2.0):
+    y, x = np.mgrid[:n, :n] - n // 2
+    return np.exp(-(x**2 + y**2) / (2 * sigma**2)).astype(np.float32)
+
+
+def _shift_add(img, psf, r, c, s):
+    n = psf.shape[0]
+    img[r - n // 2:r + n // 2, c - n // 2:c + n // 2] += s * psf
+
+
+def test_hogbom_recovers_components_of_an_exact_convolution():
+    psf = _gauss_psf()
+    dirty = np.zeros((128, 128), np.float32)
+    _shift_add(dirty, psf, 50, 60, 2.0)
+    _shift_add(dirty, psf, 80, 40, -0.5)
+    model = np.zeros_like(dirty)
+    n, peak = hogbom_minor(dirty, psf, model, gain=0.2, threshold=1e-4, max_iter=5000)
+    assert peak <= 1e-4 and n < 5000
+    assert model[50, 60] == pytest.approx(2.0, rel=1e-3)
+    assert model[80, 40] == pytest.approx(-0.5, rel=1e-3)
+    assert np.abs(dirty).max() <= 1e-4
+
+
+def test_hogbom_respects_mask_and_niter():
+    psf = _gauss_psf()
+    dirty = np.zeros((128, 128), np.float32)
+    _shift_add(dirty, psf, 50, 60, 2.0)
+    _shift_add(dirty, psf, 80, 40, 1.0)
+    mask = np.zeros(dirty.shape, bool)
+    mask[70:90, 30:50] = True
+    model = np.zeros_like(dirty)
+    n, _ = hogbom_minor(dirty.copy(), psf, model, gain=0.1, threshold=0, max_iter=7, mask=mask)
+    assert n == 7
+    assert model[50, 60] == 0 and model[80, 40] > 0
+
+
+def test_multiscale_cleans_an_extended_source():
+    psf = _gauss_psf(64, 1.5)
+    from stages.imaging.clean import _fftconv_same, scale_kernel
+
+    truth = np.zeros((128, 128))
+    truth[60:69, 60:69] = scale_kernel(8, 9) * 10.0  # 10 Jy spread over a disc
+    dirty = _fftconv_same(truth, psf).astype(np.float32)
+    model = np.zeros_like(dirty)
+    n, _ = multiscale_minor(dirty, psf, model, scales=(0.0, 4.0, 8.0), gain=0.3,
+                            threshold=2e-3, max_iter=3000)
+    assert n < 3000
+    assert model.sum() == pytest.approx(10.0, rel=0.01)
+    assert np.abs(dirty).max() <= 2e-3
+
+
+def test_robust_rms_of_gaussian_noise_with_outliers():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 2.0, 100_000)
+    x[:100] = 1e3
+    assert robust_rms(x) == pytest.approx(2.0, rel=0.02)
+
+
+@pytest.fixture(scope="module")
+def sky_obs():
+    rng = np.random.default_rng(42)
+    uvw = uvw_tracks(t_layout(seed=5), np.radians(37.5), np.linspace(-0.012, 0.012, 8))
+    freq = np.linspace(1.32e9, 1.49e9, 6)
+    # sources on pixel centres: (row, col, flux)
+    srcs = [(128, 128, 2.0), (150, 90, 0.8), (70, 200, 0.5), (200, 160, 0.3)]
+    lm = [(f, *pixel_to_lm(r, c, NPIX, CELL)) for r, c, f in srcs]
+    sigma = 0.05  # per component, per visibility
+    vis = point_source_vis(uvw, freq, lm, np.complex64)
+    vis += (rng.normal(0, sigma, vis.shape) + 1j * rng.normal(0, sigma, vis.shape))
+    weight = np.full(vis.shape, 1 / sigma**2, np.float32)
+    mask = np.ones(vis.shape, np.uint8)
+    mask[rng.random(vis.shape) < 0.05] = 0  # 5% flagged; flagged data are garbage
+    vis[mask == 0] = 1e3
+    return uvw, freq, vis, weight, mask, srcs, sigma
+
+
+@pytest.mark.parametrize("weighting", ["briggs", "natural"])
+def test_clean_restores_point_sources(sky_obs, weighting):
+    uvw, freq, vis, weight, mask, srcs, _ = sky_obs
+    p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting=weighting, robust=0.0,
+                      epsilon=2e-5, clean=CleanParams(niter=3000, gain=0.1, mgain=0.8,
+                                                      auto_threshold=1.5, auto_mask=4.0))
+    res = make_images([VisChunk(uvw, freq, vis, weight, mask)], p)
+    assert res.psf[NPIX // 2, NPIX // 2] == pytest.approx(1.0)
+    fwhm_pix = np.sqrt(res.beam.bmaj * res.beam.bmin) / CELL
+    assert fwhm_pix > 2.5  # the cell samples the beam
+    for r, c, f in srcs:
+        win = res.image[r - 3:r + 4, c - 3:c + 4]
+        pr, pc = np.unravel_index(np.argmax(win), win.shape)
+        assert win[pr, pc] == pytest.approx(f, rel=0.02), (r, c, f)
+        # sub-pixel position from a parabola through the peak
+        y = win[pr - 1:pr + 2, pc]
+        x = win[pr, pc - 1:pc + 2]
+        dr = 0.5 * (y[0] - y[2]) / (y[0] - 2 * y[1] + y[2])
+        dc = 0.5 * (x[0] - x[2]) / (x[0] - 2 * x[1] + x[2])
+        off = np.hypot(pr - 3 + dr, pc - 3 + dc)
+        assert off < 0.1 * fwhm_pix
+    assert res.clean.stop_reason in ("threshold", "niter")
+    # residual noise near the thermal expectation, and no source left behind
+    assert robust_rms(res.residual) < 1.2 * res.expected_rms
+    assert np.abs(res.residual).max() < 6 * res.expected_rms
+
+
+def test_noise_only_residual_matches_theory(sky_obs):
+    uvw, freq, _, weight, mask, _, sigma = sky_obs
+    rng = np.random.default_rng(7)
+    vis = (rng.normal(0, sigma, weight.shape) + 1j * rng.normal(0, sigma, weight.shape))
+    p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting="briggs",
+                      epsilon=2e-5, clean=CleanParams(niter=200, auto_threshold=3.0))
+    res = make_images([VisChunk(uvw, freq, vis.astype(np.complex64), weight, mask)], p)
+    rms = robust_rms(res.residual)
+    assert 0.85 * res.expected_rms < rms < 1.2 * res.expected_rms
+    assert res.clean.stop_reason in ("threshold", "niter")
+    assert res.clean.n_iter <= 200
+
+
+def test_deconvolve_stops_at_absolute_threshold():
+    psf = _gauss_psf()
+    dirty = np.zeros((128, 128), np.float32)
+    _shift_add(dirty, psf, 64, 64, 1.0)
+
+    def compute_residual(model):
+        out = dirty.copy()
+        for r, c in zip(*np.nonzero(model)):
+            _shift_add(out, psf, r, c, -model[r, c])
+        return out
+
+    res = deconvolve(dirty, psf, compute_residual,
+                     CleanParams(niter=10_000, gain=0.1, mgain=0.5, threshold=0.05,
+                                 auto_threshold=None))
+    assert res.stop_reason == "threshold"
+    assert np.abs(res.residual).max() <= 0.05
+    assert np.abs(res.residual).max() > 0.02  # did not clean far below the threshold
+    assert res.n_major >= 2
+    with pytest.raises(ValueError, match="mgain"):
+        CleanParams(mgain=0)
+
+
+def test_psf_convolver_is_exact_on_the_image():
+    from stages.imaging.clean import PsfConvolver
+
+    rng = np.random.default_rng(3)
+    n = 32
+    psf2 = rng.normal(size=(2 * n, 2 * n)).astype(np.float32)
+    model = np.zeros((n, n), np.float32)
+    model[0, 31] = 2.0
+    model[17, 4] = -1.0
+    out = PsfConvolver(psf2)(model)
+    expect = np.zeros((n, n))
+    for r, c in zip(*np.nonzero(model)):
+        expect += model[r, c] * psf2[n - r:2 * n - r, n - c:2 * n - c]
+    np.testing.assert_allclose(out, expect, atol=1e-5)
+
+
+def test_image_domain_cycles_save_visibility_cycles_and_end_exact():
+    from stages.imaging.clean import PsfConvolver
+
+    n = 128
+    psf2 = np.zeros((2 * n, 2 * n), np.float32)
+    y, x = np.mgrid[:2 * n, :2 * n] - n
+    psf2[:] = np.exp(-(x**2 + y**2) / 8.0) + 0.05 * np.cos(x / 3.0) * np.exp(-(y**2) / 200.0)
+    psf = psf2[n // 2:n // 2 + n, n // 2:n // 2 + n]
+    truth = np.zeros((n, n), np.float32)
+    truth[20, 100], truth[90, 30], truth[64, 64] = 1.0, 0.5, 0.2
+    conv = PsfConvolver(psf2)
+    dirty = conv(truth)
+    calls = []
+
+    def compute_residual(model):
+        calls.append(1)
+        return dirty - conv(model)  # the "visibility" residual
+
+    params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-3, auto_threshold=None)
+    fast = deconvolve(dirty, psf, compute_residual,
+                      CleanParams(**{**params.__dict__, "image_domain_cycles": True}),
+                      convolver=conv)
+    n_fast = len(calls)
+    calls.clear()
+    slow = deconvolve(dirty, psf, compute_residual, params)
+    assert fast.stop_reason == slow.stop_reason == "threshold"
+    assert fast.history[-1]["exact"]
+    assert n_fast < len(calls) and n_fast <= 2
+    np.testing.assert_allclose(fast.residual, dirty - conv(fast.model), atol=1e-6)
+    for r, c in zip(*np.nonzero(truth)):
+        assert fast.model[r - 1:r + 2, c - 1:c + 2].sum() == pytest.approx(truth[r, c], abs=2e-3)
+
+
+def _uv_psf2(n, seed=1):
+    """A double-size PSF from a random elongated uv coverage (positive semi-definite)."""
+    rng = np.random.default_rng(seed)
+    w = np.zeros((2 * n, 2 * n))
+    uu = rng.normal(0, 60, 3000).astype(int)
+    vv = (rng.normal(0, 20, 3000) + 0.3 * uu).astype(int)
+    np.add.at(w, (vv % (2 * n), uu % (2 * n)), 1.0)
+    np.add.at(w, ((-vv) % (2 * n), (-uu) % (2 * n)), 1.0)
+    psf2 = np.fft.fftshift(np.fft.ifft2(w).real)
+    return (psf2 / psf2[n, n]).astype(np.float32)
+
+
+def test_subminor_loops_match_plain_hogbom():
+    from stages.imaging.clean import PsfConvolver, subminor_cycle
+
+    n = 128
+    rng = np.random.default_rng(2)
+    psf2 = _uv_psf2(n)
+    conv = PsfConvolver(psf2)
+    truth = np.zeros((n, n), np.float32)
+    for _ in range(20):
+        truth[rng.integers(0, n), rng.integers(0, n)] = rng.uniform(0.1, 1)
+    dirty = (conv(truth) + rng.normal(0, 0.002, (n, n))).astype(np.float32)
+    r1, m1 = dirty.copy(), np.zeros_like(dirty)
+    n1, _ = hogbom_minor(r1, psf2, m1, gain=0.1, threshold=0.01, max_iter=5000)
+    r2, m2 = dirty.copy(), np.zeros_like(dirty)
+    n2, _ = subminor_cycle(r2, psf2, m2, gain=0.1, threshold=0.01, max_iter=5000,
+                           convolver=conv)
+    assert abs(n1 - n2) <= 2 and n2 < 5000
+    np.testing.assert_allclose(m2, m1, atol=1e-3)
+    assert np.abs(r2).max() <= 0.01
+    np.testing.assert_allclose(r2, dirty - conv(m2), atol=1e-4)  # residual kept exact
+    mask = np.zeros((n, n), bool)
+    mask[:, : n // 2] = True
+    r3, m3 = dirty.copy(), np.zeros_like(dirty)
+    n3, _ = subminor_cycle(r3, psf2, m3, gain=0.1, threshold=0.01, max_iter=300, mask=mask,
+                           convolver=conv)
+    r4, m4 = dirty.copy(), np.zeros_like(dirty)
+    n4, _ = hogbom_minor(r4, psf2, m4, gain=0.1, threshold=0.01, max_iter=300, mask=mask)
+    assert n3 == n4 == 300
+    assert not m3[:, n // 2:].any()
+    np.testing.assert_allclose(m3, m4, atol=1e-3)
+
+
+def test_auto_mask_keeps_deep_cleaning_on_the_sources():
+    from stages.imaging.clean import PsfConvolver
+
+    n = 128
+    rng = np.random.default_rng(5)
+    psf2 = _uv_psf2(n, seed=3)
+    conv = PsfConvolver(psf2)
+    truth = np.zeros((n, n), np.float32)
+    srcs = [(30, 40, 1.0), (90, 100, 0.5), (70, 20, 0.2)]
+    for r, c, f in srcs:
+        truth[r, c] = f
+    noise = conv(rng.normal(0, 0.01, (n, n)).astype(np.float32))  # noise with the PSF's texture
+    dirty = (conv(truth) + noise).astype(np.float32)
+
+    def compute_residual(model):
+        return dirty - conv(model)
+
+    near = np.zeros((n, n), bool)
+    for r, c, _ in srcs:
+        near[r - 2:r + 3, c - 2:c + 3] = True
+    base = dict(niter=3000, gain=0.1, mgain=0.8, auto_threshold=1.0)
+    free = deconvolve(dirty, psf2, compute_residual, CleanParams(**base))
+    masked = deconvolve(dirty, psf2, compute_residual, CleanParams(**base, auto_mask=5.0))
+    spurious_free = np.count_nonzero(free.model[~near])
+    spurious_masked = np.count_nonzero(masked.model[~near])
+    assert spurious_masked < spurious_free / 3
+    for r, c, f in srcs:
+        got = masked.model[r - 2:r + 3, c - 2:c + 3].sum()
+        assert got == pytest.approx(f, abs=0.03)
