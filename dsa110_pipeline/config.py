@@ -95,6 +95,8 @@ class PipelineSection(_Branch):
     discover: str | None = None
     #: "module:function" (groups, config) -> groups with roles and shared products set.
     assign_roles: str | None = None
+    #: "module:function" (path, [(group, verdict, report path)]) writing the night summary.
+    night_report: str | None = None
     #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.
     sweeps: dict[str, list[Any]] = Field(default_factory=dict)
 

@@ -28,6 +28,8 @@ SEP = "/"
 #: The product key of calibration solutions: registered in the state DB's calibration
 #: registry when made, and looked up there when a group needs it and none is made tonight.
 CALTABLES = "caltables"
+#: The product key of a group's QA report; its meta carries the verdict.
+VALIDATION = "validation"
 _REGISTRY_META = ("transit_mjd", "valid_start_mjd", "valid_end_mjd", "dec_deg",
                   "dec_halfwidth_deg")
 
@@ -115,16 +117,18 @@ class NightOrchestrator:
         self.run_id = ""
 
     # -- planning -----------------------------------------------------------------
-    def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], list[str]]:
+    def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], dict[str, str]]:
+        """Groups to run, and those left alone with why ("skipped": done, "quarantined")."""
         self.state.reconcile()
-        todo, skipped = [], []
+        todo: list[GroupSpec] = []
+        skipped: dict[str, str] = {}
         for spec in specs:
             self.state.upsert_group(spec.group_id, start_mjd=spec.start_mjd,
                                     dec_deg=spec.dec_deg, role=spec.role, files=spec.files)
             status = (self.state.group(spec.group_id) or {}).get("status")
             finished = status == "quarantined" or (status == "done" and self._complete(spec))
             if finished and not self.rerun:
-                skipped.append(spec.group_id)
+                skipped[spec.group_id] = "quarantined" if status == "quarantined" else "skipped"
             else:
                 todo.append(spec)
         return todo, skipped
@@ -175,6 +179,16 @@ class NightOrchestrator:
             dec_deg=float(meta["dec_deg"]), dec_halfwidth_deg=float(meta["dec_halfwidth_deg"]),
             calibrator=meta.get("calibrator"), qa=meta.get("qa") or {})
 
+    def _record_verdict(self, gid: str, product: Product) -> None:
+        ref = product[0] if isinstance(product, list) else product
+        verdict = ref.meta.get("verdict")
+        if verdict is None:
+            return
+        reasons = [r.get("message", str(r)) if isinstance(r, dict) else str(r)
+                   for r in ref.meta.get("reasons", [])]
+        self.state.set_verdict(gid, str(verdict), reasons=reasons,
+                               metrics=ref.meta.get("metrics") or {}, report=ref.path)
+
     def _resolve(self, specs: list[GroupSpec], factory: StageFactory,
                  inputs: dict[str, Product]) -> tuple[list[MappedStage], dict[str, str]]:
         """Plan the night; inputs no stage makes tonight come from earlier runs' products.
@@ -211,7 +225,7 @@ class NightOrchestrator:
         ctx = ctx or PipelineContext()
         self.run_id = ctx.run_id
         if not todo:
-            return NightResult(None, {g: "skipped" for g in skipped}, skipped)
+            return NightResult(None, dict(skipped), list(skipped))
         inputs: dict[str, Product] = dict(ctx.inputs)
         for spec in todo:
             for k, v in spec.inputs.items():
@@ -231,8 +245,8 @@ class NightOrchestrator:
                         **self.runner_options)
         result = runner.run(ctx._derive(inputs=inputs))
         status.update(self._finish(live, result, owner))
-        status.update({g: "skipped" for g in skipped})
-        return NightResult(result, status, skipped)
+        status.update(skipped)
+        return NightResult(result, status, list(skipped))
 
     def _recorder(self, owner: dict[str, str]) -> Callable[[PipelineStage, StageRecord, Any],
                                                             None]:
@@ -246,6 +260,8 @@ class NightOrchestrator:
                 self.state.record_products(gid, produced)
                 if CALTABLES in produced:
                     self._register(gid, produced[CALTABLES])
+                if VALIDATION in produced:
+                    self._record_verdict(gid, produced[VALIDATION])
             if self.on_stage_done is not None:
                 self.on_stage_done(gid, d["name"], rec)
 

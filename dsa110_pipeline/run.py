@@ -260,10 +260,23 @@ def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: S
                        "records": recs, "verdict": verdict["verdict"] if verdict else None,
                        "products": [{k: p[k] for k in ("key", "kind", "path", "checksum")}
                                     for p in state.products(gid)]}
+    for g in groups.values():
+        g["for_science"] = g["status"] in ("done", "skipped") and g["verdict"] != "REJECT"
     manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"), groups=groups,
                               started=started, finished=finished)
     paths = write_manifest(manifest, out)
     log.info("manifest written", path=str(paths["md"]))
+    if cfg.pipeline.night_report:
+        rows = []
+        for gid, g in sorted(groups.items()):
+            verdict = state.verdict(gid)
+            if verdict is not None:
+                rows.append((gid, verdict["verdict"], verdict["report"]))
+            else:
+                qdir = out / "quarantine" / gid.replace(":", "")
+                rows.append((gid, g["status"].upper(), str(qdir / "errors.json")))
+        page = resolve_stage(cfg.pipeline.night_report)(out / "night_summary.html", rows)
+        log.info("night summary written", path=str(page))
 
 
 # -- the framework demo (no science stages configured) --------------------------------------

@@ -24,12 +24,29 @@ from .selection import select_calibrators
 JD_MJD = 2400000.5
 
 
-def _lst(mjd: float) -> float:
-    from dsa110_pipeline.simulate.geometry import earth_location, local_sidereal_time
+def _site() -> Any:
+    from dsa110_pipeline.simulate.geometry import earth_location
 
-    loc = earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
-                         math.radians(instrument.SITE_LONGITUDE_DEG), instrument.SITE_HEIGHT)
-    return float(local_sidereal_time(np.array([mjd + JD_MJD]), loc)[0])
+    return earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
+                          math.radians(instrument.SITE_LONGITUDE_DEG), instrument.SITE_HEIGHT)
+
+
+def _apparent(ra: np.ndarray, dec: np.ndarray, mjd: float) -> tuple[float, np.ndarray,
+                                                                     np.ndarray]:
+    """LST (rad) at ``mjd`` and the apparent RA/Dec of ICRS positions then.
+
+    Apparent coordinates matter: precession since J2000 moves a transit by about a
+    minute, a good part of a 309 s group.
+    """
+    from dsa110_pipeline.simulate.geometry import apparent_coordinates, local_sidereal_time
+
+    loc = _site()
+    jd = np.array([mjd + JD_MJD])
+    lst = local_sidereal_time(jd, loc)
+    if ra.size == 0:
+        return float(lst[0]), ra, dec
+    app_ra, app_dec = apparent_coordinates(ra, dec, jd, lst, loc)
+    return float(lst[0]), app_ra[0], app_dec[0]
 
 
 def assign_roles(specs: Sequence[GroupSpec], cfg: Any) -> list[GroupSpec]:
@@ -49,10 +66,11 @@ def assign_roles(specs: Sequence[GroupSpec], cfg: Any) -> list[GroupSpec]:
         if spec.start_mjd is None or spec.dec_deg is None:
             continue
         t0 = spec.start_mjd * 86400.0
-        sel = select_calibrators(names, ra, dec, flux, t_start=t0,
-                                 t_end=t0 + instrument.FILE_DURATION,
-                                 lst_start=_lst(spec.start_mjd),
-                                 pointing_dec=math.radians(spec.dec_deg),
+        near = np.flatnonzero(np.abs(dec - math.radians(spec.dec_deg)) < math.radians(10))
+        lst0, app_ra, app_dec = _apparent(ra[near], dec[near], spec.start_mjd)
+        sel = select_calibrators([names[i] for i in near], app_ra, app_dec, flux[near],
+                                 t_start=t0, t_end=t0 + instrument.FILE_DURATION,
+                                 lst_start=lst0, pointing_dec=math.radians(spec.dec_deg),
                                  min_beam=cal_cfg.min_beam, min_weighted_flux_jy=min_flux)
         if sel.found:
             spec.role = "calibrator"

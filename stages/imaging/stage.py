@@ -21,7 +21,7 @@ from pydantic import Field, field_validator
 from dsa110_pipeline import __version__ as PIPELINE_VERSION
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ConfigError, InputError
-from dsa110_pipeline.instrument import SPEED_OF_LIGHT
+from dsa110_pipeline.instrument import SEFD, SPEED_OF_LIGHT, radiometer_noise
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
 from .beam import Beam
@@ -277,6 +277,7 @@ class ImagingStage(PipelineStage):
                       "CFGHASH": self.config_hash(), "MSNAME": Path(info.path).name,
                       "DATACOL": info.column, "IMBACKND": cfg.backend}
         cal_ids = self._calibration_ids(ctx, ms_ref)
+        theo = _theoretical_rms(info, extra.get("expected_rms_jy"), ctx)
         out: list[ProductRef] = []
         for role in ROLES:
             hdr = build_header(geom, role=role,
@@ -290,13 +291,14 @@ class ImagingStage(PipelineStage):
                               f"mgain {cfg.mgain:g}, cell {plan.cell / _ARCSEC:.4g} arcsec")
             path = write_fits(out_dir / f"{prefix}-{role}.fits", getattr(result, role), hdr)
             out.append(ProductRef.for_path("fits", path, role=role, ms=info.path,
-                                           backend=cfg.backend))
+                                           backend=cfg.backend, theoretical_rms_jy=theo))
         rms = robust_rms(result.residual)
         metrics = dict(backend=cfg.backend, npix=plan.npix, cell_arcsec=plan.cell / _ARCSEC,
                        in_memory=plan.in_memory, nthreads=plan.nthreads,
                        bmaj_arcsec=result.beam.bmaj / _ARCSEC,
                        bmin_arcsec=result.beam.bmin / _ARCSEC, bpa_deg=result.beam.bpa,
                        residual_rms_jy=rms, peak_jy=float(np.nanmax(result.image)),
+                       theoretical_rms_jy=theo,
                        plan_s=t_plan, image_s=t_image, total_s=time.perf_counter() - t0, **extra)
         return ctx.with_output("images", out).with_metrics(self.name, **metrics)
 
@@ -391,3 +393,20 @@ class ImagingStage(PipelineStage):
                                clean=CleanResult(arrays["model"], arrays["residual"], -1, -1,
                                                  "wsclean", float("nan")))
         return result, {"wsclean_s": time.perf_counter() - t0, "wsclean_log": str(log)}
+
+
+def _theoretical_rms(info: MSInfo, expected_rms: float | None,
+                     ctx: PipelineContext) -> float | None:
+    """Thermal image noise (Jy/beam): the radiometer noise of one visibility sample times
+    the imager's weight-propagated factor (valid for WEIGHT = number of samples)."""
+    if expected_rms is None or not np.isfinite(expected_rms) or info.nchan_total < 2:
+        return None
+    from casacore.tables import table
+
+    with table(info.path, ack=False) as t:
+        tint = float(t.getcell("INTERVAL", 0))
+    chan_width = float(np.median(np.abs(np.diff(info.freqs))))
+    sefd = float((ctx.config.get("instrument") or {}).get("sefd_jy", SEFD))
+    if tint <= 0 or chan_width <= 0:
+        return None
+    return float(expected_rms * radiometer_noise(sefd, chan_width, tint))

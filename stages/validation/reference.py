@@ -40,7 +40,7 @@ def _from_columns(cols: dict[str, Any], source: str) -> SourceCatalog:
     if ra is None and pick("ra_deg") is not None:
         ra, dec = np.radians(np.asarray(pick("ra_deg"), float)), np.radians(
             np.asarray(pick("dec_deg"), float))
-    flux = pick("source_flux_ref", "flux_jy", "flux", "catalog_flux_jy")
+    flux = pick("source_flux_ref", "flux_jy_ref", "flux_jy", "flux", "catalog_flux_jy")
     if ra is None or dec is None or flux is None:
         raise InputError("truth has no source positions/fluxes (expected ra/dec/flux_jy or "
                          f"source_ra/source_dec/source_flux_ref; found {sorted(cols)})",
