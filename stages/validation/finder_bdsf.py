@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from .image_io import SkyImage
 from .sources import SourceTable
+
+#: PyBDSF keeps module-level state and forks helper processes; two runs in threads of one
+#: process break each other (a helper dies), so runs in one process take turns.
+_BDSF_LOCK = threading.Lock()
 
 
 def bdsf_available() -> bool:
@@ -55,7 +60,8 @@ def run_bdsf(image: SkyImage, *, thresh_pix: float, thresh_isl: float, rms_box: 
     with tempfile.TemporaryDirectory(prefix="dsa110-bdsf-") as tmp:
         path = Path(tmp) / "image.fits"
         fits.PrimaryHDU(data=data, header=hdr).writeto(path)
-        img = bdsf.process_image(str(path), outdir=tmp, **kwargs)
+        with _BDSF_LOCK:
+            img = bdsf.process_image(str(path), outdir=tmp, **kwargs)
     mean = np.asarray(img.mean_arr, dtype=np.float32).T
     rms = np.asarray(img.rms_arr, dtype=np.float32).T
     srcs = list(getattr(img, "sources", []) or [])
