@@ -289,7 +289,9 @@ def run_in_child(stage: PipelineStage, ctx: PipelineContext,
         raise ContractError("a process stage must be picklable", stage=stage.name,
                             cause=exc) from exc
     recv, send = mpc.Pipe(duplex=False)
-    proc = mpc.Process(target=_child_main, args=(send, blob, ctx.to_json()), daemon=True)
+    # Not daemonic: a stage may start processes of its own (PyBDSF does). The runner
+    # always joins or kills the child itself.
+    proc = mpc.Process(target=_child_main, args=(send, blob, ctx.to_json()), daemon=False)
     proc.start()
     send.close()
     try:

@@ -1,0 +1,203 @@
+"""A small simulated night through `python -m dsa110_pipeline.run`, end to end.
+
+Scale is reduced (24 antennas, 4 subbands, 12 integrations, 512² images) so that a night
+takes well under a minute; the full-scale run is the perf suite's job.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dsa110_pipeline.run import main
+
+SMALL = ["--set", "demo.n_antennas=24", "--set", "demo.n_subbands=4",
+         "--set", "demo.n_integrations=12", "--set", "demo.n_sources=20",
+         "--set", "imaging.npix=512", "--set", "imaging.niter=300",
+         "--set", "orchestrator.n_workers=2", "--set", "orchestrator.retry_backoff_s=0.2"]
+
+
+@pytest.fixture(scope="module")
+def night_input(tmp_path_factory) -> Path:
+    """The demo night's subband files, simulated once for the module."""
+    from dsa110_pipeline.config import load_config
+    from dsa110_pipeline.simulate.demo import simulate_demo_night
+
+    cfg = load_config(overrides=[a for a in SMALL if a != "--set" and a.startswith("demo.")])
+    return simulate_demo_night(tmp_path_factory.mktemp("night") / "incoming", cfg)
+
+
+def _copy_input(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _groups(out: Path) -> dict[str, dict]:
+    with sqlite3.connect(out / "state.sqlite") as c:
+        c.row_factory = sqlite3.Row
+        return {r["group_id"]: dict(r) for r in c.execute("select * from groups")}
+
+
+def _products(out: Path) -> list[dict]:
+    with sqlite3.connect(out / "state.sqlite") as c:
+        c.row_factory = sqlite3.Row
+        return [dict(r) for r in c.execute("select * from products")]
+
+
+def _check_db_agrees_with_disk(out: Path) -> None:
+    prods = _products(out)
+    assert prods, "no products recorded"
+    for p in prods:
+        assert Path(p["path"]).exists(), f"recorded product missing on disk: {p['path']}"
+    keys = [(p["group_id"], p["key"], p["path"]) for p in prods]
+    assert len(keys) == len(set(keys))
+    recorded = {Path(p["path"]).resolve() for p in prods}
+    for ms in out.glob("*.ms"):
+        assert ms.resolve() in recorded, f"MS on disk but not in the state DB: {ms}"
+    leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert not leftovers, f"partial products left: {leftovers}"
+
+
+def _run(inp: Path, out: Path, *extra: str) -> int:
+    return main(["--input", str(inp), "--output", str(out), "--log-json", *SMALL, *extra])
+
+
+def test_night_end_to_end(night_input, tmp_path):
+    out = tmp_path / "out"
+    rc = _run(night_input, out)
+    groups = _groups(out)
+    assert len(groups) == 3 and rc == 0
+    roles = sorted(g["role"] for g in groups.values())
+    assert roles == ["calibrator", "target", "target"]
+    assert all(g["status"] == "done" for g in groups.values())
+    by_group: dict[str, set] = {}
+    for p in _products(out):
+        by_group.setdefault(p["group_id"], set()).add(p["key"])
+    for gid, g in groups.items():
+        keys = by_group[gid]
+        assert {"ms", "ms_calibrated", "images", "validation"} <= keys
+        if g["role"] == "calibrator":
+            assert "caltables" in keys
+    with sqlite3.connect(out / "state.sqlite") as c:
+        verdicts = dict(c.execute("select group_id, verdict from verdicts").fetchall())
+        cal = c.execute("select calibrator from calibrations").fetchall()
+    assert set(verdicts) == set(groups)
+    assert cal == [("J2253+1608",)]
+    for name in ("manifest.json", "manifest.md", "night_summary.html", "profile.png",
+                 "dask-report.html"):
+        assert (out / name).exists(), name
+    _check_db_agrees_with_disk(out)
+    # A second run does nothing: every group is finished.
+    t0 = time.perf_counter()
+    assert _run(night_input, out) == 0
+    assert time.perf_counter() - t0 < 60
+    runs = sqlite3.connect(out / "state.sqlite").execute(
+        "select count(*) from stage_runs").fetchone()[0]
+    assert runs == 12  # 3 groups x 4 stages, none rerun
+
+
+def test_corrupt_subband_quarantines_only_its_group(night_input, tmp_path):
+    inp = _copy_input(night_input, tmp_path / "in")
+    victim = sorted(inp.glob("*_sb02.hdf5"))[-1]  # a target group's subband
+    with open(victim, "r+b") as fh:
+        fh.truncate(victim.stat().st_size // 3)
+    out = tmp_path / "out"
+    rc = _run(inp, out)
+    groups = _groups(out)
+    bad = [g for g in groups.values() if g["status"] == "quarantined"]
+    assert rc == 1 and len(bad) == 1
+    assert victim.name in bad[0]["message"]
+    assert sum(g["status"] == "done" for g in groups.values()) == 2
+    qdir = out / "quarantine" / bad[0]["group_id"].replace(":", "")
+    assert (qdir / "errors.json").exists()
+    _check_db_agrees_with_disk(out)
+
+
+def test_sigkill_mid_night_then_rerun_completes(night_input, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(night_input),
+           "--output", str(out), "--log-json", *SMALL]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    db = out / "state.sqlite"
+    deadline = time.time() + 240
+    killed_after = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            with sqlite3.connect(db) as c:
+                killed_after = c.execute("select count(*) from stage_runs").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if killed_after >= 3:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its dask workers
+            break
+    proc.wait()
+    assert 3 <= killed_after < 12, "the run was not killed mid-night"
+    assert _run(night_input, out) == 0
+    assert all(g["status"] == "done" for g in _groups(out).values())
+    _check_db_agrees_with_disk(out)
+
+
+def _ms_data(path: str) -> np.ndarray:
+    from casacore.tables import table
+
+    with table(path, ack=False) as t:
+        return t.getcol("DATA")
+
+
+def _fits(path: str) -> np.ndarray:
+    from astropy.io import fits
+
+    return fits.getdata(path)
+
+
+def _product_map(out: Path) -> dict[tuple[str, str], str]:
+    return {(p["group_id"], Path(p["path"]).name): p["path"] for p in _products(out)}
+
+
+def test_real_cluster_gives_the_same_products(night_input, tmp_path):
+    from tests.cluster import real_cluster
+
+    local = tmp_path / "local"
+    assert _run(night_input, local) == 0
+    remote = tmp_path / "remote"
+    with real_cluster(2, workdir=tmp_path) as (address, workers):
+        assert _run(night_input, remote, "--scheduler", address) == 0
+    a, b = _product_map(local), _product_map(remote)
+    assert set(a) == set(b)
+    for k, pa in a.items():
+        if pa.endswith(".ms"):
+            np.testing.assert_array_equal(_ms_data(pa), _ms_data(b[k]))
+        elif pa.endswith("-image.fits"):
+            np.testing.assert_allclose(_fits(pa), _fits(b[k]), rtol=0, atol=1e-6)
+
+
+def test_worker_killed_mid_task_night_completes(night_input, tmp_path):
+    from tests.cluster import real_cluster
+
+    out = tmp_path / "out"
+    with real_cluster(2, workdir=tmp_path) as (address, workers):
+        cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(night_input),
+               "--output", str(out), "--log-json", "--scheduler", address, *SMALL]
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Kill one worker as soon as the conversion fans out subband tasks.
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if any(out.glob("*.ms")) or list(Path("/dev/shm").glob("dsa110-*")):
+                break
+            time.sleep(0.05)
+        os.killpg(workers[0].pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    assert all(g["status"] == "done" for g in _groups(out).values())
+    _check_db_agrees_with_disk(out)
