@@ -8,7 +8,9 @@ for data phased to a centre, where (l, m, n) are direction cosines about the pha
 and (u, v, w) the baseline (antenna 2 - antenna 1) in metres. For UNPROJECTED (drift, zenith)
 data pyuvdata takes w = 0 as the reference, so the term is ``w n`` instead of ``w (n - 1)``:
 pass ``unprojected=True`` with (u, v, w) the ENU baseline and (l, m, n) the ENU direction
-cosines (east, north, up). For Measurement Set ``DATA`` use ``sign=-1``.
+cosines (east, north, up). MS ``DATA`` is the conjugate of pyuvdata's data and MS ``UVW``
+the negative of its uvw, so with MS ``UVW`` as given the two flips cancel: use ``sign=+1``
+for MS ``DATA`` too; ``sign=-1`` is for MS ``DATA`` predicted from pyuvdata's uvw.
 
 Speed: for uniformly spaced channels the phasor of channel c is z0 * r**c, with one complex
 multiply per channel (geometric recurrence) instead of a sine and a cosine; loops run in
@@ -205,7 +207,7 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
     if precision not in ("single", "double"):
         raise ValueError("precision must be 'single' or 'double'")
     if sign not in (1, -1):
-        raise ValueError("sign must be +1 (UVH5/pyuvdata) or -1 (MS DATA)")
+        raise ValueError("sign must be +1 or -1")
     if out is None:
         out = np.empty((nblt, nchan), dtype=dtype)
     elif out.shape != (nblt, nchan):
@@ -236,7 +238,7 @@ def predict_visibilities(uvw_m: np.ndarray, freqs_hz: np.ndarray, l: np.ndarray,
     uvw_m: (nblt, 3) metres; freqs_hz: (nchan,); l, m, n: (nsrc,) direction cosines about
     the phase centre; flux: (nsrc, nchan) Jy (or (nsrc,) for flat spectra). Returns
     (nblt, nchan) complex: ``sum_k flux_k exp(sign 2 pi i f/c (u l + v m + w (n - 1)))``
-    (``w n`` if ``unprojected``). ``sign=+1`` gives pyuvdata/UVH5 data, ``-1`` MS DATA.
+    (``w n`` if ``unprojected``). ``sign=+1`` gives pyuvdata/UVH5 data (and MS DATA from MS UVW), ``-1`` the conjugate.
     """
     freqs = np.atleast_1d(np.asarray(freqs_hz, dtype=np.float64))
     lmn = np.stack([np.atleast_1d(l), np.atleast_1d(m), np.atleast_1d(n)], axis=-1)[None]

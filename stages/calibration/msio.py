@@ -1,0 +1,192 @@
+"""Measurement Set I/O for calibration (python-casacore), kept at the edge of the kernels.
+
+:func:`read_ms_meta` checks the layout the calibration needs (one spectral window with
+ascending frequencies, DATA/FLAG/UVW columns, one field); :func:`read_cube` reads rows
+into a regular (n_time, n_bl, n_chan, n_pol) cube (missing rows flagged);
+:func:`write_corrected` copies an MS and writes CORRECTED_DATA and FLAG in row chunks.
+Every problem raises InputError naming the MS.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dsa110_pipeline.errors import InputError
+
+STAGE = "calibration"
+
+
+def _err(path: str | Path, msg: str, cause: BaseException | None = None) -> InputError:
+    return InputError(msg, stage=STAGE, files=[str(path)], cause=cause)
+
+
+@dataclass(frozen=True)
+class MSMeta:
+    """What the calibration needs to know about an MS."""
+
+    path: str
+    n_rows: int
+    n_ant: int
+    antenna_names: tuple[str, ...]
+    antenna_positions: np.ndarray      #: (n_ant, 3) ITRF m
+    freqs: np.ndarray                  #: (n_chan,) Hz ascending
+    widths: np.ndarray
+    n_pol: int
+    times: np.ndarray                  #: unique TIME values (MJD s)
+    phase_dir: tuple[float, float]     #: ICRS (ra, dec) rad
+    field_name: str
+    telescope_name: str
+
+
+@dataclass
+class VisCube:
+    """Visibilities of an MS on a regular grid. ``uvw`` is (n_time, n_bl, 3) m."""
+
+    vis: np.ndarray
+    flags: np.ndarray
+    uvw: np.ndarray
+    ant1: np.ndarray
+    ant2: np.ndarray
+    times: np.ndarray
+
+
+def read_ms_meta(path: str | Path) -> MSMeta:
+    """Read and check the metadata of an MS; raises InputError naming it."""
+    from casacore import tables
+
+    p = Path(path)
+    if not (p / "table.dat").exists():
+        raise _err(p, "not a Measurement Set (no table.dat)")
+    try:
+        with tables.table(str(p), ack=False) as t:
+            cols = set(t.colnames())
+            for c in ("DATA", "FLAG", "UVW", "TIME", "ANTENNA1", "ANTENNA2"):
+                if c not in cols:
+                    raise _err(p, f"MS has no {c} column")
+            n_rows = t.nrows()
+            if n_rows == 0:
+                raise _err(p, "MS has no rows")
+            ddid = np.unique(t.getcol("DATA_DESC_ID"))
+            if len(ddid) != 1:
+                raise _err(p, f"MS has {len(ddid)} spectral windows; calibration needs one "
+                              "(convert with spw_per_subband=False)")
+            times = np.unique(t.getcol("TIME"))
+            uvw_type = t.getcoldesc("UVW").get("valueType", "double")
+            if uvw_type != "double":
+                raise _err(p, f"UVW column is {uvw_type}, not double")
+            telescope = t.getkeyword("TELESCOPE_NAME_REAL") if "TELESCOPE_NAME_REAL" in \
+                t.keywordnames() else ""
+        with tables.table(str(p / "ANTENNA"), ack=False) as ta:
+            names = tuple(ta.getcol("NAME"))
+            pos = np.asarray(ta.getcol("POSITION"), float)
+        with tables.table(str(p / "SPECTRAL_WINDOW"), ack=False) as ts:
+            freqs = np.asarray(ts.getcell("CHAN_FREQ", int(ddid[0])), float)
+            widths = np.asarray(ts.getcell("CHAN_WIDTH", int(ddid[0])), float)
+        with tables.table(str(p / "POLARIZATION"), ack=False) as tp:
+            n_pol = int(tp.getcell("NUM_CORR", 0))
+        with tables.table(str(p / "FIELD"), ack=False) as tf:
+            if tf.nrows() < 1:
+                raise _err(p, "MS has no FIELD row")
+            pd = np.asarray(tf.getcell("PHASE_DIR", 0), float).reshape(-1, 2)[0]
+            field_name = str(tf.getcell("NAME", 0))
+    except InputError:
+        raise
+    except Exception as exc:  # casacore raises RuntimeError on broken tables
+        raise _err(p, "cannot read the Measurement Set", exc) from exc
+    if freqs.size > 1 and np.any(np.diff(freqs) <= 0):
+        raise _err(p, "spectral window frequencies do not ascend")
+    return MSMeta(path=str(p), n_rows=n_rows, n_ant=len(names), antenna_names=names,
+                  antenna_positions=pos, freqs=freqs, widths=widths, n_pol=n_pol,
+                  times=times, phase_dir=(float(pd[0]) % (2 * np.pi), float(pd[1])),
+                  field_name=field_name, telescope_name=telescope)
+
+
+def row_index(time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, times: np.ndarray,
+              n_ant: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(time index, baseline index) of each row, and the baselines' ant1/ant2."""
+    ti = np.searchsorted(times, time)
+    key = ant1.astype(np.int64) * n_ant + ant2
+    ukey, bi = np.unique(key, return_inverse=True)
+    return ti, bi, (ukey // n_ant).astype(np.int32), (ukey % n_ant).astype(np.int32)
+
+
+def read_cube(meta: MSMeta, column: str = "DATA", chunk_rows: int = 20_000,
+              dtype: type = np.complex64) -> VisCube:
+    """Read an MS column (with FLAG and UVW) into a (n_time, n_bl, n_chan, n_pol) cube."""
+    from casacore import tables
+
+    p = meta.path
+    with tables.table(p, ack=False) as t:
+        if column not in t.colnames():
+            raise _err(p, f"MS has no {column} column")
+        time = t.getcol("TIME")
+        a1 = t.getcol("ANTENNA1")
+        a2 = t.getcol("ANTENNA2")
+        ti, bi, b1, b2 = row_index(time, a1, a2, meta.times, meta.n_ant)
+        nt, nb, nc, npol = len(meta.times), len(b1), meta.freqs.size, meta.n_pol
+        vis = np.zeros((nt, nb, nc, npol), dtype)
+        flags = np.ones((nt, nb, nc, npol), bool)
+        uvw = np.zeros((nt, nb, 3))
+        for start in range(0, meta.n_rows, chunk_rows):
+            n = min(chunk_rows, meta.n_rows - start)
+            sl = slice(start, start + n)
+            d = t.getcol(column, startrow=start, nrow=n)
+            f = t.getcol("FLAG", startrow=start, nrow=n)
+            if d.shape[1:] != (nc, npol):
+                raise _err(p, f"{column} cells have shape {d.shape[1:]}, expected "
+                              f"({nc}, {npol})")
+            vis[ti[sl], bi[sl]] = d
+            flags[ti[sl], bi[sl]] = f
+            uvw[ti[sl], bi[sl]] = t.getcol("UVW", startrow=start, nrow=n)
+        if "FLAG_ROW" in t.colnames():
+            fr = t.getcol("FLAG_ROW")
+            if fr.any():
+                flags[ti[fr], bi[fr]] = True
+    return VisCube(vis=vis, flags=flags, uvw=uvw, ant1=b1, ant2=b2, times=meta.times)
+
+
+def write_corrected(src: str | Path, dst: str | Path,
+                    correct: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                       np.ndarray], tuple[np.ndarray, np.ndarray]],
+                    *, extra_flags: Callable[[np.ndarray, np.ndarray, np.ndarray],
+                                             np.ndarray] | None = None,
+                    chunk_rows: int = 20_000) -> Path:
+    """Copy ``src`` to ``dst`` (a finished path the caller makes atomic) and write
+    CORRECTED_DATA and FLAG there in row chunks.
+
+    ``correct(data, flags, time, ant1, ant2) -> (corrected, flags)`` works on one chunk;
+    ``extra_flags(time, ant1, ant2) -> flags`` (optional) adds flags (e.g. RFI) per chunk.
+    The input MS is never modified.
+    """
+    from casacore import tables
+
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst)
+    with tables.table(str(dst), readonly=False, ack=False) as t:
+        if "CORRECTED_DATA" not in t.colnames():
+            desc = t.getcoldesc("DATA")
+            desc["comment"] = "The calibrated data column"
+            dminfo = t.getdminfo("DATA")
+            dminfo["NAME"] = "TiledCorrected"
+            spec = dminfo.get("SPEC", {})
+            if "HYPERCUBES" in spec:
+                spec.pop("HYPERCUBES")
+            t.addcols(tables.maketabdesc(tables.makecoldesc("CORRECTED_DATA", desc)), dminfo)
+        for start in range(0, t.nrows(), chunk_rows):
+            n = min(chunk_rows, t.nrows() - start)
+            data = t.getcol("DATA", startrow=start, nrow=n)
+            flag = t.getcol("FLAG", startrow=start, nrow=n)
+            time = t.getcol("TIME", startrow=start, nrow=n)
+            a1 = t.getcol("ANTENNA1", startrow=start, nrow=n)
+            a2 = t.getcol("ANTENNA2", startrow=start, nrow=n)
+            if extra_flags is not None:
+                flag = flag | extra_flags(time, a1, a2)
+            corr, flag = correct(data, flag, time, a1, a2)
+            t.putcol("CORRECTED_DATA", corr.astype(data.dtype), startrow=start, nrow=n)
+            t.putcol("FLAG", flag, startrow=start, nrow=n)
+    return dst

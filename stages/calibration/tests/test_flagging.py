@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from stages.calibration import flagging as F
+from stages.calibration.tests import _synth
+
+
+@pytest.mark.parametrize("level", [1.0, 0.4])
+def test_rfi_caught_clean_kept(level):
+    # noise as DSA-110's per channel and integration (2.6 Jy) on a 10 Jy calibrator
+    s = _synth.inject_rfi(_synth.make(n_ant=16, n_time=24, n_chan=96, flux=10, sigma=2.6,
+                                      gain_drift=0.05), level=level)
+    flags, summary = F.flag_all(s.vis, s.flags, s.ant1, s.ant2, s.n_ant)
+    m = s.rfi_mask
+    assert flags[m].mean() >= 0.95
+    assert flags[~m].mean() <= 0.02
+    assert summary.per_channel.shape == (96,) and summary.per_antenna.shape == (16,)
+    assert summary.total == pytest.approx(flags.mean())
+
+
+def test_clean_data_mostly_unflagged():
+    s = _synth.make(n_ant=10, n_time=24, n_chan=64, flux=5, sigma=2.6, gain_drift=0.1)
+    flags = F.flag_rfi(s.vis, s.flags)
+    assert flags.mean() < 0.005
+
+
+def test_bad_samples_autos_zeros_nans():
+    s = _synth.make(n_ant=5, n_time=4, n_chan=8, autos=True)
+    vis = s.vis.copy()
+    vis[0, 1, 2, 0] = 0
+    vis[1, 2, 3, 1] = np.nan
+    f = F.flag_bad_samples(vis, s.flags, s.ant1, s.ant2)
+    autos = s.ant1 == s.ant2
+    assert f[:, autos].all()
+    assert f[0, 1, 2, 0] and f[1, 2, 3, 1]
+    assert f[:, ~autos].sum() == 2
+    assert not s.flags.any()  # input untouched
+
+
+def test_channel_mask_by_frequency_and_index():
+    freqs = 1.3e9 + 1e6 * np.arange(10)
+    m = F.channel_mask(freqs, rfi_freqs=(1.3023e9, 2e9), rfi_channels=(7,))
+    assert np.flatnonzero(m).tolist() == [2, 7]
+    with pytest.raises(ValueError, match="out of range"):
+        F.channel_mask(freqs, rfi_channels=(10,))
+
+
+def test_known_rfi_channels_in_flag_all():
+    s = _synth.make(n_ant=6, n_time=8, n_chan=16)
+    f, summ = F.flag_all(s.vis, s.flags, s.ant1, s.ant2, s.n_ant, freqs=s.freqs,
+                         rfi_channels=(3, 4), detect_rfi=False)
+    assert f[:, :, [3, 4]].all() and not f[:, :, [0, 1, 2, 5]].any()
+    assert summ.per_channel[3] == 1.0 and summ.per_channel[0] == 0.0
+
+
+def test_dead_antenna_flagged_whole():
+    s = _synth.make(n_ant=8, n_time=6, n_chan=16)
+    vis = s.vis.copy()
+    bl3 = (s.ant1 == 3) | (s.ant2 == 3)
+    vis[:, bl3] = 0.0  # antenna 3 delivers nothing
+    bl5 = (s.ant1 == 5) | (s.ant2 == 5)
+    flags = s.flags.copy()
+    flags[:, bl5, :12] = True  # antenna 5 mostly flagged but still usable
+    f, summ = F.flag_all(vis, flags, s.ant1, s.ant2, s.n_ant, detect_rfi=False)
+    assert summ.dead_antennas == (3,)
+    assert f[:, bl3].all()
+    assert summ.per_antenna[3] == 1.0
+    assert summ.per_antenna[5] == pytest.approx((6 * 0.75 + 1) / 7)
+    assert summ.per_antenna[0] == pytest.approx((1 / 7) * 0.75 + 1 / 7, abs=1e-9)
+
+
+def test_sumthreshold_window_detects_weak_long_run():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 1, 256, 1))
+    x[0, 0, 100:132, 0] += 1.5  # a 32-sample run at 1.5σ, invisible sample by sample
+    f = F.sumthreshold(x, np.zeros(x.shape, bool), threshold=6.0, axes=(2,))
+    assert f[0, 0, 100:132, 0].mean() > 0.9
+    assert f[0, 0, :90, 0].sum() + f[0, 0, 142:, 0].sum() == 0
+
+
+def test_robust_sigma_ignores_flags_and_outliers():
+    rng = np.random.default_rng(0)
+    v = rng.normal(0, 2.0, (50, 3, 40, 2))
+    v[:3] = 1e6
+    flags = np.zeros(v.shape, bool)
+    flags[:2] = True
+    sig = F.robust_sigma(v, flags, axis=(0, 2))
+    assert sig.shape == (1, 3, 1, 2)
+    np.testing.assert_allclose(sig, 2.0, rtol=0.1)
+
+
+def test_blocks_and_threads_give_the_same_flags():
+    s = _synth.inject_rfi(_synth.make(n_ant=10, n_time=12, n_chan=32, flux=10, sigma=2.6))
+    one = F.flag_rfi(s.vis, s.flags, bl_chunk=1000)
+    many = F.flag_rfi(s.vis, s.flags, bl_chunk=7, nthreads=2)
+    np.testing.assert_array_equal(one, many)
+    assert one[s.rfi_mask].mean() > 0.95
