@@ -4,7 +4,6 @@ import sys
 import pytest
 
 from dsa110_pipeline.context import ProductRef
-from dsa110_pipeline.errors import PipelineError
 from dsa110_pipeline.state import StateDB
 
 

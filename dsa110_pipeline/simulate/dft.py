@@ -238,7 +238,8 @@ def predict_visibilities(uvw_m: np.ndarray, freqs_hz: np.ndarray, l: np.ndarray,
     uvw_m: (nblt, 3) metres; freqs_hz: (nchan,); l, m, n: (nsrc,) direction cosines about
     the phase centre; flux: (nsrc, nchan) Jy (or (nsrc,) for flat spectra). Returns
     (nblt, nchan) complex: ``sum_k flux_k exp(sign 2 pi i f/c (u l + v m + w (n - 1)))``
-    (``w n`` if ``unprojected``). ``sign=+1`` gives pyuvdata/UVH5 data (and MS DATA from MS UVW), ``-1`` the conjugate.
+    (``w n`` if ``unprojected``). ``sign=+1`` gives pyuvdata/UVH5 data (and MS DATA from
+    MS UVW), ``-1`` the conjugate.
     """
     freqs = np.atleast_1d(np.asarray(freqs_hz, dtype=np.float64))
     lmn = np.stack([np.atleast_1d(l), np.atleast_1d(m), np.atleast_1d(n)], axis=-1)[None]
