@@ -217,10 +217,14 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
-    """``DSA110_IMAGING__ROBUST=0.5`` -> ``("imaging.robust", 0.5)``."""
+    """``DSA110_IMAGING__ROBUST=0.5`` -> ``("imaging.robust", 0.5)``.
+
+    Only names of the form ``DSA110_<BRANCH>__<KEY>`` are overrides; other ``DSA110_``
+    variables (``DSA110_SHARED_DATA``, ``DSA110_CASA_PYTHON``) belong to other tools.
+    """
     out = []
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX):]:
             continue
         dotted = name[len(ENV_PREFIX):].lower().replace("__", ".")
         out.append(parse_override(f"{dotted}={raw}"))

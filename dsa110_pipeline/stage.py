@@ -116,6 +116,17 @@ class PipelineStage:
     def cleanup(self, ctx: PipelineContext) -> None:
         """Release scratch space and temporary files; runs after success and failure."""
 
+    def products_dir(self, ctx: PipelineContext, subdir: str = "") -> Path:
+        """Where the stage writes products: its config's ``output_dir`` when set, else the
+        run's ``paths.output_dir`` (plus ``subdir``), else ``./products``."""
+        own = getattr(self.config, "output_dir", None)
+        if own:
+            return Path(own)
+        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
+        root = Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
+            "output_dir") else Path("products")
+        return root / subdir if subdir else root
+
     # -- identity ---------------------------------------------------------
     def config_hash(self) -> str:
         blob = json.dumps(self.config.model_dump(mode="json"), sort_keys=True, default=str)

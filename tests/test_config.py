@@ -32,6 +32,11 @@ def test_env_and_set_overrides_in_order(tmp_path):
     assert cfg.orchestrator.retries == 7
 
 
+def test_other_dsa110_variables_are_not_overrides():
+    cfg = load_config(environ={"DSA110_SHARED_DATA": "/data", "DSA110_CASA_PYTHON": "/x/py"})
+    assert cfg.orchestrator.retries == 2
+
+
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match="key.path=value"):
         load_config(environ={}, overrides=["novalue"])

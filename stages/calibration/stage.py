@@ -133,13 +133,6 @@ class CalibrationStage(PipelineStage):
 
     config: CalibrationConfig
 
-    def _output_dir(self, ctx: PipelineContext) -> Path:
-        if self.config.output_dir:
-            return Path(self.config.output_dir)
-        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-        if isinstance(paths, dict) and paths.get("output_dir"):
-            return Path(paths["output_dir"])
-        return Path("products")
 
     # -- calibrator ---------------------------------------------------------------------
     def _calibrator(self, meta: msio.MSMeta, pointing_dec: float, lst0: float):
@@ -281,7 +274,7 @@ class CalibrationStage(PipelineStage):
 
         # write tables
         t = time.perf_counter()
-        out_dir = self._output_dir(ctx)
+        out_dir = self.products_dir(ctx)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = Path(meta.path).name.removesuffix(".ms")
         tctx = CalTableContext(ms_name=Path(meta.path).name, antenna_names=meta.antenna_names,
@@ -408,8 +401,6 @@ class ApplyCalibrationStage(PipelineStage):
 
     config: ApplyConfig
 
-    _output_dir = CalibrationStage._output_dir
-
     def execute(self, ctx: PipelineContext) -> PipelineContext:
         product = ctx.get("ms")
         ms_ref = product[0] if isinstance(product, list) else product
@@ -422,7 +413,7 @@ class ApplyCalibrationStage(PipelineStage):
         if "B Jones" not in by_kind or "G Jones" not in by_kind:
             raise InputError(f"caltables must hold a B and a G table, got {sorted(by_kind)}",
                              stage=self.name, files=[r.path for r in refs])
-        out_dir = self._output_dir(ctx)
+        out_dir = self.products_dir(ctx)
         out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / f"{Path(ms_ref.path).name.removesuffix('.ms')}_cal.ms"
         t = time.perf_counter()

@@ -69,13 +69,6 @@ class ConversionStage(PipelineStage):
     config: ConversionConfig
 
     # -- helpers ------------------------------------------------------------------
-    def _output_dir(self, ctx: PipelineContext) -> Path:
-        if self.config.output_dir:
-            return Path(self.config.output_dir)
-        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-        if isinstance(paths, dict) and paths.get("output_dir"):
-            return Path(paths["output_dir"])
-        return Path("products")
 
     @staticmethod
     def _inputs_fingerprint(files: list[Path]) -> str:
@@ -106,7 +99,7 @@ class ConversionStage(PipelineStage):
             files, allow_partial=cfg.allow_partial, expected_subbands=cfg.expected_subbands,
             spw_per_subband=cfg.spw_per_subband, chunk_integrations=cfg.chunk_integrations,
             pointing_dec_deg=cfg.pointing_dec_deg, station_csv=cfg.station_csv)
-        out_dir = self._output_dir(ctx)
+        out_dir = self.products_dir(ctx)
         out_dir.mkdir(parents=True, exist_ok=True)
         cleanup_stale(out_dir)
         group_id = ctx.group_id or _group_name(plan)

@@ -214,14 +214,6 @@ class ImagingStage(PipelineStage):
                              clean=clean)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _output_dir(self, ctx: PipelineContext) -> Path:
-        if self.config.output_dir:
-            return Path(self.config.output_dir)
-        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-        if isinstance(paths, dict) and paths.get("output_dir"):
-            return Path(paths["output_dir"]) / "images"
-        return Path("products") / "images"
-
     @staticmethod
     def _calibration_ids(ctx: PipelineContext, ms_ref: ProductRef) -> list[str]:
         ids: list[str] = []
@@ -262,7 +254,7 @@ class ImagingStage(PipelineStage):
                 raise ConfigError("backend 'tclean' needs casatasks (the 'casa' extra)",
                                   stage=self.name, cause=exc) from exc
             raise ConfigError("backend 'tclean' is not implemented yet", stage=self.name)
-        out_dir = self._output_dir(ctx)
+        out_dir = self.products_dir(ctx, "images")
         prefix = cfg.name or Path(info.path).name.removesuffix(".ms")
         t_plan = time.perf_counter() - t0
         if cfg.backend == "wsclean":
