@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -356,7 +357,7 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
 
 def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
                        gain_table: str | Path, out_path: str | Path, *,
-                       chunk_rows: int = 20_000) -> Path:
+                       chunk_rows: int = 20_000, flag: FlagParams | None = None) -> Path:
     """Apply a B and a G table (as written by this stage) to any MS (calibrator or target):
     a copy at ``out_path`` gets CORRECTED_DATA, written under a temporary name and renamed
     when complete. Gains are interpolated (nearest outside the solutions' span) in time."""
@@ -373,16 +374,43 @@ def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
     if bp.freqs.shape != meta.freqs.shape or not np.allclose(bp.freqs, meta.freqs):
         raise InputError("bandpass channels differ from the MS channels", stage=STAGE,
                          files=[str(ms_path), str(bandpass_table)])
+    flags = None
+    if flag is not None:
+        # Targets get the calibrator's flagging too: zeros, NaNs, known RFI, SumThreshold.
+        cube = msio.read_cube(meta)
+        fl, _ = flagging.flag_all(
+            cube.vis, cube.flags, cube.ant1, cube.ant2, meta.n_ant, freqs=meta.freqs,
+            rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=flagging.RFIParams(
+                threshold=flag.rfi_threshold), detect_rfi=flag.detect_rfi,
+            min_good_fraction=flag.min_antenna_good_fraction)
+        cube.vis = None  # the flags are all that is kept
+        flags = (cube, fl)
     final = Path(out_path)
     with atomic_path(final) as tmp:
-        apply_caltables(meta, tmp, bp, g, chunk_rows=chunk_rows)
+        apply_caltables(meta, tmp, bp, g, chunk_rows=chunk_rows, flags=flags)
     return final
+
+
+@dataclass(frozen=True)
+class FlagParams:
+    """Flagging of a target MS before the tables are applied."""
+
+    rfi_frequencies_hz: tuple[float, ...] = instrument.KNOWN_RFI_FREQUENCIES
+    detect_rfi: bool = True
+    rfi_threshold: float = 6.0
+    min_antenna_good_fraction: float = 0.05
 
 
 class ApplyConfig(StageConfig):
     """Typed config of the apply stage (target groups)."""
 
     chunk_rows: int = Field(20_000, ge=1)
+    #: Flag the target as the calibrator is flagged (known RFI, SumThreshold, dead antennas).
+    flag: bool = True
+    rfi_frequencies_hz: tuple[float, ...] = instrument.KNOWN_RFI_FREQUENCIES
+    detect_rfi: bool = True
+    rfi_threshold: float = Field(6.0, gt=0)
+    min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
 
@@ -417,8 +445,13 @@ class ApplyCalibrationStage(PipelineStage):
         out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / f"{Path(ms_ref.path).name.removesuffix('.ms')}_cal.ms"
         t = time.perf_counter()
+        cfg = self.config
+        flag = (FlagParams(rfi_frequencies_hz=cfg.rfi_frequencies_hz, detect_rfi=cfg.detect_rfi,
+                           rfi_threshold=cfg.rfi_threshold,
+                           min_antenna_good_fraction=cfg.min_antenna_good_fraction)
+                if cfg.flag else None)
         apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"], final,
-                           chunk_rows=self.config.chunk_rows)
+                           chunk_rows=cfg.chunk_rows, flag=flag)
         ref = ProductRef.for_path("ms", final, calibrated=True,
                                   caltables=[by_kind["B Jones"], by_kind["G Jones"]])
         return (ctx.with_output("ms_calibrated", ref)
