@@ -797,12 +797,10 @@ def _downsample(series: list[tuple[float, float, float]], n: int
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _md_rule(head: str) -> str:

@@ -361,12 +361,10 @@ def format_markdown(result: Mapping[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    from dsa110_pipeline.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_results(result: Mapping[str, Any], out_dir: str | Path = RESULTS_DIR

@@ -112,15 +112,23 @@ def robust_sigma(values: np.ndarray, flags: np.ndarray, axis: tuple[int, ...]) -
 
 
 @numba.njit(cache=True, nogil=True)
+def _gather_valid(v: np.ndarray, f: np.ndarray, i: int,
+                  buf: np.ndarray) -> int:  # pragma: no cover
+    """Copy row ``i``'s unflagged finite values into ``buf``; returns how many."""
+    k = 0
+    for j in range(v.shape[1]):
+        if not f[i, j] and np.isfinite(v[i, j]):
+            buf[k] = v[i, j]
+            k += 1
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
 def _median_lines(v: np.ndarray, f: np.ndarray) -> np.ndarray:  # pragma: no cover
     out = np.full(v.shape[0], np.nan)
     buf = np.empty(v.shape[1])
     for i in range(v.shape[0]):
-        k = 0
-        for j in range(v.shape[1]):
-            if not f[i, j] and np.isfinite(v[i, j]):
-                buf[k] = v[i, j]
-                k += 1
+        k = _gather_valid(v, f, i, buf)
         if k > 0:
             out[i] = np.median(buf[:k])
     return out
@@ -131,11 +139,7 @@ def _mad_lines(v: np.ndarray, f: np.ndarray) -> np.ndarray:  # pragma: no cover
     out = np.full(v.shape[0], np.nan)
     buf = np.empty(v.shape[1])
     for i in range(v.shape[0]):
-        k = 0
-        for j in range(v.shape[1]):
-            if not f[i, j] and np.isfinite(v[i, j]):
-                buf[k] = v[i, j]
-                k += 1
+        k = _gather_valid(v, f, i, buf)
         if k == 0:
             continue
         med = np.median(buf[:k])
