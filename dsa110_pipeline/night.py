@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import clean_stale_temporaries
 from .cache import ResultCache
 from .context import PipelineContext, Product, ProductRef
 from .mapped import MappedStage
@@ -117,8 +118,17 @@ class NightOrchestrator:
         self.run_id = ""
 
     # -- planning -----------------------------------------------------------------
+    def _sweep(self) -> None:
+        """Remove what killed writers left: temporaries in the products tree whose PID is gone."""
+        if not self.output_dir.is_dir():
+            return
+        for d in [self.output_dir, *(p for p in self.output_dir.iterdir()
+                                     if p.is_dir() and not p.name.startswith("."))]:
+            clean_stale_temporaries(d)
+
     def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], dict[str, str]]:
         """Groups to run, and those left alone with why ("skipped": done, "quarantined")."""
+        self._sweep()
         self.state.reconcile()
         todo: list[GroupSpec] = []
         skipped: dict[str, str] = {}

@@ -162,3 +162,24 @@ def test_target_without_calibrator_tonight_uses_the_registry(tmp_path):
         res = _orch(tmp_path, db).run([far], factory, _ctx(tmp_path))
         assert res.status["far"] == "failed"
         assert "caltables" in db.group("far")["message"]
+
+
+def test_night_start_sweeps_temporaries_of_dead_writers(tmp_path):
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    dead = subprocess_dead_pid()
+    stale = [out / f".g1.ms.tmp-{dead}-abc123", out / "images" / f".g1-image.fits.tmp-{dead}-x"]
+    stale[0].mkdir()
+    stale[1].write_text("half")
+    with StateDB(tmp_path / "state.sqlite") as db:
+        _orch(tmp_path, db).run(_specs(tmp_path), _factory(), _ctx(tmp_path))
+    assert not any(p.exists() for p in stale)
+
+
+def subprocess_dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
