@@ -88,7 +88,8 @@ def gain_errors(bandpass_table: str | Path, gain_table: str | Path, truth_npz: s
             "fraction_scored": float(sel.mean())}
 
 
-def _casa_available(python: str) -> bool:
+def casa_available(python: str) -> bool:
+    """Whether ``python`` can import CASA (casatasks and casadata): the ``casa`` extra."""
     try:
         r = subprocess.run([python, "-c", "import importlib.util as u; print(bool("
                             "u.find_spec('casatasks') and u.find_spec('casadata')))"],
@@ -182,7 +183,7 @@ def run(quick: bool = False) -> dict:
                      "model_s": m["model_s"], "flagged_fraction": m["flagged_fraction"],
                      **err})
         python = os.environ.get("DSA110_CASA_PYTHON", sys.executable)
-        if _casa_available(python):
+        if casa_available(python):
             # same data, flags and model for CASA
             from .msio import row_index
 

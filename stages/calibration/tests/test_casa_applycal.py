@@ -17,23 +17,15 @@ import pytest
 
 from dsa110_pipeline.context import PipelineContext
 from stages.calibration import CalibrationStage
+from stages.calibration.benchmark import casa_available
 
 pytestmark = [pytest.mark.casa, pytest.mark.slow]
 
 CASA_PYTHON = os.environ.get("DSA110_CASA_PYTHON", sys.executable)
 
 
-def _casa_available() -> bool:
-    try:
-        r = subprocess.run([CASA_PYTHON, "-c", "import importlib.util as u; "
-                            "print(bool(u.find_spec('casatasks') and u.find_spec('casadata')))"],
-                           capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return r.stdout.strip() == "True"
-
-
-@pytest.mark.skipif(not _casa_available(), reason="CASA (casatasks, casadata) not installed")
+@pytest.mark.skipif(not casa_available(CASA_PYTHON),
+                    reason="CASA (casatasks, casadata) not installed")
 def test_casa_applycal_reproduces_corrected_data(tmp_path):
     from casacore import tables
 
