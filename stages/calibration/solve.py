@@ -10,6 +10,7 @@ mean phase over the band per antenna, so G carries the overall amplitude and pha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numba
 import numpy as np
@@ -176,15 +177,19 @@ def solve_bandpass(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: 
                              np.zeros(n_time, np.int64), 1, np.arange(n_chan), n_chan,
                              gains_t=gains_t)
     res = stefcal(ne, refant=refant, min_snr=min_snr, max_iter=max_iter, tol=tol)
-    # (1, n_chan, n_pol, n_ant) -> (1, n_ant, n_chan, n_pol)
-    g = np.moveaxis(res.gains, -1, 1)
-    f = np.moveaxis(res.flags, -1, 1)
-    snr = np.moveaxis(res.snr, -1, 1)
+    g, f, snr = _antenna_axis_second(res)
     t = np.asarray(times, float)
     dt = _integration(t)
     return GainSolution("B", g, f, snr, np.array([t.mean()]),
                         np.array([t.max() - t.min() + dt]), np.asarray(freqs, float), refant,
                         meta={"n_iter": res.n_iter, "converged": bool(res.converged.all())})
+
+
+def _antenna_axis_second(res: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """StEFCal's (n_time, n_chan, n_pol, n_ant) gains, flags and SNR as
+    (n_time, n_ant, n_chan, n_pol), the layout of a :class:`GainSolution`."""
+    return (np.moveaxis(res.gains, -1, 1), np.moveaxis(res.flags, -1, 1),
+            np.moveaxis(res.snr, -1, 1))
 
 
 def solve_gains(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: np.ndarray,
@@ -202,10 +207,7 @@ def solve_gains(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: np.
     ne = _accumulate_chunked(vis, model, flags, weight, ant1, ant2, n_ant, bins, n_bins,
                              np.zeros(n_chan, np.int64), 1, bandpass=bandpass)
     res = stefcal(ne, refant=refant, min_snr=min_snr, max_iter=max_iter, tol=tol)
-    # (n_bins, 1, n_pol, n_ant) -> (n_bins, n_ant, 1, n_pol)
-    g = np.moveaxis(res.gains, -1, 1)
-    f = np.moveaxis(res.flags, -1, 1)
-    snr = np.moveaxis(res.snr, -1, 1)
+    g, f, snr = _antenna_axis_second(res)
     t = np.asarray(times, float)
     dt = _integration(t)
     tmin = np.array([t[bins == b].min() for b in range(n_bins)])
