@@ -45,21 +45,23 @@ def find_pixel_sources(image: np.ndarray, mean: np.ndarray, rms: np.ndarray,
     ``mask`` (True = usable) limits where islands may be."""
     if thresh_isl > thresh_pix:
         raise ValueError("thresh_isl must not exceed thresh_pix")
-    img = np.asarray(image, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = np.where(rms > 0, (img - mean) / rms, 0.0)
-    snr = np.nan_to_num(snr, nan=0.0, posinf=0.0, neginf=0.0)
+    img = np.asarray(image, dtype=np.float32)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        snr = (img - mean) / rms
+    bad = ~np.isfinite(snr) | ~(rms > 0)
     if mask is not None:
-        snr = np.where(mask, snr, 0.0)
+        bad |= ~mask
+    snr[bad] = 0.0
     labels, n = ndimage.label(snr > thresh_isl)
     bmaj, bmin, bpa = beam_px
     bsig = (bmaj / FWHM_PER_SIGMA, bmin / FWHM_PER_SIGMA, bpa)
     out: dict[str, list[float]] = {k: [] for k in PixelSources.__dataclass_fields__}
-    if n == 0:
+    # islands with a peak above thresh_pix
+    keep = np.unique(labels[snr >= thresh_pix]) if n else np.zeros(0, labels.dtype)
+    keep = keep[keep > 0]
+    if keep.size == 0:
         return PixelSources(**{k: np.zeros(0) for k in out})
-    peaks = ndimage.maximum(snr, labels, index=np.arange(1, n + 1))
-    keep = np.flatnonzero(peaks >= thresh_pix) + 1
-    slices = ndimage.find_objects(labels)
+    slices = ndimage.find_objects(labels, max_label=int(keep.max()))
     pad = int(np.ceil(bmaj))
     foot = max(3, int(np.ceil(bmin)) | 1)
     ny, nx = img.shape
@@ -69,7 +71,8 @@ def find_pixel_sources(image: np.ndarray, mean: np.ndarray, rms: np.ndarray,
         x_lo, x_hi = max(sl[1].start - pad, 0), min(sl[1].stop + pad, nx)
         sub_lab = labels[y_lo:y_hi, x_lo:x_hi]
         isl = sub_lab == lab
-        sub = img[y_lo:y_hi, x_lo:x_hi] - mean[y_lo:y_hi, x_lo:x_hi]
+        sub = (img[y_lo:y_hi, x_lo:x_hi].astype(np.float64)
+               - mean[y_lo:y_hi, x_lo:x_hi])
         sub_snr = np.where(isl, snr[y_lo:y_hi, x_lo:x_hi], -np.inf)
         is_max = (ndimage.maximum_filter(sub_snr, size=foot, mode="constant",
                                          cval=-np.inf) == sub_snr) & (sub_snr >= thresh_pix)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -38,6 +37,73 @@ class GaussFit:
     ok: bool
 
 
+def _model_and_jacobian(xx: np.ndarray, yy: np.ndarray,
+                        p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the Gaussians ``p`` (n × 6: amp, x0, y0, smaj, smin, pa) at the pixels and
+    its analytic Jacobian (pixels × 6n)."""
+    n = p.shape[0]
+    model = np.zeros(xx.shape)
+    jac = np.empty((xx.size, 6 * n))
+    for k in range(n):
+        amp, x0, y0, sa, sb, pa = p[k]
+        s, c = np.sin(pa), np.cos(pa)
+        dx, dy = xx - x0, yy - y0
+        a = -dx * s + dy * c
+        b = dx * c + dy * s
+        ia, ib = 1.0 / (sa * sa), 1.0 / (sb * sb)
+        e = np.exp(-0.5 * (a * a * ia + b * b * ib))
+        g = amp * e
+        model += g
+        ga, gb = g * a * ia, g * b * ib
+        jac[:, 6 * k] = e
+        jac[:, 6 * k + 1] = -ga * s + gb * c  # ∂/∂x0 = -g/2 ∂Q/∂x0
+        jac[:, 6 * k + 2] = ga * c + gb * s
+        jac[:, 6 * k + 3] = ga * a / sa
+        jac[:, 6 * k + 4] = gb * b / sb
+        jac[:, 6 * k + 5] = g * a * b * (ia - ib)
+    return model, jac
+
+
+def levenberg_marquardt(xx: np.ndarray, yy: np.ndarray, vals: np.ndarray, p0: np.ndarray,
+                        lo: np.ndarray, hi: np.ndarray, max_iter: int = 100,
+                        tol: float = 1e-10) -> tuple[np.ndarray, bool]:
+    """Least-squares Gaussians (``p0``: n × 6) to ``vals`` at pixels (xx, yy) by
+    Levenberg-Marquardt with the analytic Jacobian; parameters are kept within
+    [``lo``, ``hi``] by projection. Returns the parameters and whether it converged."""
+    p = np.clip(p0, lo, hi)
+    model, jac = _model_and_jacobian(xx, yy, p)
+    r = model - vals
+    cost = float(r @ r)
+    lam = 1e-3
+    for _ in range(max_iter):
+        jtj = jac.T @ jac
+        grad = jac.T @ r
+        d = np.diag(jtj).copy()
+        d = np.maximum(d, 1e-12 * max(float(d.max()), 1e-300))
+        while True:
+            try:
+                step = np.linalg.solve(jtj + lam * np.diag(d), -grad)
+            except np.linalg.LinAlgError:
+                step = None
+            if step is not None:
+                p_new = np.clip(p + step.reshape(p.shape), lo, hi)
+                m_new, j_new = _model_and_jacobian(xx, yy, p_new)
+                r_new = m_new - vals
+                c_new = float(r_new @ r_new)
+                if c_new <= cost:
+                    break
+            lam *= 4.0
+            if lam > 1e12:
+                return p, True  # no step lowers the cost: at a minimum
+        shrink = cost - c_new
+        p, jac, r = p_new, j_new, r_new
+        lam = max(lam / 4.0, 1e-9)
+        if shrink <= tol * cost or np.all(np.abs(step) <= 1e-9 * (np.abs(p.ravel()) + 1e-9)):
+            return p, True
+        cost = c_new
+    return p, False
+
+
 def fit_gaussians(data: np.ndarray, mask: np.ndarray, x0: np.ndarray, y0: np.ndarray,
                   amp0: np.ndarray, beam_sigma: tuple[float, float, float],
                   offset: tuple[int, int] = (0, 0)) -> GaussFit:
@@ -48,36 +114,25 @@ def fit_gaussians(data: np.ndarray, mask: np.ndarray, x0: np.ndarray, y0: np.nda
     bsmaj, bsmin, bpa = beam_sigma
     yy, xx = np.nonzero(mask)
     vals = data[yy, xx].astype(np.float64)
-    xx = xx + offset[1]
-    yy = yy + offset[0]
+    xx = (xx + offset[1]).astype(np.float64)
+    yy = (yy + offset[0]).astype(np.float64)
     n = len(x0)
-    p0, lo, hi = [], [], []
     span = 3.0 * bsmaj + 2.0
-    for i in range(n):
-        a0 = max(float(amp0[i]), 1e-30)
-        p0 += [a0, x0[i], y0[i], bsmaj, bsmin, bpa]
-        lo += [0.0, x0[i] - span, y0[i] - span, 0.5 * bsmin, 0.5 * bsmin, bpa - 2 * np.pi]
-        hi += [10.0 * a0, x0[i] + span, y0[i] + span, 20.0 * bsmaj, 20.0 * bsmaj,
-               bpa + 2 * np.pi]
-    p0 = np.clip(np.asarray(p0), np.asarray(lo) + 1e-9, np.asarray(hi) - 1e-9)
-
-    def resid(p: np.ndarray) -> np.ndarray:
-        model = np.zeros_like(vals)
-        for k in range(n):
-            model += gaussian2d(xx, yy, *p[6 * k:6 * k + 6])
-        return model - vals
-
+    a0 = np.maximum(np.asarray(amp0, float), 1e-30)
+    xs, ys = np.asarray(x0, float), np.asarray(y0, float)
+    one = np.ones(n)
+    p0 = np.stack([a0, xs, ys, bsmaj * one, bsmin * one, bpa * one], axis=1)
+    lo = np.stack([0 * one, xs - span, ys - span, 0.5 * bsmin * one, 0.5 * bsmin * one,
+                   (bpa - 2 * np.pi) * one], axis=1)
+    hi = np.stack([10.0 * a0, xs + span, ys + span, 20.0 * bsmaj * one, 20.0 * bsmaj * one,
+                   (bpa + 2 * np.pi) * one], axis=1)
     ok = vals.size > 6 * n
+    p = np.clip(p0, lo, hi)
     if ok:
         try:
-            res = least_squares(resid, p0, bounds=(lo, hi), method="trf", x_scale="jac",
-                                max_nfev=200 * n)
-            p, ok = res.x, bool(res.success)
-        except (ValueError, np.linalg.LinAlgError):
-            p, ok = p0, False
-    else:
-        p = p0
-    p = p.reshape(n, 6)
+            p, ok = levenberg_marquardt(xx, yy, vals, p0, lo, hi)
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            p, ok = np.clip(p0, lo, hi), False
     amp, x, y, sa, sb, pa = p.T.copy()
     swap = sb > sa
     sa[swap], sb[swap] = sb[swap], sa[swap]
@@ -117,4 +172,5 @@ def condon_errors(amp: np.ndarray, smaj: np.ndarray, smin: np.ndarray, pa: np.nd
     return {"peak": amp * amp_frac, "int_frac": int_frac, "x": ex, "y": ey}
 
 
-__all__ = ["gaussian2d", "GaussFit", "fit_gaussians", "condon_errors", "FWHM_PER_SIGMA"]
+__all__ = ["gaussian2d", "GaussFit", "fit_gaussians", "levenberg_marquardt", "condon_errors",
+           "FWHM_PER_SIGMA"]

@@ -9,20 +9,46 @@ import numpy as np
 
 from .analysis import ARCSEC, Analysis
 
+#: Figure resolution (dots per inch) of the report's PNGs.
+DPI = 80
 
-def _fig(w: float = 7.0, h: float = 4.5) -> tuple[Any, Any]:
-    import matplotlib
 
-    matplotlib.use("Agg", force=False)
+def _figure(w: float, h: float) -> Any:
+    """A bare Agg figure (no pyplot state, no layout engine: fixed margins are much
+    cheaper than constrained layout, which measures every label several times)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=90, layout="constrained")
+    fig = Figure(figsize=(w, h), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _fig(w: float = 7.0, h: float = 4.5) -> tuple[Any, Any]:
+    fig = _figure(w, h)
+    fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=0.6 / h, top=1 - 0.4 / h)
     return fig, fig.add_subplot(1, 1, 1)
+
+
+def _log(ax: Any, axis: str = "x") -> None:
+    """Log scale with plain-number major labels and no minor ticks (mathtext labels and
+    minor ticks are most of the drawing time of a small log plot)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    getattr(ax, f"set_{axis}scale")("log")
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    a.set_minor_locator(NullLocator())
+
+
+def _title(ax: Any, text: str) -> None:
+    """Axes title at a fixed height (automatic placement measures the tick labels)."""
+    ax.set_title(text, y=1.0, pad=6)
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 3})
     return buf.getvalue()
 
 
@@ -56,7 +82,7 @@ def thumbnail_png(image: np.ndarray, a: Analysis, max_pixels: int = 800,
     ax.set_ylim(-0.5, small.shape[0] - 0.5)
     ax.set_xlabel(f"x (pixels / {f})")
     ax.set_ylabel(f"y (pixels / {f})")
-    ax.set_title(title or "image")
+    _title(ax, title or "image")
     ax.legend(loc="upper right", fontsize=8)
     return _png(fig)
 
@@ -79,10 +105,10 @@ def flux_ratio_png(a: Analysis) -> bytes:
         ax.axhspan(fs["ci95_low"], fs["ci95_high"], color="tab:blue", alpha=0.15)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     if len(ref):
-        ax.set_xscale("log")
+        _log(ax, "x")
     ax.set_xlabel("reference flux at image frequency (Jy)")
     ax.set_ylabel("measured / reference")
-    ax.set_title("flux scale")
+    _title(ax, "flux scale")
     ax.legend(fontsize=8)
     return _png(fig)
 
@@ -110,19 +136,15 @@ def astrometry_png(a: Analysis, bmaj: float, bmin: float, bpa_deg: float) -> byt
     ax.axvline(0, color="k", lw=0.5)
     ax.set_xlabel("ΔRA·cosδ (arcsec)")
     ax.set_ylabel("ΔDec (arcsec)")
-    ax.set_title("astrometric offsets (detected − reference)")
+    _title(ax, "astrometric offsets (detected − reference)")
     ax.legend(fontsize=8, loc="lower left")
     return _png(fig)
 
 
 def completeness_png(a: Analysis) -> bytes:
     """Completeness against expected S/N, and completeness/reliability against flux."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), dpi=90, layout="constrained")
+    fig = _figure(10, 4)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     for ax, key, label in ((ax1, "completeness_snr", "expected S/N"),
                            (ax2, "completeness_flux", "reference flux (Jy)")):
@@ -133,7 +155,7 @@ def completeness_png(a: Analysis) -> bytes:
         ax.plot(centres[ok], b.fraction[ok], "o", ms=4)
         for c, t in zip(centres[ok], b.total[ok]):
             ax.annotate(str(int(t)), (c, 0.02), fontsize=7, ha="center")
-        ax.set_xscale("log")
+        _log(ax, "x")
         ax.set_ylim(0, 1.05)
         ax.set_xlabel(label)
         ax.set_ylabel("fraction")
@@ -144,8 +166,8 @@ def completeness_png(a: Analysis) -> bytes:
         ax2.plot(cr[okr], rel.fraction[okr], "s--", ms=4, label="reliability")
     thr = a.metrics["completeness"]["snr_min"]
     ax1.axvline(thr, color="k", ls=":", lw=0.8)
-    ax1.set_title("completeness vs expected S/N")
-    ax2.set_title("completeness / reliability (>5σ) vs flux")
+    _title(ax1, "completeness vs expected S/N")
+    _title(ax2, "completeness / reliability (>5σ) vs flux")
     ax2.legend(fontsize=8)
     return _png(fig)
 
@@ -167,11 +189,11 @@ def noise_png(a: Analysis) -> bytes:
     if th:
         gt = norm / (np.sqrt(2 * np.pi) * th) * np.exp(-0.5 * ((c - med) / th) ** 2)
         ax.plot(c * 1e3, gt, "--", label=f"theoretical {th * 1e3:.3g} mJy/beam")
-    ax.set_yscale("log")
+    _log(ax, "y")
     ax.set_ylim(0.5, max(2.0, h.max() * 2))
     ax.set_xlabel("pixel value (mJy/beam)")
     ax.set_ylabel("count")
-    ax.set_title("noise")
+    _title(ax, "noise")
     ax.legend(fontsize=8)
     return _png(fig)
 

@@ -23,11 +23,13 @@ class NoiseStats:
 
 def image_noise(pixels: np.ndarray) -> NoiseStats:
     """Sigma-clipped MAD rms of the finite ``pixels`` (sources are clipped away)."""
-    v = np.asarray(pixels, float).ravel()
+    v = np.asarray(pixels).ravel()
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(np.float64)
     v = v[np.isfinite(v)]
     med, rms = robust_stats(v)
-    return NoiseStats(rms=rms, median=med, std=float(v.std()) if v.size else float("nan"),
-                      n_pixels=int(v.size))
+    std = float(v.std(dtype=np.float64)) if v.size else float("nan")
+    return NoiseStats(rms=rms, median=med, std=std, n_pixels=int(v.size))
 
 
 def theoretical_image_noise(sefd: float, n_antennas: int, bandwidth: float,
