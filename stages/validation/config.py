@@ -54,6 +54,12 @@ class ValidationConfig(StageConfig):
     reference_kind: Literal["auto", "catalog", "truth"] = "auto"
     #: Source finder: "auto" = PyBDSF when importable, else the built-in island finder.
     finder: Literal["auto", "bdsf", "islands"] = "auto"
+    #: Mean / rms maps PyBDSF finds sources against: "builtin" = the box-wise sigma-clipped
+    #: maps of the island finder, handed to PyBDSF (its islands and Gaussian fits are
+    #: unchanged; it starts no helper process, so it is safe in the runner's threads and in
+    #: dask workers); "pybdsf" = PyBDSF's own maps (forks helper processes: main thread of
+    #: a non-daemonic process only, and slower).
+    bdsf_background: Literal["builtin", "pybdsf"] = "builtin"
     #: Peak threshold (S/N) of an island and the S/N to which islands grow.
     thresh_pix: float = Field(5.0, gt=0)
     thresh_isl: float = Field(3.0, gt=0)

@@ -38,24 +38,27 @@ def choose_method(method: Method) -> str:
 
 def find_sources(image: SkyImage, *, method: Method = "auto", thresh_pix: float = 5.0,
                  thresh_isl: float = 3.0, rms_box_beams: float = 30.0,
-                 mask: np.ndarray | None = None, ncores: int = 1) -> FinderResult:
+                 mask: np.ndarray | None = None, ncores: int = 1,
+                 bdsf_background: Literal["builtin", "pybdsf"] = "builtin") -> FinderResult:
     """Find sources in ``image`` above ``thresh_pix``·rms (islands grown to ``thresh_isl``).
 
     ``rms_box_beams`` sets the background box (in beam major axes; 0 = global); ``mask``
     (True = usable) limits the search, e.g. to where the primary beam is above its cut.
+    ``bdsf_background``: whether PyBDSF gets the built-in mean/rms maps or makes its own.
     """
     if image.beam is None:
         raise MissingBeamError("source finding needs a restoring beam", files=[image.path])
     bmaj_px, bmin_px, pa = image.beam_pixels()
     box = int(round(rms_box_beams * bmaj_px)) if rms_box_beams > 0 else 0
     which = choose_method(method)
-    if which == "bdsf":
-        src, mean, rms = run_bdsf(image, thresh_pix=thresh_pix, thresh_isl=thresh_isl,
-                                  rms_box=box, mask=mask, ncores=ncores)
-        return FinderResult(src, mean, rms, "pybdsf")
     data = np.array(image.data, dtype=np.float32)
     if mask is not None:
         data[~mask] = np.nan
+    if which == "bdsf":
+        bg = background_maps(data, box) if bdsf_background == "builtin" else None
+        src, mean, rms = run_bdsf(image, thresh_pix=thresh_pix, thresh_isl=thresh_isl,
+                                  rms_box=box, mask=mask, ncores=ncores, background=bg)
+        return FinderResult(src, mean, rms, "pybdsf")
     mean, rms = background_maps(data, box)
     pix = find_pixel_sources(data, mean, rms, (bmaj_px, bmin_px, pa), thresh_pix, thresh_isl,
                              mask=np.isfinite(data))

@@ -7,9 +7,13 @@ never touched. PyBDSF holds its arrays as [x, y]; they are transposed back to [r
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib.util
+import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +26,41 @@ from .sources import SourceTable
 _BDSF_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """Move every object alive now out of the collector's sight for the duration: PyBDSF
+    calls ``gc.collect()`` after each of its steps, and in a process holding astropy and
+    matplotlib each full collection costs ~0.1 s."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _scratch_dir() -> str | None:
+    """tmpfs (``/dev/shm``) when writable, else the default temporary folder: the image and
+    maps PyBDSF reads are written and read back once, so a disk only costs time."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
 def bdsf_available() -> bool:
     """True when the ``bdsf`` package can be imported."""
     return importlib.util.find_spec("bdsf") is not None
 
 
 def run_bdsf(image: SkyImage, *, thresh_pix: float, thresh_isl: float, rms_box: int,
-             mask: np.ndarray | None = None,
-             ncores: int = 1) -> tuple[SourceTable, np.ndarray, np.ndarray]:
+             mask: np.ndarray | None = None, ncores: int = 1,
+             background: tuple[np.ndarray, np.ndarray] | None = None,
+             ) -> tuple[SourceTable, np.ndarray, np.ndarray]:
     """Run PyBDSF on ``image``; returns (sources, mean map, rms map).
 
     Pixels where ``mask`` is False are blanked (NaN) before the search. ``rms_box`` is the
-    box size in pixels (step = box/3); 0 lets PyBDSF choose.
+    box size in pixels (step = box/3); 0 lets PyBDSF choose. ``background`` = (mean, rms)
+    maps on the image grid are handed to PyBDSF (``rmsmean_map_filename``) instead of
+    letting it compute its own (its box statistics run in forked helper processes and are
+    most of its run time); islands and Gaussian fits are PyBDSF's either way.
     """
     import bdsf
     from astropy.io import fits
@@ -48,6 +75,8 @@ def run_bdsf(image: SkyImage, *, thresh_pix: float, thresh_isl: float, rms_box: 
     hdr["BMIN"] = np.degrees(image.beam.bmin)
     hdr["BPA"] = image.beam.bpa
     hdr["BUNIT"] = "JY/BEAM"
+    if threading.current_thread() is not threading.main_thread():
+        ncores = 1  # more than one core makes PyBDSF fork helpers: not from a thread
     kwargs: dict = {"thresh_pix": thresh_pix, "thresh_isl": thresh_isl, "quiet": True,
                     "ncores": max(1, int(ncores)), "thresh": "hard"}
     if image.freq_hz:
@@ -57,10 +86,18 @@ def run_bdsf(image: SkyImage, *, thresh_pix: float, thresh_isl: float, rms_box: 
     if rms_box > 0:
         box = int(min(rms_box, min(data.shape) // 2))
         kwargs["rms_box"] = (box, max(1, box // 3))
-    with tempfile.TemporaryDirectory(prefix="dsa110-bdsf-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dsa110-bdsf-", dir=_scratch_dir()) as tmp:
         path = Path(tmp) / "image.fits"
         fits.PrimaryHDU(data=data, header=hdr).writeto(path)
-        with _BDSF_LOCK:
+        if background is not None:
+            names = []  # PyBDSF looks for them in the image's folder
+            for what, arr in zip(("mean", "rms"), background):
+                names.append(f"{what}.fits")
+                fits.PrimaryHDU(data=np.asarray(arr, np.float32),
+                                header=hdr).writeto(Path(tmp) / names[-1])
+            # use them as given (PyBDSF's own test of whether a map is needed is not free)
+            kwargs.update(rmsmean_map_filename=names, rms_map=True, mean_map="map")
+        with _BDSF_LOCK, _gc_frozen():
             img = bdsf.process_image(str(path), outdir=tmp, **kwargs)
     mean = np.asarray(img.mean_arr, dtype=np.float32).T
     rms = np.asarray(img.rms_arr, dtype=np.float32).T

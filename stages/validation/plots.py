@@ -24,10 +24,20 @@ def _figure(w: float, h: float) -> Any:
     return fig
 
 
+def _axes(fig: Any, *where: int) -> Any:
+    """A subplot with at most ~6 major ticks per axis (every tick is several artists)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax = fig.add_subplot(*where)
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    return ax
+
+
 def _fig(w: float = 7.0, h: float = 4.5) -> tuple[Any, Any]:
     fig = _figure(w, h)
     fig.subplots_adjust(left=0.8 / w, right=1 - 0.2 / w, bottom=0.6 / h, top=1 - 0.4 / h)
-    return fig, fig.add_subplot(1, 1, 1)
+    return fig, _axes(fig, 1, 1, 1)
 
 
 def _log(ax: Any, axis: str = "x") -> None:
@@ -47,9 +57,31 @@ def _title(ax: Any, text: str) -> None:
 
 
 def _png(fig: Any) -> bytes:
+    """The figure as a palette PNG: rendered by Agg, reduced to ≤ 256 colours (fast octree)
+    and written with light zlib compression; a third of the size of matplotlib's RGBA PNG
+    and several times faster to encode."""
+    from PIL import Image
+
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    img = Image.fromarray(np.ascontiguousarray(rgba[..., :3]), "RGB")
+    img = img.quantize(256, method=Image.Quantize.FASTOCTREE)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", pil_kwargs={"compress_level": 3})
+    img.save(buf, format="png", compress_level=3)
     return buf.getvalue()
+
+
+def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """Mean of ``f``×``f`` blocks, ignoring NaNs (a block with none finite gives NaN)."""
+    if f == 1:
+        return a
+    blocks = a.reshape(a.shape[0] // f, f, a.shape[1] // f, f)
+    bad = np.isnan(blocks)
+    if not bad.any():
+        return blocks.mean(axis=(1, 3))
+    n = (~bad).sum(axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(bad, 0.0, blocks).sum(axis=(1, 3)) / n
 
 
 def thumbnail_png(image: np.ndarray, a: Analysis, max_pixels: int = 800,
@@ -60,7 +92,7 @@ def thumbnail_png(image: np.ndarray, a: Analysis, max_pixels: int = 800,
     ny, nx = image.shape
     f = max(1, int(np.ceil(max(ny, nx) / max_pixels)))
     cut = np.asarray(image[: ny // f * f, : nx // f * f], np.float32)
-    small = np.nanmean(cut.reshape(ny // f, f, nx // f, f), axis=(1, 3)) if f > 1 else cut
+    small = _block_mean(cut, f)
     rms = a.metrics["noise"]["image_rms_jy"] or float(np.nanstd(small))
     lo, hi = -3 * rms, max(30 * rms, float(np.nanpercentile(small, 99.9)))
     fig, ax = _fig(7, 7)
@@ -145,7 +177,7 @@ def completeness_png(a: Analysis) -> bytes:
     """Completeness against expected S/N, and completeness/reliability against flux."""
     fig = _figure(10, 4)
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    ax1, ax2 = _axes(fig, 1, 2, 1), _axes(fig, 1, 2, 2)
     for ax, key, label in ((ax1, "completeness_snr", "expected S/N"),
                            (ax2, "completeness_flux", "reference flux (Jy)")):
         b = a.curves[key]

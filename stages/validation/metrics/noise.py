@@ -22,7 +22,7 @@ class NoiseStats:
 
 
 def image_noise(pixels: np.ndarray) -> NoiseStats:
-    """Sigma-clipped MAD rms of the finite ``pixels`` (sources are clipped away)."""
+    """Sigma-clipped rms (IQR / 1.349) of the finite ``pixels`` (sources are clipped away)."""
     v = np.asarray(pixels).ravel()
     if not np.issubdtype(v.dtype, np.floating):
         v = v.astype(np.float64)

@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from stages.validation.background import background_maps, robust_stats
+from stages.validation.background import background_maps, clipped_stats_sorted, robust_stats
 from stages.validation.finder import find_sources
 from stages.validation.finder_bdsf import bdsf_available
 from stages.validation.gaussfit import FWHM_PER_SIGMA, fit_gaussians, gaussian2d
@@ -21,9 +21,8 @@ ARCSEC = np.radians(1 / 3600)
 CENTRE = (150.0, 30.0)
 NOISE = 1e-3
 
-METHODS = [pytest.param("bdsf", marks=pytest.mark.skipif(not bdsf_available(),
-                                                         reason="bdsf not installed")),
-           "islands"]
+_NO_BDSF = pytest.mark.skipif(not bdsf_available(), reason="bdsf not installed")
+METHODS = [pytest.param("bdsf", marks=_NO_BDSF), "islands"]
 
 
 def _grid(n_side: int = 6, npix: int = 512, cell: float = 8.0):
@@ -49,10 +48,14 @@ def grid_image(tmp_path_factory):
     return read_fits_image(path), (ra, dec, flux)
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_finder_recovers_positions_and_fluxes(grid_image, method):
+@pytest.mark.parametrize("method, background",
+                         [("islands", "builtin"),
+                          pytest.param("bdsf", "builtin", marks=_NO_BDSF),
+                          pytest.param("bdsf", "pybdsf", marks=_NO_BDSF)])
+def test_finder_recovers_positions_and_fluxes(grid_image, method, background):
     img, (ra, dec, flux) = grid_image
-    res = find_sources(img, method=method, thresh_pix=5.0, thresh_isl=3.0)
+    res = find_sources(img, method=method, thresh_pix=5.0, thresh_isl=3.0,
+                       bdsf_background=background)
     src = res.sources
     assert len(src) == len(ra)
     # nearest detection of every true source
@@ -99,6 +102,51 @@ def test_image_without_beam_cannot_be_searched(tmp_path):
         find_sources(img, method="islands")
 
 
+@_NO_BDSF
+def test_bdsf_on_builtin_maps_runs_in_a_thread_without_helper_processes(monkeypatch,
+                                                                        grid_image):
+    """The runner calls stages from threads (and dask workers are daemonic processes,
+    which may not start children): on the built-in maps PyBDSF must fork nothing."""
+    import threading
+
+    import bdsf.multi_proc
+
+    def no_fork(*_a, **_k):
+        raise AssertionError("PyBDSF started a helper process")
+
+    monkeypatch.setattr(bdsf.multi_proc, "parallel_map", no_fork)
+    img, (ra, _, _) = grid_image
+    out: dict = {}
+
+    def work() -> None:
+        try:
+            out["res"] = find_sources(img, method="bdsf", ncores=2, bdsf_background="builtin")
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            out["err"] = exc
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert "err" not in out, out.get("err")
+    assert out["res"].method == "pybdsf" and len(out["res"].sources) == len(ra)
+
+
+def test_gaussian_fit_separates_a_blend():
+    yy, xx = np.mgrid[0:50, 0:60]
+    a = (3.0, 24.0, 25.0, 2.2, 1.7, np.radians(10.0))
+    b = (1.5, 31.5, 27.0, 2.0, 2.0, 0.0)
+    data = gaussian2d(xx, yy, *a) + gaussian2d(xx, yy, *b)
+    fit = fit_gaussians(data, data > 0.05, np.array([24.0, 31.0]), np.array([25.0, 27.0]),
+                        np.array([3.0, 1.5]), (2.1, 1.8, 0.0))
+    assert fit.ok
+    assert np.allclose(fit.amp, [a[0], b[0]], rtol=1e-5)
+    assert np.allclose(fit.x, [a[1], b[1]], atol=1e-4)
+    assert np.allclose(fit.y, [a[2], b[2]], atol=1e-4)
+    assert np.allclose(fit.smaj, [a[3], b[3]], rtol=1e-4)
+    assert np.allclose(fit.smin[0], a[4], rtol=1e-4)
+    assert fit.pa[0] == pytest.approx(a[5], abs=1e-4)
+
+
 def test_gaussian_fit_recovers_parameters():
     yy, xx = np.mgrid[0:40, 0:40]
     truth = (2.0, 20.3, 18.7, 3.0, 1.8, np.radians(35.0))
@@ -123,6 +171,27 @@ def test_background_maps_follow_a_noise_gradient():
     assert sig == pytest.approx(2.0, rel=0.05)
     g_mean, g_rms = background_maps(img, 0)
     assert np.ptp(g_rms) == 0
+
+
+def test_clipped_stats_match_a_direct_computation():
+    rng = np.random.default_rng(9)
+    rows = [np.r_[rng.normal(1.0, 2.0, 5000), rng.uniform(20, 500, 200)],  # sources
+            np.r_[rng.normal(-3.0, 0.5, 3000), np.full(2200, np.nan)],  # blanked part
+            np.full(5200, np.nan)]  # nothing finite
+    s = np.sort(np.vstack(rows), axis=1)
+    med, sig, n = clipped_stats_sorted(s, clip=3.0, iters=10)
+    for r, m, sg, k in zip(rows[:2], med, sig, n):
+        v = r[np.isfinite(r)]
+        for _ in range(10):  # the same clipping done the slow way
+            q25, q50, q75 = np.percentile(v, [25, 50, 75])
+            sd = (q75 - q25) / 1.3489795
+            v = r[np.isfinite(r) & (np.abs(r - q50) <= 3.0 * sd)]
+        q25, q50, q75 = np.percentile(v, [25, 50, 75])
+        assert m == pytest.approx(q50, rel=1e-9) and k == v.size
+        assert sg == pytest.approx((q75 - q25) / 1.3489795, rel=1e-9)
+    assert med[0] == pytest.approx(1.0, abs=0.1) and sig[0] == pytest.approx(2.0, rel=0.05)
+    assert sig[1] == pytest.approx(0.5, rel=0.05)
+    assert np.isnan(med[2]) and np.isnan(sig[2]) and n[2] == 0
 
 
 def test_source_lists_round_trip(tmp_path, grid_image):
