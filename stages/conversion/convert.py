@@ -4,12 +4,16 @@
 on the ascending channel grid, finds the phase centre and computes the phased uvw
 of all rows. :func:`build_ms` pre-creates the MS in a staging directory and fans
 the subbands out, one task per subband (:func:`write_subband`), each streaming its
-file in chunks of integrations into its own channel range (or row block).
+file in chunks of integrations into its own channel range (or row block): straight
+into the tile files when aligned (:mod:`.tiles`), else through casacore.
+WEIGHT_SPECTRUM is left out by default where nsamples does not vary over channels.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +24,9 @@ import numpy as np
 
 from dsa110_pipeline.errors import InputError
 
-from . import coordinates, ms_writer, phasing
+from . import coordinates, ms_writer, phasing, tiles, weights
 from .discovery import parse_name
-from .reader import STAGE, UVH5Header, check_same_layout, read_header, read_rows
+from .reader import STAGE, UVH5Header, check_same_layout, read_header, read_nsamples, read_rows
 
 _DEC_KEYS = ("phase_center_dec", "pointing_dec", "dec_pointing", "pointing_dec_rad",
              "dec_rad", "pointing_dec_deg", "dec_deg")
@@ -89,6 +93,43 @@ class _PieceSink:
         self.close()
 
 
+def mark_ready(ready_path: str | Path, layouts: dict[str, tiles.TileLayout] | None) -> None:
+    """Tell the workers the MS exists, and how to write it: straight into the tile files
+    (``layouts``) or through casacore (None)."""
+    tmp = f"{ready_path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump({"layouts": None if layouts is None else
+                   {c: lay.to_dict() for c, lay in layouts.items()}}, fh)
+    os.replace(tmp, ready_path)
+
+
+def open_region_writer(ms_path: str | Path, ready_path: str | Path | None
+                       ) -> ms_writer.RegionWriter | tiles.TileWriter:
+    """The writer :func:`mark_ready` chose for the pre-created MS."""
+    layouts = None
+    if ready_path is not None:
+        with open(ready_path) as fh:
+            layouts = json.load(fh).get("layouts")
+    if layouts:
+        return tiles.TileWriter({c: tiles.TileLayout.from_dict(d) for c, d in layouts.items()})
+    return ms_writer.RegionWriter(ms_path)
+
+
+def _tile_layouts(ms_path: Path, regions: list[tuple[int, int, int, int]]
+                  ) -> dict[str, tiles.TileLayout] | None:
+    """Layouts of the data columns when every region can be written straight into the
+    tile files, else None (all writers then go through casacore's table locks)."""
+    from casacore import tables
+
+    with tables.table(str(ms_path), ack=False) as t:
+        cols = [c for c in ("DATA", "FLAG", "WEIGHT_SPECTRUM") if c in t.colnames()]
+        layouts = {c: tiles.describe_column(t, c, ms_path) for c in cols}
+    if any(lay is None for lay in layouts.values()):
+        return None
+    ok = {c: lay for c, lay in layouts.items() if lay is not None}
+    return ok if tiles.regions_writable(ok, regions) else None
+
+
 class _LazyRegionSink:
     """Direct mode: writes into the pre-created MS, but while the orchestrator is still
     creating it (``ready_path`` absent) keeps up to ``limit`` bytes of processed chunks
@@ -98,7 +139,7 @@ class _LazyRegionSink:
                  timeout_s: float = 900.0) -> None:
         self.ms_path, self.ready_path, self.limit = ms_path, ready_path, limit
         self.timeout_s = timeout_s
-        self.writer: ms_writer.RegionWriter | None = None
+        self.writer: ms_writer.RegionWriter | tiles.TileWriter | None = None
         self.pending: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.held = 0
 
@@ -116,9 +157,9 @@ class _LazyRegionSink:
                                  "was aborted)", stage=STAGE, files=[self.ms_path])
             time.sleep(0.01)
 
-    def _open(self) -> ms_writer.RegionWriter:
+    def _open(self) -> ms_writer.RegionWriter | tiles.TileWriter:
         if self.writer is None:
-            self.writer = ms_writer.RegionWriter(self.ms_path)
+            self.writer = open_region_writer(self.ms_path, self.ready_path)
             for item in self.pending:
                 self.writer.write(*item)
             self.pending, self.held = [], 0
@@ -416,7 +457,7 @@ def write_subband(task: SubbandTask) -> SubbandResult:
         inbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
                  np.empty(shape3, np.float32))
         outbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
-                  np.empty(shape3, np.float32))
+                  np.empty(shape3 if task.write_weight_spectrum else (1, 1, 1), np.float32))
         sink = (_PieceSink(task.piece_prefix, task.write_weight_spectrum)
                 if task.piece_prefix else
                 _LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes))
@@ -447,22 +488,17 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                     data = np.conjugate(vis[:, ::-1] if flip else vis)
                 if scale is not None:
                     ns = ns * np.asarray(scale[start:stop], np.float32)[:, None, None]
-                # statistics do not depend on the channel order
-                if uniform and bool((ns == ns[:, :1, :]).all()):
-                    med[start:stop] = ns[:, 0, :]
-                else:
-                    uniform = False
-                    med[start:stop] = np.median(ns, axis=1)
-                allflag[start:stop] = flags.reshape(flags.shape[0], -1).all(axis=1)
-                if flip:  # into reused buffers: no allocation per chunk
-                    flags = np.copyto(outbuf[1][:n], flags[:, ::-1]) or outbuf[1][:n]
-                    ns = np.copyto(outbuf[2][:n], ns[:, ::-1]) or outbuf[2][:n]
-                wts = np.ascontiguousarray(ns) if task.write_weight_spectrum else None
+                # one pass: ascending channels, row weights, all-flagged rows
+                flags, wts, med[start:stop], allflag[start:stop], chunk_uniform = \
+                    weights.flags_and_weights(flags, ns, flip=flip, flags_out=outbuf[1],
+                                              weights_out=outbuf[2],
+                                              want_weights=task.write_weight_spectrum)
+                uniform = uniform and chunk_uniform
                 if task.piece_prefix:
                     writer.write(stop, data, flags, wts)
                 else:
                     writer.write(task.row0 + start, task.chan0, np.ascontiguousarray(data),
-                                 np.ascontiguousarray(flags), wts)
+                                 flags, wts)
         res.median_weight, res.all_flagged, res.uniform, res.bytes_read = med, allflag, \
             uniform, nread
     except InputError as exc:
@@ -477,6 +513,8 @@ class BuildReport:
     nspw: int
     bytes_read: int
     subband_results: list[SubbandResult]
+    weight_spectrum: bool = True  # whether the MS has a WEIGHT_SPECTRUM column
+    direct_tiles: bool = False  # whether the workers wrote straight into the tile files
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -522,27 +560,89 @@ def _row_blocks(plan: ConversionPlan, max_bytes: int = 64 * 2**20) -> list[tuple
 
 
 def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
-             runner: Any = None, write_weight_spectrum: bool = True,
+             runner: Any = None, write_weight_spectrum: bool | str = "auto",
              weight_times_integration: bool = False, history: str = "",
-             mode: str = "direct", poll_s: float = 0.005) -> BuildReport:
+             mode: str = "direct", poll_s: float = 0.005,
+             direct_tiles: bool = True) -> BuildReport:
     """Create the MS at ``ms_path`` (inside ``work_dir``) and fill it.
 
     ``runner`` runs the subband tasks (``start``/``failure``/``results``/``cancel``; a
     dask one from the stage, else :class:`SerialRunner`).
 
-    ``mode="direct"`` (default): the MS is pre-created and workers write their channel
-    ranges into it under table locks (casacore zero-fills the tiles once at creation).
-    ``mode="stream"``: workers append phased, ascending rows of their subband
-    to files in ``work_dir``; this process writes the MS alone, in row order, as soon
-    as every subband has finished a block (no locks; casacore never zero-fills tiles).
-    """
-    import time
+    ``mode="direct"`` (default): the MS is pre-created (casacore zero-fills its tiles
+    once) and workers write their channel ranges into it: straight into the tile files
+    when every region is tile-aligned (``direct_tiles``, no locks), else through
+    casacore under table locks. ``mode="stream"``: workers append phased, ascending
+    rows of their subband to files in ``work_dir``; this process writes the MS alone, in
+    row order, as soon as every subband has finished a block.
 
+    ``write_weight_spectrum="auto"`` leaves WEIGHT_SPECTRUM out when nsamples is the same
+    in every channel of a row (WEIGHT then holds exactly what it would hold): probed on
+    the first integration of every file, confirmed on all rows by the workers; should a
+    later row break it, the MS is built again with WEIGHT_SPECTRUM.
+    """
     if mode not in ("stream", "direct"):
         raise ValueError(f"mode must be 'stream' or 'direct', not {mode!r}")
-    runner = runner or SerialRunner()
-    ref = plan.ref
+    if write_weight_spectrum not in (True, False, "auto"):
+        raise ValueError("write_weight_spectrum must be True, False or 'auto'")
     ms_path, work_dir = Path(ms_path), Path(work_dir)
+    kw = dict(runner=runner or SerialRunner(), weight_times_integration=weight_times_integration,
+              history=history, mode=mode, poll_s=poll_s, direct_tiles=direct_tiles)
+    if write_weight_spectrum == "auto":
+        if weights_channel_uniform(plan):
+            report = _build_attempt(plan, ms_path, work_dir, weight_spectrum=False,
+                                    require_uniform=True, **kw)
+            if report is not None:
+                return report
+            shutil.rmtree(ms_path, ignore_errors=True)
+        write_weight_spectrum = True
+    report = _build_attempt(plan, ms_path, work_dir, weight_spectrum=bool(write_weight_spectrum),
+                            require_uniform=False, **kw)
+    assert report is not None
+    return report
+
+
+def weights_channel_uniform(plan: ConversionPlan) -> bool:
+    """Probe: whether WEIGHT_SPECTRUM would equal WEIGHT in every channel, judged on the
+    first integration of every file (nsamples constant over the channels of a row and,
+    in one spectral window, equal between subbands; no missing subband)."""
+    if plan.missing_slots and not plan.spw_per_subband:
+        return False
+    start, stop = plan.ref.integration_rows()[0]
+    first: np.ndarray | None = None
+    for h in plan.headers:
+        ns = read_nsamples(h.path, start, stop)
+        if not bool((ns == ns[:, :1, :]).all()):
+            return False
+        if not plan.spw_per_subband:
+            if first is None:
+                first = ns[:, 0, :]
+            elif not np.array_equal(first, ns[:, 0, :]):
+                return False
+    return True
+
+
+def _needs_weight_spectrum(plan: ConversionPlan, results: list[SubbandResult]) -> bool:
+    if not all(r.uniform for r in results):
+        return True
+    if plan.spw_per_subband or len(results) < 2:
+        return False
+    w0 = results[0].median_weight
+    return not all(np.array_equal(w0, r.median_weight) for r in results[1:])
+
+
+def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runner: Any,
+                   weight_spectrum: bool, require_uniform: bool,
+                   weight_times_integration: bool, history: str, mode: str, poll_s: float,
+                   direct_tiles: bool) -> BuildReport | None:
+    """One build of the MS (see :func:`build_ms`). With ``require_uniform`` it returns
+    None, the MS unfinished, when the workers find WEIGHT_SPECTRUM is needed after all."""
+    import time
+
+    ref = plan.ref
+    write_weight_spectrum = weight_spectrum
+    work_dir = work_dir / f"work-{'ws' if weight_spectrum else 'nows'}"
+    work_dir.mkdir()
     nblts, npol, nsb = ref.nblts, ref.npols, plan.nchan_sb
     if plan.spw_per_subband:
         spws = [ms_writer.SpectralWindow(plan.freqs_by_slot[s], plan.widths_by_slot[s],
@@ -588,6 +688,7 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
         runner.start(write_subband, tasks)
     t0 = time.perf_counter()
     created: Any = None
+    layouts: dict[str, tiles.TileLayout] | None = None
     weight_rows: np.ndarray | None = None
     try:
         created = ms_writer.create_ms(ms_path, desc, time_jd=ref.time_array,
@@ -601,9 +702,12 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
             weight_rows = _stream(plan, created, prefixes, runner, write_weight_spectrum,
                                   poll_s)
         else:
+            regions = [(t.row0 + a, b - a, t.chan0, nsb) for t in tasks for a, b in t.chunks]
+            regions += [(r0, n, c0, nsb) for r0, n, c0 in _missing_regions(plan)]
+            layouts = _tile_layouts(ms_path, regions) if direct_tiles else None
+            mark_ready(ready, layouts)
             if plan.missing_slots:
-                _fill_missing_direct(plan, ms_path, write_weight_spectrum)
-            ready.touch()
+                _fill_missing_direct(plan, ms_path, ready, write_weight_spectrum)
             if not background:
                 runner.start(write_subband, tasks)
         results = runner.results()
@@ -613,7 +717,13 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
         runner.cancel()
         if isinstance(created, ms_writer.MainWriter):
             created.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
         raise
+    if require_uniform and _needs_weight_spectrum(plan, results):
+        if isinstance(created, ms_writer.MainWriter):
+            created.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return None
     # WEIGHT / SIGMA / FLAG_ROW
     by_slot: dict[int, SubbandResult] = dict(zip(plan.slots, results, strict=True))
     zeros_w = np.zeros((nblts, npol), np.float32)
@@ -638,27 +748,34 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
         created.finish(weight, flag_row)
     else:
         ms_writer.finish_ms(ms_path, weight, flag_row)
-    for p in (dw_path, scale_path):
-        if p:
-            os.unlink(p)
+    shutil.rmtree(work_dir, ignore_errors=True)
     return BuildReport(nrows=plan.nrows, nchan=plan.nchan_row, nspw=len(spws),
                        bytes_read=sum(r.bytes_read for r in results), subband_results=results,
+                       weight_spectrum=weight_spectrum, direct_tiles=layouts is not None,
                        timings={"create_s": t1 - t0, "subbands_s": t2 - t1,
                                 "finish_s": time.perf_counter() - t2})
 
 
-def _fill_missing_direct(plan: ConversionPlan, ms_path: Path, weights: bool) -> None:
+def _missing_regions(plan: ConversionPlan) -> list[tuple[int, int, int]]:
+    """(row0, nrows, chan0) of the chunks of the missing subbands (direct mode)."""
+    nblts, nsb = plan.ref.nblts, plan.nchan_sb
+    return [(s * nblts + start if plan.spw_per_subband else start, stop - start,
+             0 if plan.spw_per_subband else s * nsb)
+            for s in plan.missing_slots for start, stop in plan.chunks]
+
+
+def _fill_missing_direct(plan: ConversionPlan, ms_path: Path, ready: Path,
+                         weights: bool) -> None:
     """Direct mode: zero data, flags set, zero weight in the channels of missing subbands."""
-    nblts, npol, nsb = plan.ref.nblts, plan.ref.npols, plan.nchan_sb
-    with ms_writer.RegionWriter(ms_path) as w:
-        for s in plan.missing_slots:
-            for start, stop in plan.chunks:
-                n = stop - start
-                row0 = s * nblts if plan.spw_per_subband else 0
-                chan0 = 0 if plan.spw_per_subband else s * nsb
-                w.write(row0 + start, chan0, np.zeros((n, nsb, npol), np.complex64),
-                        np.ones((n, nsb, npol), bool),
-                        np.zeros((n, nsb, npol), np.float32) if weights else None)
+    npol, nsb = plan.ref.npols, plan.nchan_sb
+    w = open_region_writer(ms_path, ready)
+    try:
+        for row0, n, chan0 in _missing_regions(plan):
+            w.write(row0, chan0, np.zeros((n, nsb, npol), np.complex64),
+                    np.ones((n, nsb, npol), bool),
+                    np.zeros((n, nsb, npol), np.float32) if weights else None)
+    finally:
+        w.close()
 
 
 def _read_piece(prefix: str, ext: str, dtype: Any, start: int, stop: int,

@@ -1,15 +1,17 @@
 """Direct Measurement Set writing with python-casacore (no concatenation step).
 
 The orchestrating process creates the whole MS up front (:func:`create_ms`: MAIN with
-every row and fixed-shape tiled DATA/FLAG/WEIGHT_SPECTRUM columns, plus the row
-metadata and all subtables). Workers then fill disjoint regions of the data columns
-(:class:`RegionWriter`: a channel range of all rows, or a row block for one SPW per
-subband) under casacore's user table locks, so concurrent writers never clobber
-each other. Tiles are one subband wide, so regions never share a tile.
+every row and fixed-shape tiled DATA/FLAG(/WEIGHT_SPECTRUM) columns, plus the row
+metadata and all subtables). Workers then fill disjoint regions of the data columns:
+straight into the tile files (:mod:`.tiles`, no locks) when the regions are tile-aligned,
+else through casacore (:class:`RegionWriter`) under its user table locks, so concurrent
+writers never clobber each other. Tiles are one subband wide, so regions never share a
+tile's channels.
 
 Conventions (as pyuvdata's ``write_ms``): DATA = conj(UVH5 data), UVW = −(UVH5 uvw),
-WEIGHT_SPECTRUM = nsamples, WEIGHT = median over channels of nsamples, SIGMA =
-WEIGHT^−1/2; frequencies ascend; TIME is MJD seconds (UTC).
+WEIGHT_SPECTRUM = nsamples (optional: left out where it would equal WEIGHT in every
+channel), WEIGHT = median over channels of nsamples, SIGMA = WEIGHT^−1/2; frequencies
+ascend; TIME is MJD seconds (UTC).
 """
 
 from __future__ import annotations

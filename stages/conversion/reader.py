@@ -354,6 +354,17 @@ def read_rows(hdr: UVH5Header, start: int, stop: int, *, ascending: bool = True,
     return vis, flags, nsamp
 
 
+def read_nsamples(path: str | Path, start: int, stop: int) -> np.ndarray:
+    """nsamples of rows [start, stop) as float32 (rows, nfreqs, npols), file order."""
+    p = Path(path)
+    try:
+        with h5py.File(p, "r") as f:
+            return np.asarray(_read_block(f["Data"]["nsamples"], start, stop), np.float32)
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise _err(p, f"cannot read nsamples rows {start}..{stop} (truncated or corrupt "
+                      "file)", exc) from exc
+
+
 def check_same_layout(ref: UVH5Header, other: UVH5Header) -> None:
     """Raise InputError when ``other`` disagrees with ``ref`` on rows, times or antennas."""
     p = other.path

@@ -41,8 +41,10 @@ class ConversionConfig(StageConfig):
     station_csv: str | None = None
     #: Pointing declination (deg) of drift data; None: from the files (else zenith).
     pointing_dec_deg: float | None = Field(None, ge=-90, le=90)
-    #: Write WEIGHT_SPECTRUM (= nsamples) as pyuvdata does.
-    write_weight_spectrum: bool = True
+    #: WEIGHT_SPECTRUM (= nsamples, as pyuvdata writes it): True, False, or "auto": left
+    #: out when nsamples is the same in every channel of a row (DSA-110), where WEIGHT
+    #: holds exactly the same numbers; a third of the MS less to write, move and read.
+    write_weight_spectrum: bool | Literal["auto"] = "auto"
     #: Multiply weights by the integration time (s) instead of pure nsamples.
     weight_times_integration: bool = False
     #: Rebuild even when a complete MS for the same inputs exists.
@@ -114,7 +116,8 @@ class ConversionStage(PipelineStage):
                 return (ctx.with_output("ms", ref)
                         .with_metrics(self.name, reused=True, nrows=plan.nrows))
         t_plan = time.perf_counter()
-        est = plan.estimate_bytes(cfg.write_weight_spectrum, cfg.write_mode == "stream")
+        est = plan.estimate_bytes(cfg.write_weight_spectrum is not False,
+                                  cfg.write_mode == "stream")
         with lease_scratch(est, root=cfg.scratch_dir, fallback_dir=out_dir) as lease:
             staged = lease.path / final.name
             history = (f"dsa110_pipeline conversion v{self.version}: "
@@ -133,6 +136,7 @@ class ConversionStage(PipelineStage):
             t_moved = time.perf_counter()
         meta = {**expected, "checksum": checksum, "group_id": group_id,
                 "nchan": report.nchan, "nspw": report.nspw,
+                "weight_spectrum": report.weight_spectrum,
                 "phase_center_ra_deg": float(_deg(plan.phase_center[0])),
                 "phase_center_dec_deg": float(_deg(plan.phase_center[1])),
                 "missing_subbands": plan.missing_names,
@@ -145,7 +149,9 @@ class ConversionStage(PipelineStage):
                               plan_s=t_plan - t0, build_s=t_built - t_plan,
                               checksum_s=t_sum - t_built, move_s=t_moved - t_sum,
                               total_s=time.perf_counter() - t0, **report.timings,
-                              bytes_read=report.bytes_read, staged_on_tmpfs=lease.on_scratch_root))
+                              bytes_read=report.bytes_read, staged_on_tmpfs=lease.on_scratch_root,
+                              weight_spectrum=report.weight_spectrum,
+                              direct_tiles=report.direct_tiles))
 
     def validate_outputs(self, ctx: PipelineContext) -> None:
         super().validate_outputs(ctx)
@@ -167,6 +173,7 @@ class DaskRunner:
         self._done: dict[int, Any] = {}
 
     def start(self, fn: Any, tasks: list[Any]) -> None:
+        self._done = {}
         self.futures = self.client.map(fn, tasks, pure=False)
 
     def failure(self) -> Any:

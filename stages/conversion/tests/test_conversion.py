@@ -96,16 +96,29 @@ def _col(ms: Path | str, col: str, sub: str = "") -> np.ndarray:
         return t.getcol(col)
 
 
+def _has_col(ms: Path | str, col: str) -> bool:
+    with tables.table(str(ms), ack=False) as t:
+        return col in t.colnames()
+
+
 def assert_ms_equal(ours: Path, ref: Path) -> None:
-    """Compare table by table (documented conventions: |CHAN_WIDTH|; SIGMA where WEIGHT>0)."""
+    """Compare table by table (documented conventions: |CHAN_WIDTH|; SIGMA where WEIGHT>0;
+    WEIGHT_SPECTRUM may be left out where it would equal WEIGHT in every channel)."""
     d_o, d_r = _col(ours, "DATA"), _col(ref, "DATA")
     assert d_o.shape == d_r.shape
     assert np.max(np.abs(d_o - d_r)) <= 1e-6 * np.max(np.abs(d_r))
     assert np.max(np.abs(_col(ours, "UVW") - _col(ref, "UVW"))) < 1e-3
     for col in ("FLAG", "ANTENNA1", "ANTENNA2", "TIME", "TIME_CENTROID", "INTERVAL",
-                "EXPOSURE", "WEIGHT", "WEIGHT_SPECTRUM", "DATA_DESC_ID", "FIELD_ID"):
+                "EXPOSURE", "WEIGHT", "DATA_DESC_ID", "FIELD_ID"):
         np.testing.assert_array_equal(_col(ours, col), _col(ref, col), err_msg=col)
     w = _col(ours, "WEIGHT")
+    ref_spectrum = _col(ref, "WEIGHT_SPECTRUM")
+    if _has_col(ours, "WEIGHT_SPECTRUM"):
+        np.testing.assert_array_equal(_col(ours, "WEIGHT_SPECTRUM"), ref_spectrum)
+    else:
+        # left out ("auto"): pyuvdata's WEIGHT_SPECTRUM is our WEIGHT in every channel
+        np.testing.assert_array_equal(
+            ref_spectrum, np.broadcast_to(w[:, None, :], ref_spectrum.shape))
     np.testing.assert_allclose(_col(ours, "SIGMA")[w > 0], _col(ref, "SIGMA")[w > 0],
                                rtol=1e-6)
     np.testing.assert_array_equal(_col(ours, "POSITION", "ANTENNA"),
@@ -214,6 +227,56 @@ def test_spw_per_subband(drift_group, tmp_path) -> None:
     np.testing.assert_array_equal(f.ravel(), _col(one, "CHAN_FREQ", "SPECTRAL_WINDOW")[0])
 
 
+def test_weight_spectrum_kept_where_nsamples_vary(drift_group, tmp_path) -> None:
+    """auto: the drift group's random nsamples keep WEIGHT_SPECTRUM (checked against
+    pyuvdata in test_drift_group_equals_pyuvdata)."""
+    out = _run(_stage(tmp_path), _ctx(drift_group))
+    assert out.outputs["ms"].meta["weight_spectrum"] is True
+    assert _has_col(out.outputs["ms"].path, "WEIGHT_SPECTRUM")
+
+
+@pytest.mark.parametrize("change", ["channel", "subband"])
+def test_auto_weight_spectrum_rebuilds_when_later_rows_vary(change, tmp_path) -> None:
+    """nsamples uniform in the probed first integration but not later: in one row over
+    channels, or between subbands. auto must end with WEIGHT_SPECTRUM, equal to pyuvdata."""
+    from stages.conversion import convert
+
+    files = make_drift_group(tmp_path / "in", n_subbands=3, n_channels=8, n_times=4,
+                             n_ants=7, nsample_pattern="uniform", seed=8)
+    with h5py.File(files[1], "r+") as f:
+        ns = f["Data/nsamples"][()]
+        if change == "channel":
+            ns[80, 2] = 3.0  # one channel of a row in the last integration
+        else:
+            ns[60:] = 2.0  # from the third integration on, this subband differs
+        f["Data/nsamples"][...] = ns
+    assert convert.weights_channel_uniform(convert.plan_conversion(files))  # probe misses
+    out = _run(_stage(tmp_path), _ctx(files))
+    ms = Path(out.outputs["ms"].path)
+    assert out.outputs["ms"].meta["weight_spectrum"] is True and _has_col(ms, "WEIGHT_SPECTRUM")
+    assert_ms_equal(ms, _pyuvdata_ms(files, tmp_path / "ref.ms", _phase_center(ms)))
+    assert not any((tmp_path / "shm").iterdir())
+
+
+def test_casacore_writers_equal_direct_tile_writes(drift_group, tmp_path) -> None:
+    """The fallback (workers writing through casacore under table locks) and the direct
+    tile writes give the same MS."""
+    from stages.conversion import convert
+
+    plan = convert.plan_conversion(drift_group, chunk_integrations=3)
+    made = {}
+    for direct in (True, False):
+        work = tmp_path / f"w{direct}"
+        work.mkdir()
+        rep = convert.build_ms(plan, work / "x.ms", work, direct_tiles=direct,
+                               write_weight_spectrum=True)
+        assert rep.direct_tiles is direct
+        made[direct] = work / "x.ms"
+    for col in ("DATA", "FLAG", "WEIGHT_SPECTRUM", "WEIGHT", "SIGMA", "FLAG_ROW", "UVW"):
+        np.testing.assert_array_equal(_col(made[True], col), _col(made[False], col),
+                                      err_msg=col)
+
+
 # --------------------------------------------------------------------------- bad inputs
 def _corrupt(kind: str, files: list[Path], d: Path) -> list[Path]:
     """A copy of the group with one problem; returns the files to convert."""
@@ -319,8 +382,9 @@ import sys, time, types
 from pathlib import Path
 from stages.conversion import ms_writer
 mode = sys.argv[4]
+from stages.conversion import tiles
 cls, name = ((ms_writer.MainWriter, "write_rows") if mode == "stream"
-             else (ms_writer.RegionWriter, "write"))
+             else (tiles.TileWriter, "write"))
 orig = getattr(cls, name)
 def slow_write(self, *a, **k):
     orig(self, *a, **k)
@@ -394,6 +458,9 @@ def test_simulated_group_equals_pyuvdata(client, tmp_path) -> None:
     assert abs(dec - np.deg2rad(res.config.dec_deg)) < np.deg2rad(0.5)  # pointing dec
     assert_ms_equal(ms, _pyuvdata_ms_sim(files, tmp_path / "ref.ms", (ra, dec)))
     assert _digest(files) == before
+    # DSA-110 nsamples are the same in every channel: auto leaves WEIGHT_SPECTRUM out
+    assert out.outputs["ms"].meta["weight_spectrum"] is False
+    assert not _has_col(ms, "WEIGHT_SPECTRUM")
 
 
 @pytest.mark.wsclean
