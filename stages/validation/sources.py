@@ -128,19 +128,20 @@ def _fmt(v: object) -> str:
 def write_sources_fits(path: str | Path, src: SourceTable, pb: np.ndarray | None = None,
                        meta: dict | None = None) -> Path:
     """Write the source list as a FITS binary table (atomically), units per column."""
-    from astropy.table import Table
+    from astropy.io import fits
 
-    cols = _columns(src, pb)
-    t = Table()
-    for name, (values, unit) in cols.items():
-        t[name] = values
-        if unit:
-            t[name].unit = unit
-    t.meta["FINDER"] = src.finder
+    columns = []
+    for name, (values, unit) in _columns(src, pb).items():
+        v = np.asarray(values)
+        fmt = "K" if np.issubdtype(v.dtype, np.integer) else "D"
+        columns.append(fits.Column(name=name, format=fmt, unit=unit or None,
+                                   array=v.astype(np.int64 if fmt == "K" else np.float64)))
+    hdu = fits.BinTableHDU.from_columns(columns)
+    hdu.header["FINDER"] = src.finder
     for k, v in (meta or {}).items():
-        t.meta[k[:8].upper()] = v
+        hdu.header[k[:8].upper()] = v
     with atomic_path(path) as tmp:
-        t.write(tmp, format="fits")
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp)
     return Path(path)
 
 
