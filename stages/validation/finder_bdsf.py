@@ -1,8 +1,9 @@
 """PyBDSF back end of the source finder (the primary finder when ``bdsf`` imports).
 
-PyBDSF reads images from files, so the 2-D plane is written to a private temporary
-directory (with its WCS, beam and frequency) together with PyBDSF's log; the input image is
-never touched. PyBDSF holds its arrays as [x, y]; they are transposed back to [row, col].
+PyBDSF reads images from files, so the 2-D plane is written to a leased scratch directory
+(tmpfs when it has room; with its WCS, beam and frequency) together with PyBDSF's log; the
+input image is never touched. PyBDSF holds its arrays as [x, y]; they are transposed back
+to [row, col].
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib.util
-import os
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from dsa110_pipeline.staging import lease_scratch
 
 from .image_io import SkyImage
 from .sources import SourceTable
@@ -36,13 +38,6 @@ def _gc_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
-
-
-def _scratch_dir() -> str | None:
-    """tmpfs (``/dev/shm``) when writable, else the default temporary folder: the image and
-    maps PyBDSF reads are written and read back once, so a disk only costs time."""
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def bdsf_available() -> bool:
@@ -86,7 +81,10 @@ def run_bdsf(image: SkyImage, *, thresh_pix: float, thresh_isl: float, rms_box: 
     if rms_box > 0:
         box = int(min(rms_box, min(data.shape) // 2))
         kwargs["rms_box"] = (box, max(1, box // 3))
-    with tempfile.TemporaryDirectory(prefix="dsa110-bdsf-", dir=_scratch_dir()) as tmp:
+    # the plane and the maps are written once and read back once: tmpfs when it has room
+    estimate = data.nbytes * (3 if background is not None else 1) + (1 << 20)
+    with lease_scratch(estimate, fallback_dir=tempfile.gettempdir()) as lease:
+        tmp = str(lease.path)
         path = Path(tmp) / "image.fits"
         fits.PrimaryHDU(data=data, header=hdr).writeto(path)
         if background is not None:
