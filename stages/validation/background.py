@@ -22,19 +22,21 @@ def _quantile(s: np.ndarray, lo: np.ndarray, hi: np.ndarray, q: float) -> np.nda
     i1 = np.minimum(i0 + 1, np.maximum(hi - 1, 0))
     f = pos - i0
     rows = np.arange(s.shape[0])
-    return (1.0 - f) * s[rows, i0] + f * s[rows, i1]
+    with np.errstate(invalid="ignore"):  # rows without a finite value give NaN
+        return (1.0 - f) * s[rows, i0] + f * s[rows, i1]
 
 
 def clipped_stats_sorted(s: np.ndarray, clip: float = 3.0,
                          iters: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sigma-clipped median and rms of every row of ``s`` (rows sorted ascending, NaNs at
-    the end). Returns (median, rms, number of values kept); NaN where a row has no value."""
+    """Sigma-clipped median and rms of every row of ``s`` (rows sorted ascending, as
+    ``np.sort`` leaves them: -inf first, +inf and NaN last; only finite values count).
+    Returns (median, rms, number of values kept); NaN where a row has no finite value."""
     s = np.asarray(s)
     n_fin = np.isfinite(s).sum(axis=1)
-    lo = np.zeros(s.shape[0], np.int64)
-    hi = n_fin.astype(np.int64)
-    has = hi > 0
-    lo_e, hi_e = lo.copy(), np.maximum(hi, 1)
+    lo = (s == -np.inf).sum(axis=1)
+    hi = lo + n_fin
+    has = n_fin > 0
+    lo_e, hi_e = lo, np.where(has, hi, lo + 1)
     med = sig = np.full(s.shape[0], np.nan)
     for it in range(iters + 1):
         med = _quantile(s, lo_e, hi_e, 0.5)

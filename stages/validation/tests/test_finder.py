@@ -176,7 +176,8 @@ def test_background_maps_follow_a_noise_gradient():
 def test_clipped_stats_match_a_direct_computation():
     rng = np.random.default_rng(9)
     rows = [np.r_[rng.normal(1.0, 2.0, 5000), rng.uniform(20, 500, 200)],  # sources
-            np.r_[rng.normal(-3.0, 0.5, 3000), np.full(2200, np.nan)],  # blanked part
+            np.r_[rng.normal(-3.0, 0.5, 3000), -np.inf, np.inf,  # blanked part, infinities
+                  np.full(2198, np.nan)],
             np.full(5200, np.nan)]  # nothing finite
     s = np.sort(np.vstack(rows), axis=1)
     med, sig, n = clipped_stats_sorted(s, clip=3.0, iters=10)
