@@ -117,29 +117,43 @@ def hogbom_minor(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, ga
 
 
 class PsfConvolver:
-    """Exact convolution of a model with a double-size PSF, (2ny, 2nx) peaked at (ny, nx).
+    """Exact (linear) convolution of an image-size model with a PSF peaked at its centre.
 
-    For an (ny, nx) model every pixel offset lies inside the double-size PSF, so the circular
-    FFT convolution of size (2ny, 2nx) is exact on the (ny, nx) output.
+    With a double-size PSF (2ny, 2nx) peaked at (ny, nx) (the default ``image_shape``), every
+    pixel offset lies inside the PSF and the circular FFT convolution of size (2ny, 2nx) is
+    exact. With a smaller PSF (py, px) peaked at (py//2, px//2), offsets beyond it count as
+    zero and the FFT size is the linear-convolution size (ny + py - 1, nx + px - 1).
     """
 
-    def __init__(self, psf2x: np.ndarray, nthreads: int = 1) -> None:
-        if psf2x.ndim != 2 or psf2x.shape[0] % 2 or psf2x.shape[1] % 2:
-            raise ValueError(f"double-size PSF must be 2-D with even sides, got {psf2x.shape}")
-        self.shape = (psf2x.shape[0] // 2, psf2x.shape[1] // 2)
+    def __init__(self, psf: np.ndarray, nthreads: int = 1,
+                 image_shape: tuple[int, int] | None = None) -> None:
+        if psf.ndim != 2 or psf.shape[0] % 2 or psf.shape[1] % 2:
+            raise ValueError(f"PSF must be 2-D with even sides, got {psf.shape}")
+        py, px = psf.shape
+        self.shape = (py // 2, px // 2) if image_shape is None else tuple(image_shape)
         self.nthreads = nthreads
-        self._kft = scipy.fft.rfft2(np.fft.ifftshift(np.asarray(psf2x, np.float32)),
-                                    workers=nthreads)
+        ny, nx = self.shape
+        psf = np.asarray(psf, np.float32)
+        if (py, px) == (2 * ny, 2 * nx):
+            self._fft_shape = (py, px)
+            self._offset = (0, 0)
+            self._kft = scipy.fft.rfft2(np.fft.ifftshift(psf), workers=nthreads)
+        else:
+            self._fft_shape = (scipy.fft.next_fast_len(ny + py - 1, real=True),
+                               scipy.fft.next_fast_len(nx + px - 1, real=True))
+            self._offset = (py // 2, px // 2)
+            self._kft = scipy.fft.rfft2(psf, s=self._fft_shape, workers=nthreads)
 
     def __call__(self, model: np.ndarray) -> np.ndarray:
         if model.shape != self.shape:
             raise ValueError(f"model {model.shape} does not match the PSF ({self.shape})")
         ny, nx = self.shape
-        pad = np.zeros((2 * ny, 2 * nx), np.float32)
-        pad[:ny, :nx] = model
-        ft = scipy.fft.rfft2(pad, workers=self.nthreads)
+        ft = scipy.fft.rfft2(np.asarray(model, np.float32), s=self._fft_shape,
+                             workers=self.nthreads)
         ft *= self._kft
-        return scipy.fft.irfft2(ft, s=pad.shape, workers=self.nthreads)[:ny, :nx]
+        out = scipy.fft.irfft2(ft, s=self._fft_shape, workers=self.nthreads)
+        oy, ox = self._offset
+        return out[oy:oy + ny, ox:ox + nx]
 
 
 @dataclass
@@ -191,12 +205,15 @@ class CleanResult:
     rms: float
     history: list[dict] = field(default_factory=list)
     n_image_cycles: int = 0
+    #: major cycles on an approximate residual (``approx_residual``, e.g. a channel subset)
+    n_approx_cycles: int = 0
 
 
 @numba.njit(cache=True, nogil=True)
 def _subminor(ys, xs, vals, psf, comps, gain, stop, max_iter):  # pragma: no cover - numba
     """Högbom on an active pixel list: exact PSF values between listed pixels."""
-    pcy, pcx = psf.shape[0] // 2, psf.shape[1] // 2
+    py, px = psf.shape
+    pcy, pcx = py // 2, px // 2
     n_act = len(vals)
     n = 0
     while n < max_iter:
@@ -213,7 +230,10 @@ def _subminor(ys, xs, vals, psf, comps, gain, stop, max_iter):  # pragma: no cov
         comps[k] += comp
         yk, xk = ys[k], xs[k]
         for j in range(n_act):
-            vals[j] -= comp * psf[ys[j] - yk + pcy, xs[j] - xk + pcx]
+            dy = ys[j] - yk + pcy
+            dx = xs[j] - xk + pcx
+            if 0 <= dy < py and 0 <= dx < px:  # beyond a small PSF: taken as zero
+                vals[j] -= comp * psf[dy, dx]
         n += 1
     return n
 
@@ -225,15 +245,16 @@ def subminor_cycle(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, 
     """Högbom minor cycle with sub-minor loops (Clark-like), in place; (iterations, |peak|).
 
     Each round lists the pixels above ``max(threshold, fraction x peak)`` (at most
-    ``max_active``), runs Högbom among them with exact PSF values (the PSF must be twice
-    the image size), then subtracts the round's components from the whole residual
-    exactly: directly for a few components, by FFT (``convolver``) for many. The result
-    equals Högbom's up to the order in which equal-valued components are found, at a cost
-    of O(active pixels) per iteration instead of O(image).
+    ``max_active``), runs Högbom among them with exact PSF values, then subtracts the
+    round's components from the whole residual exactly: directly for a few components, by
+    FFT (``convolver``, built from ``psf`` when omitted) for many. With a double-size PSF
+    the result equals Högbom's up to the order in which equal-valued components are found,
+    at a cost of O(active pixels) per iteration instead of O(image); with a smaller PSF
+    (peak at its centre), offsets beyond it count as zero, as in Högbom on a PSF patch.
     """
     ny, nx = residual.shape
-    if psf.shape != (2 * ny, 2 * nx):
-        raise ValueError("sub-minor loops need a double-size PSF")
+    py, px = psf.shape
+    cy, cx = py // 2, px // 2
     if mask is None:
         mask = np.ones(residual.shape, dtype=bool)
     absr = np.empty(residual.shape, dtype=np.float32)
@@ -264,12 +285,17 @@ def subminor_cycle(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, 
         delta = np.zeros(residual.shape, dtype=np.float32)
         delta.ravel()[idx[hit]] = comps[hit]
         model += delta
-        if convolver is not None and hit.size > 16:
+        if hit.size > 16:
+            if convolver is None:
+                convolver = PsfConvolver(psf, image_shape=residual.shape)
             residual -= convolver(delta).astype(np.float32)
         else:
             for k in hit:
-                y, x = ys[k], xs[k]
-                residual -= comps[k] * psf[ny - y:2 * ny - y, nx - x:2 * nx - x]
+                y, x = int(ys[k]), int(xs[k])
+                r0, r1 = max(0, y - cy), min(ny, y - cy + py)
+                c0, c1 = max(0, x - cx), min(nx, x - cx + px)
+                residual[r0:r1, c0:c1] -= comps[k] * psf[r0 - y + cy:r1 - y + cy,
+                                                          c0 - x + cx:c1 - x + cx]
     return n_total, peak
 
 
@@ -382,13 +408,15 @@ def _unsubtracted_sidelobe(psf: np.ndarray, shape: tuple[int, int],
 def deconvolve(dirty: np.ndarray, psf: np.ndarray,
                compute_residual: Callable[[np.ndarray], np.ndarray],
                params: CleanParams, mask: np.ndarray | None = None,
-               convolver: PsfConvolver | None = None) -> CleanResult:
+               convolver: PsfConvolver | None = None,
+               approx_residual: Callable[[np.ndarray], np.ndarray] | None = None,
+               dirty_exact: bool = True) -> CleanResult:
     """Cotton-Schwab CLEAN of ``dirty`` (Jy/beam) with ``psf`` (peak 1 at the centre).
 
-    ``psf`` should be twice the image size (2ny, 2nx), peaked at (ny, nx), so that the
-    minor cycle subtracts the exact PSF at any offset; with a smaller PSF or a
-    ``psf_patch``, each minor cycle also stops (Clark's rule) at ``peak x`` the largest
-    PSF sidelobe it cannot subtract, which keeps CLEAN stable.
+    ``psf`` may be the image size or twice it (2ny, 2nx), peaked at its centre. With a
+    double-size PSF the minor cycle subtracts the exact PSF at any offset; with a smaller
+    PSF or a ``psf_patch``, each minor cycle also stops (Clark's rule) at ``peak x`` the
+    largest PSF sidelobe it cannot subtract, which keeps CLEAN stable.
 
     Each major cycle cleans down to ``max(stop level, (1 - mgain) x peak)`` with Högbom (or
     multi-scale) minor cycles, then replaces the residual by ``compute_residual(model)``
@@ -397,11 +425,13 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     until the minor cycles reach ``auto_mask x rms``; from then on only pixels that already
     hold model flux are cleaned (down to the auto threshold). ``mask`` restricts cleaning.
 
-    With a ``convolver`` (double-size PSF) and ``params.image_domain_cycles``, the major
-    cycles in between use the exact image-domain update
-    ``residual = last visibility residual - PSF * (model - model at that residual)``, and a
-    visibility-domain cycle runs only when these say CLEAN is done (or the budget is spent):
-    CLEAN stops only on a residual computed from the visibilities.
+    Cheaper, approximate major cycles: ``approx_residual(model)`` (for example the residual
+    of a subset of the channels; ``dirty_exact=False`` says ``dirty`` is such an
+    approximation too), or, with a ``convolver`` (double-size PSF) and
+    ``params.image_domain_cycles``, the image-domain update
+    ``residual = last exact residual - PSF * (model - model at that residual)``. Either way
+    an exact cycle runs only when the approximate ones say CLEAN is done (or the budget is
+    spent), the cycles after it are exact, and CLEAN stops only on an exact residual.
     """
     residual = np.array(dirty, dtype=np.float32, copy=True)
     model = np.zeros_like(residual)
@@ -411,18 +441,20 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     auto_mask_on = False
     use_image = convolver is not None and params.image_domain_cycles
     true_residual, true_model = residual.copy(), model.copy()
-    exact = True  # whether ``residual`` was computed from the visibilities
-    n_iter, n_major, n_image, history = 0, 0, 0, []
+    exact = bool(dirty_exact)
+    approx_on = approx_residual is not None
+    n_iter, n_major, n_image, n_approx, history = 0, 0, 0, 0, []
     outside = _unsubtracted_sidelobe(psf32, residual.shape, params.psf_patch)
-    sub_conv = None
+    sub_conv = convolver
     stop_reason = "niter"
     rms = robust_rms(residual)
 
-    def visibility_cycle() -> None:
-        nonlocal residual, exact, n_major, true_residual, true_model
+    def exact_cycle() -> None:
+        nonlocal residual, exact, n_major, true_residual, true_model, approx_on
         residual = np.asarray(compute_residual(model), dtype=np.float32)
         n_major += 1
         exact = True
+        approx_on = False  # from the first exact cycle on, every cycle is exact
         if use_image:
             true_residual, true_model = residual.copy(), model.copy()
 
@@ -432,18 +464,19 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
         if params.auto_threshold is not None:
             stop_level = max(stop_level, params.auto_threshold * rms)
         peak = float(np.max(np.abs(residual[active_mask]))) if active_mask.any() else 0.0
-        history.append({"major": n_major, "image_cycles": n_image, "exact": exact,
+        history.append({"major": n_major, "image_cycles": n_image, "approx_cycles": n_approx,
+                        "exact": exact,
                         "peak": peak, "rms": rms, "n_iter": n_iter})
         reason = None
         if peak <= stop_level:
             reason = "threshold"
         elif n_iter >= params.niter:
             reason = "niter"
-        elif n_major >= params.max_major:
+        elif n_major + n_approx >= params.max_major:
             reason = "max_major"
         if reason is not None:
             if not exact:
-                visibility_cycle()  # decide on the residual computed from the visibilities
+                exact_cycle()  # decide on the residual computed from all the visibilities
                 continue
             stop_reason = reason
             break
@@ -460,10 +493,10 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
             n, last = multiscale_minor(residual, psf32, model, scales=params.scales,
                                        gain=params.gain, threshold=minor_stop, max_iter=budget,
                                        mask=active_mask, nthreads=params.nthreads)
-        elif params.subminor and params.psf_patch is None \
-                and psf32.shape == (2 * residual.shape[0], 2 * residual.shape[1]):
+        elif params.subminor and params.psf_patch is None:
             if sub_conv is None:
-                sub_conv = convolver or PsfConvolver(psf32, nthreads=params.nthreads)
+                sub_conv = PsfConvolver(psf32, nthreads=params.nthreads,
+                                        image_shape=residual.shape)
             n, last = subminor_cycle(residual, psf32, model, gain=params.gain,
                                      threshold=minor_stop, max_iter=budget, mask=active_mask,
                                      convolver=sub_conv)
@@ -479,15 +512,19 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
         if n == 0 and not auto_mask_on:
             stop_reason = "stalled"
             if not exact:
-                visibility_cycle()
+                exact_cycle()
             break
         n_iter += n
-        if use_image and n_image < params.max_image_cycles and n_iter < params.niter:
+        if approx_on and n_iter < params.niter and n_major + n_approx < params.max_major - 1:
+            residual = np.asarray(approx_residual(model), dtype=np.float32)
+            n_approx += 1
+            exact = False
+        elif use_image and n_image < params.max_image_cycles and n_iter < params.niter:
             residual = (true_residual - convolver(model - true_model)).astype(np.float32)
             n_image += 1
             exact = False
         else:
-            visibility_cycle()
+            exact_cycle()
     return CleanResult(model=model, residual=residual, n_iter=n_iter, n_major=n_major,
                        stop_reason=stop_reason, rms=rms, history=history,
-                       n_image_cycles=n_image)
+                       n_image_cycles=n_image, n_approx_cycles=n_approx)

@@ -52,14 +52,15 @@ def vis_to_image(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray,
     Divide by :func:`weight_sum` to get Jy/beam.
     """
     _check_image_shape(npix_y, npix_x)
-    vis = np.ascontiguousarray(vis)
     if vis.dtype not in (np.complex64, np.complex128):
         vis = vis.astype(np.complex128)
     real = np.float32 if vis.dtype == np.complex64 else np.float64
+    # strided views (a channel subset, a broadcast constant) are passed as they are: ducc0
+    # reads them without a copy
     if weight is not None:
-        weight = np.ascontiguousarray(weight, dtype=real)
+        weight = np.asarray(weight, dtype=real)
     if mask is not None:
-        mask = np.ascontiguousarray(mask, dtype=np.uint8)
+        mask = np.asarray(mask, dtype=np.uint8)
     img = vis2dirty(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
                     freq=np.ascontiguousarray(freq, dtype=np.float64), vis=vis, wgt=weight,
                     mask=mask, npix_x=npix_x, npix_y=npix_y, pixsize_x=cell, pixsize_y=cell,
@@ -70,19 +71,26 @@ def vis_to_image(uvw: np.ndarray, freq: np.ndarray, vis: np.ndarray,
 
 def image_to_vis(uvw: np.ndarray, freq: np.ndarray, image: np.ndarray,
                  mask: np.ndarray | None = None, *, cell: float, epsilon: float = 1e-4,
-                 nthreads: int = 1, do_wgridding: bool = True) -> np.ndarray:
+                 nthreads: int = 1, do_wgridding: bool = True, weight: np.ndarray | None = None,
+                 out: np.ndarray | None = None) -> np.ndarray:
     """Predict visibilities (nrow, nchan) of a model image (ny, nx) in FITS orientation, Jy/pixel.
 
     The precision follows ``image`` (float32 -> complex64). Masked-out entries are zero.
+    With ``weight``, the predictions come out multiplied by it; ``out`` (C-contiguous, of the
+    right shape and precision) receives them without a new allocation.
     """
     _check_image_shape(*image.shape)
     dirty = np.ascontiguousarray(image.T)
+    real = dirty.dtype
     if mask is not None:
-        mask = np.ascontiguousarray(mask, dtype=np.uint8)
+        mask = np.asarray(mask, dtype=np.uint8)
+    if weight is not None:
+        weight = np.asarray(weight, dtype=real)
     return dirty2vis(uvw=np.ascontiguousarray(uvw, dtype=np.float64),
                      freq=np.ascontiguousarray(freq, dtype=np.float64), dirty=dirty, mask=mask,
-                     pixsize_x=cell, pixsize_y=cell, epsilon=_epsilon_for(dirty.dtype, epsilon),
-                     do_wgridding=do_wgridding, nthreads=nthreads, divide_by_n=False, **_FLIPS)
+                     wgt=weight, vis=out, pixsize_x=cell, pixsize_y=cell,
+                     epsilon=_epsilon_for(dirty.dtype, epsilon), do_wgridding=do_wgridding,
+                     nthreads=nthreads, divide_by_n=False, **_FLIPS)
 
 
 def weight_sum(weight: np.ndarray | None, mask: np.ndarray | None, shape: tuple[int, int]) -> float:

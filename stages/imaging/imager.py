@@ -21,6 +21,9 @@ from .gridding import image_to_vis, vis_to_image
 from .primary_beam import pb_correct, pb_image
 from .weighting import apply_weighting, grid_weight_density
 
+#: Fewest channels per approximate major cycle: fewer would change the PSF
+_MIN_APPROX_CHANNELS = 32
+
 
 @dataclass
 class VisChunk:
@@ -68,6 +71,20 @@ class ImagingParams:
     #: beam-centre offsets (l, m) from the phase centre, one or (n, 2) averaged (drift scan)
     pb_pointings: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
     clean: CleanParams = field(default_factory=CleanParams)
+    #: PSF side / image side (1 or 2): 2 lets the minor cycle subtract the exact PSF at any
+    #: offset, at four times the PSF's gridding cost and memory
+    psf_oversize: int = 2
+    #: w-gridding for the PSF (the response to a source at the phase centre); without it the
+    #: PSF is the plain Fourier transform of the weights, 5x cheaper, equal in the main lobe
+    #: but not in the far sidelobes (deep CLEAN of wide fields can then diverge)
+    psf_wgridding: bool = True
+    #: Major cycles before the last use every ``approx_stride``-th channel (1: all); CLEAN
+    #: stops only on a residual from all channels (see ``clean.deconvolve``).
+    approx_stride: int = 1
+    #: ducc0 accuracy of those approximate cycles (at least ``epsilon``)
+    approx_epsilon: float = 1e-3
+    #: bytes of predicted visibilities held at once in a major cycle (row blocks beyond)
+    predict_buffer_bytes: int = 512 * 2**20
 
 
 @dataclass
@@ -97,18 +114,56 @@ def _weighted(chunks: Iterable[VisChunk], p: ImagingParams,
         yield ch, w
 
 
+class _Stats:
+    """Weight sums, thermal-noise expectation and per-channel weights of the imaging weights."""
+
+    def __init__(self) -> None:
+        self.wsum = 0.0
+        self.var_sum = 0.0
+        self.freq_w: dict[float, float] = {}
+
+    def add(self, freq: np.ndarray, data_w: np.ndarray, w: np.ndarray) -> None:
+        self.wsum += float(w.sum(dtype=np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            var = np.where(data_w > 0, w.astype(np.float64) ** 2 / data_w, 0.0)
+        self.var_sum += float(var.sum())
+        for f, s in zip(freq, w.sum(axis=0, dtype=np.float64)):
+            self.freq_w[float(f)] = self.freq_w.get(float(f), 0.0) + float(s)
+
+
+def _weigh_in_place(ch: VisChunk, p: ImagingParams, density: np.ndarray | None,
+                    stats: _Stats, rows: int = 8192) -> np.ndarray:
+    """Imaging weights of ``ch`` written over its data weights (float32), in row blocks."""
+    wgt = ch.weight
+    if wgt.dtype != np.float32 or not wgt.flags.c_contiguous or not wgt.flags.writeable:
+        wgt = np.array(wgt, dtype=np.float32, order="C")
+    for r0 in range(0, wgt.shape[0], rows):
+        sl = slice(r0, r0 + rows)
+        data_w = wgt[sl].copy()
+        apply_weighting(ch.uvw[sl], ch.freq, wgt[sl], None if ch.mask is None else ch.mask[sl],
+                        scheme=p.weighting, npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell,
+                        density=density, robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
+                        taper_fwhm=p.taper_fwhm, inplace=True)
+        stats.add(ch.freq, data_w, wgt[sl])
+    return wgt
+
+
 def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 consume: bool = False) -> ImagingResult:
     """All image products of the visibilities in ``source`` (re-iterated once per pass).
 
-    With ``consume=True`` and a list held in memory, the list's chunks are replaced by slim
-    ones (imaging weights instead of data weights and mask) to free memory early.
+    A list held in memory gets its imaging weights once; with ``consume=True`` they are
+    written over the data weights (the list's chunks are replaced by slim ones without a
+    mask), so no second weight array is held. Passes over the data: the weight density
+    (uniform/Briggs), the PSF (a broadcast constant: no array of the data's size), the dirty
+    image, and two per major cycle (predict and grid, in row blocks of
+    ``predict_buffer_bytes``); with ``approx_stride`` > 1 every pass but the last major
+    cycle reads only a channel subset.
     """
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     grid = dict(npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell, epsilon=p.epsilon,
                 nthreads=p.nthreads, do_wgridding=p.do_wgridding)
-    degrid = {k: v for k, v in grid.items() if k not in ("npix_x", "npix_y")}
     density = None
     if p.weighting != "natural":
         density = np.zeros((p.npix_y, p.npix_x))
@@ -116,86 +171,107 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
             grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, npix_x=p.npix_x,
                                 npix_y=p.npix_y, cell=p.cell, uv_min=p.uv_min,
                                 uv_max=p.uv_max, out=density)
-    # cache imaging weights when the source is held in memory
+    stats = _Stats()
     in_memory = isinstance(source, list | tuple)
-    cached = list(_weighted(source, p, density)) if in_memory else None
-    # per-channel weights and the thermal-noise expectation need the data weights: take
-    # them now, so that a consumed source can drop its data weights and masks
-    wsum = 0.0
-    var_sum = 0.0
-    freq_w: dict[float, float] = {}
-
-    def account(ch: VisChunk, w: np.ndarray) -> None:
-        nonlocal wsum, var_sum
-        wsum += float(w.sum(dtype=np.float64))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            var = np.where(ch.weight > 0, w.astype(np.float64) ** 2 / ch.weight, 0.0)
-        var_sum += float(var.sum())
-        for f, s in zip(ch.freq, w.sum(axis=0, dtype=np.float64)):
-            freq_w[float(f)] = freq_w.get(float(f), 0.0) + float(s)
-
-    if cached is not None:
-        for ch, w in cached:
-            account(ch, w)
-        if consume and isinstance(source, list):
-            for i, (ch, w) in enumerate(cached):
-                slim = VisChunk(ch.uvw, ch.freq, ch.vis, w, None)
-                cached[i] = (slim, w)
-                source[i] = slim
+    cached: list[tuple[VisChunk, np.ndarray]] | None = None
+    if in_memory:
+        cached = []
+        for i, ch in enumerate(source):
+            if consume and isinstance(source, list):
+                w = _weigh_in_place(ch, p, density, stats)
+                ch = VisChunk(ch.uvw, ch.freq, ch.vis, w, None)
+                source[i] = ch
+            else:
+                w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, scheme=p.weighting,
+                                    npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell,
+                                    density=density, robust=p.robust, uv_min=p.uv_min,
+                                    uv_max=p.uv_max, taper_fwhm=p.taper_fwhm)
+                stats.add(ch.freq, ch.weight if ch.mask is None
+                          else np.where(ch.mask != 0, ch.weight, 0), w)
+            cached.append((ch, w))
 
     def passes() -> Iterable[tuple[VisChunk, np.ndarray]]:
         return cached if cached is not None else _weighted(source, p, density)
 
     t["weights"] = time.perf_counter() - t0
-    # PSF, dirty image, weight statistics and per-channel weights in one pass
-    # a double-size PSF: Högbom can then subtract the exact PSF anywhere in the image (a
-    # same-size PSF lacks the sidelobes at offsets beyond half the image, and CLEAN can
-    # diverge on elongated PSFs), and image-domain major cycles become possible
-    two = 2
-    psf_grid = {**grid, "npix_x": two * p.npix_x, "npix_y": two * p.npix_y}
-    psf = np.zeros((two * p.npix_y, two * p.npix_x))
-    dirty = np.zeros((p.npix_y, p.npix_x))
+    # PSF of a unit point source at the phase centre: a broadcast constant as visibilities
+    k = p.psf_oversize
+    psf_grid = {**grid, "npix_x": k * p.npix_x, "npix_y": k * p.npix_y,
+                "do_wgridding": p.do_wgridding and p.psf_wgridding}
+    psf = np.zeros((k * p.npix_y, k * p.npix_x))
     for ch, w in passes():
+        if cached is None:
+            stats.add(ch.freq, ch.weight if ch.mask is None
+                      else np.where(ch.mask != 0, ch.weight, 0), w)
         if not np.any(w):
             continue
-        real = np.float32 if ch.vis.dtype == np.complex64 else np.float64
-        w = w.astype(real, copy=False)
-        ones = np.ones(ch.vis.shape, dtype=ch.vis.dtype)
-        psf += vis_to_image(ch.uvw, ch.freq, ones, w, **psf_grid)
-        del ones
-        dirty += vis_to_image(ch.uvw, ch.freq, ch.vis, w, **grid)
-        if cached is None:
-            account(ch, w)
-    if wsum <= 0:
+        one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis.shape)
+        psf += vis_to_image(ch.uvw, ch.freq, one, w, **psf_grid)
+    if stats.wsum <= 0:
         raise ValueError("all visibilities are flagged or have zero weight")
-    t["psf_dirty"] = time.perf_counter() - t0 - sum(t.values())
     psf = normalise_psf(psf).astype(np.float32)
-    psf2x = psf
-    convolver = PsfConvolver(psf2x, nthreads=p.nthreads) if p.clean.image_domain_cycles else None
-    psf = np.ascontiguousarray(psf2x[p.npix_y // 2:p.npix_y // 2 + p.npix_y,
-                                     p.npix_x // 2:p.npix_x // 2 + p.npix_x])
-    dirty = (dirty / wsum).astype(np.float32)
+    psf_full = psf
+    if k > 1:
+        psf = np.ascontiguousarray(psf_full[p.npix_y // 2 * (k - 1):p.npix_y // 2 * (k - 1)
+                                            + p.npix_y,
+                                            p.npix_x // 2 * (k - 1):p.npix_x // 2 * (k - 1)
+                                            + p.npix_x])
     beam = fit_beam(psf, p.cell)
+    convolver = PsfConvolver(psf_full, nthreads=p.nthreads, image_shape=(p.npix_y, p.npix_x)) \
+        if p.clean.image_domain_cycles and k == 2 else None
+    t["psf"] = time.perf_counter() - t0 - sum(t.values())
+    nchan_min = min(len(ch.freq) for ch, _ in passes())
+    # a channel subset only stands for all channels when it samples the band densely
+    stride = p.approx_stride if p.approx_stride > 1 and nchan_min >= _MIN_APPROX_CHANNELS \
+        * p.approx_stride else 1
+    wsums: dict[int, float] = {1: stats.wsum}
 
-    def compute_residual(model: np.ndarray) -> np.ndarray:
+    def residual_image(model: np.ndarray | None, s: int) -> np.ndarray:
+        """(dirty image - model * PSF) from the visibilities of every ``s``-th channel."""
+        eps = p.epsilon if s == 1 else max(p.epsilon, p.approx_epsilon)
         res = np.zeros((p.npix_y, p.npix_x))
-        real = np.float32
+        wsum = 0.0
         for ch, w in passes():
             if not np.any(w):
                 continue
             real = np.float32 if ch.vis.dtype == np.complex64 else np.float64
-            use = (w > 0).view(np.uint8)
-            pred = image_to_vis(ch.uvw, ch.freq, model.astype(real), use, **degrid)
-            np.subtract(ch.vis, pred, out=pred)
-            res += vis_to_image(ch.uvw, ch.freq, pred, w.astype(real, copy=False), use, **grid)
-        return (res / wsum).astype(real)
+            freq, vis, wv = ch.freq[::s], ch.vis[:, ::s], w[:, ::s]
+            if s not in wsums:
+                wsum += float(wv.sum(dtype=np.float64))
+            if model is None:
+                res += vis_to_image(ch.uvw, freq, vis, wv, **{**grid, "epsilon": eps})
+                continue
+            m = model.astype(real)
+            nrow = vis.shape[0]
+            rows = max(1, min(nrow, p.predict_buffer_bytes // max(1, vis.shape[1]
+                                                                   * vis.itemsize)))
+            nblk = -(-nrow // rows)
+            rows = -(-nrow // nblk)
+            buf = np.empty((rows, vis.shape[1]), dtype=vis.dtype)
+            for r0 in range(0, nrow, rows):
+                sl = slice(r0, min(nrow, r0 + rows))
+                out = buf[:sl.stop - r0]
+                image_to_vis(ch.uvw[sl], freq, m, cell=p.cell, epsilon=eps,
+                             nthreads=p.nthreads, do_wgridding=p.do_wgridding, out=out)
+                np.subtract(vis[sl], out, out=out)
+                res += vis_to_image(ch.uvw[sl], freq, out, wv[sl], **{**grid, "epsilon": eps})
+            del buf
+        if s not in wsums:
+            wsums[s] = wsum
+        return (res / wsums[s]).astype(np.float32)
 
+    dirty = residual_image(None, stride)
+    t["dirty"] = time.perf_counter() - t0 - sum(t.values())
     t1 = time.perf_counter()
-    cres = deconvolve(dirty, psf2x, compute_residual, p.clean, convolver=convolver)
-    del convolver, psf2x
+    cres = deconvolve(dirty, psf_full, lambda m: residual_image(m, 1), p.clean,
+                      convolver=convolver,
+                      approx_residual=(lambda m: residual_image(m, stride)) if stride > 1
+                      else None, dirty_exact=stride == 1)
+    del convolver, psf_full
     t["clean"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     image = restore(cres.model, cres.residual, p.cell, beam, nthreads=p.nthreads)
+    freq_w = stats.freq_w
     freqs = np.array(sorted(freq_w))
     fw = np.array([freq_w[f] for f in freqs])
     pb = pb_image(p.npix_y, p.npix_x, p.cell, freqs, fw, pointing_lm=np.array(p.pb_pointings))
@@ -205,7 +281,9 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     bandwidth = float(freqs.max() - freqs.min()) if len(freqs) > 1 else 0.0
     if len(freqs) > 1:
         bandwidth += float(np.median(np.diff(freqs)))
+    wsum = stats.wsum
     return ImagingResult(image=image, residual=cres.residual.astype(np.float32),
                          model=cres.model.astype(np.float32), psf=psf, pb=pb, pbcor=pbcor,
                          beam=beam, freq_ref=freq_ref, bandwidth=bandwidth, weight_sum=wsum,
-                         expected_rms=float(np.sqrt(var_sum) / wsum), clean=cres, timings=t)
+                         expected_rms=float(np.sqrt(stats.var_sum) / wsum), clean=cres,
+                         timings=t)

@@ -1,38 +1,28 @@
 """Imaging weights: natural, uniform and Briggs (robust), with a uv range and a Gaussian taper.
 
 Density weighting uses a uv grid of the image's Fourier cell (1 / field of view), filled with
-``np.bincount`` at both (u, v) and (-u, -v) since each visibility also stands for its
-Hermitian conjugate. Arrays are processed in row blocks to bound memory; for data read in
-chunks, accumulate :func:`grid_weight_density` over the chunks, then call :func:`apply_weighting`
-on each chunk with the summed grid.
+a numba loop at both (u, v) and (-u, -v) since each visibility also stands for its
+Hermitian conjugate (no temporaries of the visibilities' size); for data read in chunks,
+accumulate :func:`grid_weight_density` over the chunks, then call :func:`apply_weighting` on
+each chunk with the summed grid.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
+import numba
 import numpy as np
 
 from dsa110_pipeline.instrument import SPEED_OF_LIGHT
 
 Scheme = Literal["natural", "uniform", "briggs"]
-_ROW_BLOCK = 8192
 
 
 def _uv_lambda(uvw: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = np.asarray(freq, dtype=np.float64)[None, :] / SPEED_OF_LIGHT
     return uvw[:, 0:1] * scale, uvw[:, 1:2] * scale
-
-
-def _grid_index(u: np.ndarray, v: np.ndarray, npix_x: int, npix_y: int,
-                cell: float) -> tuple[np.ndarray, np.ndarray]:
-    """Flat uv-grid index of (u, v) in wavelengths and whether it falls on the grid."""
-    du_x = 1.0 / (npix_x * cell)
-    du_y = 1.0 / (npix_y * cell)
-    iu = np.rint(u / du_x).astype(np.int64) + npix_x // 2
-    iv = np.rint(v / du_y).astype(np.int64) + npix_y // 2
-    ok = (iu >= 0) & (iu < npix_x) & (iv >= 0) & (iv < npix_y)
-    return iv * npix_x + iu, ok
 
 
 def uv_selection(uvw: np.ndarray, freq: np.ndarray, *, uv_min: float = 0.0,
@@ -54,6 +44,71 @@ def uv_selection(uvw: np.ndarray, freq: np.ndarray, *, uv_min: float = 0.0,
     return fac
 
 
+@numba.njit(cache=True, nogil=True)
+def _density_kernel(uvw, scale, weight, mask, use_mask, du_x, du_y, nx, ny, r2min, r2max,
+                    out):  # pragma: no cover - numba
+    """Add each visibility's weight at (u, v) and (-u, -v) of the flat uv grid ``out``."""
+    for i in range(uvw.shape[0]):
+        u0, v0 = uvw[i, 0], uvw[i, 1]
+        for k in range(scale.shape[0]):
+            w = weight[i, k]
+            if w == 0.0 or (use_mask and mask[i, k] == 0):
+                continue
+            u, v = u0 * scale[k], v0 * scale[k]
+            r2 = u * u + v * v
+            if r2 < r2min or r2 > r2max:
+                continue
+            for sgn in (1.0, -1.0):
+                iu = int(math.floor(sgn * u / du_x + 0.5)) + nx // 2
+                iv = int(math.floor(sgn * v / du_y + 0.5)) + ny // 2
+                if 0 <= iu < nx and 0 <= iv < ny:
+                    out[iv * nx + iu] += w
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_kernel(uvw, scale, out, mask, use_mask, density, use_density, uniform, f2, du_x,
+                  du_y, nx, ny, r2min, r2max, taper):  # pragma: no cover - numba
+    """In place: out *= density factor x uv range x taper; masked entries -> 0."""
+    for i in range(uvw.shape[0]):
+        u0, v0 = uvw[i, 0], uvw[i, 1]
+        for k in range(scale.shape[0]):
+            if use_mask and mask[i, k] == 0:
+                out[i, k] = 0.0
+                continue
+            w = out[i, k]
+            if w == 0.0:
+                continue
+            u, v = u0 * scale[k], v0 * scale[k]
+            r2 = u * u + v * v
+            if r2 < r2min or r2 > r2max:
+                out[i, k] = 0.0
+                continue
+            fac = 1.0
+            if use_density:
+                iu = int(math.floor(u / du_x + 0.5)) + nx // 2
+                iv = int(math.floor(v / du_y + 0.5)) + ny // 2
+                if not (0 <= iu < nx and 0 <= iv < ny):
+                    out[i, k] = 0.0
+                    continue
+                d = density[iv * nx + iu]
+                fac = (1.0 / d if d > 0 else 0.0) if uniform else 1.0 / (1.0 + d * f2)
+            if taper > 0.0:
+                fac *= math.exp(-taper * r2)
+            out[i, k] = w * fac
+
+
+def _r2_limits(uv_min: float, uv_max: float | None) -> tuple[float, float]:
+    return (float(uv_min) ** 2 if uv_min > 0 else -1.0,
+            float(uv_max) ** 2 if uv_max is not None else np.inf)
+
+
+def _mask_arg(mask: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    if mask is None:
+        return np.zeros((1, 1), np.uint8), False
+    return np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == np.bool_ \
+        else np.ascontiguousarray(mask, dtype=np.uint8), True
+
+
 def grid_weight_density(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray,
                         mask: np.ndarray | None, *, npix_x: int, npix_y: int, cell: float,
                         uv_min: float = 0.0, uv_max: float | None = None,
@@ -65,21 +120,14 @@ def grid_weight_density(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray,
     """
     if out is None:
         out = np.zeros((npix_y, npix_x), dtype=np.float64)
-    flat = out.reshape(-1)
-    n = npix_x * npix_y
-    for r0 in range(0, uvw.shape[0], _ROW_BLOCK):
-        sl = slice(r0, r0 + _ROW_BLOCK)
-        u, v = _uv_lambda(uvw[sl], freq)
-        w = np.asarray(weight[sl], dtype=np.float64)
-        if mask is not None:
-            w = np.where(mask[sl] != 0, w, 0.0)
-        if uv_min > 0 or uv_max is not None:
-            r2 = u * u + v * v
-            w = np.where((r2 >= uv_min**2) & (r2 <= (np.inf if uv_max is None else uv_max**2)),
-                         w, 0.0)
-        for sign in (1.0, -1.0):
-            idx, ok = _grid_index(sign * u, sign * v, npix_x, npix_y, cell)
-            flat += np.bincount(idx[ok], weights=w[ok], minlength=n)
+    if out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous float64 array")
+    mask_arr, use_mask = _mask_arg(mask)
+    r2min, r2max = _r2_limits(uv_min, uv_max)
+    _density_kernel(np.ascontiguousarray(uvw, dtype=np.float64),
+                    np.asarray(freq, dtype=np.float64) / SPEED_OF_LIGHT,
+                    np.asarray(weight), mask_arr, use_mask, 1.0 / (npix_x * cell),
+                    1.0 / (npix_y * cell), npix_x, npix_y, r2min, r2max, out.reshape(-1))
     return out
 
 
@@ -95,38 +143,35 @@ def apply_weighting(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray,
                     mask: np.ndarray | None, *, scheme: Scheme, npix_x: int, npix_y: int,
                     cell: float, density: np.ndarray | None = None, robust: float = 0.0,
                     uv_min: float = 0.0, uv_max: float | None = None,
-                    taper_fwhm: float | None = None) -> np.ndarray:
+                    taper_fwhm: float | None = None, inplace: bool = False) -> np.ndarray:
     """Imaging weights (nrow, nchan) float32; masked visibilities and those off the grid get 0.
 
     ``density`` is the output of :func:`grid_weight_density` over the whole data set (needed
-    for uniform and Briggs; computed from these arrays when omitted).
+    for uniform and Briggs; computed from these arrays when omitted). With ``inplace`` and a
+    C-contiguous float32 ``weight``, the weights are overwritten (no copy).
     """
     if scheme not in ("natural", "uniform", "briggs"):
         raise ValueError(f"unknown weighting scheme '{scheme}'")
-    sel = None
-    if uv_min > 0 or uv_max is not None or taper_fwhm:
-        sel = uv_selection(uvw, freq, uv_min=uv_min, uv_max=uv_max, taper_fwhm=taper_fwhm)
-    out = np.array(weight, dtype=np.float32, copy=True)
-    if mask is not None:
-        out[mask == 0] = 0.0
+    if inplace and weight.dtype == np.float32 and weight.flags.c_contiguous \
+            and weight.flags.writeable:
+        out = weight
+    else:
+        out = np.array(weight, dtype=np.float32, copy=True, order="C")
+    mask_arr, use_mask = _mask_arg(mask)
+    f2 = 0.0
     if scheme != "natural":
         if density is None:
-            density = grid_weight_density(uvw, freq, out, None, npix_x=npix_x, npix_y=npix_y,
+            density = grid_weight_density(uvw, freq, out, mask, npix_x=npix_x, npix_y=npix_y,
                                           cell=cell, uv_min=uv_min, uv_max=uv_max)
         f2 = briggs_factor(density, robust) if scheme == "briggs" else 0.0
-        flat = density.reshape(-1)
-        for r0 in range(0, uvw.shape[0], _ROW_BLOCK):
-            sl = slice(r0, r0 + _ROW_BLOCK)
-            u, v = _uv_lambda(uvw[sl], freq)
-            idx, ok = _grid_index(u, v, npix_x, npix_y, cell)
-            dens = np.where(ok, flat[np.where(ok, idx, 0)], 0.0)
-            blk = out[sl]
-            if scheme == "uniform":
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    fac = np.where(dens > 0, 1.0 / dens, 0.0)
-            else:
-                fac = 1.0 / (1.0 + dens * f2)
-            blk *= np.where(ok, fac, 0.0).astype(np.float32)
-    if sel is not None:
-        out *= sel
+        dens = np.ascontiguousarray(density, dtype=np.float64).reshape(-1)
+    else:
+        dens = np.zeros(1)
+    r2min, r2max = _r2_limits(uv_min, uv_max)
+    taper = (np.pi * taper_fwhm) ** 2 / (4.0 * np.log(2.0)) if taper_fwhm else 0.0
+    _apply_kernel(np.ascontiguousarray(uvw, dtype=np.float64),
+                  np.asarray(freq, dtype=np.float64) / SPEED_OF_LIGHT, out, mask_arr,
+                  use_mask, dens, scheme != "natural", scheme == "uniform", float(f2),
+                  1.0 / (npix_x * cell), 1.0 / (npix_y * cell), npix_x, npix_y, r2min, r2max,
+                  float(taper))
     return out
