@@ -18,7 +18,7 @@ def worker_env(nthreads: int = 1) -> dict[str, str]:
     """Thread-count variables so numeric libraries do not oversubscribe a worker's cores."""
     n = str(nthreads)
     return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
-            "DUCC0_NUM_THREADS": n, "NUMBA_NUM_THREADS": n}
+            "DUCC0_NUM_THREADS": n}
 
 
 class ClientHandle:
@@ -69,6 +69,20 @@ def make_client(cfg: OrchestratorConfig) -> tuple[Any, Any]:
         memory_limit=cfg.memory_limit,
         dashboard_address=":8787" if cfg.dashboard else None,
         env=worker_env(cfg.threads_per_worker),
+        resources={"memory_gb": worker_memory_gb(cfg.memory_limit, n_workers)},
         silence_logs=40,
     )
     return Client(cluster), cluster
+
+
+def worker_memory_gb(memory_limit: str, n_workers: int) -> float:
+    """A worker's memory (GB) as a dask resource: stages ask for ``memory_gb`` so a
+    worker runs only as many as fit."""
+    import psutil
+    from dask.utils import parse_bytes
+
+    if str(memory_limit).lower() in ("auto", "0", "none"):
+        total = psutil.virtual_memory().total / max(1, n_workers)
+    else:
+        total = parse_bytes(str(memory_limit))
+    return round(total / 1e9, 2)

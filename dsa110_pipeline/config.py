@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -67,6 +67,8 @@ class OrchestratorConfig(_Branch):
     stage_timeout_s: float | None = Field(None, gt=0)
     quarantine_after: int = Field(3, ge=1)
     max_threads: int | None = Field(None, ge=1)
+    #: Threads a stage run on a dask worker may use; None: the worker's thread count.
+    stage_threads: int | None = Field(None, ge=1)
 
 
 class ProfilingConfig(_Branch):
@@ -99,6 +101,9 @@ class PipelineSection(_Branch):
     night_report: str | None = None
     #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.
     sweeps: dict[str, list[Any]] = Field(default_factory=dict)
+    #: Stage name -> where it runs: "thread" (in the runner), "process" (a child process)
+    #: or "dask" (one task on a dask worker); stages not named keep their class default.
+    executors: dict[str, Literal["thread", "process", "dask"]] = Field(default_factory=dict)
 
 
 class DemoConfig(_Branch):
@@ -140,6 +145,11 @@ class FrameworkConfig(_Branch):
 
     def digest(self) -> str:
         return config_digest(self.model_dump(mode="json"))
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its data: the class is built per set of stages, so a dask worker
+        rebuilds it with :func:`build_config`."""
+        return build_config, (self.model_dump(mode="json"),)
 
 
 def config_digest(data: Mapping[str, Any]) -> str:

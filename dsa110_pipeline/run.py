@@ -62,9 +62,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 # -- building stages ------------------------------------------------------------------
 
 def build_stage(cfg: FrameworkConfig, name: str) -> PipelineStage:
+    """The stage called ``name`` with its config branch, where it runs
+    (``pipeline.executors``), and the orchestrator's retries and time limit."""
     cls = resolve_stage(cfg.pipeline.stages[name])
     stage = cls(cfg.stage_config(name))
     stage.name = name  # type: ignore[misc]
+    if name in cfg.pipeline.executors:
+        stage.executor = cfg.pipeline.executors[name]
+    stage.retries = max(stage.retries, cfg.orchestrator.retries)
+    if stage.timeout is None:
+        stage.timeout = cfg.orchestrator.stage_timeout_s
     return stage
 
 
@@ -333,10 +340,15 @@ def _demo_config(args: argparse.Namespace, overrides: list[str],
         return load_config(args.config, overrides=[
             *overrides, f"pipeline.stages={dict(FRAMEWORK_DEMO_STAGES)}",
             f"make_array.out_dir={demo}", f"scale.out_dir={demo}", f"summary.out_dir={demo}"])
-    from .simulate.demo import simulate_demo_night
+    from .simulate.demo import SKY_CATALOG, simulate_demo_night
 
     incoming = simulate_demo_night(out / "incoming", cfg)
-    return load_config(args.config, overrides=[*overrides, f"paths.input_dir={incoming}"])
+    extra = [f"paths.input_dir={incoming}"]
+    # the demo sky's catalog is the field model, as NVSS is for a real night
+    for stage in ("calibration", "apply_calibration"):
+        if stage in cfg.pipeline.stages and hasattr(cfg.stage_config(stage), "field_catalog"):
+            extra.append(f"{stage}.field_catalog={incoming / SKY_CATALOG}")
+    return load_config(args.config, overrides=[*extra, *overrides])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

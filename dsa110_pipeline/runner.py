@@ -37,6 +37,7 @@ from .errors import (
     PipelineError,
     PlanError,
     StageTimeout,
+    TransientError,
 )
 from .mapped import MappedStage
 from .stage import PipelineStage
@@ -62,6 +63,13 @@ class Runtime:
     scratch_root: str | None = None
     config: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: Threads a stage may use (set on dask workers from the worker's thread count).
+    nthreads: int | None = None
+
+    def for_worker(self, nthreads: int | None) -> Runtime:
+        """What a stage sees on a dask worker: no client, the worker's thread count."""
+        return Runtime(scratch_root=self.scratch_root, config=self.config,
+                       extras=dict(self.extras), nthreads=nthreads)
 
     @property
     def client(self) -> Any:
@@ -257,6 +265,78 @@ def run_contract(stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
         return out
     finally:
         stage.cleanup(ctx)
+
+
+# -- dask execution (heavy per-group stages) -------------------------------------
+
+def _dask_main(stage_blob: bytes, ctx_json: str, runtime_blob: bytes
+               ) -> tuple[str, Any, Any]:
+    """On a dask worker: the stage contract, measured; errors come back pickled."""
+    from distributed import get_worker
+
+    from .profiling import measure_call
+
+    stage = pickle.loads(stage_blob)
+    runtime: Runtime = pickle.loads(runtime_blob)
+    orch = getattr(runtime.config, "orchestrator", None)
+    nthreads = getattr(orch, "stage_threads", None) or get_worker().state.nthreads
+    runtime = runtime.for_worker(nthreads)
+    ctx = PipelineContext.from_json(ctx_json).with_runtime(runtime)
+    fn = (lambda: run_in_child(stage, ctx, stage.timeout)) if stage.timeout else \
+        (lambda: run_contract(stage, ctx))
+    try:
+        out, profile = measure_call(stage.name, fn)
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the runner
+        try:
+            return "error", pickle.dumps(exc), None
+        except Exception:  # unpicklable exception
+            return "error", pickle.dumps(StageFailed(f"{type(exc).__name__}: {exc}",
+                                                     stage=stage.name)), None
+    return "ok", out.to_json(), profile
+
+
+def dask_resources(client: Any, need: Any) -> dict[str, float] | None:
+    """``{"memory_gb": n}`` when every worker advertises a ``memory_gb`` resource (the
+    runner's LocalCluster does; ``dask worker --resources memory_gb=N`` on a cluster),
+    so a worker runs only as many stages as its memory holds; else None."""
+    try:
+        workers = client.scheduler_info().get("workers", {})
+    except Exception:  # noqa: BLE001 - no scheduler info: schedule without resources
+        return None
+    have = [(w.get("resources") or {}).get("memory_gb") for w in workers.values()]
+    if not have or any(h is None for h in have):
+        return None
+    # never ask for more than the largest worker has: the task would wait forever
+    return {"memory_gb": min(float(getattr(need, "memory_gb", 0.0) or 0.0), max(have))}
+
+
+def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
+                runtime: Runtime) -> tuple[PipelineContext, Any]:
+    """Run the stage contract as one task on a dask worker and return (context, profile).
+
+    A worker that dies under the task is a :class:`TransientError` (the runner retries);
+    dask itself reschedules a task whose worker died before it finished."""
+    try:
+        blob = pickle.dumps(stage)
+        rt_blob = pickle.dumps(runtime.for_worker(None))
+    except Exception as exc:
+        raise ContractError("a dask stage (and the runtime config) must be picklable",
+                            stage=stage.name, cause=exc) from exc
+    fut = client.submit(_dask_main, blob, ctx.to_json(), rt_blob, pure=False,
+                        key=f"stage-{stage.name}-{os.urandom(6).hex()}",
+                        resources=dask_resources(client, stage.resources))
+    try:
+        status, payload, profile = fut.result()
+    except (PipelineError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # KilledWorker, lost connection, cancelled
+        raise TransientError(f"the dask task failed: {type(exc).__name__}: {exc}",
+                             stage=stage.name, cause=exc) from exc
+    finally:
+        fut.release()
+    if status == "error":
+        raise pickle.loads(payload)
+    return PipelineContext.from_json(payload), profile
 
 
 # -- child-process execution (process stages and timeouts) ---------------------
@@ -521,6 +601,13 @@ class Runner:
         return out.with_provenance(self._provenance(stage, ctx, rec, key, False, variant))
 
     def _attempt(self, stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
+        client = (self.runtime.client if stage.executor == "dask" and self.runtime is not None
+                  else None)
+        if client is not None:
+            out, profile = run_on_dask(client, stage, ctx, self.runtime)
+            if self.profiler is not None and profile is not None:
+                self.profiler.record(profile)
+            return out
         isolated = stage.executor == "process" or stage.timeout is not None
         cm = nullcontext() if self.profiler is None else self._profile_block(stage)
         with cm:

@@ -35,7 +35,7 @@ class Resources(BaseModel):
     scratch_gb: float = 0.0
 
 
-ExecutorKind = Literal["thread", "process"]
+ExecutorKind = Literal["thread", "process", "dask"]
 
 
 class PipelineStage:
@@ -52,7 +52,9 @@ class PipelineStage:
     requires: tuple[str, ...] = ()
     produces: tuple[str, ...] = ()
     resources: ClassVar[Resources] = Resources()
-    #: "thread" for I/O-bound or GIL-releasing work, "process" for CPU-bound pure Python.
+    #: "thread" for I/O-bound or GIL-releasing work, "process" for CPU-bound pure Python,
+    #: "dask" for heavy per-group work run as one task on a dask worker (in a thread when
+    #: the runner has no dask client).
     executor: ExecutorKind = "thread"
     #: Exception types worth a retry. InputError is never retried.
     transient: ClassVar[tuple[type[BaseException], ...]] = (TransientError,)

@@ -72,3 +72,14 @@ def test_import_has_no_side_effects():
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_config_pickles_as_its_data_for_dask_workers():
+    import pickle
+
+    cfg = load_config(overrides=["imaging.robust=0.5", "orchestrator.stage_threads=2"])
+    back = pickle.loads(pickle.dumps(cfg))
+    assert type(back).__name__ == type(cfg).__name__
+    assert back.digest() == cfg.digest()
+    assert back.stage_config("imaging").robust == 0.5
+    assert back.orchestrator.stage_threads == 2

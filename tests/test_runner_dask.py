@@ -1,0 +1,90 @@
+"""Stages with ``executor = "dask"`` run as tasks on real dask worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.runner import Runner, Runtime
+from dsa110_pipeline.stage import PipelineStage, StageConfig
+
+
+class WhereConfig(StageConfig):
+    out_dir: str
+    die_once: bool = False
+    fail: bool = False
+
+
+class WhereStage(PipelineStage):
+    """Writes the pid and thread allotment of the process that ran it."""
+
+    name = "where"
+    Config = WhereConfig
+    produces = ("where",)
+    executor = "dask"
+
+    def execute(self, ctx: PipelineContext) -> PipelineContext:
+        cfg = self.config
+        if cfg.fail:
+            raise InputError("this input is bad", stage=self.name, files=["bad.hdf5"])
+        marker = Path(cfg.out_dir) / "died-once"
+        if cfg.die_once and not marker.exists():
+            marker.write_text("x")
+            os._exit(9)  # the worker process dies mid-task
+        path = Path(cfg.out_dir) / "where.txt"
+        path.write_text(f"{os.getpid()} {getattr(ctx.runtime, 'nthreads', None)}")
+        return ctx.with_output("where", ProductRef.for_path("text", path))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    from distributed import Client
+
+    from tests.cluster import real_cluster
+
+    with (real_cluster(2, workdir=tmp_path_factory.mktemp("cluster")) as (address, _),
+          Client(address) as c):
+        yield c
+
+
+def _run(stage: PipelineStage, client) -> tuple[Runner, object]:
+    runner = Runner([stage], runtime=Runtime(client_source=client), retry_backoff_s=0.1)
+    return runner, runner.run(PipelineContext())
+
+
+def test_dask_stage_runs_on_a_worker_with_its_thread_count(client, tmp_path):
+    _, res = _run(WhereStage({"out_dir": str(tmp_path)}), client)
+    assert res.ok, res.records
+    pid, nthreads = (tmp_path / "where.txt").read_text().split()
+    assert int(pid) != os.getpid()
+    assert int(pid) in set(client.run(os.getpid).values())
+    assert nthreads == "1"
+    assert res.context.outputs["where"].path == str(tmp_path / "where.txt")
+
+
+def test_bad_input_on_a_worker_comes_back_as_input_error(client, tmp_path):
+    _, res = _run(WhereStage({"out_dir": str(tmp_path), "fail": True}), client)
+    rec = res.records["where"]
+    assert rec.status == "failed" and rec.error_type == "InputError"
+    assert "bad.hdf5" in rec.error and rec.attempts == 1
+
+
+def test_worker_killed_mid_stage_the_stage_reruns_elsewhere(client, tmp_path):
+    stage = WhereStage({"out_dir": str(tmp_path), "die_once": True})
+    stage.retries = 2
+    _, res = _run(stage, client)
+    assert res.ok, res.records
+    assert (tmp_path / "died-once").exists()
+    pid = int((tmp_path / "where.txt").read_text().split()[0])
+    assert pid in set(client.run(os.getpid).values())
+
+
+def test_without_a_client_a_dask_stage_runs_in_the_runner(tmp_path):
+    runner = Runner([WhereStage({"out_dir": str(tmp_path)})])
+    res = runner.run(PipelineContext().with_runtime(None))
+    assert res.ok
+    assert int((tmp_path / "where.txt").read_text().split()[0]) == os.getpid()
