@@ -6,6 +6,7 @@ V_pq = g_p M_pq conj(g_q) used by the solvers (CASA's "divide" convention).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -92,3 +93,56 @@ def combine_bg(bandpass: np.ndarray, bandpass_flags: np.ndarray, gains: np.ndarr
     total = gains * bandpass[None]
     flags = gain_flags | bandpass_flags[None]
     return total, flags
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _inverse_gains(gains, gflags, inv):  # pragma: no cover
+    """1 / g where the gain is usable, else 0 (flagged)."""
+    g = gains.reshape(-1)
+    f = gflags.reshape(-1)
+    out = inv.reshape(-1)
+    for i in numba.prange(g.size):
+        d = complex(g[i])
+        ok = not f[i] and not (d.real == 0 and d.imag == 0) and np.isfinite(d.real) \
+            and np.isfinite(d.imag)
+        out[i] = 1.0 / d if ok else 0j
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _correct_kernel(vis, flags, ant1, ant2, tidx, inv, out, oflags):  # pragma: no cover
+    nt, nb, nc, npol = vis.shape
+    for b in numba.prange(nb):
+        p_ = ant1[b]
+        q_ = ant2[b]
+        for t in range(nt):
+            ti = tidx[t]
+            for c in range(nc):
+                for k in range(npol):
+                    z = inv[ti, p_, c, k] * inv[ti, q_, c, k].conjugate()
+                    bad = z.real == 0 and z.imag == 0
+                    out[t, b, c, k] = 0 if bad else complex(vis[t, b, c, k]) * z
+                    oflags[t, b, c, k] = bad or flags[t, b, c, k]
+
+
+def apply_gains_cube(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
+                     time_index: np.ndarray, gains: np.ndarray, gain_flags: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`apply_gains` for a cube ``(n_time, n_bl, n_chan, n_pol)`` (numba, parallel
+    over baselines): time t uses gains ``time_index[t]`` of ``gains``/``gain_flags``
+    (n_gain_time, n_ant, n_chan, n_pol). Returns (corrected, flags) as new arrays in the
+    dtype of ``vis``; the arithmetic runs in double precision."""
+    if vis.ndim != 4 or flags.shape != vis.shape:
+        raise ValueError(f"vis {vis.shape} and flags {flags.shape} must be (n_time, n_bl, "
+                         "n_chan, n_pol)")
+    if gains.shape[2:] != vis.shape[2:] or gain_flags.shape != gains.shape:
+        raise ValueError(f"gains {gains.shape} do not match the data {vis.shape}")
+    ti = np.asarray(time_index, np.int64)
+    used = np.unique(ti)
+    inv = np.empty((used.size,) + gains.shape[1:], np.complex128)
+    _inverse_gains(np.ascontiguousarray(gains[used]), np.ascontiguousarray(gain_flags[used]),
+                   inv)
+    out = np.empty(vis.shape, vis.dtype)
+    oflags = np.empty(vis.shape, bool)
+    _correct_kernel(vis, flags, np.asarray(ant1, np.int64), np.asarray(ant2, np.int64),
+                    np.searchsorted(used, ti), inv, out, oflags)
+    return out, oflags

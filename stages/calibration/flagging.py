@@ -14,31 +14,73 @@ RFI detection (:func:`flag_rfi`) follows the SumThreshold idea (Offringa et al. 
    noise per baseline and polarisation, and runs of M samples whose mean exceeds
    ``χ1 / ρ^log2(M)`` are flagged along time and frequency, M = 1, 2, 4, …; this is
    repeated with the previous flags kept out of the background, the flags being derived
-   afresh each time (thresholds 2χ1 then χ1);
+   afresh each time (thresholds 2χ1 then χ1); between the passes, cells flagged on most
+   baselines are flagged on all, so that they stay out of every background;
 3. the baseline-averaged residual is searched for weak RFI common to all baselines;
 4. cells flagged on most baselines, and channels/integrations mostly flagged, are
    flagged whole.
+
+The per-baseline passes are fused numba kernels (:mod:`.rfi_kernels`: one baseline's
+plane at a time, in cache; loops vectorised along contiguous axes) run on blocks of
+baselines in threads; the result does not depend on the block size or the number of
+threads. The smooth background is computed on a grid decimated in frequency (see
+:mod:`.rfi_kernels`), with the variance of the requested Gaussian.
 """
 
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-MAD_TO_SIGMA = 1.4826
+from .rfi_kernels import (
+    MAD_TO_SIGMA,
+    decimated_gaussian,
+    mad_of,
+    rfi_block,
+    smooth_plane,
+    st_lines,
+    st_work,
+)
+
+#: Most samples per (baseline, polarisation) in the MAD noise estimate of the RFI passes
+#: (evenly spread over the plane; the estimate's relative error is about 1.7/sqrt(n)).
+MAD_MAX_SAMPLES = 2048
+#: Most baselines (evenly spread) in the baseline median of the strong-RFI prefilter.
+PREFILTER_MAX_BASELINES = 1024
+
+
+def set_threads(nthreads: int | None) -> None:
+    """numba's thread count for this thread (its parallel loops), bounded by the pool."""
+    if nthreads is not None:
+        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _bad_samples(vis, flags, auto, out):  # pragma: no cover
+    nt, nb, nc, npol = vis.shape
+    for t in numba.prange(nt):
+        for b in range(nb):
+            for c in range(nc):
+                for p in range(npol):
+                    v = vis[t, b, c, p]
+                    bad = not (np.isfinite(v.real) and np.isfinite(v.imag)) or (
+                        v.real == 0 and v.imag == 0)
+                    out[t, b, c, p] = flags[t, b, c, p] or bad or auto[b]
 
 
 def flag_bad_samples(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
                      *, flag_autos: bool = True) -> np.ndarray:
     """Flags plus exact zeros, NaN/Inf and (optionally) autocorrelations. Returns a new array."""
     _check_cube(vis, flags, ant1, ant2)
-    out = flags | ~np.isfinite(vis) | (vis == 0)
-    if flag_autos:
-        out[:, np.asarray(ant1) == np.asarray(ant2)] = True
+    auto = (np.asarray(ant1) == np.asarray(ant2)) if flag_autos else \
+        np.zeros(vis.shape[1], bool)
+    out = np.empty(vis.shape, dtype=bool)
+    _bad_samples(vis, flags, auto, out)
     return out
 
 
@@ -69,32 +111,52 @@ def channel_mask(freqs: np.ndarray, rfi_freqs: tuple[float, ...] | np.ndarray = 
 
 def _time_kernel(n: int, sigma: float) -> np.ndarray:
     """The Gaussian smoothing along an axis of length ``n`` as an (n, n) matrix
-    ("nearest" edges, truncated at 3σ)."""
+    ("nearest" edges, truncated at 3σ); row i holds the weights of output i."""
     return gaussian_filter1d(np.eye(n), sigma, axis=0, mode="nearest", truncate=3.0)
+
+
+def _gauss_taps(sigma: float) -> np.ndarray:
+    """The taps of a Gaussian truncated at 3σ (as scipy's ``gaussian_filter1d``)."""
+    r = int(3.0 * sigma + 0.5)
+    x = np.arange(-r, r + 1, dtype=float)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
 
 
 def masked_smooth(values: np.ndarray, weights: np.ndarray, sigma_time: float,
                   sigma_chan: float) -> np.ndarray:
-    """Gaussian-smoothed ``values`` ignoring samples of zero weight, along axes 0 and 2.
+    """Smooth background of ``values`` (n_time, n_bl, n_chan, n_pol) ignoring samples of
+    zero weight, along axes 0 and 2: the kernel of :func:`flag_rfi` (a Gaussian of
+    ``sigma_time`` integrations and ``sigma_chan`` channels, computed on a decimated
+    grid; "nearest" edges), 0 where no weight is near. Returns float32."""
+    nt, nb, nc, npol = values.shape
+    dec, ktime, taps = _smoothing(nt, nc, sigma_time, sigma_chan)
+    ncc = (nc + dec - 1) // dec
+    r = (taps.size - 1) // 2
+    work = [np.empty((nt, (ncc + (2 * r if k > 1 else 0)) * npol), np.float32)
+            for k in range(4)]
+    out = np.empty(values.shape, np.float32)
+    for b in range(nb):
+        amp = np.ascontiguousarray(values[:, b], np.float32).reshape(nt, nc * npol)
+        w = np.ascontiguousarray(weights[:, b], np.float32).reshape(nt, nc * npol)
+        bg = np.empty((nt, nc * npol), np.float32)
+        smooth_plane(amp, w, npol, dec, ktime, taps, *work, bg)
+        out[:, b] = bg.reshape(nt, nc, npol)
+    return out
 
-    Along time (short axis) the filter is a small matrix product; along frequency a
-    recursive-free 1-d correlation. Works in the dtype of ``values`` (float32 is faster).
-    """
-    dt = values.dtype if values.dtype in (np.float32, np.float64) else np.float64
-    num = (values * weights).astype(dt, copy=False)
-    den = weights.astype(dt)
-    n_t = values.shape[0]
-    if sigma_time > 0 and n_t > 1:
-        k = _time_kernel(n_t, sigma_time).astype(dt)
-        shape = num.shape
-        num = (k @ num.reshape(n_t, -1)).reshape(shape)
-        den = (k @ den.reshape(n_t, -1)).reshape(shape)
-    if sigma_chan > 0 and values.shape[2] > 1:
-        num = gaussian_filter1d(num, sigma_chan, axis=2, mode="nearest", truncate=3.0)
-        den = gaussian_filter1d(den, sigma_chan, axis=2, mode="nearest", truncate=3.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    return np.where(den > 1e-6, out, 0.0).astype(dt, copy=False)
+
+def _smoothing(nt: int, nc: int, sigma_time: float, sigma_chan: float
+               ) -> tuple[int, np.ndarray, np.ndarray]:
+    """(decimation, time matrix, coarse frequency taps) of the background smoothing."""
+    ktime = (_time_kernel(nt, sigma_time) if sigma_time > 0 and nt > 1
+             else np.eye(nt)).astype(np.float32)
+    if sigma_chan <= 0 or nc < 2:
+        return 1, ktime, np.ones(1, np.float32)
+    dec, sig_c = decimated_gaussian(sigma_chan)
+    if nc < 4 * dec:
+        dec, sig_c = 1, sigma_chan
+    taps = _gauss_taps(sig_c) if sig_c > 0.05 else np.ones(1)
+    return dec, ktime, taps.astype(np.float32)
 
 
 def robust_sigma(values: np.ndarray, flags: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
@@ -112,78 +174,23 @@ def robust_sigma(values: np.ndarray, flags: np.ndarray, axis: tuple[int, ...]) -
 
 
 @numba.njit(cache=True, nogil=True)
-def _gather_valid(v: np.ndarray, f: np.ndarray, i: int,
-                  buf: np.ndarray) -> int:  # pragma: no cover
-    """Copy row ``i``'s unflagged finite values into ``buf``; returns how many."""
-    k = 0
-    for j in range(v.shape[1]):
-        if not f[i, j] and np.isfinite(v[i, j]):
-            buf[k] = v[i, j]
-            k += 1
-    return k
-
-
-@numba.njit(cache=True, nogil=True)
-def _median_lines(v: np.ndarray, f: np.ndarray) -> np.ndarray:  # pragma: no cover
-    out = np.full(v.shape[0], np.nan)
-    buf = np.empty(v.shape[1])
-    for i in range(v.shape[0]):
-        k = _gather_valid(v, f, i, buf)
-        if k > 0:
-            out[i] = np.median(buf[:k])
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
 def _mad_lines(v: np.ndarray, f: np.ndarray) -> np.ndarray:  # pragma: no cover
     out = np.full(v.shape[0], np.nan)
     buf = np.empty(v.shape[1])
     for i in range(v.shape[0]):
-        k = _gather_valid(v, f, i, buf)
-        if k == 0:
-            continue
-        med = np.median(buf[:k])
-        for j in range(k):
-            buf[j] = abs(buf[j] - med)
-        out[i] = np.median(buf[:k])
+        k = 0
+        for j in range(v.shape[1]):
+            if not f[i, j] and np.isfinite(v[i, j]):
+                buf[k] = v[i, j]
+                k += 1
+        out[i] = mad_of(buf, k)
     return out
 
 
-@numba.njit(cache=True, nogil=True)
-def _sumthreshold_lines(x: np.ndarray, flags: np.ndarray, windows: np.ndarray,
-                        chis: np.ndarray, positive_only: bool) -> None:  # pragma: no cover
-    """In place on 3-d (outer, n, inner): SumThreshold along axis 1 for each window size,
-    all ``inner`` lines at once (contiguous access)."""
-    n_outer, n, n_inner = x.shape
-    s = np.zeros(n_inner)
-    cnt = np.zeros(n_inner, dtype=np.int64)
-    hit = np.zeros((n, n_inner), dtype=np.bool_)
-    for o in range(n_outer):
-        for k in range(windows.shape[0]):
-            m = windows[k]
-            if m > n:
-                break
-            chi = chis[k]
-            hit[:, :] = False
-            s[:] = 0.0
-            cnt[:] = 0
-            for j in range(n):
-                for i in range(n_inner):
-                    if not flags[o, j, i]:
-                        s[i] += x[o, j, i]
-                        cnt[i] += 1
-                    if j >= m and not flags[o, j - m, i]:
-                        s[i] -= x[o, j - m, i]
-                        cnt[i] -= 1
-                    if j >= m - 1 and cnt[i] > 0:
-                        v = s[i] if positive_only else abs(s[i])
-                        if v > chi * cnt[i]:
-                            for q in range(j - m + 1, j + 1):
-                                hit[q, i] = True
-            for j in range(n):
-                for i in range(n_inner):
-                    if hit[j, i]:
-                        flags[o, j, i] = True
+def _windows(threshold: float, rho: float, max_window: int) -> tuple[np.ndarray, np.ndarray]:
+    windows = (2 ** np.arange(int(np.log2(max(max_window, 1))) + 1)).astype(np.int64)
+    chis = (threshold / rho ** np.log2(windows)).astype(np.float32)
+    return windows, chis
 
 
 def sumthreshold(x: np.ndarray, flags: np.ndarray, *, threshold: float = 6.0,
@@ -193,19 +200,18 @@ def sumthreshold(x: np.ndarray, flags: np.ndarray, *, threshold: float = 6.0,
     both signs, or only positive ones with ``positive_only``.
 
     A window of M samples is flagged when the mean of its unflagged samples exceeds
-    ``threshold / rho**log2(M)`` (flagged samples count as exactly at the threshold), for
-    M = 1, 2, 4, … ``max_window``. Returns the updated flags (a new array).
+    ``threshold / rho**log2(M)``, for M = 1, 2, 4, … ``max_window``. Returns the updated
+    flags (a new array).
     """
-    windows = (2 ** np.arange(int(np.log2(max(max_window, 1))) + 1)).astype(np.int64)
-    chis = (threshold / rho ** np.log2(windows)).astype(np.float64)
-    xs = np.ascontiguousarray(x)
+    windows, chis = _windows(threshold, rho, max_window)
     out = np.array(flags, dtype=bool, copy=True, order="C")
     for axis in axes:
-        n = x.shape[axis]
-        outer = int(np.prod(x.shape[:axis]))
-        inner = int(np.prod(x.shape[axis + 1:]))
-        _sumthreshold_lines(xs.reshape(outer, n, inner), out.reshape(outer, n, inner),
-                            windows, chis, positive_only)
+        xs = np.ascontiguousarray(np.moveaxis(np.asarray(x, np.float32), axis, 0))
+        fs = np.ascontiguousarray(np.moveaxis(out, axis, 0))
+        n = xs.shape[0]
+        x2, f2 = xs.reshape(n, -1), fs.reshape(n, -1)
+        st_lines(x2, f2, windows, chis, positive_only, *st_work(n, x2.shape[1]))
+        out = np.ascontiguousarray(np.moveaxis(fs, 0, axis))
     return out
 
 
@@ -242,23 +248,42 @@ def _running_median(x: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _median_plane(vis, flags, bsel, plane):  # pragma: no cover
+    """Median amplitude over the baselines ``bsel`` and polarisations per (time, chan)."""
+    nt, _, nc, npol = vis.shape
+    for t in numba.prange(nt):
+        buf = np.empty((nc, bsel.size * npol))
+        cnt = np.zeros(nc, np.int64)
+        for bi in range(bsel.size):
+            b = bsel[bi]
+            for c in range(nc):
+                for p in range(npol):
+                    if not flags[t, b, c, p]:
+                        a = abs(vis[t, b, c, p])
+                        if np.isfinite(a):
+                            buf[c, cnt[c]] = a
+                            cnt[c] += 1
+        for c in range(nc):
+            plane[t, c] = np.median(buf[c, :cnt[c]]) if cnt[c] > 0 else np.nan
+
+
 def strong_rfi_cells(vis: np.ndarray, flags: np.ndarray, threshold: float = 8.0
                      ) -> np.ndarray:
     """Cells (time, channel) hit by RFI strong enough to stand out in the baseline median.
 
-    The median amplitude over baselines and polarisations per (time, channel) is modelled
-    as a channel shape times a time shape (medians), and cells deviating by more than
-    ``threshold`` robust σ (MAD) upwards are returned (n_time, n_chan). This keeps very strong
-    bursts and lines from biasing the smooth backgrounds of :func:`flag_rfi`.
+    The median amplitude over baselines (at most :data:`PREFILTER_MAX_BASELINES`, evenly
+    spread) and polarisations per (time, channel) is modelled as a channel shape times a
+    time shape (medians), and cells deviating by more than ``threshold`` robust σ (MAD)
+    upwards are returned (n_time, n_chan). This keeps very strong bursts and lines from
+    biasing the smooth backgrounds of :func:`flag_rfi`.
     """
+    nb = vis.shape[1]
+    bsel = np.unique(np.linspace(0, nb - 1, min(nb, PREFILTER_MAX_BASELINES)).astype(np.int64))
     plane = np.empty((vis.shape[0], vis.shape[2]))
+    _median_plane(vis, flags, bsel, plane)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        for t in range(vis.shape[0]):  # one integration at a time bounds the memory
-            amp = np.ascontiguousarray(np.moveaxis(np.abs(vis[t]), 1, 0), dtype=np.float64)
-            f = np.ascontiguousarray(np.moveaxis(flags[t], 1, 0))
-            plane[t] = _median_lines(amp.reshape(vis.shape[2], -1),
-                                     f.reshape(vis.shape[2], -1))
         # robust, smooth shapes: running medians reject lines and bursts a few samples wide
         shape_c = _running_median(np.nanmedian(plane, axis=0), 9)[None, :]
         shape_t = _running_median(np.nanmedian(plane / shape_c, axis=1), 5)[:, None]
@@ -272,11 +297,52 @@ def strong_rfi_cells(vis: np.ndarray, flags: np.ndarray, threshold: float = 8.0
     return np.nan_to_num((resid - med) / sig, nan=0.0) > threshold
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _cell_counts(flags):  # pragma: no cover
+    """Flagged samples per (time, chan) over baselines and polarisations."""
+    nt, nb, nc, npol = flags.shape
+    out = np.zeros((nt, nc), np.int64)
+    for t in numba.prange(nt):
+        for b in range(nb):
+            for c in range(nc):
+                for p in range(npol):
+                    if flags[t, b, c, p]:
+                        out[t, c] += 1
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _or_cells(flags, cells):  # pragma: no cover
+    """flags[t, b, c, :] |= cells[t, c] in place."""
+    nt, nb, nc, npol = flags.shape
+    for t in numba.prange(nt):
+        for c in range(nc):
+            if cells[t, c]:
+                for b in range(nb):
+                    for p in range(npol):
+                        flags[t, b, c, p] = True
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _or_plane_joint(flags, plane):  # pragma: no cover
+    """flags |= plane[t, c, p] (broadcast over baselines), then polarisations together."""
+    nt, nb, nc, npol = flags.shape
+    for t in numba.prange(nt):
+        for b in range(nb):
+            for c in range(nc):
+                hit = False
+                for p in range(npol):
+                    hit = hit or flags[t, b, c, p] or plane[t, c, p]
+                if hit:
+                    for p in range(npol):
+                        flags[t, b, c, p] = True
+
+
 def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None, *,
-             bl_chunk: int = 256, nthreads: int = 1) -> np.ndarray:
+             bl_chunk: int = 64, nthreads: int = 1) -> np.ndarray:
     """Robust per-baseline RFI flags (new array) for a cube ``(n_time, n_bl, n_chan, n_pol)``.
 
-    Works on amplitudes, ``bl_chunk`` baselines at a time (``nthreads`` blocks at once);
+    Works on amplitudes, ``bl_chunk`` baselines per task (``nthreads`` tasks at once);
     polarisations are flagged together. After the per-baseline passes, the
     baseline-averaged residual is tested too.
     """
@@ -285,68 +351,45 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
         raise ValueError(f"vis and flags must have the same 4-d shape, got {vis.shape} "
                          f"and {flags.shape}")
     nt, nb, nc, npol = vis.shape
+    set_threads(nthreads)
+    fin = np.array(flags, dtype=bool, order="C")
     if p.prefilter and nb > 1:
-        strong = strong_rfi_cells(vis, flags, p.prefilter_threshold)
-        flags = flags | strong[:, None, :, None]
-    out = np.empty(flags.shape, dtype=bool)
-    xsum = np.zeros((nt, 1, nc, npol))
-    xcnt = np.zeros((nt, 1, nc, npol))
+        strong = strong_rfi_cells(vis, fin, p.prefilter_threshold)
+        _or_cells(fin, strong)
+    cur = fin.copy()
+    dec, ktime, taps = _smoothing(nt, nc, p.sigma_time, p.sigma_chan)
+    factors = np.linspace(2.0, 1.0, p.iterations) if p.iterations > 1 else [1.0]
+    starts = list(range(0, nb, max(1, bl_chunk)))
+    xsum = np.zeros((nt, nc, npol))
+    xcnt = np.zeros((nt, nc, npol))
+    for n_pass, factor in enumerate(factors):
+        last = n_pass == len(factors) - 1
+        windows, chis = _windows(p.threshold * factor, p.rho, p.max_window)
 
-    def block(b0: int) -> tuple[slice, np.ndarray, np.ndarray, np.ndarray]:
-        sl = slice(b0, min(b0 + bl_chunk, nb))
-        f, x = _flag_baselines(vis[:, sl], flags[:, sl], p)
-        good = ~f
-        return (sl, f, np.where(good, x, 0.0).sum(axis=1, keepdims=True),
-                good.sum(axis=1, keepdims=True))
+        def block(b0: int, windows=windows, chis=chis, last=last):
+            xs = np.zeros((nt, nc, npol))
+            xc = np.zeros((nt, nc, npol))
+            rfi_block(vis, fin, cur, b0, min(b0 + bl_chunk, nb), dec, ktime, taps,
+                      MAD_MAX_SAMPLES, windows, chis, last, xs, xc)
+            return xs, xc
 
-    starts = range(0, nb, bl_chunk)
-    if nthreads > 1 and len(starts) > 1:
-        # the kernels release the GIL (numba nogil, scipy, large numpy operations)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(nthreads) as pool:
-            results = pool.map(block, starts)
-            for sl, f, xs, xc in results:
-                out[:, sl] = f
+        if nthreads > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(nthreads) as pool:
+                results = list(pool.map(block, starts))
+        else:
+            results = [block(b0) for b0 in starts]
+        if last:
+            for xs, xc in results:
                 xsum += xs
                 xcnt += xc
-    else:
-        for b0 in starts:
-            sl, f, xs, xc = block(b0)
-            out[:, sl] = f
-            xsum += xs
-            xcnt += xc
+        _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
     if p.combined and nb > 1:
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(xcnt > 0, xsum / xcnt, 0.0)
-        out |= _combined_flags(mean, xcnt == 0, p)
-        out |= out.any(axis=3, keepdims=True)
-    return _grow(out, p.grow_fraction, p.grow_axis_fraction)
-
-
-def _flag_baselines(vis: np.ndarray, flags: np.ndarray, p: RFIParams
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Iterated background removal and SumThreshold on a block of baselines.
-    Returns (flags, final normalised residual)."""
-    amp = np.abs(vis).astype(np.float32)
-    out = flags.copy()
-    factors = np.linspace(2.0, 1.0, p.iterations) if p.iterations > 1 else [1.0]
-    x = np.zeros(amp.shape, np.float32)
-    for factor in factors:
-        bg = masked_smooth(amp, ~out, p.sigma_time, p.sigma_chan)
-        resid = amp - bg
-        sigma = robust_sigma(resid, out, axis=(0, 2))
-        sigma = np.where(np.isfinite(sigma) & (sigma > 0), sigma, np.inf)
-        x = (resid / sigma).astype(np.float32)
-        x[~np.isfinite(x)] = 0.0
-        # flags are re-derived from the input flags each pass: the previous pass's flags
-        # only keep RFI out of the background and noise estimates, so samples wrongly hit
-        # next to strong RFI (while the background was still biased) are released again
-        new = sumthreshold(x, flags, threshold=p.threshold * factor, rho=p.rho,
-                           max_window=p.max_window)
-        new |= new.any(axis=3, keepdims=True)  # polarisations together
-        out = _grow(flags | new, p.grow_fraction, p.grow_axis_fraction)
-    return out, x
+            mean = np.where(xcnt > 0, xsum / xcnt, 0.0)[:, None]
+        comb = _combined_flags(mean, xcnt[:, None] == 0, p)[:, 0]
+        _or_plane_joint(cur, comb)
+        _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
+    return cur
 
 
 def _combined_flags(mean: np.ndarray, cell_flags: np.ndarray, p: RFIParams) -> np.ndarray:
@@ -381,21 +424,47 @@ def _combined_flags(mean: np.ndarray, cell_flags: np.ndarray, p: RFIParams) -> n
     return out & ~cell_flags
 
 
-def _grow(flags: np.ndarray, fraction: float, axis_fraction: float = 1.0) -> np.ndarray:
-    """Flag (time, chan) cells on all baselines when more than ``fraction`` of the baselines
-    flagged them, and whole channels or integrations above ``axis_fraction``."""
-    nt, nb, nc, npol = flags.shape
-    per_cell = nb * npol
-    cnt = np.count_nonzero(flags, axis=(1, 3))                   # (n_time, n_chan)
+def _grow_cells(cnt: np.ndarray, per_cell: int, fraction: float,
+                axis_fraction: float) -> np.ndarray:
+    """(time, chan) cells to flag everywhere, from the flagged counts per cell."""
+    nt, nc = cnt.shape
     cell = cnt > fraction * per_cell if fraction < 1.0 else np.zeros(cnt.shape, bool)
     cnt = np.where(cell, per_cell, cnt)
     if axis_fraction < 1.0:
         chan = cnt.sum(axis=0) > axis_fraction * nt * per_cell
         time_ = cnt.sum(axis=1) > axis_fraction * nc * per_cell
         cell = cell | chan[None, :] | time_[:, None]
-    if not cell.any():
-        return flags
-    return flags | cell[:, None, :, None]
+    return cell
+
+
+def _grow_inplace(flags: np.ndarray, fraction: float, axis_fraction: float = 1.0) -> None:
+    cell = _grow_cells(_cell_counts(flags), flags.shape[1] * flags.shape[3], fraction,
+                       axis_fraction)
+    if cell.any():
+        _or_cells(flags, cell)
+
+
+def _grow(flags: np.ndarray, fraction: float, axis_fraction: float = 1.0) -> np.ndarray:
+    """Flag (time, chan) cells on all baselines when more than ``fraction`` of the baselines
+    flagged them, and whole channels or integrations above ``axis_fraction`` (new array)."""
+    out = np.array(flags, dtype=bool, order="C")
+    _grow_inplace(out, fraction, axis_fraction)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _good_counts(flags):  # pragma: no cover
+    """Unflagged samples per baseline (n_bl,) and per (baseline, channel) summed over
+    time and polarisation (n_bl, n_chan)."""
+    nt, nb, nc, npol = flags.shape
+    per_bc = np.zeros((nb, nc), np.int64)
+    for b in numba.prange(nb):
+        for t in range(nt):
+            for c in range(nc):
+                for p in range(npol):
+                    if not flags[t, b, c, p]:
+                        per_bc[b, c] += 1
+    return per_bc
 
 
 def flag_dead_antennas(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_ant: int,
@@ -417,19 +486,24 @@ def flag_dead_antennas(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_
     return out, dead
 
 
-def antenna_good_fraction(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
-                          n_ant: int) -> np.ndarray:
-    """Fraction of unflagged cross-correlation samples per antenna (0 for absent antennas)."""
-    ant1 = np.asarray(ant1)
-    ant2 = np.asarray(ant2)
+def _antenna_fraction(per_bl_good: np.ndarray, per_bl_total: float, ant1: np.ndarray,
+                      ant2: np.ndarray, n_ant: int) -> np.ndarray:
     cross = ant1 != ant2
-    per_bl = (~flags[:, cross]).sum(axis=(0, 2, 3)).astype(float)
-    total_bl = np.full(per_bl.shape, float(flags.shape[0] * flags.shape[2] * flags.shape[3]))
-    good = np.bincount(ant1[cross], per_bl, n_ant) + np.bincount(ant2[cross], per_bl, n_ant)
+    good_bl = per_bl_good[cross].astype(float)
+    total_bl = np.full(good_bl.shape, float(per_bl_total))
+    good = np.bincount(ant1[cross], good_bl, n_ant) + np.bincount(ant2[cross], good_bl, n_ant)
     total = np.bincount(ant1[cross], total_bl, n_ant) + np.bincount(ant2[cross], total_bl,
                                                                      n_ant)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, good / total, 0.0)
+
+
+def antenna_good_fraction(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
+                          n_ant: int) -> np.ndarray:
+    """Fraction of unflagged cross-correlation samples per antenna (0 for absent antennas)."""
+    per_bl = _good_counts(np.asarray(flags, bool)).sum(axis=1)
+    total = flags.shape[0] * flags.shape[2] * flags.shape[3]
+    return _antenna_fraction(per_bl, total, np.asarray(ant1), np.asarray(ant2), n_ant)
 
 
 @dataclass(frozen=True)
@@ -451,12 +525,20 @@ class FlagSummary:
 def flag_summary(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_ant: int,
                  dead: np.ndarray | None = None) -> FlagSummary:
     """Flag fractions of a cube (cross-correlations only)."""
-    cross = np.asarray(ant1) != np.asarray(ant2)
-    f = flags[:, cross]
-    per_ant = 1.0 - antenna_good_fraction(flags, ant1, ant2, n_ant)
+    ant1 = np.asarray(ant1)
+    ant2 = np.asarray(ant2)
+    cross = ant1 != ant2
+    nt, _, nc, npol = flags.shape
+    per_bc = _good_counts(np.asarray(flags, bool))
+    per_ant = 1.0 - _antenna_fraction(per_bc.sum(axis=1), nt * nc * npol, ant1, ant2, n_ant)
     dead_idx = tuple(int(i) for i in np.flatnonzero(dead)) if dead is not None else ()
-    return FlagSummary(total=float(f.mean()) if f.size else 1.0, per_antenna=per_ant,
-                       per_channel=f.mean(axis=(0, 1, 3)) if f.size else np.ones(0),
+    n_x = int(cross.sum())
+    if n_x == 0 or nt * nc * npol == 0:
+        return FlagSummary(total=1.0, per_antenna=per_ant, per_channel=np.ones(0),
+                           dead_antennas=dead_idx)
+    good_c = per_bc[cross].sum(axis=0)
+    return FlagSummary(total=1.0 - float(good_c.sum()) / (n_x * nt * nc * npol),
+                       per_antenna=per_ant, per_channel=1.0 - good_c / (n_x * nt * npol),
                        dead_antennas=dead_idx)
 
 
@@ -478,6 +560,7 @@ def flag_all(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndar
              ) -> tuple[np.ndarray, FlagSummary]:
     """The whole flagging sequence: bad samples and autos, known RFI channels, SumThreshold,
     dead antennas. Returns (new flags, summary)."""
+    set_threads(nthreads)
     out = flag_bad_samples(vis, flags, ant1, ant2)
     if freqs is not None and (len(rfi_freqs) or len(rfi_channels)):
         out[:, :, channel_mask(freqs, rfi_freqs, rfi_channels=rfi_channels)] = True

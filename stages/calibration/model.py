@@ -86,13 +86,15 @@ def apparent_spectra(spectra: np.ndarray, hour_angle: np.ndarray, app_dec: np.nd
 
 def model_visibilities(uvw: np.ndarray, time_index: np.ndarray, freqs: np.ndarray,
                        lmn: np.ndarray, app_flux: np.ndarray, *,
-                       nthreads: int | None = None) -> np.ndarray:
+                       nthreads: int | None = None, dtype: type = np.complex128
+                       ) -> np.ndarray:
     """Exact model visibilities (n_row, n_chan) of MS DATA with MS UVW: sign +1, w (n-1)
     (MS DATA and UVW are pyuvdata's conjugated and negated; checked end to end).
 
     ``uvw`` (n_row, 3) m, ``time_index`` (n_row,) into the time axis of ``lmn`` (n_time,
-    n_src, 3) and ``app_flux`` (n_time, n_src, n_chan) Jy.
+    n_src, 3) and ``app_flux`` (n_time, n_src, n_chan) Jy. The sum runs in double
+    precision whatever the output ``dtype``.
     """
     return predict_visibilities_drift(uvw, time_index, freqs, lmn, app_flux, sign=1,
-                                      unprojected=False, dtype=np.complex128,
+                                      unprojected=False, dtype=dtype,
                                       nthreads=nthreads, precision="double")

@@ -3,14 +3,15 @@
 :func:`read_ms_meta` checks the layout the calibration needs (one spectral window with
 ascending frequencies, DATA/FLAG/UVW columns, one field); :func:`read_cube` reads rows
 into a regular (n_time, n_bl, n_chan, n_pol) cube (missing rows flagged);
-:func:`write_corrected` copies an MS and writes CORRECTED_DATA and FLAG in row chunks.
+:func:`write_corrected` copies an MS and writes CORRECTED_DATA and FLAG in row chunks
+(:func:`write_corrected_rows` when the caller has them already).
 Every problem raises InputError naming the MS.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,8 @@ class VisCube:
     ant1: np.ndarray
     ant2: np.ndarray
     times: np.ndarray
+    row_time: np.ndarray | None = None   #: time index of each MS row
+    row_bl: np.ndarray | None = None     #: baseline index of each MS row
 
 
 def read_ms_meta(path: str | Path) -> MSMeta:
@@ -115,9 +118,21 @@ def row_index(time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, times: np.nd
     return ti, bi, (ukey // n_ant).astype(np.int32), (ukey % n_ant).astype(np.int32)
 
 
+def regular_rows(ti: np.ndarray, bi: np.ndarray, n_bl: int) -> bool:
+    """Whether row r holds (time r // n_bl, baseline r % n_bl): the cube is then the
+    column itself, and reads and writes need no reordering."""
+    r = np.arange(len(ti))
+    return bool(len(ti) % n_bl == 0 and np.array_equal(ti, r // n_bl)
+                and np.array_equal(bi, r % n_bl))
+
+
 def read_cube(meta: MSMeta, column: str = "DATA", chunk_rows: int = 20_000,
               dtype: type = np.complex64) -> VisCube:
-    """Read an MS column (with FLAG and UVW) into a (n_time, n_bl, n_chan, n_pol) cube."""
+    """Read an MS column (with FLAG and UVW) into a (n_time, n_bl, n_chan, n_pol) cube.
+
+    When the rows are time-major with the baselines in one order (as the conversion
+    writes them) the columns are read straight into the cube, in chunks of whole
+    integrations; otherwise row chunks are scattered into it (missing rows flagged)."""
     from casacore import tables
 
     p = meta.path
@@ -129,25 +144,65 @@ def read_cube(meta: MSMeta, column: str = "DATA", chunk_rows: int = 20_000,
         a2 = t.getcol("ANTENNA2")
         ti, bi, b1, b2 = row_index(time, a1, a2, meta.times, meta.n_ant)
         nt, nb, nc, npol = len(meta.times), len(b1), meta.freqs.size, meta.n_pol
-        vis = np.zeros((nt, nb, nc, npol), dtype)
-        flags = np.ones((nt, nb, nc, npol), bool)
-        uvw = np.zeros((nt, nb, 3))
-        for start in range(0, meta.n_rows, chunk_rows):
-            n = min(chunk_rows, meta.n_rows - start)
-            sl = slice(start, start + n)
-            d = t.getcol(column, startrow=start, nrow=n)
-            f = t.getcol("FLAG", startrow=start, nrow=n)
-            if d.shape[1:] != (nc, npol):
-                raise _err(p, f"{column} cells have shape {d.shape[1:]}, expected "
-                              f"({nc}, {npol})")
-            vis[ti[sl], bi[sl]] = d
-            flags[ti[sl], bi[sl]] = f
-            uvw[ti[sl], bi[sl]] = t.getcol("UVW", startrow=start, nrow=n)
+        shape = t.getcolshapestring(column, startrow=0, nrow=1)[0]
+        if tuple(int(x) for x in shape.strip("[]").split(",")) != (nc, npol):
+            raise _err(p, f"{column} cells have shape {shape}, expected ({nc}, {npol})")
+        if regular_rows(ti, bi, nb) and np.dtype(dtype) == np.complex64:
+            vis = np.empty((nt, nb, nc, npol), dtype)
+            flags = np.empty((nt, nb, nc, npol), bool)
+            uvw = np.empty((nt, nb, 3))
+            step = max(1, chunk_rows // nb) * nb
+            for start in range(0, meta.n_rows, step):
+                n = min(step, meta.n_rows - start)
+                sl = slice(start // nb, (start + n) // nb)
+                t.getcolnp(column, vis[sl].reshape(n, nc, npol), startrow=start, nrow=n)
+                t.getcolnp("FLAG", flags[sl].reshape(n, nc, npol), startrow=start, nrow=n)
+            t.getcolnp("UVW", uvw.reshape(-1, 3))
+        else:
+            vis = np.zeros((nt, nb, nc, npol), dtype)
+            flags = np.ones((nt, nb, nc, npol), bool)
+            uvw = np.zeros((nt, nb, 3))
+            for start in range(0, meta.n_rows, chunk_rows):
+                n = min(chunk_rows, meta.n_rows - start)
+                sl = slice(start, start + n)
+                vis[ti[sl], bi[sl]] = t.getcol(column, startrow=start, nrow=n)
+                flags[ti[sl], bi[sl]] = t.getcol("FLAG", startrow=start, nrow=n)
+                uvw[ti[sl], bi[sl]] = t.getcol("UVW", startrow=start, nrow=n)
         if "FLAG_ROW" in t.colnames():
             fr = t.getcol("FLAG_ROW")
             if fr.any():
                 flags[ti[fr], bi[fr]] = True
-    return VisCube(vis=vis, flags=flags, uvw=uvw, ant1=b1, ant2=b2, times=meta.times)
+    return VisCube(vis=vis, flags=flags, uvw=uvw, ant1=b1, ant2=b2, times=meta.times,
+                   row_time=ti, row_bl=bi)
+
+
+def copy_with_corrected(src: str | Path, dst: str | Path) -> None:
+    """Copy the MS ``src`` to ``dst`` and add an (empty) CORRECTED_DATA column laid out
+    as DATA."""
+    from casacore import tables
+
+    shutil.copytree(Path(src), Path(dst))
+    with tables.table(str(dst), readonly=False, ack=False) as t:
+        if "CORRECTED_DATA" not in t.colnames():
+            desc = t.getcoldesc("DATA")
+            desc["comment"] = "The calibrated data column"
+            dminfo = t.getdminfo("DATA")
+            dminfo["NAME"] = "TiledCorrected"
+            spec = dminfo.get("SPEC", {})
+            if "HYPERCUBES" in spec:
+                spec.pop("HYPERCUBES")
+            t.addcols(tables.maketabdesc(tables.makecoldesc("CORRECTED_DATA", desc)), dminfo)
+
+
+def write_corrected_rows(dst: str | Path,
+                         chunks: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
+    """Write (start row, CORRECTED_DATA rows, FLAG rows) chunks into the MS ``dst``."""
+    from casacore import tables
+
+    with tables.table(str(dst), readonly=False, ack=False) as t:
+        for start, corr, flag in chunks:
+            t.putcol("CORRECTED_DATA", corr, startrow=start, nrow=len(corr))
+            t.putcol("FLAG", flag, startrow=start, nrow=len(flag))
 
 
 def write_corrected(src: str | Path, dst: str | Path,
@@ -166,17 +221,8 @@ def write_corrected(src: str | Path, dst: str | Path,
     from casacore import tables
 
     src, dst = Path(src), Path(dst)
-    shutil.copytree(src, dst)
+    copy_with_corrected(src, dst)
     with tables.table(str(dst), readonly=False, ack=False) as t:
-        if "CORRECTED_DATA" not in t.colnames():
-            desc = t.getcoldesc("DATA")
-            desc["comment"] = "The calibrated data column"
-            dminfo = t.getdminfo("DATA")
-            dminfo["NAME"] = "TiledCorrected"
-            spec = dminfo.get("SPEC", {})
-            if "HYPERCUBES" in spec:
-                spec.pop("HYPERCUBES")
-            t.addcols(tables.maketabdesc(tables.makecoldesc("CORRECTED_DATA", desc)), dminfo)
         for start in range(0, t.nrows(), chunk_rows):
             n = min(chunk_rows, t.nrows() - start)
             data = t.getcol("DATA", startrow=start, nrow=n)

@@ -86,8 +86,9 @@ class SolveParams:
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _acc_kernel(vis, model, flags, weight, tbins, cbins, cross_idx, gfac, bfac,
                 A, B, C, N):  # pragma: no cover
-    """Fused accumulation of the per-baseline sums (see :func:`accumulate_baselines`);
-    one thread per baseline, so no two threads write one element."""
+    """Fused accumulation of the per-baseline sums (see :func:`accumulate_baselines`)
+    into arrays laid out (n_cross, n_tbins, n_cbins, n_pol): one thread per baseline,
+    each writing its own contiguous block."""
     nt, nb, nc, npol = vis.shape
     npm = model.shape[3]
     has_w = weight.shape[0] > 0
@@ -115,23 +116,25 @@ def _acc_kernel(vis, model, flags, weight, tbins, cbins, cross_idx, gfac, bfac,
                         m *= bfac[b, c, p]
                     if has_g:
                         m *= gfac[t, b, p]
-                    A[tb, cb, p, k] += w * v * m.conjugate()
-                    B[tb, cb, p, k] += w * (m.real * m.real + m.imag * m.imag)
-                    C[tb, cb, p, k] += w * (v.real * v.real + v.imag * v.imag)
-                    N[tb, cb, p, k] += 1.0
+                    A[k, tb, cb, p] += w * v * m.conjugate()
+                    B[k, tb, cb, p] += w * (m.real * m.real + m.imag * m.imag)
+                    C[k, tb, cb, p] += w * (v.real * v.real + v.imag * v.imag)
+                    N[k, tb, cb, p] += 1.0
 
 
-def _accumulate_chunked(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
+def _accumulate_compact(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
                         weight: np.ndarray | None, ant1: np.ndarray, ant2: np.ndarray,
                         n_ant: int, tbins: np.ndarray, n_tbins: int, cbins: np.ndarray,
                         n_cbins: int, gains_t: np.ndarray | None = None,
                         bandpass: np.ndarray | None = None,
-                        store_single: bool = False) -> NormalEquations:
-    """Normal matrices of a cube in one fused pass (numba, parallel over baselines).
+                        store_single: bool = False) -> dict[str, np.ndarray]:
+    """Per-cross-baseline sums "A", "B", "C", "N" of a cube in one fused pass (numba,
+    parallel over baselines), each (n_cross, n_tbins, n_cbins, n_pol).
 
     ``model`` may have a polarisation axis of length 1 (unpolarised sky); it is broadcast.
     ``gains_t`` (n_time, n_ant, n_pol) and ``bandpass`` (n_ant, n_chan, n_pol) multiply
-    the model; ``store_single`` keeps the dense matrices in single precision."""
+    the model; ``store_single`` keeps the sums in single precision (for bins of few
+    samples)."""
     ant1 = np.asarray(ant1)
     ant2 = np.asarray(ant2)
     if np.any((ant1 < 0) | (ant1 >= n_ant) | (ant2 < 0) | (ant2 >= n_ant)):
@@ -142,9 +145,10 @@ def _accumulate_chunked(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
     nt, nb, nc, npol = vis.shape
     if model.shape[:3] != (nt, nb, nc) or model.shape[3] not in (1, npol):
         raise ValueError(f"model shape {model.shape} does not match the data {vis.shape}")
-    shape = (n_tbins, n_cbins, npol, n_x)
-    sums = {"A": np.zeros(shape, np.complex128), "B": np.zeros(shape), "C": np.zeros(shape),
-            "N": np.zeros(shape)}
+    shape = (n_x, n_tbins, n_cbins, npol)
+    cdt, rdt = (np.complex64, np.float32) if store_single else (np.complex128, np.float64)
+    sums = {"A": np.zeros(shape, cdt), "B": np.zeros(shape, rdt), "C": np.zeros(shape, rdt),
+            "N": np.zeros(shape, rdt)}
     gfac = np.zeros((0, 0, 0), np.complex128)
     if gains_t is not None:
         gfac = np.ascontiguousarray(gains_t[:, ant1, :] * np.conj(gains_t[:, ant2, :]),
@@ -158,8 +162,103 @@ def _accumulate_chunked(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
     _acc_kernel(vis, model, flags, w, np.asarray(tbins, np.int64),
                 np.asarray(cbins, np.int64), cross_idx, gfac, bfac,
                 sums["A"], sums["B"], sums["C"], sums["N"])
-    dtypes = (np.complex64, np.float32) if store_single else (np.complex128, np.float64)
-    return to_dense(sums, ant1, ant2, n_ant, dtypes)
+    return sums
+
+
+def _dense(sums: dict[str, np.ndarray], ant1: np.ndarray, ant2: np.ndarray,
+           n_ant: int) -> NormalEquations:
+    """Compact (n_cross, ...) sums -> dense (..., n_ant, n_ant) normal matrices."""
+    return to_dense({k: np.moveaxis(v, 0, -1) for k, v in sums.items()}, ant1, ant2, n_ant)
+
+
+def _accumulate_chunked(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
+                        weight: np.ndarray | None, ant1: np.ndarray, ant2: np.ndarray,
+                        n_ant: int, tbins: np.ndarray, n_tbins: int, cbins: np.ndarray,
+                        n_cbins: int, gains_t: np.ndarray | None = None,
+                        bandpass: np.ndarray | None = None) -> NormalEquations:
+    """Normal matrices of a cube in one fused pass (see :func:`_accumulate_compact`)."""
+    return _dense(_accumulate_compact(vis, model, flags, weight, ant1, ant2, n_ant, tbins,
+                                      n_tbins, cbins, n_cbins, gains_t, bandpass),
+                  ant1, ant2, n_ant)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _reduce_kernel(A, B, C, N, fac, a1, a2, over_time, oA, oB, oC, oN):  # pragma: no cover
+    """Compact sums (n_x, n_tb, n_c, n_pol) reduced over time bins (``over_time``; ``fac``
+    the per-bin gains (n_tb, n_pol, n_ant)) or over channels (``fac`` the bandpass (n_c,
+    n_pol, n_ant)) with the factors applied to the model: A conj(f_p) f_q,
+    B |f_p|² |f_q|², into (n_x, n_c or n_tb, n_pol); one thread per baseline."""
+    n_x, n_tb, n_c, npol = A.shape
+    for x in numba.prange(n_x):
+        p_ = a1[x]
+        q_ = a2[x]
+        if over_time:
+            for t in range(n_tb):
+                for k in range(npol):
+                    f = fac[t, k, p_]
+                    h = fac[t, k, q_]
+                    z = f.conjugate() * h
+                    w2 = (f.real * f.real + f.imag * f.imag) * (h.real * h.real
+                                                                 + h.imag * h.imag)
+                    for c in range(n_c):
+                        oA[x, c, k] += complex(A[x, t, c, k]) * z
+                        oB[x, c, k] += B[x, t, c, k] * w2
+                        oC[x, c, k] += C[x, t, c, k]
+                        oN[x, c, k] += N[x, t, c, k]
+        else:
+            for t in range(n_tb):
+                for c in range(n_c):
+                    for k in range(npol):
+                        f = fac[c, k, p_]
+                        h = fac[c, k, q_]
+                        z = f.conjugate() * h
+                        w2 = (f.real * f.real + f.imag * f.imag) * (h.real * h.real
+                                                                     + h.imag * h.imag)
+                        oA[x, t, k] += complex(A[x, t, c, k]) * z
+                        oB[x, t, k] += B[x, t, c, k] * w2
+                        oC[x, t, k] += C[x, t, c, k]
+                        oN[x, t, k] += N[x, t, c, k]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _to_dense_rows(cA, cB, cC, cN, a1, a2, dA, dB, dC, dN):  # pragma: no cover
+    """(rows, n_x) baseline sums into dense (rows, n, n): (p, q) and (q, p) filled."""
+    n_rows, n_x = cA.shape
+    for r in numba.prange(n_rows):
+        for x in range(n_x):
+            p_ = a1[x]
+            q_ = a2[x]
+            v = cA[r, x]
+            dA[r, p_, q_] = v
+            dA[r, q_, p_] = v.conjugate()
+            dB[r, p_, q_] = cB[r, x]
+            dB[r, q_, p_] = cB[r, x]
+            dC[r, p_, q_] = cC[r, x]
+            dC[r, q_, p_] = cC[r, x]
+            dN[r, p_, q_] = cN[r, x]
+            dN[r, q_, p_] = cN[r, x]
+
+
+def _reduce_full(full: dict[str, np.ndarray], fac: np.ndarray | None, over_time: bool,
+                 a1: np.ndarray, a2: np.ndarray, n_ant: int) -> NormalEquations:
+    """Normal matrices per channel (``over_time``: (1, n_c, n_pol, n, n)) or per time bin
+    ((n_tb, 1, n_pol, n, n)) from the compact per-(bin, channel) sums, the gains or
+    bandpass ``fac`` applied to the model (None: ones)."""
+    n_x, n_tb, n_c, npol = full["A"].shape
+    if fac is None:
+        fac = np.ones((n_tb if over_time else n_c, npol, n_ant), np.complex128)
+    m = n_c if over_time else n_tb
+    out = [np.zeros((n_x, m, npol), np.complex128)] + [np.zeros((n_x, m, npol))
+                                                        for _ in range(3)]
+    a1 = np.asarray(a1, np.int64)
+    a2 = np.asarray(a2, np.int64)
+    _reduce_kernel(full["A"], full["B"], full["C"], full["N"],
+                   np.ascontiguousarray(fac, np.complex128), a1, a2, over_time, *out)
+    rows = [np.ascontiguousarray(o.reshape(n_x, m * npol).T) for o in out]
+    dense = [np.zeros((m * npol, n_ant, n_ant), o.dtype) for o in out]
+    _to_dense_rows(*rows, a1, a2, *dense)
+    shape = (1, m, npol, n_ant, n_ant) if over_time else (m, 1, npol, n_ant, n_ant)
+    return NormalEquations(*(d.reshape(shape) for d in dense))
 
 
 def solve_bandpass(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: np.ndarray,
@@ -286,9 +385,9 @@ class CalibratorSolutions:
     refant: int
 
 
-#: Memory (bytes) allowed for the per-(interval, channel) normal matrices that let
+#: Memory (bytes) allowed for the per-(baseline, interval, channel) sums that let
 #: :func:`solve_calibrator` read the visibilities once; above it, it re-reads them per step.
-ONE_PASS_BYTES = 3.0e9
+ONE_PASS_BYTES = 2.0e9
 
 
 def _warm(prev: GainSolution | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -330,36 +429,6 @@ def _gain_solution(ne: NormalEquations, times: np.ndarray, freqs: np.ndarray,
                               "solint": solint})
 
 
-def _ne_bandpass_from_full(full: NormalEquations, g: np.ndarray | None) -> NormalEquations:
-    """Per-channel matrices (1, n_chan, n_pol, n, n) from per-(interval, channel) ones,
-    with per-interval gains ``g`` (n_tb, n_pol, n) applied to the model."""
-    if g is None:
-        return NormalEquations(full.A.sum(0, keepdims=True, dtype=complex),
-                               full.B.sum(0, keepdims=True, dtype=float),
-                               full.C.sum(0, keepdims=True, dtype=float),
-                               full.N.sum(0, keepdims=True, dtype=float))
-    ga = np.abs(g) ** 2
-    A = np.einsum("tcpij,tpi,tpj->cpij", full.A, np.conj(g), g)[None]
-    B = np.einsum("tcpij,tpi,tpj->cpij", full.B, ga, ga)[None]
-    return NormalEquations(A, B, full.C.sum(0, keepdims=True, dtype=float),
-                           full.N.sum(0, keepdims=True, dtype=float))
-
-
-def _ne_gains_from_full(full: NormalEquations, b: np.ndarray | None) -> NormalEquations:
-    """Per-interval matrices (n_tb, 1, n_pol, n, n) with a bandpass ``b`` (n_chan, n_pol, n)
-    applied to the model."""
-    if b is None:
-        return NormalEquations(full.A.sum(1, keepdims=True, dtype=complex),
-                               full.B.sum(1, keepdims=True, dtype=float),
-                               full.C.sum(1, keepdims=True, dtype=float),
-                               full.N.sum(1, keepdims=True, dtype=float))
-    ba = np.abs(b) ** 2
-    A = np.einsum("tcpij,cpi,cpj->tpij", full.A, np.conj(b), b)[:, None]
-    B = np.einsum("tcpij,cpi,cpj->tpij", full.B, ba, ba)[:, None]
-    return NormalEquations(A, B, full.C.sum(1, keepdims=True, dtype=float),
-                           full.N.sum(1, keepdims=True, dtype=float))
-
-
 def solve_calibrator(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
                      ant1: np.ndarray, ant2: np.ndarray, n_ant: int, times: np.ndarray,
                      freqs: np.ndarray, params: SolveParams | None = None,
@@ -394,17 +463,21 @@ def solve_calibrator(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
     bins, centres = time_bins(times, p.gain_solint)
     n_tb, n_c, n_pol = len(centres), vis.shape[2], vis.shape[3]
     kw = {"max_iter": p.max_iter, "tol": p.tol}
-    one_pass = n_tb * n_c * n_pol * n * n * 20 <= ONE_PASS_BYTES
+    xc = a1c != a2c
+    n_x = int(xc.sum())
+    one_pass = n_tb * n_c * n_pol * n_x * 16 <= ONE_PASS_BYTES
     if one_pass:
-        full = _accumulate_chunked(vis, model, flags, weight, a1c, a2c, n, bins, n_tb,
+        full = _accumulate_compact(vis, model, flags, weight, a1c, a2c, n, bins, n_tb,
                                    np.arange(n_c), n_c, store_single=True)
+        x1, x2 = a1c[xc], a2c[xc]
 
         def ne_b(g_t):  # g_t: (n_tb, n, n_pol) -> (n_tb, n_pol, n)
-            return _ne_bandpass_from_full(full, None if g_t is None else
-                                          np.moveaxis(g_t, 1, -1))
+            return _reduce_full(full, None if g_t is None else np.moveaxis(g_t, 1, -1),
+                                True, x1, x2, n)
 
         def ne_g(b):  # b: (n, n_chan, n_pol) -> (n_chan, n_pol, n)
-            return _ne_gains_from_full(full, None if b is None else np.moveaxis(b, 0, -1))
+            return _reduce_full(full, None if b is None else np.moveaxis(b, 0, -1),
+                                False, x1, x2, n)
     else:
         def ne_b(g_t):  # g_t: (n_tb, n, n_pol) -> per integration
             return _accumulate_chunked(vis, model, flags, weight, a1c, a2c, n,

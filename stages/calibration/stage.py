@@ -35,8 +35,9 @@ from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
 from . import flagging, msio
-from .apply import apply_gains, combine_bg, interpolate_gains
+from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
 from .caltable import CalTableContext, write_caltable
+from .flagging import set_threads
 from .model import apparent_spectra, model_visibilities, radec_to_lmn, source_spectrum
 from .qa import QAThresholds, qa_gate
 from .selection import SIDEREAL_RATE, select_calibrators
@@ -244,8 +245,8 @@ class CalibrationStage(PipelineStage):
         nt, nb = cube.vis.shape[:2]
         model = model_visibilities(cube.uvw.reshape(nt * nb, 3), np.repeat(np.arange(nt), nb),
                                    meta.freqs, np.ascontiguousarray(lmn), app_flux,
-                                   nthreads=cfg.nthreads)
-        model = model.reshape(nt, nb, meta.freqs.size, 1).astype(np.complex64)
+                                   nthreads=cfg.nthreads, dtype=np.complex64)
+        model = model.reshape(nt, nb, meta.freqs.size, 1)
         timings["model_s"] = time.perf_counter() - t
 
         # solve
@@ -306,7 +307,7 @@ class CalibrationStage(PipelineStage):
             final = out_dir / f"{stem}_cal.ms"
             with atomic_path(final) as tmp:
                 apply_caltables(meta, tmp, sols.bandpass, sols.gains, flags=(cube, flags),
-                                chunk_rows=cfg.chunk_rows)
+                                chunk_rows=cfg.chunk_rows, nthreads=cfg.nthreads)
             outputs["ms_calibrated"] = ProductRef.for_path("ms", final, calibrated=True,
                                                            caltables=[str(b_path), str(g_path)])
             timings["apply_s"] = time.perf_counter() - t
@@ -320,10 +321,12 @@ class CalibrationStage(PipelineStage):
 
 def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
                     flags: tuple[msio.VisCube, np.ndarray] | None = None,
-                    chunk_rows: int = 20_000) -> Path:
+                    chunk_rows: int = 20_000, nthreads: int | None = None) -> Path:
     """Copy the MS of ``meta`` to ``dst`` with CORRECTED_DATA = DATA / (g_p conj(g_q)),
     g = G(t) B(ν), G interpolated in time. ``flags`` (cube, flags) adds the flagging result
-    to FLAG. Works for calibrator and target MSs alike."""
+    to FLAG; when that cube holds the visibilities of regularly ordered rows, they are
+    corrected from memory, whole integrations at a time, and DATA is not read again.
+    Works for calibrator and target MSs alike."""
     g_t, gf_t = interpolate_gains(gains.times, gains.gains, gains.flags, meta.times)
     bp = bandpass.gains[0]
     bpf = bandpass.flags[0]
@@ -331,6 +334,24 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
         raise InputError(f"bandpass has {bp.shape[1]} channels, MS {meta.freqs.size}",
                          stage=STAGE, files=[meta.path])
     total, tflags = combine_bg(bp, bpf, g_t, gf_t)
+    if flags is not None and flags[0].vis is not None and flags[0].row_time is not None \
+            and msio.regular_rows(flags[0].row_time, flags[0].row_bl, flags[0].vis.shape[1]):
+        cube, fl = flags
+        nt, nb, nc, npol = cube.vis.shape
+        step = max(1, chunk_rows // nb)
+        set_threads(nthreads)
+
+        def chunks():
+            for t0 in range(0, nt, step):
+                t1 = min(t0 + step, nt)
+                corr, cf = apply_gains_cube(cube.vis[t0:t1], fl[t0:t1], cube.ant1, cube.ant2,
+                                            np.arange(t0, t1), total, tflags)
+                n = (t1 - t0) * nb
+                yield t0 * nb, corr.reshape(n, nc, npol), cf.reshape(n, nc, npol)
+
+        msio.copy_with_corrected(meta.path, dst)
+        msio.write_corrected_rows(dst, chunks())
+        return Path(dst)
 
     def correct(data, flag, time_, a1, a2):
         ti = np.searchsorted(meta.times, time_)
@@ -351,8 +372,6 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
 
     return msio.write_corrected(meta.path, dst, correct, extra_flags=extra,
                                 chunk_rows=chunk_rows)
-
-
 
 
 def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
@@ -383,7 +402,6 @@ def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
             rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=flagging.RFIParams(
                 threshold=flag.rfi_threshold), detect_rfi=flag.detect_rfi,
             min_good_fraction=flag.min_antenna_good_fraction)
-        cube.vis = None  # the flags are all that is kept
         flags = (cube, fl)
     final = Path(out_path)
     with atomic_path(final) as tmp:

@@ -168,7 +168,8 @@ class StefcalResult:
 def stefcal(ne: NormalEquations, *, refant: int | None = None, g0: np.ndarray | None = None,
             max_iter: int = 200, tol: float = 1e-10, min_snr: float = 0.0,
             min_baselines: int = 2) -> StefcalResult:
-    """Solve every problem of ``ne`` for per-antenna complex gains.
+    """Solve every problem of ``ne`` for per-antenna complex gains (numba, parallel over
+    problems, each iterated until it converges).
 
     Antennas with fewer than ``min_baselines`` baselines holding data get no solution
     (gain 0, flagged). With ``refant`` the phase of that antenna is set to zero (if it has
@@ -176,7 +177,6 @@ def stefcal(ne: NormalEquations, *, refant: int | None = None, g0: np.ndarray | 
     SNR < ``min_snr`` are flagged. The SNR of g_p is |g_p| / sqrt(s² / Σ_q B_pq |g_q|²),
     with s² the residual variance per visibility.
     """
-    # one dtype for BLAS (mixed single/double precision matmul falls off the fast path)
     A = np.asarray(ne.A, dtype=np.complex128)
     B = np.asarray(ne.B, dtype=np.float64)
     nbl_per_ant = (ne.N > 0).sum(axis=-1)
@@ -185,27 +185,25 @@ def stefcal(ne: NormalEquations, *, refant: int | None = None, g0: np.ndarray | 
     if g.shape != A.shape[:-1]:
         raise ValueError(f"g0 shape {g.shape} != {A.shape[:-1]}")
     g = np.where(usable, g, 0)
-    converged = np.zeros(A.shape[:-2], dtype=bool)
-    it = 0
-    for it in range(1, max_iter + 1):
-        num = (A @ g[..., None])[..., 0]  # batched BLAS: faster than einsum
-        den = (B @ (np.abs(g) ** 2)[..., None])[..., 0]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            g_new = np.where(usable & (den > 0), num / den, 0)
-        if it % 2 == 0:
-            g_new = 0.5 * (g_new + g)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            change = np.linalg.norm(g_new - g, axis=-1) / np.linalg.norm(g_new, axis=-1)
-        g = g_new
-        converged = ~(change > tol)
-        if converged.all():
-            break
+    lead = A.shape[:-2]
+    n = A.shape[-1]
+    gf = np.ascontiguousarray(g.reshape(-1, n))
+    conv = np.zeros(gf.shape[0], dtype=bool)
+    iters = np.zeros(gf.shape[0], dtype=np.int64)
+    bgg = np.zeros(gf.shape)
+    cross = np.zeros(gf.shape[0])
+    model_power = np.zeros(gf.shape[0])
+    _iterate(np.ascontiguousarray(A.reshape(-1, n, n)), np.ascontiguousarray(B.reshape(-1, n, n)),
+             np.ascontiguousarray(usable.reshape(-1, n)), gf, int(max_iter), float(tol), conv,
+             iters, bgg, cross, model_power)
+    g = gf.reshape(lead + (n,))
+    converged = conv.reshape(lead)
+    it = int(iters.max()) if iters.size else 0
     usable &= np.abs(g) > 0
-    # statistics
-    gg = np.abs(g) ** 2
-    cross = np.real(np.sum(np.conj(g) * (A @ g[..., None])[..., 0], axis=-1))
-    bgg = (B @ gg[..., None])[..., 0]
-    model_power = np.sum(gg * bgg, axis=-1)
+    # statistics: Re(g^H A g), B |g|², Σ |g|² B |g|² from the kernel
+    bgg = bgg.reshape(lead + (n,))
+    cross = cross.reshape(lead)
+    model_power = model_power.reshape(lead)
     chi2 = 0.5 * (ne.C.sum(axis=(-1, -2)) - 2 * cross + model_power)
     n_vis = 0.5 * ne.N.sum(axis=(-1, -2))
     dof = n_vis - usable.sum(axis=-1)
@@ -220,6 +218,60 @@ def stefcal(ne: NormalEquations, *, refant: int | None = None, g0: np.ndarray | 
     g = np.where(usable, g, 0)
     return StefcalResult(gains=g, flags=flags, snr=snr, n_iter=it, converged=converged,
                          chi2_reduced=s2)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _iterate(A, B, usable, g, max_iter, tol, converged, n_iter, bgg, cross, model_power
+             ):  # pragma: no cover
+    """The StEFCal iteration of every problem (P, n, n) in place on g (P, n), each problem
+    until its relative change is below ``tol`` (every second step averaged with the
+    previous gains), at most ``max_iter`` steps; then the statistics of the solution:
+    ``bgg`` = B |g|², ``cross`` = Re(g^H A g), ``model_power`` = Σ |g|² B |g|²."""
+    n_prob, n = g.shape
+    for q in numba.prange(n_prob):
+        gq = g[q]
+        g_new = np.empty(n, np.complex128)
+        amp2 = np.empty(n)
+        for it in range(1, max_iter + 1):
+            for j in range(n):
+                amp2[j] = gq[j].real * gq[j].real + gq[j].imag * gq[j].imag
+            d2 = 0.0
+            n2 = 0.0
+            for i in range(n):
+                num = 0j
+                den = 0.0
+                for j in range(n):
+                    num += A[q, i, j] * gq[j]
+                    den += B[q, i, j] * amp2[j]
+                v = num / den if usable[q, i] and den > 0 else 0j
+                if it % 2 == 0:
+                    v = 0.5 * (v + gq[i])
+                g_new[i] = v
+                dv = v - gq[i]
+                d2 += dv.real * dv.real + dv.imag * dv.imag
+                n2 += v.real * v.real + v.imag * v.imag
+            for i in range(n):
+                gq[i] = g_new[i]
+            n_iter[q] = it
+            # NaN (no solution at all) counts as converged, as in the vectorised form
+            if not (np.sqrt(d2) > tol * np.sqrt(n2)):
+                converged[q] = True
+                break
+        for j in range(n):
+            amp2[j] = gq[j].real * gq[j].real + gq[j].imag * gq[j].imag
+        cr = 0.0
+        mp = 0.0
+        for i in range(n):
+            num = 0j
+            den = 0.0
+            for j in range(n):
+                num += A[q, i, j] * gq[j]
+                den += B[q, i, j] * amp2[j]
+            bgg[q, i] = den
+            cr += (gq[i].conjugate() * num).real
+            mp += amp2[i] * den
+        cross[q] = cr
+        model_power[q] = mp
 
 
 def _initial_gains(A: np.ndarray, B: np.ndarray, refant: int | None) -> np.ndarray:

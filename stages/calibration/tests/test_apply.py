@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from stages.calibration.apply import apply_gains, combine_bg, interpolate_gains
+from stages.calibration.apply import (
+    apply_gains,
+    apply_gains_cube,
+    combine_bg,
+    interpolate_gains,
+)
 from stages.calibration.solve import SolveParams, solve_calibrator
 from stages.calibration.stefcal import time_bins
 from stages.calibration.tests import _synth
@@ -71,3 +76,25 @@ def test_apply_flags_rows_with_flagged_gains():
     assert (out[1] == 0).all() and np.allclose(out[0], 1)
     bins, _ = time_bins(np.arange(3.0), None)
     assert bins.tolist() == [0, 0, 0]
+
+
+def test_cube_kernel_equals_row_form():
+    rng = np.random.default_rng(4)
+    nt, n_ant, nc, npol = 5, 6, 7, 2
+    a1, a2 = _synth.baselines(n_ant)
+    vis = (rng.standard_normal((nt, a1.size, nc, npol))
+           + 1j * rng.standard_normal((nt, a1.size, nc, npol))).astype(np.complex64)
+    flags = rng.random(vis.shape) < 0.1
+    gains = rng.uniform(0.5, 2, (3, n_ant, nc, npol)) * np.exp(
+        1j * rng.uniform(-3, 3, (3, n_ant, nc, npol)))
+    gflags = rng.random(gains.shape) < 0.1
+    gains[1, 2, 3, 0] = 0  # a zero gain is flagged too
+    ti = np.array([0, 2, 1, 1, 0])
+    corr, cf = apply_gains_cube(vis, flags, a1, a2, ti, gains, gflags)
+    rows = vis.reshape(-1, nc, npol)
+    want, wf = apply_gains(rows, flags.reshape(rows.shape), np.tile(a1, nt), np.tile(a2, nt),
+                           np.repeat(ti, a1.size), gains, gflags)
+    np.testing.assert_array_equal(cf.reshape(wf.shape), wf)
+    assert cf.mean() > flags.mean() + 0.05  # flagged gains flag data
+    np.testing.assert_allclose(corr.reshape(want.shape), want, rtol=1e-6, atol=1e-7)
+    assert corr.dtype == np.complex64
