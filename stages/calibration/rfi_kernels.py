@@ -195,26 +195,34 @@ def smooth_plane(amp, w, npol, dec, ktime, taps, cn, cd, tn, td, bg):  # pragma:
             for i in range(mc):
                 cnt_[i] += tk * tnk[i]
                 cdt[i] += tk * tdk[i]
-    # back to the channels: coarse bin k is centred on channel k·D + (D - 1)/2; the
-    # weights of the two neighbours as rows over channel·pol
+    # back to the channels: coarse bin k is centred on channel k·D + (D - 1)/2
+    k0a = np.empty(nc, np.int64)
+    k1a = np.empty(nc, np.int64)
+    fra = np.empty(nc, np.float32)
     for c in range(nc):
         u = (c - 0.5 * (dec - 1)) / dec
         k0 = int(math.floor(u))
-        fr = np.float32(u - k0)
+        fr = u - k0
         if k0 < 0:
             k0 = 0
-            fr = np.float32(0.0)
+            fr = 0.0
         if k0 >= ncc - 1:
             k0 = ncc - 1
-            fr = np.float32(0.0)
-        k1 = min(k0 + 1, ncc - 1)
-        for t in range(nt):
-            cnt_ = cn[t]
-            cdt = cd[t]
-            bgt = bg[t]
+            fr = 0.0
+        k0a[c] = k0 * npol
+        k1a[c] = min(k0 + 1, ncc - 1) * npol
+        fra[c] = fr
+    for t in range(nt):
+        cnt_ = cn[t]
+        cdt = cd[t]
+        bgt = bg[t]
+        for c in range(nc):
+            i0 = k0a[c]
+            i1 = k1a[c]
+            fr = fra[c]
             for p in range(npol):
-                nn = (1 - fr) * cnt_[k0 * npol + p] + fr * cnt_[k1 * npol + p]
-                dd = (1 - fr) * cdt[k0 * npol + p] + fr * cdt[k1 * npol + p]
+                nn = (1 - fr) * cnt_[i0 + p] + fr * cnt_[i1 + p]
+                dd = (1 - fr) * cdt[i0 + p] + fr * cdt[i1 + p]
                 bgt[c * npol + p] = nn / dd if dd > 1e-6 else np.float32(0.0)
 
 

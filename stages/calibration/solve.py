@@ -183,11 +183,13 @@ def _accumulate_chunked(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _reduce_kernel(A, B, C, N, fac, a1, a2, over_time, oA, oB, oC, oN):  # pragma: no cover
+def _reduce_kernel(A, B, C, N, fac, a1, a2, over_time, do_cn, oA, oB, oC, oN
+                   ):  # pragma: no cover
     """Compact sums (n_x, n_tb, n_c, n_pol) reduced over time bins (``over_time``; ``fac``
     the per-bin gains (n_tb, n_pol, n_ant)) or over channels (``fac`` the bandpass (n_c,
     n_pol, n_ant)) with the factors applied to the model: A conj(f_p) f_q,
-    B |f_p|² |f_q|², into (n_x, n_c or n_tb, n_pol); one thread per baseline."""
+    B |f_p|² |f_q|², into (n_x, n_c or n_tb, n_pol); C and N only with ``do_cn``; one
+    thread per baseline."""
     n_x, n_tb, n_c, npol = A.shape
     for x in numba.prange(n_x):
         p_ = a1[x]
@@ -203,8 +205,10 @@ def _reduce_kernel(A, B, C, N, fac, a1, a2, over_time, oA, oB, oC, oN):  # pragm
                     for c in range(n_c):
                         oA[x, c, k] += complex(A[x, t, c, k]) * z
                         oB[x, c, k] += B[x, t, c, k] * w2
-                        oC[x, c, k] += C[x, t, c, k]
-                        oN[x, c, k] += N[x, t, c, k]
+                    if do_cn:
+                        for c in range(n_c):
+                            oC[x, c, k] += C[x, t, c, k]
+                            oN[x, c, k] += N[x, t, c, k]
         else:
             for t in range(n_tb):
                 for c in range(n_c):
@@ -216,8 +220,9 @@ def _reduce_kernel(A, B, C, N, fac, a1, a2, over_time, oA, oB, oC, oN):  # pragm
                                                                      + h.imag * h.imag)
                         oA[x, t, k] += complex(A[x, t, c, k]) * z
                         oB[x, t, k] += B[x, t, c, k] * w2
-                        oC[x, t, k] += C[x, t, c, k]
-                        oN[x, t, k] += N[x, t, c, k]
+                        if do_cn:
+                            oC[x, t, k] += C[x, t, c, k]
+                            oN[x, t, k] += N[x, t, c, k]
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -239,7 +244,7 @@ def _to_dense_rows(cA, cB, cC, cN, a1, a2, dA, dB, dC, dN):  # pragma: no cover
             dN[r, q_, p_] = cN[r, x]
 
 
-def _reduce_full(full: dict[str, np.ndarray], fac: np.ndarray | None, over_time: bool,
+def _reduce_full(full: dict, fac: np.ndarray | None, over_time: bool,
                  a1: np.ndarray, a2: np.ndarray, n_ant: int) -> NormalEquations:
     """Normal matrices per channel (``over_time``: (1, n_c, n_pol, n, n)) or per time bin
     ((n_tb, 1, n_pol, n, n)) from the compact per-(bin, channel) sums, the gains or
@@ -248,12 +253,18 @@ def _reduce_full(full: dict[str, np.ndarray], fac: np.ndarray | None, over_time:
     if fac is None:
         fac = np.ones((n_tb if over_time else n_c, npol, n_ant), np.complex128)
     m = n_c if over_time else n_tb
-    out = [np.zeros((n_x, m, npol), np.complex128)] + [np.zeros((n_x, m, npol))
-                                                        for _ in range(3)]
+    cached = full.get(("CN", over_time))  # C and N do not depend on the factors
+    out = [np.zeros((n_x, m, npol), np.complex128), np.zeros((n_x, m, npol))]
+    out += [np.zeros((0, 0, 0))] * 2 if cached else [np.zeros((n_x, m, npol)) for _ in range(2)]
     a1 = np.asarray(a1, np.int64)
     a2 = np.asarray(a2, np.int64)
     _reduce_kernel(full["A"], full["B"], full["C"], full["N"],
-                   np.ascontiguousarray(fac, np.complex128), a1, a2, over_time, *out)
+                   np.ascontiguousarray(fac, np.complex128), a1, a2, over_time, not cached,
+                   *out)
+    if cached:
+        out[2:] = cached
+    else:
+        full[("CN", over_time)] = out[2:]
     rows = [np.ascontiguousarray(o.reshape(n_x, m * npol).T) for o in out]
     dense = [np.zeros((m * npol, n_ant, n_ant), o.dtype) for o in out]
     _to_dense_rows(*rows, a1, a2, *dense)

@@ -12,6 +12,8 @@ the transit time, validity window, declination strip and QA metrics in its ``met
 from __future__ import annotations
 
 import math
+import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from dsa110_pipeline import instrument
-from dsa110_pipeline.atomic import atomic_path
+from dsa110_pipeline.atomic import atomic_path, publish, temp_name
 from dsa110_pipeline.catalogs import (
     DEFAULT_REF_FREQ_HZ,
     DEFAULT_SPECTRAL_INDEX,
@@ -122,6 +124,43 @@ def _geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
     return lst, app_ra, app_dec
 
 
+class _BackgroundCopy:
+    """:func:`msio.copy_with_corrected` of an MS to a temporary beside ``final``, in a
+    thread; :meth:`publish` renames it into place, :meth:`discard` removes what was not
+    published."""
+
+    def __init__(self, src: str | Path, final: Path) -> None:
+        self.final = final
+        self.tmp = temp_name(final)
+        self._error: BaseException | None = None
+        self._published = False
+        self._thread = threading.Thread(target=self._copy, args=(src,), daemon=True,
+                                        name="calibration-copy")
+        self._thread.start()
+
+    def _copy(self, src: str | Path) -> None:
+        try:
+            msio.copy_with_corrected(src, self.tmp)
+        except BaseException as exc:  # re-raised by wait()
+            self._error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise InputError("cannot copy the MS for CORRECTED_DATA", stage=STAGE,
+                             files=[str(self.final)], cause=self._error) from self._error
+
+    def publish(self) -> Path:
+        publish(self.tmp, self.final)
+        self._published = True
+        return self.final
+
+    def discard(self) -> None:
+        self._thread.join()
+        if not self._published:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class CalibrationStage(PipelineStage):
     """Solve bandpass and gains on a calibrator MS and apply them."""
 
@@ -194,6 +233,23 @@ class CalibrationStage(PipelineStage):
         cfg = self.config
         product = ctx.get("ms")
         ref = product[0] if isinstance(product, list) else product
+        copy = None
+        if cfg.write_corrected:
+            # the copy that gets CORRECTED_DATA is made (I/O) while the solutions are
+            # computed (CPU); published only when complete, removed otherwise
+            final = self.products_dir(ctx) / \
+                f"{Path(ref.path).name.removesuffix('.ms')}_cal.ms"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            copy = _BackgroundCopy(ref.path, final)
+        try:
+            return self._run(ctx, ref, copy)
+        finally:
+            if copy is not None:
+                copy.discard()
+
+    def _run(self, ctx: PipelineContext, ref: ProductRef, copy: _BackgroundCopy | None
+             ) -> PipelineContext:
+        cfg = self.config
         timings: dict[str, float] = {}
         t = time.perf_counter()
         meta = msio.read_ms_meta(ref.path)
@@ -302,12 +358,13 @@ class CalibrationStage(PipelineStage):
         timings["write_tables_s"] = time.perf_counter() - t
 
         outputs: dict[str, Any] = {"caltables": tables_refs}
-        if cfg.write_corrected:
+        if copy is not None:
             t = time.perf_counter()
-            final = out_dir / f"{stem}_cal.ms"
-            with atomic_path(final) as tmp:
-                apply_caltables(meta, tmp, sols.bandpass, sols.gains, flags=(cube, flags),
-                                chunk_rows=cfg.chunk_rows, nthreads=cfg.nthreads)
+            copy.wait()
+            timings["copy_wait_s"] = time.perf_counter() - t
+            apply_caltables(meta, copy.tmp, sols.bandpass, sols.gains, flags=(cube, flags),
+                            chunk_rows=cfg.chunk_rows, nthreads=cfg.nthreads, copied=True)
+            final = copy.publish()
             outputs["ms_calibrated"] = ProductRef.for_path("ms", final, calibrated=True,
                                                            caltables=[str(b_path), str(g_path)])
             timings["apply_s"] = time.perf_counter() - t
@@ -321,11 +378,13 @@ class CalibrationStage(PipelineStage):
 
 def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
                     flags: tuple[msio.VisCube, np.ndarray] | None = None,
-                    chunk_rows: int = 20_000, nthreads: int | None = None) -> Path:
+                    chunk_rows: int = 20_000, nthreads: int | None = None,
+                    copied: bool = False) -> Path:
     """Copy the MS of ``meta`` to ``dst`` with CORRECTED_DATA = DATA / (g_p conj(g_q)),
     g = G(t) B(ν), G interpolated in time. ``flags`` (cube, flags) adds the flagging result
     to FLAG; when that cube holds the visibilities of regularly ordered rows, they are
-    corrected from memory, whole integrations at a time, and DATA is not read again.
+    corrected from memory, whole integrations at a time, and DATA is not read again
+    (``copied``: ``dst`` is that copy already, made by :func:`msio.copy_with_corrected`).
     Works for calibrator and target MSs alike."""
     g_t, gf_t = interpolate_gains(gains.times, gains.gains, gains.flags, meta.times)
     bp = bandpass.gains[0]
@@ -349,7 +408,8 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
                 n = (t1 - t0) * nb
                 yield t0 * nb, corr.reshape(n, nc, npol), cf.reshape(n, nc, npol)
 
-        msio.copy_with_corrected(meta.path, dst)
+        if not copied:
+            msio.copy_with_corrected(meta.path, dst)
         msio.write_corrected_rows(dst, chunks())
         return Path(dst)
 
