@@ -39,12 +39,14 @@ from scipy.ndimage import gaussian_filter1d
 
 from .rfi_kernels import (
     MAD_TO_SIGMA,
+    changed_baselines,
     decimated_gaussian,
     mad_of,
     rfi_block,
     smooth_plane,
     st_lines,
     st_work,
+    take_baselines,
 )
 
 #: Most samples per (baseline, polarisation) in the MAD noise estimate of the RFI passes
@@ -339,12 +341,14 @@ def _or_plane_joint(flags, plane):  # pragma: no cover
 
 
 def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None, *,
-             bl_chunk: int = 64, nthreads: int = 1) -> np.ndarray:
+             bl_chunk: int = 64, nthreads: int = 1, reuse: bool = True) -> np.ndarray:
     """Robust per-baseline RFI flags (new array) for a cube ``(n_time, n_bl, n_chan, n_pol)``.
 
     Works on amplitudes, ``bl_chunk`` baselines per task (``nthreads`` tasks at once);
     polarisations are flagged together. After the per-baseline passes, the
-    baseline-averaged residual is tested too.
+    baseline-averaged residual is tested too. ``reuse`` (two passes) lets the first pass
+    also search its residual with the second pass's thresholds, so that the second pass
+    is redone only where the flags changed; the result is the same.
     """
     p = params or RFIParams()
     if vis.ndim != 4 or flags.shape != vis.shape:
@@ -358,31 +362,61 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
         _or_cells(fin, strong)
     cur = fin.copy()
     dec, ktime, taps = _smoothing(nt, nc, p.sigma_time, p.sigma_chan)
-    factors = np.linspace(2.0, 1.0, p.iterations) if p.iterations > 1 else [1.0]
-    starts = list(range(0, nb, max(1, bl_chunk)))
-    xsum = np.zeros((nt, nc, npol))
-    xcnt = np.zeros((nt, nc, npol))
-    for n_pass, factor in enumerate(factors):
-        last = n_pass == len(factors) - 1
-        windows, chis = _windows(p.threshold * factor, p.rho, p.max_window)
+    factors = list(np.linspace(2.0, 1.0, p.iterations)) if p.iterations > 1 else [1.0]
+    sets = [_windows(p.threshold * f, p.rho, p.max_window) for f in factors]
+    none = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+    no_cube = np.zeros((0, 0, 0, 0), bool)
 
-        def block(b0: int, windows=windows, chis=chis, last=last):
+    def run(v, f_in, c_out, set1, set2, cand, want_x):
+        """One pass over the cube ``v`` in blocks of baselines; returns (xsum, xcnt)."""
+        n = v.shape[1]
+
+        def block(b0: int):
             xs = np.zeros((nt, nc, npol))
             xc = np.zeros((nt, nc, npol))
-            rfi_block(vis, fin, cur, b0, min(b0 + bl_chunk, nb), dec, ktime, taps,
-                      MAD_MAX_SAMPLES, windows, chis, last, xs, xc)
+            rfi_block(v, f_in, c_out, b0, min(b0 + bl_chunk, n), dec, ktime, taps,
+                      MAD_MAX_SAMPLES, *set1, *set2, cand, want_x, xs, xc)
             return xs, xc
 
+        starts = list(range(0, n, max(1, bl_chunk)))
         if nthreads > 1 and len(starts) > 1:
             with ThreadPoolExecutor(nthreads) as pool:
                 results = list(pool.map(block, starts))
         else:
             results = [block(b0) for b0 in starts]
-        if last:
-            for xs, xc in results:
-                xsum += xs
-                xcnt += xc
+        xs = np.zeros((nt, nc, npol))
+        xc = np.zeros((nt, nc, npol))
+        for a, c in results:
+            xs += a
+            xc += c
+        return xs, xc
+
+    if len(sets) == 2 and reuse:
+        # the second pass equals the first pass's residual searched with the second
+        # thresholds wherever the weights did not change (most baselines): both searches
+        # run in the first pass; only the baselines whose flags changed are redone
+        cand = np.empty_like(fin)
+        xsum, xcnt = run(vis, fin, cur, sets[0], sets[1], cand, True)
         _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
+        changed = changed_baselines(cur, fin)
+        take_baselines(cur, cand, ~changed)
+        del cand
+        idx = np.flatnonzero(changed)
+        if idx.size:
+            v_s, f_s = vis[:, idx], fin[:, idx]
+            xs_old, xc_old = run(v_s, f_s, f_s.copy(), sets[0], sets[1],
+                                 np.empty_like(f_s), True)
+            c_s = cur[:, idx]
+            xs_new, xc_new = run(v_s, f_s, c_s, sets[1], none, no_cube, True)
+            cur[:, idx] = c_s
+            xsum += xs_new - xs_old
+            xcnt += xc_new - xc_old
+        _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
+    else:
+        for k, set_k in enumerate(sets):
+            last = k == len(sets) - 1
+            xsum, xcnt = run(vis, fin, cur, set_k, none, no_cube, last)
+            _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
     if p.combined and nb > 1:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(xcnt > 0, xsum / xcnt, 0.0)[:, None]

@@ -228,8 +228,18 @@ def smooth_plane(amp, w, npol, dec, ktime, taps, cn, cd, tn, td, bg):  # pragma:
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def load_plane(vis, cur, fin, b, amp, w, f):  # pragma: no cover
-    """Baseline ``b`` of the cube: amplitudes, weights (0 where ``cur``), input flags."""
+    """Baseline ``b`` of the cube: amplitudes, weights (0 where ``cur``), input flags.
+    Returns whether ``fin`` and ``cur`` flag all of it (then nothing is loaded)."""
     nt, _, nc, npol = vis.shape
+    all_flagged = True
+    for t in range(nt):
+        for c in range(nc):
+            for p in range(npol):
+                all_flagged = all_flagged and fin[t, b, c, p] and cur[t, b, c, p]
+        if not all_flagged:
+            break
+    if all_flagged:
+        return True
     for t in range(nt):
         for c in range(nc):
             for p in range(npol):
@@ -239,6 +249,7 @@ def load_plane(vis, cur, fin, b, amp, w, f):  # pragma: no cover
                                     + np.float32(v.imag) * np.float32(v.imag))
                 w[t, i] = np.float32(0.0) if cur[t, b, c, p] else np.float32(1.0)
                 f[t, i] = fin[t, b, c, p]
+    return False
 
 
 @numba.njit(cache=True, nogil=True)
@@ -307,12 +318,16 @@ def store_plane(ft, fin, x, b, want_x, cur, xsum, xcnt):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True)
 def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
-              want_x, xsum, xcnt):  # pragma: no cover
+              windows2, chis2, cand, want_x, xsum, xcnt):  # pragma: no cover
     """One SumThreshold pass over baselines b0:b1 of the cube ``vis`` (n_time, n_bl,
     n_chan, n_pol): background weights from ``cur`` (the previous flags), detection
     against ``fin`` (the input flags); ``cur`` gets the new flags (``fin`` plus the
-    detections, polarisations together). With ``want_x`` the normalised residual of the
-    unflagged samples is summed into ``xsum``/``xcnt`` (n_time, n_chan, n_pol)."""
+    detections, polarisations together).
+
+    With a second threshold set (``windows2`` not empty) the same residual is also
+    searched with it, into ``cand``: the next pass's result wherever that pass finds the
+    same weights. With ``want_x`` the normalised residual of the samples left unflagged
+    by the last set is summed into ``xsum``/``xcnt`` (n_time, n_chan, n_pol)."""
     nt, _, nc, npol = vis.shape
     m = nc * npol
     ncc = (nc + dec - 1) // dec
@@ -326,6 +341,7 @@ def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
     td = np.empty((nt, (ncc + 2 * r) * npol), np.float32)
     inv = np.empty(m, np.float32)
     x = np.empty((nt, m), np.float32)
+    f0 = np.empty((nt, m), np.bool_)
     f = np.empty((nt, m), np.bool_)
     xt = np.empty((nc, nt * npol), np.float32)
     ft = np.empty((nc, nt * npol), np.bool_)
@@ -333,13 +349,58 @@ def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
     sig = np.empty(npol, np.float32)
     g1, gx1, s1, c1, h1, e1, r1 = st_work(nt, m)
     g2, gx2, s2, c2, h2, e2, r2 = st_work(nc, nt * npol)
+    n_sets = 2 if windows2.size > 0 else 1
     for b in range(b0, b1):
-        load_plane(vis, cur, fin, b, amp, w, f)
+        if load_plane(vis, cur, fin, b, amp, w, f0):
+            if n_sets == 2:  # all flagged (autocorrelations, dead antennas)
+                for t in range(nt):
+                    for c in range(nc):
+                        for p in range(npol):
+                            cand[t, b, c, p] = True
+            continue
         smooth_plane(amp, w, npol, dec, ktime, taps, cn, cd, tn, td, bg)
         noise_sigma(amp, bg, w, npol, mad_max, buf, sig)
         normalise(amp, bg, sig, npol, inv, x)
-        st_lines(x, f, windows, chis, False, g1, gx1, s1, c1, h1, e1, r1)   # along time
-        to_chan_major(x, npol, xt)                                           # frequency
-        to_chan_major(f, npol, ft)
-        st_lines(xt, ft, windows, chis, False, g2, gx2, s2, c2, h2, e2, r2)
-        store_plane(ft, fin, x, b, want_x, cur, xsum, xcnt)
+        to_chan_major(x, npol, xt)
+        for k in range(n_sets):
+            wk = windows if k == 0 else windows2
+            ck = chis if k == 0 else chis2
+            for t in range(nt):
+                for i in range(m):
+                    f[t, i] = f0[t, i]
+            st_lines(x, f, wk, ck, False, g1, gx1, s1, c1, h1, e1, r1)       # along time
+            to_chan_major(f, npol, ft)                                       # frequency
+            st_lines(xt, ft, wk, ck, False, g2, gx2, s2, c2, h2, e2, r2)
+            store_plane(ft, fin, x, b, want_x and k == n_sets - 1, cur if k == 0 else cand,
+                        xsum, xcnt)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def changed_baselines(a, b):  # pragma: no cover
+    """Per baseline, whether the flag cubes ``a`` and ``b`` differ."""
+    nt, nb, nc, npol = a.shape
+    out = np.zeros(nb, np.bool_)
+    for j in numba.prange(nb):
+        for t in range(nt):
+            for c in range(nc):
+                for p in range(npol):
+                    if a[t, j, c, p] != b[t, j, c, p]:
+                        out[j] = True
+                        break
+                if out[j]:
+                    break
+            if out[j]:
+                break
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def take_baselines(dst, src, which):  # pragma: no cover
+    """dst[:, b] = src[:, b] for the baselines with ``which``."""
+    nt, nb, nc, npol = dst.shape
+    for t in numba.prange(nt):
+        for b in range(nb):
+            if which[b]:
+                for c in range(nc):
+                    for p in range(npol):
+                        dst[t, b, c, p] = src[t, b, c, p]
