@@ -303,12 +303,26 @@ def reference_phase(g: np.ndarray, usable: np.ndarray, refant: int,
     return g * rot
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _unflagged_per_baseline(flags):  # pragma: no cover
+    nt, nb, nc, npol = flags.shape
+    out = np.zeros(nb, np.int64)
+    for b in numba.prange(nb):
+        k = 0
+        for t in range(nt):
+            for c in range(nc):
+                for p in range(npol):
+                    k += not flags[t, b, c, p]
+        out[b] = k
+    return out
+
+
 def choose_refant(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_ant: int) -> int:
     """The antenna with the most unflagged cross-correlation samples."""
     ant1 = np.asarray(ant1)
     ant2 = np.asarray(ant2)
     cross = ant1 != ant2
-    good = (~flags[:, cross]).sum(axis=(0, 2, 3)).astype(float)
+    good = _unflagged_per_baseline(np.asarray(flags, bool))[cross].astype(float)
     count = np.bincount(ant1[cross], good, n_ant) + np.bincount(ant2[cross], good, n_ant)
     if count.max() <= 0:
         raise ValueError("no unflagged cross-correlation data: cannot choose a reference "
