@@ -250,6 +250,8 @@ class CalibrationStage(PipelineStage):
     def _run(self, ctx: PipelineContext, ref: ProductRef, copy: _BackgroundCopy | None
              ) -> PipelineContext:
         cfg = self.config
+        # threads: the config, else the runner's allotment (a dask worker's stage threads)
+        threads = cfg.nthreads or getattr(ctx.runtime, "nthreads", None)
         timings: dict[str, float] = {}
         t = time.perf_counter()
         meta = msio.read_ms_meta(ref.path)
@@ -273,7 +275,7 @@ class CalibrationStage(PipelineStage):
             cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant, freqs=meta.freqs,
             rfi_freqs=tuple(cfg.rfi_frequencies_hz), rfi_channels=tuple(cfg.rfi_channels),
             rfi=flagging.RFIParams(threshold=cfg.rfi_threshold), detect_rfi=cfg.detect_rfi,
-            min_good_fraction=cfg.min_antenna_good_fraction, nthreads=cfg.nthreads or 1)
+            min_good_fraction=cfg.min_antenna_good_fraction, nthreads=threads or 1)
         timings["flag_s"] = time.perf_counter() - t
         if fsum.total >= 0.999:
             raise InputError("all data are flagged", stage=STAGE, files=[meta.path])
@@ -301,7 +303,7 @@ class CalibrationStage(PipelineStage):
         nt, nb = cube.vis.shape[:2]
         model = model_visibilities(cube.uvw.reshape(nt * nb, 3), np.repeat(np.arange(nt), nb),
                                    meta.freqs, np.ascontiguousarray(lmn), app_flux,
-                                   nthreads=cfg.nthreads, dtype=np.complex64)
+                                   nthreads=threads, dtype=np.complex64)
         model = model.reshape(nt, nb, meta.freqs.size, 1)
         timings["model_s"] = time.perf_counter() - t
 
@@ -363,7 +365,7 @@ class CalibrationStage(PipelineStage):
             copy.wait()
             timings["copy_wait_s"] = time.perf_counter() - t
             apply_caltables(meta, copy.tmp, sols.bandpass, sols.gains, flags=(cube, flags),
-                            chunk_rows=cfg.chunk_rows, nthreads=cfg.nthreads, copied=True)
+                            chunk_rows=cfg.chunk_rows, nthreads=threads, copied=True)
             final = copy.publish()
             outputs["ms_calibrated"] = ProductRef.for_path("ms", final, calibrated=True,
                                                            caltables=[str(b_path), str(g_path)])
