@@ -42,6 +42,8 @@ from perf.harness import row, run_measured
 REPO = Path(__file__).resolve().parents[2]
 GOAL_WALL_S, GOAL_WORKER_GB = 120.0, 4.0
 GOAL_SCALING, GOAL_OVERHEAD = 1.7, 0.02
+#: CASA's part of the anchor stops here (tclean with w-projection is slow).
+ANCHOR_LIMIT_S = 1500.0
 
 _SIM = r"""
 import json, sys
@@ -217,10 +219,15 @@ def _anchor(files: list[str], work: Path, phase: tuple[float, float], casa_py: s
     m2 = _py(_ANCHOR_CASA, {"ms": str(ms), "work": str(work), "home": str(home),
                             "cal_dir": cal_dir, "cal_flux": float(cal.flux_jy),
                             "cal_alpha": DEFAULT_SPECTRAL_INDEX, "refant": "1",
-                            "npix": npix}, python=casa_py, timeout=3600,
+                            "npix": npix}, python=casa_py, timeout=ANCHOR_LIMIT_S,
              env={**os.environ, "HOME": str(home)})
+    if m2.timed_out:
+        return [row(scenario, "anchor: pyuvdata write_ms + CASA calibration + tclean "
+                    "(stopped at the time limit)", m1.wall_s + m2.wall_s,
+                    max(m1.peak_rss_gb, m2.peak_rss_gb), convert_s=round(m1.wall_s, 1),
+                    anchor=f"> {m1.wall_s + m2.wall_s:.0f} s (lower bound)")], notes
     if not m2.ok:
-        notes.append(f"anchor: CASA chain failed or timed out: {m2.error_text()}")
+        notes.append(f"anchor: CASA chain failed: {m2.error_text()}")
         return [], notes
     c, k = m1.json(), m2.json()
     total = m1.wall_s + m2.wall_s
