@@ -68,7 +68,8 @@ def make_client(cfg: OrchestratorConfig) -> tuple[Any, Any]:
         processes=True,
         memory_limit=cfg.memory_limit,
         dashboard_address=":8787" if cfg.dashboard else None,
-        env=worker_env(cfg.threads_per_worker),
+        # libraries size their thread pools from these at start-up: allow what a stage may use
+        env=worker_env(max(cfg.threads_per_worker, cfg.stage_threads or 0)),
         resources={"memory_gb": worker_memory_gb(cfg.memory_limit, n_workers)},
         silence_logs=40,
     )

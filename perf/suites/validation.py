@@ -82,7 +82,9 @@ def _imaging_time(npix: int) -> float | None:
     except ValueError:
         return None
     for r in rows:
-        if str(npix) in str(r.get("scenario", "")) and r.get("tool", "").startswith("ours"):
+        tool = str(r.get("tool", ""))
+        if str(npix) in str(r.get("scenario", "")) and (tool.startswith("ours")
+                                                         or "ImagingStage" in tool):
             return r.get("wall_s")
     return None
 

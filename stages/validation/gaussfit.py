@@ -65,11 +65,13 @@ def _model_and_jacobian(xx: np.ndarray, yy: np.ndarray,
 
 
 def levenberg_marquardt(xx: np.ndarray, yy: np.ndarray, vals: np.ndarray, p0: np.ndarray,
-                        lo: np.ndarray, hi: np.ndarray, max_iter: int = 100,
-                        tol: float = 1e-10) -> tuple[np.ndarray, bool]:
+                        lo: np.ndarray, hi: np.ndarray, max_iter: int = 50,
+                        tol: float = 1e-7) -> tuple[np.ndarray, bool]:
     """Least-squares Gaussians (``p0``: n × 6) to ``vals`` at pixels (xx, yy) by
     Levenberg-Marquardt with the analytic Jacobian; parameters are kept within
-    [``lo``, ``hi``] by projection. Returns the parameters and whether it converged."""
+    [``lo``, ``hi``] by projection. Returns the parameters and whether it converged
+    (a step lowering the cost by less than ``tol`` of it: far below the noise of any
+    fitted parameter)."""
     p = np.clip(p0, lo, hi)
     model, jac = _model_and_jacobian(xx, yy, p)
     r = model - vals
