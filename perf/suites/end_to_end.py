@@ -63,8 +63,8 @@ print(json.dumps({"files": [str(f) for g in res.groups for f in g.files],
 
 
 def _py(script: str, args: dict[str, Any], timeout: float = 3600, python: str | None = None,
-        env: dict[str, str] | None = None):
-    return run_measured([python or sys.executable, "-c", script, json.dumps(args)], cwd=REPO,
+        env: dict[str, str] | None = None, cwd: Path = REPO):
+    return run_measured([python or sys.executable, "-c", script, json.dumps(args)], cwd=cwd,
                         timeout=timeout, env=env)
 
 
@@ -220,7 +220,7 @@ def _anchor(files: list[str], work: Path, phase: tuple[float, float], casa_py: s
                             "cal_dir": cal_dir, "cal_flux": float(cal.flux_jy),
                             "cal_alpha": DEFAULT_SPECTRAL_INDEX, "refant": "1",
                             "npix": npix}, python=casa_py, timeout=ANCHOR_LIMIT_S,
-             env={**os.environ, "HOME": str(home)})
+             env={**os.environ, "HOME": str(home)}, cwd=work)  # CASA logs land in cwd
     if m2.timed_out:
         return [row(scenario, "anchor: pyuvdata write_ms + CASA calibration + tclean "
                     "(stopped at the time limit)", m1.wall_s + m2.wall_s,
