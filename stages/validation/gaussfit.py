@@ -162,16 +162,19 @@ def condon_errors(amp: np.ndarray, smaj: np.ndarray, smin: np.ndarray, pa: np.nd
     r_a = np.sqrt(rho2(1.5, 1.5))
     r_M = np.sqrt(rho2(2.5, 0.5))
     r_m = np.sqrt(rho2(0.5, 2.5))
-    amp_frac = np.sqrt(2.0) / r_a
-    maj_frac = np.sqrt(2.0) / r_M
-    min_frac = np.sqrt(2.0) / r_m
-    e_maj = smaj * np.sqrt(2.0) / r_M  # position error along the major axis (sigma_M)
-    e_min = smin * np.sqrt(2.0) / r_m
-    s, c = np.sin(pa), np.cos(pa)
-    ex = np.sqrt((e_maj * s) ** 2 + (e_min * c) ** 2)
-    ey = np.sqrt((e_maj * c) ** 2 + (e_min * s) ** 2)
-    int_frac = np.sqrt(amp_frac**2 + (tN * tN / (tM * tm)) * (maj_frac**2 + min_frac**2))
-    return {"peak": amp * amp_frac, "int_frac": int_frac, "x": ex, "y": ey}
+    # a fit that went to zero amplitude has no finite error: inf/nan, without warnings
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amp_frac = np.sqrt(2.0) / r_a
+        maj_frac = np.sqrt(2.0) / r_M
+        min_frac = np.sqrt(2.0) / r_m
+        e_maj = smaj * np.sqrt(2.0) / r_M  # position error along the major axis (sigma_M)
+        e_min = smin * np.sqrt(2.0) / r_m
+        s, c = np.sin(pa), np.cos(pa)
+        ex = np.sqrt((e_maj * s) ** 2 + (e_min * c) ** 2)
+        ey = np.sqrt((e_maj * c) ** 2 + (e_min * s) ** 2)
+        int_frac = np.sqrt(amp_frac**2 + (tN * tN / (tM * tm)) * (maj_frac**2 + min_frac**2))
+        peak = amp * amp_frac
+    return {"peak": peak, "int_frac": int_frac, "x": ex, "y": ey}
 
 
 __all__ = ["gaussian2d", "GaussFit", "fit_gaussians", "levenberg_marquardt", "condon_errors",
