@@ -64,46 +64,31 @@ def _model_and_jacobian(xx: np.ndarray, yy: np.ndarray,
     return model, jac
 
 
-def levenberg_marquardt(xx: np.ndarray, yy: np.ndarray, vals: np.ndarray, p0: np.ndarray,
-                        lo: np.ndarray, hi: np.ndarray, max_iter: int = 50,
-                        tol: float = 1e-7) -> tuple[np.ndarray, bool]:
-    """Least-squares Gaussians (``p0``: n × 6) to ``vals`` at pixels (xx, yy) by
-    Levenberg-Marquardt with the analytic Jacobian; parameters are kept within
-    [``lo``, ``hi``] by projection. Returns the parameters and whether it converged
-    (a step lowering the cost by less than ``tol`` of it: far below the noise of any
-    fitted parameter)."""
-    p = np.clip(p0, lo, hi)
-    model, jac = _model_and_jacobian(xx, yy, p)
-    r = model - vals
-    cost = float(r @ r)
-    lam = 1e-3
-    for _ in range(max_iter):
-        jtj = jac.T @ jac
-        grad = jac.T @ r
-        d = np.diag(jtj).copy()
-        d = np.maximum(d, 1e-12 * max(float(d.max()), 1e-300))
-        while True:
-            try:
-                step = np.linalg.solve(jtj + lam * np.diag(d), -grad)
-            except np.linalg.LinAlgError:
-                step = None
-            if step is not None:
-                p_new = np.clip(p + step.reshape(p.shape), lo, hi)
-                m_new, j_new = _model_and_jacobian(xx, yy, p_new)
-                r_new = m_new - vals
-                c_new = float(r_new @ r_new)
-                if c_new <= cost:
-                    break
-            lam *= 4.0
-            if lam > 1e12:
-                return p, True  # no step lowers the cost: at a minimum
-        shrink = cost - c_new
-        p, jac, r = p_new, j_new, r_new
-        lam = max(lam / 4.0, 1e-9)
-        if shrink <= tol * cost or np.all(np.abs(step) <= 1e-9 * (np.abs(p.ravel()) + 1e-9)):
-            return p, True
-        cost = c_new
-    return p, False
+def bounded_least_squares(xx: np.ndarray, yy: np.ndarray, vals: np.ndarray, p0: np.ndarray,
+                          lo: np.ndarray, hi: np.ndarray, max_nfev: int = 200
+                          ) -> tuple[np.ndarray, bool]:
+    """Least-squares Gaussians (``p0``: n × 6) to ``vals`` at pixels (xx, yy): scipy's
+    trust-region reflective solver with the analytic Jacobian, parameters within
+    [``lo``, ``hi``]. Returns the parameters and whether it converged.
+
+    (A hand-written Levenberg-Marquardt with projected bounds was tried and stopped short
+    of the minimum on blended islands: 1.9" astrometric rms on the demo instead of 0.34".)
+    """
+    from scipy.optimize import least_squares
+
+    shape = p0.shape
+    lo_, hi_ = lo.ravel(), hi.ravel()
+    span = np.abs(hi_ - lo_)
+    x0 = np.clip(p0.ravel(), lo_ + 1e-9 * span, hi_ - 1e-9 * span)
+
+    def resid(q: np.ndarray) -> np.ndarray:
+        return _model_and_jacobian(xx, yy, q.reshape(shape))[0] - vals
+
+    def jac(q: np.ndarray) -> np.ndarray:
+        return _model_and_jacobian(xx, yy, q.reshape(shape))[1]
+
+    r = least_squares(resid, x0, jac=jac, bounds=(lo_, hi_), method="trf", max_nfev=max_nfev)
+    return r.x.reshape(shape), bool(r.success)
 
 
 def fit_gaussians(data: np.ndarray, mask: np.ndarray, x0: np.ndarray, y0: np.ndarray,
@@ -132,7 +117,7 @@ def fit_gaussians(data: np.ndarray, mask: np.ndarray, x0: np.ndarray, y0: np.nda
     p = np.clip(p0, lo, hi)
     if ok:
         try:
-            p, ok = levenberg_marquardt(xx, yy, vals, p0, lo, hi)
+            p, ok = bounded_least_squares(xx, yy, vals, p0, lo, hi)
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             p, ok = np.clip(p0, lo, hi), False
     amp, x, y, sa, sb, pa = p.T.copy()
@@ -177,5 +162,5 @@ def condon_errors(amp: np.ndarray, smaj: np.ndarray, smin: np.ndarray, pa: np.nd
     return {"peak": peak, "int_frac": int_frac, "x": ex, "y": ey}
 
 
-__all__ = ["gaussian2d", "GaussFit", "fit_gaussians", "levenberg_marquardt", "condon_errors",
+__all__ = ["gaussian2d", "GaussFit", "fit_gaussians", "bounded_least_squares", "condon_errors",
            "FWHM_PER_SIGMA"]
