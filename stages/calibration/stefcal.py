@@ -220,6 +220,25 @@ def stefcal(ne: NormalEquations, *, refant: int | None = None, g0: np.ndarray | 
                          chi2_reduced=s2)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _abs2(g, out):  # pragma: no cover
+    """|g|² into ``out``."""
+    for j in range(g.size):
+        out[j] = g[j].real * g[j].real + g[j].imag * g[j].imag
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _row_sums(A, B, q, i, g, amp2):  # pragma: no cover
+    """(Σ_j A[q,i,j] g_j, Σ_j B[q,i,j] |g_j|²): one antenna's StEFCal numerator and
+    denominator."""
+    num = 0j
+    den = 0.0
+    for j in range(g.size):
+        num += A[q, i, j] * g[j]
+        den += B[q, i, j] * amp2[j]
+    return num, den
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _iterate(A, B, usable, g, max_iter, tol, converged, n_iter, bgg, cross, model_power
              ):  # pragma: no cover
@@ -233,16 +252,11 @@ def _iterate(A, B, usable, g, max_iter, tol, converged, n_iter, bgg, cross, mode
         g_new = np.empty(n, np.complex128)
         amp2 = np.empty(n)
         for it in range(1, max_iter + 1):
-            for j in range(n):
-                amp2[j] = gq[j].real * gq[j].real + gq[j].imag * gq[j].imag
+            _abs2(gq, amp2)
             d2 = 0.0
             n2 = 0.0
             for i in range(n):
-                num = 0j
-                den = 0.0
-                for j in range(n):
-                    num += A[q, i, j] * gq[j]
-                    den += B[q, i, j] * amp2[j]
+                num, den = _row_sums(A, B, q, i, gq, amp2)
                 v = num / den if usable[q, i] and den > 0 else 0j
                 if it % 2 == 0:
                     v = 0.5 * (v + gq[i])
@@ -257,16 +271,11 @@ def _iterate(A, B, usable, g, max_iter, tol, converged, n_iter, bgg, cross, mode
             if not (np.sqrt(d2) > tol * np.sqrt(n2)):
                 converged[q] = True
                 break
-        for j in range(n):
-            amp2[j] = gq[j].real * gq[j].real + gq[j].imag * gq[j].imag
+        _abs2(gq, amp2)
         cr = 0.0
         mp = 0.0
         for i in range(n):
-            num = 0j
-            den = 0.0
-            for j in range(n):
-                num += A[q, i, j] * gq[j]
-                den += B[q, i, j] * amp2[j]
+            num, den = _row_sums(A, B, q, i, gq, amp2)
             bgg[q, i] = den
             cr += (gq[i].conjugate() * num).real
             mp += amp2[i] * den
