@@ -167,6 +167,8 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
         "n_sources": len(src),
         "n_sources_above_5sigma": int((src_snr >= DETECTION_SNR).sum()),
         "n_sources_resolved": int(resolved.sum()),
+        "n_sources_by_fit": {str(k): int(v) for k, v in
+                             zip(*np.unique(src.fit, return_counts=True))},
         "n_reference_in_field": len(ref),
         "n_matched": len(match),
         "match_radius_arcsec": radius * ARCSEC,

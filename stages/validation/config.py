@@ -63,6 +63,15 @@ class ValidationConfig(StageConfig):
     #: Peak threshold (S/N) of an island and the S/N to which islands grow.
     thresh_pix: float = Field(5.0, gt=0)
     thresh_isl: float = Field(3.0, gt=0)
+    #: Built-in island finder: an island with more than 4 peaks or more than this many
+    #: beam areas (CLEAN artefacts, sidelobe ridges, extended emission) is not fitted as a
+    #: whole; its bright compact peaks get Gaussians fitted near them, the rest is
+    #: measured by moments (``fit`` = "moments" in the source list).
+    island_max_beams: float = Field(16.0, gt=0)
+    #: Built-in island finder: islands whose brightest peak is below this S/N are fitted
+    #: with Gaussians of the beam's shape (``fit`` = "point"): a size cannot be measured
+    #: there and a free one biases the integrated flux up.
+    point_fit_snr: float = Field(10.0, ge=0)
     #: Box size (beams) of the rms / mean maps; 0 = one global value.
     rms_box_beams: float = Field(30.0, ge=0)
     #: Match radius in units of the restoring beam's major axis FWHM.

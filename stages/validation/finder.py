@@ -39,12 +39,16 @@ def choose_method(method: Method) -> str:
 def find_sources(image: SkyImage, *, method: Method = "auto", thresh_pix: float = 5.0,
                  thresh_isl: float = 3.0, rms_box_beams: float = 30.0,
                  mask: np.ndarray | None = None, ncores: int = 1,
-                 bdsf_background: Literal["builtin", "pybdsf"] = "builtin") -> FinderResult:
+                 bdsf_background: Literal["builtin", "pybdsf"] = "builtin",
+                 island_max_beams: float = 16.0, point_fit_snr: float = 10.0
+                 ) -> FinderResult:
     """Find sources in ``image`` above ``thresh_pix``·rms (islands grown to ``thresh_isl``).
 
     ``rms_box_beams`` sets the background box (in beam major axes; 0 = global); ``mask``
     (True = usable) limits the search, e.g. to where the primary beam is above its cut.
     ``bdsf_background``: whether PyBDSF gets the built-in mean/rms maps or makes its own.
+    ``island_max_beams`` and ``point_fit_snr``: see :func:`.finder_islands.find_pixel_sources`
+    (``max_fit_beams``, ``shape_snr``).
     """
     if image.beam is None:
         raise MissingBeamError("source finding needs a restoring beam", files=[image.path])
@@ -61,7 +65,8 @@ def find_sources(image: SkyImage, *, method: Method = "auto", thresh_pix: float 
         return FinderResult(src, mean, rms, "pybdsf")
     mean, rms = background_maps(data, box)
     pix = find_pixel_sources(data, mean, rms, (bmaj_px, bmin_px, pa), thresh_pix, thresh_isl,
-                             mask=np.isfinite(data))
+                             mask=np.isfinite(data), max_fit_beams=island_max_beams,
+                             shape_snr=point_fit_snr)
     if len(pix.x) == 0:
         return FinderResult(SourceTable.empty("islands"), mean, rms, "islands")
     ra, dec = image.pix2world(pix.x, pix.y)
@@ -71,7 +76,7 @@ def find_sources(image: SkyImage, *, method: Method = "auto", thresh_pix: float 
                       y=pix.y, peak_jy=pix.peak, peak_err_jy=pix.peak_err, int_jy=pix.total,
                       int_err_jy=pix.total_err, maj=pix.fwhm_maj * s, min=pix.fwhm_min * s,
                       pa_deg=np.degrees(pix.pa), rms_jy=pix.rms, island=pix.island,
-                      finder="islands")
+                      finder="islands", fit=pix.fit)
     return FinderResult(src, mean, rms, "islands")
 
 

@@ -22,7 +22,10 @@ _FLOAT_FIELDS = ("ra", "dec", "ra_err", "dec_err", "x", "y", "peak_jy", "peak_er
 class SourceTable:
     """Sources found in an image. ``ra``/``dec`` and errors in rad; ``x``/``y`` 0-based
     pixels; ``peak_jy`` (Jy/beam) and ``int_jy`` (Jy) apparent (not PB-corrected);
-    ``maj``/``min`` fitted FWHM (rad); ``pa_deg`` east of north; ``rms_jy`` local noise."""
+    ``maj``/``min`` fitted FWHM (rad); ``pa_deg`` east of north; ``rms_jy`` local noise;
+    ``fit`` how each source was measured: "gaussian" (a fitted Gaussian), "moments" (the
+    flux-weighted moments of its pixels: extended or artefact emission) or "peak" (a fit
+    that failed, reported at the peak pixel); None = all "gaussian"."""
 
     ra: np.ndarray
     dec: np.ndarray
@@ -40,6 +43,7 @@ class SourceTable:
     rms_jy: np.ndarray
     island: np.ndarray
     finder: str = "unknown"
+    fit: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(np.atleast_1d(self.ra))
@@ -52,6 +56,11 @@ class SourceTable:
         if isl.shape != (n,):
             raise ValueError(f"source column 'island' has shape {isl.shape}, expected ({n},)")
         object.__setattr__(self, "island", isl)
+        fit = np.full(n, "gaussian") if self.fit is None else np.atleast_1d(
+            np.asarray(self.fit, dtype=np.str_))
+        if fit.shape != (n,):
+            raise ValueError(f"source column 'fit' has shape {fit.shape}, expected ({n},)")
+        object.__setattr__(self, "fit", fit)
         for name in ("ra", "dec", "x", "y", "peak_jy", "int_jy"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise ValueError(f"source column '{name}' has non-finite values")
@@ -97,6 +106,7 @@ def _columns(src: SourceTable, pb: np.ndarray | None) -> dict[str, tuple[np.ndar
         "rms_jy": (src.rms_jy, "Jy/beam"),
         "snr": (src.snr, ""),
         "island_id": (src.island, ""),
+        "fit": (src.fit, ""),
     }
     if pb is not None:
         pb = np.asarray(pb, float)
@@ -120,6 +130,8 @@ def write_sources_csv(path: str | Path, src: SourceTable, pb: np.ndarray | None 
 
 
 def _fmt(v: object) -> str:
+    if isinstance(v, str):
+        return v
     if isinstance(v, (np.integer, int)):
         return str(int(v))
     return f"{float(v):.10g}"
@@ -133,6 +145,10 @@ def write_sources_fits(path: str | Path, src: SourceTable, pb: np.ndarray | None
     columns = []
     for name, (values, unit) in _columns(src, pb).items():
         v = np.asarray(values)
+        if v.dtype.kind == "U":
+            columns.append(fits.Column(name=name, format=f"{max(v.dtype.itemsize // 4, 1)}A",
+                                       array=v))
+            continue
         fmt = "K" if np.issubdtype(v.dtype, np.integer) else "D"
         columns.append(fits.Column(name=name, format=fmt, unit=unit or None,
                                    array=v.astype(np.int64 if fmt == "K" else np.float64)))
@@ -158,7 +174,8 @@ def read_sources_fits(path: str | Path) -> SourceTable:
         peak_jy=t["peak_flux_jy"], peak_err_jy=t["peak_flux_err_jy"], int_jy=t["int_flux_jy"],
         int_err_jy=t["int_flux_err_jy"], maj=np.asarray(t["maj_arcsec"]) * arcsec,
         min=np.asarray(t["min_arcsec"]) * arcsec, pa_deg=t["pa_deg"], rms_jy=t["rms_jy"],
-        island=t["island_id"], finder=str(t.meta.get("FINDER", "unknown")))
+        island=t["island_id"], finder=str(t.meta.get("FINDER", "unknown")),
+        fit=np.asarray(t["fit"], str) if "fit" in t.colnames else None)
 
 
 __all__ = ["SourceTable", "write_sources_csv", "write_sources_fits", "read_sources_fits"]

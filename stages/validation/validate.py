@@ -129,7 +129,9 @@ def validate_group(image_path: str | Path, out_dir: str | Path, *, group: str,
     t = time.perf_counter()
     found = find_sources(image, method=cfg.finder, thresh_pix=cfg.thresh_pix,
                          thresh_isl=cfg.thresh_isl, rms_box_beams=cfg.rms_box_beams,
-                         mask=mask, ncores=ncores, bdsf_background=cfg.bdsf_background)
+                         mask=mask, ncores=ncores, bdsf_background=cfg.bdsf_background,
+                         island_max_beams=cfg.island_max_beams,
+                         point_fit_snr=cfg.point_fit_snr)
     timings["find_s"] = time.perf_counter() - t
     t = time.perf_counter()
     a = analyse(image, pb, found, reference, cfg, theoretical_rms, residual)

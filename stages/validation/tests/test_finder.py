@@ -205,6 +205,7 @@ def test_source_lists_round_trip(tmp_path, grid_image):
     assert np.allclose(back.ra, src.ra, rtol=0, atol=1e-12)
     assert np.allclose(back.int_err_jy, src.int_err_jy)
     assert back.finder == "islands"
+    assert back.fit.tolist() == src.fit.tolist() and set(src.fit) <= {"gaussian", "point"}
     csv_path = write_sources_csv(tmp_path / "s.csv", src, pb)
     with open(csv_path) as fh:
         rows = list(csv.DictReader(fh))
@@ -212,6 +213,7 @@ def test_source_lists_round_trip(tmp_path, grid_image):
     assert {"ra_deg", "dec_deg", "peak_flux_jy", "peak_flux_err_jy", "int_flux_jy",
             "int_flux_err_jy", "int_flux_pbcor_jy"} <= set(rows[0])
     assert float(rows[0]["int_flux_pbcor_jy"]) == pytest.approx(2 * src.int_jy[0], rel=1e-8)
+    assert [r["fit"] for r in rows] == src.fit.tolist()
     # no temporaries left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.fits"]
 
