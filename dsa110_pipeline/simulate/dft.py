@@ -76,7 +76,7 @@ def _sincos_array(x, s, c):  # pragma: no cover
 
 @numba.njit(parallel=True, cache=True, fastmath=_FM, nogil=True)
 def _dft_uniform(uvw, tidx, lo_arr, hi_arr, f0, df, lmn, flux, sign, w_offset, proto,
-                 out):  # pragma: no cover
+                 accumulate, out):  # pragma: no cover
     # proto: a 1-element array whose dtype (float32/float64) sets the accumulation precision
     nchan = flux.shape[2]
     nsrc = flux.shape[1]
@@ -123,12 +123,16 @@ def _dft_uniform(uvw, tidx, lo_arr, hi_arr, f0, df, lmn, flux, sign, w_offset, p
                     zi[b] = x * ri[b] + y * rr[b]
         for b in range(nb):
             for c in range(nchan):
-                out[lo + b, c] = complex(acc_re[c, b], acc_im[c, b])
+                v = complex(acc_re[c, b], acc_im[c, b])
+                if accumulate:
+                    out[lo + b, c] += v
+                else:
+                    out[lo + b, c] = v
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FM, nogil=True)
 def _dft_general(uvw, tidx, lo_arr, hi_arr, freqs, lmn, flux, sign, w_offset,
-                 out):  # pragma: no cover
+                 accumulate, out):  # pragma: no cover
     nchan = freqs.size
     nsrc = flux.shape[1]
     scale = sign * _TWO_PI_OVER_C
@@ -136,9 +140,10 @@ def _dft_general(uvw, tidx, lo_arr, hi_arr, freqs, lmn, flux, sign, w_offset,
         lo = lo_arr[ic]
         nb = hi_arr[ic] - lo
         t = tidx[lo]
-        for b in range(nb):
-            for c in range(nchan):
-                out[lo + b, c] = 0.0
+        if not accumulate:
+            for b in range(nb):
+                for c in range(nchan):
+                    out[lo + b, c] = 0.0
         for k in range(nsrc):
             lk = lmn[t, k, 0]
             mk = lmn[t, k, 1]
@@ -176,7 +181,7 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
                                lmn: np.ndarray, flux: np.ndarray, *, sign: int = 1,
                                unprojected: bool = True, out: np.ndarray | None = None,
                                dtype: type = np.complex64, nthreads: int | None = None,
-                               precision: str = "single") -> np.ndarray:
+                               precision: str = "single", accumulate: bool = False) -> np.ndarray:
     """Direct Fourier sum when source directions and fluxes change with time (drift scans).
 
     uvw_m: (nblt, 3) baselines in metres; time_index: (nblt,) index into the time axis of
@@ -184,8 +189,8 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
     (apparent, i.e. beam-attenuated). Rows sharing a time should be contiguous for speed.
     ``precision`` "single" runs the channel recurrence in float32 (relative error < 1e-5,
     restarted exactly at every call), "double" in float64. Returns (nblt, nchan) complex
-    visibilities in Jy; see the module docstring for the sign
-    and w-term conventions.
+    visibilities in Jy (added to ``out`` with ``accumulate``); see the module docstring for
+    the sign and w-term conventions.
     """
     uvw = np.ascontiguousarray(uvw_m, dtype=np.float64)
     tidx = np.ascontiguousarray(time_index, dtype=np.int64)
@@ -209,7 +214,7 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
     if sign not in (1, -1):
         raise ValueError("sign must be +1 or -1")
     if out is None:
-        out = np.empty((nblt, nchan), dtype=dtype)
+        out = np.zeros((nblt, nchan), dtype=dtype)
     elif out.shape != (nblt, nchan):
         raise ValueError(f"out must have shape {(nblt, nchan)}, got {out.shape}")
     if nblt == 0 or nchan == 0:
@@ -222,10 +227,10 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
     if uniform:
         proto = np.zeros(1, np.float32 if precision == "single" else np.float64)
         _dft_uniform(np.ascontiguousarray(uvw.T), tidx, lo, hi, float(freqs[0]), float(df),
-                     lmn, flux, float(sign),
-                     w_offset, proto, out)
+                     lmn, flux, float(sign), w_offset, proto, bool(accumulate), out)
     else:
-        _dft_general(uvw, tidx, lo, hi, freqs, lmn, flux, float(sign), w_offset, out)
+        _dft_general(uvw, tidx, lo, hi, freqs, lmn, flux, float(sign), w_offset,
+                     bool(accumulate), out)
     return out
 
 

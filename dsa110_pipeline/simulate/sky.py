@@ -8,13 +8,16 @@ import numpy as np
 
 from ..catalogs import SourceCatalog
 
-#: 1.4 GHz integral source counts N(>S) per square degree, a broken power law approximating
-#: NVSS/FIRST: ~53 deg^-2 above 2.5 mJy, slope -0.85 up to 1 Jy, -1.5 above.
+#: 1.4 GHz integral source counts N(>S) per square degree, a broken power law through two
+#: anchors: NVSS (1.8 million sources above 2.5 mJy on 33,800 deg^2: 53 deg^-2) and 3CRR
+#: (173 sources above 10.9 Jy at 178 MHz on 4.24 sr, i.e. above ~2.3 Jy at 1.4 GHz:
+#: 0.0124 deg^-2). Slope -0.85 at the faint end and Euclidean (-1.5) at the bright end;
+#: the break where the two meet is 45 mJy (4.5 deg^-2), so N(>1 Jy) = 0.043 deg^-2.
 COUNTS_N0_PER_DEG2 = 53.0
 COUNTS_S0_JY = 2.5e-3
 COUNTS_SLOPE_FAINT = 0.85
 COUNTS_SLOPE_BRIGHT = 1.5
-COUNTS_BREAK_JY = 1.0
+COUNTS_BREAK_JY = 0.045
 #: Spectral indices of random sources: normal(mean, sd).
 SPECTRAL_INDEX_MEAN, SPECTRAL_INDEX_SD = -0.7, 0.2
 REF_FREQ_HZ = 1.4e9

@@ -15,8 +15,11 @@ from typing import Literal
 
 import numpy as np
 
+from dsa110_pipeline.simulate.dft import predict_visibilities_drift
+
 from .beam import Beam, fit_beam, normalise_psf, restore
 from .clean import CleanParams, CleanResult, PsfConvolver, deconvolve
+from .drift_beam import DriftBeamModel, SkySources
 from .gridding import image_to_vis, vis_to_image
 from .primary_beam import pb_correct, pb_image
 from .weighting import apply_weighting, grid_weight_density
@@ -28,13 +31,15 @@ _MIN_APPROX_CHANNELS = 32
 @dataclass
 class VisChunk:
     """Stokes-I visibilities of some rows: uvw (n,3) m, freq (nchan,) Hz, vis (n,nchan) complex,
-    weight (n,nchan) real (1/variance), mask (n,nchan) uint8 (non-zero = use) or None."""
+    weight (n,nchan) real (1/variance), mask (n,nchan) uint8 (non-zero = use) or None,
+    time (n,) s or None (needed for the drift-beam prediction)."""
 
     uvw: np.ndarray
     freq: np.ndarray
     vis: np.ndarray
     weight: np.ndarray
     mask: np.ndarray | None = None
+    time: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.uvw.shape[0]
@@ -47,10 +52,12 @@ class VisChunk:
                 raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
         if not np.iscomplexobj(self.vis):
             raise ValueError("vis must be complex")
+        if self.time is not None and self.time.shape != (n,):
+            raise ValueError(f"time has shape {self.time.shape}, expected ({n},)")
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.uvw, self.vis, self.weight, self.mask)
+        return sum(a.nbytes for a in (self.uvw, self.vis, self.weight, self.mask, self.time)
                    if a is not None)
 
 
@@ -85,6 +92,16 @@ class ImagingParams:
     approx_epsilon: float = 1e-3
     #: bytes of predicted visibilities held at once in a major cycle (row blocks beyond)
     predict_buffer_bytes: int = 512 * 2**20
+    #: (t_mid s, dec rad) of a meridian drift scan phased to the meridian at t_mid: the major
+    #: cycles then predict the brightest model components with the moving beam (None: off)
+    drift_track: tuple[float, float] | None = None
+    #: most model components predicted with the moving beam (see ``drift_beam``)
+    drift_components: int = 300
+    #: catalog sources around the field (with ``drift_track``): spectral indices of the
+    #: bright components, and the sources outside the image brighter than
+    #: ``outlier_min_jy`` (apparent), which every pass subtracts from the visibilities
+    sky: SkySources | None = None
+    outlier_min_jy: float = 0.02
 
 
 @dataclass
@@ -121,6 +138,33 @@ class _Stats:
         self.wsum = 0.0
         self.var_sum = 0.0
         self.freq_w: dict[float, float] = {}
+        #: (times of runs of equal time, freq, weight sums (nrun, nchan)) per chunk
+        self.time_w: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add_times(self, time: np.ndarray | None, freq: np.ndarray, w: np.ndarray) -> None:
+        """Keep the imaging weight per (integration, channel) of rows timed by ``time``."""
+        if time is None or len(time) == 0:
+            return
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(time)) + 1])
+        self.time_w.append((time[starts], freq,
+                            np.add.reduceat(w, starts, axis=0, dtype=np.float64)))
+
+    def drift_model(self, p: ImagingParams, match_radius: float) -> DriftBeamModel | None:
+        """The moving-beam model of these data (None when off or rows carry no times)."""
+        if p.drift_track is None or p.drift_components <= 0 or not self.time_w:
+            return None
+        times = np.unique(np.concatenate([t for t, _, _ in self.time_w]))
+        freqs = np.unique(np.concatenate([f for _, f, _ in self.time_w]))
+        wtf = np.zeros((times.size, freqs.size))
+        for t, f, sums in self.time_w:
+            np.add.at(wtf, (np.searchsorted(times, t)[:, None], np.searchsorted(freqs, f)[None]),
+                      sums)
+        return DriftBeamModel(times=times, t_mid=p.drift_track[0], dec=p.drift_track[1],
+                              freqs=freqs, weights=wtf, max_components=p.drift_components,
+                              floor_jy=0.05 * float(np.sqrt(self.var_sum)) / self.wsum,
+                              sky=p.sky, match_radius=match_radius,
+                              half_extent=(p.npix_x // 2 * p.cell, p.npix_y // 2 * p.cell),
+                              outlier_min_jy=p.outlier_min_jy)
 
     def add(self, freq: np.ndarray, data_w: np.ndarray, w: np.ndarray) -> None:
         self.wsum += float(w.sum(dtype=np.float64))
@@ -145,7 +189,20 @@ def _weigh_in_place(ch: VisChunk, p: ImagingParams, density: np.ndarray | None,
                         density=density, robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
                         taper_fwhm=p.taper_fwhm, inplace=True)
         stats.add(ch.freq, data_w, wgt[sl])
+        if ch.time is not None:
+            stats.add_times(ch.time[sl], ch.freq, wgt[sl])
     return wgt
+
+
+def _join(*parts: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Concatenate (lmn, flux) source sets along the source axis (None parts skipped)."""
+    got = [x for x in parts if x is not None]
+    if not got:
+        return None
+    if len(got) == 1:
+        return got[0]
+    return (np.ascontiguousarray(np.concatenate([g[0] for g in got], axis=1)),
+            np.ascontiguousarray(np.concatenate([g[1] for g in got], axis=1)))
 
 
 def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
@@ -179,7 +236,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         for i, ch in enumerate(source):
             if consume and isinstance(source, list):
                 w = _weigh_in_place(ch, p, density, stats)
-                ch = VisChunk(ch.uvw, ch.freq, ch.vis, w, None)
+                ch = VisChunk(ch.uvw, ch.freq, ch.vis, w, None, ch.time)
                 source[i] = ch
             else:
                 w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, scheme=p.weighting,
@@ -188,6 +245,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                                     uv_max=p.uv_max, taper_fwhm=p.taper_fwhm)
                 stats.add(ch.freq, ch.weight if ch.mask is None
                           else np.where(ch.mask != 0, ch.weight, 0), w)
+                stats.add_times(ch.time, ch.freq, w)
             cached.append((ch, w))
 
     def passes() -> Iterable[tuple[VisChunk, np.ndarray]]:
@@ -203,6 +261,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         if cached is None:
             stats.add(ch.freq, ch.weight if ch.mask is None
                       else np.where(ch.mask != 0, ch.weight, 0), w)
+            stats.add_times(ch.time, ch.freq, w)
         if not np.any(w):
             continue
         one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis.shape)
@@ -231,6 +290,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         eps = p.epsilon if s == 1 else max(p.epsilon, p.approx_epsilon)
         res = np.zeros((p.npix_y, p.npix_x))
         wsum = 0.0
+        corr = _join(drift.correction(model, p.cell) if model is not None else None, outliers) \
+            if drift is not None else None
         for ch, w in passes():
             if not np.any(w):
                 continue
@@ -238,21 +299,32 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
             freq, vis, wv = ch.freq[::s], ch.vis[:, ::s], w[:, ::s]
             if s not in wsums:
                 wsum += float(wv.sum(dtype=np.float64))
-            if model is None:
+            if model is None and (corr is None or ch.time is None):
                 res += vis_to_image(ch.uvw, freq, vis, wv, **{**grid, "epsilon": eps})
                 continue
-            m = model.astype(real)
+            m = model.astype(real) if model is not None else None
             nrow = vis.shape[0]
             rows = max(1, min(nrow, p.predict_buffer_bytes // max(1, vis.shape[1]
                                                                    * vis.itemsize)))
             nblk = -(-nrow // rows)
             rows = -(-nrow // nblk)
             buf = np.empty((rows, vis.shape[1]), dtype=vis.dtype)
+            moving = None
+            if corr is not None and ch.time is not None:
+                moving = corr[0], np.ascontiguousarray(
+                    corr[1][:, :, np.searchsorted(drift.freqs, freq)])
             for r0 in range(0, nrow, rows):
                 sl = slice(r0, min(nrow, r0 + rows))
                 out = buf[:sl.stop - r0]
-                image_to_vis(ch.uvw[sl], freq, m, cell=p.cell, epsilon=eps,
-                             nthreads=p.nthreads, do_wgridding=p.do_wgridding, out=out)
+                if m is None:
+                    out[:] = 0
+                else:
+                    image_to_vis(ch.uvw[sl], freq, m, cell=p.cell, epsilon=eps,
+                                 nthreads=p.nthreads, do_wgridding=p.do_wgridding, out=out)
+                if moving is not None:
+                    predict_visibilities_drift(ch.uvw[sl], drift.time_index(ch.time[sl]), freq,
+                                               *moving, sign=1, unprojected=False, out=out,
+                                               accumulate=True, nthreads=p.nthreads)
                 np.subtract(vis[sl], out, out=out)
                 res += vis_to_image(ch.uvw[sl], freq, out, wv[sl], **{**grid, "epsilon": eps})
             del buf
@@ -260,6 +332,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
             wsums[s] = wsum
         return (res / wsums[s]).astype(np.float32)
 
+    drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
+    outliers = drift.outliers() if drift is not None else None
     dirty = residual_image(None, stride)
     t["dirty"] = time.perf_counter() - t0 - sum(t.values())
     t1 = time.perf_counter()

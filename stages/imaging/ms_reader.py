@@ -184,13 +184,14 @@ class MSChunkSource:
         auto = t.getcol("ANTENNA1", startrow=r0, nrow=m) == t.getcol("ANTENNA2", startrow=r0,
                                                                       nrow=m)
         uvw = t.getcol("UVW", startrow=r0, nrow=m).astype(np.float64)
+        time = t.getcol("TIME", startrow=r0, nrow=m).astype(np.float64)
         vis, wgt, mask = stokes_i(data, flag, weight, info.corr_types)
         mask[flag_row | auto] = 0
         if not ascending:
             vis, wgt, mask = (np.ascontiguousarray(a[:, order]) for a in (vis, wgt, mask))
             freq = freq[order]
         return VisChunk(uvw=uvw, freq=np.ascontiguousarray(freq), vis=vis, weight=wgt,
-                        mask=mask)
+                        mask=mask, time=time)
 
     def load(self, read_rows: int = 4096) -> list[VisChunk]:
         """All rows in memory, one chunk per spectral window (for data that fit).
@@ -204,6 +205,7 @@ class MSChunkSource:
             for sub, freq, order, ascending in self._spectral_windows(t):
                 n, nchan = sub.nrows(), len(freq)
                 uvw = np.empty((n, 3))
+                time = np.empty(n)
                 vis = np.empty((n, nchan), np.complex64)
                 wgt = np.empty((n, nchan), np.float32)
                 mask = np.empty((n, nchan), np.uint8)
@@ -212,8 +214,9 @@ class MSChunkSource:
                     ch = self._read(sub, r0, m, freq, order, ascending)
                     sl = slice(r0, r0 + m)
                     uvw[sl], vis[sl], wgt[sl], mask[sl] = ch.uvw, ch.vis, ch.weight, ch.mask
+                    time[sl] = ch.time
                 out.append(VisChunk(uvw=uvw, freq=np.ascontiguousarray(np.sort(freq)),
-                                    vis=vis, weight=wgt, mask=mask))
+                                    vis=vis, weight=wgt, mask=mask, time=time))
         return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dsa110_pipeline import __version__ as PIPELINE_VERSION
+from dsa110_pipeline.catalogs import read_catalog
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ConfigError, InputError
 from dsa110_pipeline.instrument import SEFD, SPEED_OF_LIGHT, radiometer_noise
@@ -26,6 +27,7 @@ from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
 from .beam import Beam
 from .clean import CleanParams, robust_rms
+from .drift_beam import SkySources, sources_about
 from .fits_writer import ImageGeometry, build_header, mjd_seconds_to_isot, write_fits
 from .imager import ImagingParams, ImagingResult, make_images
 from .ms_reader import MSChunkSource, MSInfo, read_ms_info, scan_usable
@@ -89,6 +91,17 @@ class ImagingConfig(StageConfig):
     #: Meridian drift scan (DSA-110): average the primary beam over the beam centre's drift
     #: relative to the phase centre (the meridian at the mid-time); False: a pointed beam.
     pb_drift: bool = True
+    #: With pb_drift: the major cycles predict up to this many of the brightest model
+    #: components with the beam as it moves during the scan (time and frequency), so they
+    #: leave no sidelobe stripes in the residual; 0: a static beam.
+    drift_components: int = Field(300, ge=0)
+    #: Point-source catalog of the field (CSV/VOTable/FITS, e.g. NVSS with spectral
+    #: indices), used with pb_drift: bright components take the spectral index of the
+    #: catalog source they sit on, and catalog sources outside the image whose apparent
+    #: flux exceeds ``outlier_min_jy`` are subtracted from the visibilities in every pass
+    #: (CLEAN cannot model sources outside the image). None: neither.
+    field_catalog: str | None = None
+    outlier_min_jy: float = Field(0.02, ge=0)
     memory_limit_gb: float = Field(16.0, gt=0)
     #: "auto": hold the visibilities in memory when they fit in the memory limit.
     in_memory: Literal["auto", "always", "never"] = "auto"
@@ -208,6 +221,14 @@ class ImagingStage(PipelineStage):
         pts = drift_pointings(info.time_start, info.time_end, info.dec)
         return tuple((float(a), float(b)) for a, b in pts)
 
+    def sky_sources(self, info: MSInfo) -> SkySources | None:
+        """The field catalog's sources within 10 deg of the phase centre, or None."""
+        if not self.config.field_catalog:
+            return None
+        cat = read_catalog(self.config.field_catalog)
+        return sources_about(cat.ra, cat.dec, cat.flux_jy, cat.spectral_index,
+                             cat.ref_freq_hz, info.ra, info.dec, np.radians(10.0))
+
     def imaging_params(self, plan: ImagingPlan, info: MSInfo | None = None) -> ImagingParams:
         cfg = self.config
         clean = CleanParams(niter=cfg.niter, gain=cfg.gain, mgain=cfg.mgain,
@@ -223,6 +244,11 @@ class ImagingStage(PipelineStage):
                              epsilon=cfg.epsilon, nthreads=plan.nthreads,
                              do_wgridding=cfg.do_wgridding, pb_cut=cfg.pb_cut,
                              pb_pointings=self.pb_pointings(info) if info else ((0.0, 0.0),),
+                             drift_track=(0.5 * (info.time_start + info.time_end), info.dec)
+                             if info and cfg.pb_drift else None,
+                             drift_components=cfg.drift_components,
+                             sky=self.sky_sources(info) if info and cfg.pb_drift else None,
+                             outlier_min_jy=cfg.outlier_min_jy,
                              clean=clean, psf_oversize=cfg.psf_oversize,
                              psf_wgridding=cfg.psf_wgridding, approx_stride=cfg.approx_stride,
                              approx_epsilon=cfg.approx_epsilon)

@@ -19,6 +19,8 @@ def test_counts_inverse_and_slope():
     for s in (3e-3, 0.05, 0.9, 2.0, 20.0):
         assert flux_for_density(float(integral_counts(s))) == pytest.approx(s, rel=1e-9)
     assert integral_counts(2.5e-3) == pytest.approx(53.0)
+    # the bright anchor: 3CRR, 173 sources above ~2.3 Jy (1.4 GHz) on 4.24 sr
+    assert integral_counts(2.3) == pytest.approx(173 / (4.24 * (180 / np.pi) ** 2), rel=0.05)
     fl = draw_fluxes(np.random.default_rng(0), 40000, 0.01)
     assert fl.min() >= 0.01
     frac = (fl > 0.02).mean()

@@ -1,0 +1,242 @@
+"""The drift scan's moving primary beam in the major cycle's model prediction.
+
+A meridian drift scan's dishes point at the meridian while the data are phased to one sky
+position, so each source crosses the beam during the ~309 s of a group: at 1.4 GHz a source
+1.2 deg east of the phase centre sees its beam response fall from 0.85 to 0.25. A CLEAN model
+is in *apparent* units, the sky times the beam averaged over the data's weights; predicting it
+with a static beam leaves the time- and frequency-variable part of every source in the
+residual, where it shows as sidelobe stripes far above the thermal noise.
+
+The correction: for the model components that matter most (largest ``|flux| x rms(ratio - 1)``),
+the prediction gains ``flux x (B(t, nu) / B_mean - 1)`` by an exact direct Fourier sum, so the
+sum of the gridded prediction and this term carries each such component with its beam at every
+integration and channel. ``B_mean`` is the data-weighted mean over time and frequency, which
+is what the dirty image measures at the component's position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dsa110_pipeline.instrument import DISH_DIAMETER, airy_beam
+
+SIDEREAL_RATE = 2 * np.pi / 86164.0905  # rad/s
+
+
+def pointing_offsets(times: np.ndarray, t_mid: float, dec: float) -> np.ndarray:
+    """(nt, 2) beam-centre offsets (l, m) from a phase centre on the meridian at ``t_mid``.
+
+    The beam centre moves east at the sidereal rate: ``l = cos(dec) sin(da)``,
+    ``m = sin(dec) cos(dec) (1 - cos(da))`` with ``da = omega (t - t_mid)`` (seconds).
+    """
+    da = SIDEREAL_RATE * (np.asarray(times, dtype=np.float64) - t_mid)
+    return np.column_stack([np.cos(dec) * np.sin(da), np.sin(dec) * np.cos(dec) * (1 - np.cos(da))])
+
+
+def pixel_lm(iy: np.ndarray, ix: np.ndarray, npix_y: int, npix_x: int,
+             cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Direction cosines (l, m) of image pixels in FITS orientation (RA grows to the left)."""
+    return -(np.asarray(ix) - npix_x // 2) * cell, (np.asarray(iy) - npix_y // 2) * cell
+
+
+def component_beams(l: np.ndarray, m: np.ndarray, drift: np.ndarray,  # noqa: E741
+                    dec: float, freqs: np.ndarray, diameter: float = DISH_DIAMETER) -> np.ndarray:
+    """Airy power beam (nt, ncomp, nfreq) at directions (l, m) about a phase centre at
+    declination ``dec``, for a beam centre on that declination ``drift`` (nt,) rad of RA east
+    of the phase centre (exact spherical distance)."""
+    l, m = np.asarray(l, np.float64), np.asarray(m, np.float64)  # noqa: E741
+    n = np.sqrt(np.maximum(0.0, 1.0 - l * l - m * m))
+    # inverse SIN projection about (ra 0, dec): source RA offset and declination
+    sin_dec_s = m * np.cos(dec) + n * np.sin(dec)
+    ra_s = np.arctan2(l, n * np.cos(dec) - m * np.sin(dec))
+    cos_dec_s = np.sqrt(np.maximum(0.0, 1.0 - sin_dec_s ** 2))
+    cosang = sin_dec_s[None, :] * np.sin(dec) + cos_dec_s[None, :] * np.cos(dec) \
+        * np.cos(ra_s[None, :] - np.asarray(drift, np.float64)[:, None])
+    theta = np.arccos(np.clip(cosang, -1.0, 1.0))
+    return airy_beam(theta[:, :, None], np.asarray(freqs)[None, None, :], diameter)
+
+
+def beam_ratio(beams: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``B / B_mean`` per component, B_mean its mean over (time, freq) with ``weights`` (nt, nf)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (beams.shape[0], beams.shape[2]):
+        raise ValueError(f"weights shape {w.shape} does not match beams {beams.shape}")
+    if w.sum() <= 0:
+        raise ValueError("beam weights sum to zero")
+    mean = np.einsum("tcf,tf->c", beams, w) / w.sum()
+    return beams / np.maximum(mean, 1e-12)[None, :, None]
+
+
+def ratio_rms(ratio: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted rms over (time, freq) of ``ratio - 1`` per component."""
+    w = np.asarray(weights, dtype=np.float64)
+    return np.sqrt(np.einsum("tcf,tf->c", (ratio - 1.0) ** 2, w) / w.sum())
+
+
+@dataclass(frozen=True)
+class SkySources:
+    """Catalog point sources around the field: direction cosines (l, m) about the phase
+    centre, flux (Jy) at ``ref_freq`` (Hz) and spectral index, one value per source."""
+
+    l: np.ndarray  # noqa: E741
+    m: np.ndarray
+    flux: np.ndarray
+    alpha: np.ndarray
+    ref_freq: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.l)
+        for name in ("m", "flux", "alpha", "ref_freq"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"sky sources: {name} has {len(getattr(self, name))} values, "
+                                 f"l has {n}")
+
+    def spectrum(self, idx: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+        """Flux (nidx, nfreq) of sources ``idx`` at ``freqs``."""
+        return self.flux[idx, None] * (freqs[None, :] / self.ref_freq[idx, None]) \
+            ** self.alpha[idx, None]
+
+
+def sources_about(ra: np.ndarray, dec: np.ndarray, flux: np.ndarray, alpha: np.ndarray,
+                  ref_freq: np.ndarray, ra0: float, dec0: float, radius: float) -> SkySources:
+    """Catalog sources (rad, Jy, Hz) within ``radius`` (rad) of (ra0, dec0), as direction
+    cosines about that centre (SIN projection)."""
+    ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
+    cosd = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra - ra0)
+    keep = cosd >= np.cos(radius)
+    da = ra[keep] - ra0
+    dk = dec[keep]
+    l = np.cos(dk) * np.sin(da)  # noqa: E741
+    m = np.sin(dk) * np.cos(dec0) - np.cos(dk) * np.sin(dec0) * np.cos(da)
+    return SkySources(l=l, m=m, flux=np.asarray(flux, np.float64)[keep],
+                      alpha=np.asarray(alpha, np.float64)[keep],
+                      ref_freq=np.asarray(ref_freq, np.float64)[keep])
+
+
+@dataclass(frozen=True)
+class DriftBeamModel:
+    """Everything the correction needs about the observation: unique integration times (s),
+    the phase-centre time and declination, the data weight per (time, frequency) and those
+    frequencies, and how many model components to correct at most."""
+
+    times: np.ndarray
+    t_mid: float
+    dec: float
+    freqs: np.ndarray
+    weights: np.ndarray
+    max_components: int = 300
+    #: components whose ``|flux| x rms(ratio - 1)`` is below this (Jy) are left static
+    floor_jy: float = 0.0
+    diameter: float = DISH_DIAMETER
+    #: catalog sources: a component within ``match_radius`` (rad) of one takes its spectral
+    #: index (others ``default_alpha``); sources outside the image (``|l|, |m| >
+    #: half_extent``) brighter than ``outlier_min_jy`` (time-mean apparent, Jy) are predicted
+    #: from the catalog in full, since CLEAN cannot model them
+    sky: SkySources | None = None
+    match_radius: float = 0.0
+    default_alpha: float = 0.0
+    half_extent: tuple[float, float] = (np.inf, np.inf)
+    outlier_min_jy: float = np.inf
+
+    def __post_init__(self) -> None:
+        if self.weights.shape != (len(self.times), len(self.freqs)):
+            raise ValueError(f"weights shape {self.weights.shape} is not (ntimes, nfreqs) = "
+                             f"{(len(self.times), len(self.freqs))}")
+
+    def time_index(self, times: np.ndarray) -> np.ndarray:
+        """Index of each row's time in ``times`` (nearest)."""
+        idx = np.clip(np.searchsorted(self.times, times), 1, max(len(self.times) - 1, 1))
+        if len(self.times) == 1:
+            return np.zeros(len(times), np.int64)
+        left = self.times[idx - 1]
+        return (idx - (np.abs(times - left) <= np.abs(self.times[idx] - times))).astype(np.int64)
+
+    def _drift(self) -> np.ndarray:
+        """RA offset (rad) of the beam centre east of the phase centre at each time."""
+        return SIDEREAL_RATE * (self.times - self.t_mid)
+
+    def _spectral_shape(self, l: np.ndarray, m: np.ndarray) -> np.ndarray:  # noqa: E741
+        """(ncomp, nfreq) relative spectra ``(nu / nu_mid) ** alpha`` of components at (l, m)."""
+        alpha = np.full(len(l), self.default_alpha)
+        sky = self.sky
+        if sky is not None and len(sky.l) and self.match_radius > 0:
+            d2 = (l[:, None] - sky.l[None, :]) ** 2 + (m[:, None] - sky.m[None, :]) ** 2
+            near = np.argmin(d2, axis=1)
+            ok = d2[np.arange(len(l)), near] <= self.match_radius ** 2
+            alpha[ok] = sky.alpha[near[ok]]
+        f_mid = float(np.median(self.freqs))
+        return (self.freqs[None, :] / f_mid) ** alpha[:, None]
+
+    def outliers(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lmn (nt, n, 3), apparent flux (nt, n, nfreq)) of the catalog sources outside the
+        image brighter than ``outlier_min_jy``, or None."""
+        sky = self.sky
+        if sky is None or not len(sky.l) or not np.isfinite(self.outlier_min_jy):
+            return None
+        out = np.flatnonzero((np.abs(sky.l) > self.half_extent[0])
+                             | (np.abs(sky.m) > self.half_extent[1]))
+        if out.size == 0:
+            return None
+        app = component_beams(sky.l[out], sky.m[out], self._drift(), self.dec, self.freqs,
+                              self.diameter) \
+            * sky.spectrum(out, self.freqs)[None]
+        w = self.weights
+        mean_app = np.einsum("tcf,tf->c", app, w) / max(w.sum(), 1e-300)
+        keep = mean_app >= self.outlier_min_jy
+        if not keep.any():
+            return None
+        l, m = sky.l[out[keep]], sky.m[out[keep]]  # noqa: E741
+        n = np.sqrt(np.maximum(0.0, 1.0 - l ** 2 - m ** 2))
+        lmn = np.broadcast_to(np.stack([l, m, n], axis=-1)[None], (len(self.times), l.size, 3))
+        return np.ascontiguousarray(lmn), np.ascontiguousarray(app[:, keep])
+
+    def correction(self, model: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lmn (nt, nc, 3), delta_flux (nt, nc, nfreq)) of the chosen components, or None.
+
+        ``delta_flux = flux x (B S / mean(B S) - 1)`` (S the component's relative spectrum) is
+        what a static, flat-spectrum prediction of the model misses at each integration and
+        frequency.
+        """
+        iy, ix = np.nonzero(model)
+        if iy.size == 0 or self.max_components <= 0:
+            return None
+        flux = model[iy, ix].astype(np.float64)
+        l, m = pixel_lm(iy, ix, *model.shape, cell)  # noqa: E741
+        drift = self._drift()
+        # score on a coarse (time, freq) sampling: the beam is smooth in both
+        ts = np.unique(np.linspace(0, len(self.times) - 1, min(len(self.times), 7)).round()
+                       .astype(int))
+        fs = np.unique(np.linspace(0, len(self.freqs) - 1, min(len(self.freqs), 5)).round()
+                       .astype(int))
+        w_c = self.weights[np.ix_(ts, fs)]
+        if w_c.sum() <= 0:
+            w_c = np.ones_like(w_c)
+        shape = self._spectral_shape(l, m)
+        score = np.abs(flux) * ratio_rms(beam_ratio(
+            component_beams(l, m, drift[ts], self.dec, self.freqs[fs], self.diameter)
+            * shape[None, :, fs], w_c), w_c)
+        order = np.argsort(score)[::-1][:self.max_components]
+        order = order[score[order] > self.floor_jy]
+        if order.size == 0:
+            return None
+        ratio = beam_ratio(component_beams(l[order], m[order], drift, self.dec, self.freqs,
+                                           self.diameter)
+                           * shape[None, order], self.weights)
+        delta = flux[order][None, :, None] * (ratio - 1.0)
+        n = np.sqrt(np.maximum(0.0, 1.0 - l[order] ** 2 - m[order] ** 2))
+        lmn = np.broadcast_to(np.stack([l[order], m[order], n], axis=-1)[None],
+                              (len(self.times), order.size, 3))
+        return np.ascontiguousarray(lmn), delta
+
+
+def time_freq_weights(times: np.ndarray, weight: np.ndarray, unique_times: np.ndarray,
+                      out: np.ndarray) -> None:
+    """Add the rows' weights (nrow, nchan) into ``out`` (ntimes, nchan) by time."""
+    if len(times) == 0:
+        return
+    idx = np.searchsorted(unique_times, times)
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(idx)) + 1])
+    sums = np.add.reduceat(np.asarray(weight, dtype=np.float64), starts, axis=0)
+    np.add.at(out, idx[starts], sums)
