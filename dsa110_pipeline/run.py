@@ -345,7 +345,7 @@ def _demo_config(args: argparse.Namespace, overrides: list[str],
     incoming = simulate_demo_night(out / "incoming", cfg)
     extra = [f"paths.input_dir={incoming}"]
     # the demo sky's catalog is the field model, as NVSS is for a real night
-    for stage in ("calibration", "apply_calibration"):
+    for stage in ("calibration", "apply_calibration", "imaging"):
         if stage in cfg.pipeline.stages and hasattr(cfg.stage_config(stage), "field_catalog"):
             extra.append(f"{stage}.field_catalog={incoming / SKY_CATALOG}")
     return load_config(args.config, overrides=[*extra, *overrides])
