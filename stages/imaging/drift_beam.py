@@ -126,7 +126,7 @@ class DriftBeamModel:
     dec: float
     freqs: np.ndarray
     weights: np.ndarray
-    max_components: int = 300
+    max_components: int = 100
     #: components whose ``|flux| x rms(ratio - 1)`` is below this (Jy) are left static
     floor_jy: float = 0.0
     diameter: float = DISH_DIAMETER

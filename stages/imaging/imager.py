@@ -96,7 +96,7 @@ class ImagingParams:
     #: cycles then predict the brightest model components with the moving beam (None: off)
     drift_track: tuple[float, float] | None = None
     #: most model components predicted with the moving beam (see ``drift_beam``)
-    drift_components: int = 300
+    drift_components: int = 100
     #: catalog sources around the field (with ``drift_track``): spectral indices of the
     #: bright components, and the sources outside the image brighter than
     #: ``outlier_min_jy`` (apparent), which every pass subtracts from the visibilities

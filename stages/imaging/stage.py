@@ -94,7 +94,7 @@ class ImagingConfig(StageConfig):
     #: With pb_drift: the major cycles predict up to this many of the brightest model
     #: components with the beam as it moves during the scan (time and frequency), so they
     #: leave no sidelobe stripes in the residual; 0: a static beam.
-    drift_components: int = Field(300, ge=0)
+    drift_components: int = Field(100, ge=0)
     #: Point-source catalog of the field (CSV/VOTable/FITS, e.g. NVSS with spectral
     #: indices), used with pb_drift: bright components take the spectral index of the
     #: catalog source they sit on, and catalog sources outside the image whose apparent
