@@ -3,8 +3,8 @@
 Every run is ``python -m dsa110_pipeline.run --input IN --output OUT`` in its own subprocess
 (wall time and peak RSS of the process tree: orchestrator, dask workers and their children),
 on simulated data with the calibrator 3C454.3 transiting in the first group. As for the
-demo, the simulated sky's catalog is the calibration field model (the part NVSS plays on a
-real night) and the truth is the validation reference.
+demo, the simulated sky's catalog is the calibration and imaging field model (the part NVSS
+plays on a real night) and the truth is the validation reference.
 
 Scenarios:
 
@@ -77,7 +77,8 @@ def _simulate(out: Path, groups: int, size: dict[str, int]) -> dict[str, Any]:
 
 def _pipeline(inp: Path, out: Path, sky: str, sets: list[str], timeout: float = 3600):
     cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(inp), "--output",
-           str(out), "--log-json", "--set", f"calibration.field_catalog={sky}"]
+           str(out), "--log-json", "--set", f"calibration.field_catalog={sky}",
+           "--set", f"imaging.field_catalog={sky}"]
     for s in sets:
         cmd += ["--set", s]
     return run_measured(cmd, cwd=REPO, timeout=timeout)
