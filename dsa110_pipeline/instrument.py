@@ -31,6 +31,8 @@ BAND_HIGH = 1498.75e6  # Hz, upper edge of the highest channel
 
 N_INTEGRATIONS = 24
 INTEGRATION_TIME = 12.884902  # s
+SIDEREAL_DAY = 86164.0905  # s
+SIDEREAL_RATE = 2 * np.pi / SIDEREAL_DAY  # rad of hour angle per second
 FILE_DURATION = N_INTEGRATIONS * INTEGRATION_TIME  # ~309.24 s
 FILENAME_JITTER = 60.0  # s, tolerated jitter of the start time in file names
 

@@ -214,7 +214,7 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
     if sign not in (1, -1):
         raise ValueError("sign must be +1 or -1")
     if out is None:
-        out = np.zeros((nblt, nchan), dtype=dtype)
+        out = (np.zeros if accumulate else np.empty)((nblt, nchan), dtype=dtype)
     elif out.shape != (nblt, nchan):
         raise ValueError(f"out must have shape {(nblt, nchan)}, got {out.shape}")
     if nblt == 0 or nchan == 0:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..instrument import airy_beam
+from ..instrument import SIDEREAL_DAY, airy_beam
 
-SIDEREAL_DAY_S = 86164.0905
 SECONDS_PER_DAY = 86400.0
 
 
@@ -84,4 +83,4 @@ def transit_offset_s(app_ra: float, lst: float) -> float:
     """Seconds from the time of ``lst`` until (or, if negative, since) a source at apparent RA
     ``app_ra`` is on the meridian (the nearest transit)."""
     dha = np.angle(np.exp(1j * (app_ra - lst)))
-    return float(dha / (2 * np.pi) * SIDEREAL_DAY_S)
+    return float(dha / (2 * np.pi) * SIDEREAL_DAY)

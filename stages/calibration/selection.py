@@ -11,9 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsa110_pipeline.instrument import airy_beam
-
-SIDEREAL_RATE = 2 * np.pi / 86164.0905  # rad of hour angle per second
+from dsa110_pipeline.instrument import SIDEREAL_RATE, airy_beam
 
 
 @dataclass(frozen=True)

@@ -20,25 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsa110_pipeline.instrument import DISH_DIAMETER, airy_beam
+from dsa110_pipeline.instrument import DISH_DIAMETER, SIDEREAL_RATE, airy_beam
 
-SIDEREAL_RATE = 2 * np.pi / 86164.0905  # rad/s
-
-
-def pointing_offsets(times: np.ndarray, t_mid: float, dec: float) -> np.ndarray:
-    """(nt, 2) beam-centre offsets (l, m) from a phase centre on the meridian at ``t_mid``.
-
-    The beam centre moves east at the sidereal rate: ``l = cos(dec) sin(da)``,
-    ``m = sin(dec) cos(dec) (1 - cos(da))`` with ``da = omega (t - t_mid)`` (seconds).
-    """
-    da = SIDEREAL_RATE * (np.asarray(times, dtype=np.float64) - t_mid)
-    return np.column_stack([np.cos(dec) * np.sin(da), np.sin(dec) * np.cos(dec) * (1 - np.cos(da))])
-
-
-def pixel_lm(iy: np.ndarray, ix: np.ndarray, npix_y: int, npix_x: int,
-             cell: float) -> tuple[np.ndarray, np.ndarray]:
-    """Direction cosines (l, m) of image pixels in FITS orientation (RA grows to the left)."""
-    return -(np.asarray(ix) - npix_x // 2) * cell, (np.asarray(iy) - npix_y // 2) * cell
+from .gridding import pixel_lm
 
 
 def component_beams(l: np.ndarray, m: np.ndarray, drift: np.ndarray,  # noqa: E741
@@ -56,6 +40,13 @@ def component_beams(l: np.ndarray, m: np.ndarray, drift: np.ndarray,  # noqa: E7
         * np.cos(ra_s[None, :] - np.asarray(drift, np.float64)[:, None])
     theta = np.arccos(np.clip(cosang, -1.0, 1.0))
     return airy_beam(theta[:, :, None], np.asarray(freqs)[None, None, :], diameter)
+
+
+def lmn_track(l: np.ndarray, m: np.ndarray, ntimes: int) -> np.ndarray:  # noqa: E741
+    """(ntimes, n, 3) direction cosines of fixed directions (l, m), as the DFT kernel takes."""
+    n = np.sqrt(np.maximum(0.0, 1.0 - l ** 2 - m ** 2))
+    return np.ascontiguousarray(np.broadcast_to(np.stack([l, m, n], axis=-1)[None],
+                                                (ntimes, len(l), 3)))
 
 
 def beam_ratio(beams: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -146,12 +137,8 @@ class DriftBeamModel:
                              f"{(len(self.times), len(self.freqs))}")
 
     def time_index(self, times: np.ndarray) -> np.ndarray:
-        """Index of each row's time in ``times`` (nearest)."""
-        idx = np.clip(np.searchsorted(self.times, times), 1, max(len(self.times) - 1, 1))
-        if len(self.times) == 1:
-            return np.zeros(len(times), np.int64)
-        left = self.times[idx - 1]
-        return (idx - (np.abs(times - left) <= np.abs(self.times[idx] - times))).astype(np.int64)
+        """Index of each row's time in ``times`` (the rows' own integration times)."""
+        return np.searchsorted(self.times, times)
 
     def _drift(self) -> np.ndarray:
         """RA offset (rad) of the beam centre east of the phase centre at each time."""
@@ -187,10 +174,8 @@ class DriftBeamModel:
         keep = mean_app >= self.outlier_min_jy
         if not keep.any():
             return None
-        l, m = sky.l[out[keep]], sky.m[out[keep]]  # noqa: E741
-        n = np.sqrt(np.maximum(0.0, 1.0 - l ** 2 - m ** 2))
-        lmn = np.broadcast_to(np.stack([l, m, n], axis=-1)[None], (len(self.times), l.size, 3))
-        return np.ascontiguousarray(lmn), np.ascontiguousarray(app[:, keep])
+        return (lmn_track(sky.l[out[keep]], sky.m[out[keep]], len(self.times)),
+                np.ascontiguousarray(app[:, keep]))
 
     def correction(self, model: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray] | None:
         """(lmn (nt, nc, 3), delta_flux (nt, nc, nfreq)) of the chosen components, or None.
@@ -203,7 +188,8 @@ class DriftBeamModel:
         if iy.size == 0 or self.max_components <= 0:
             return None
         flux = model[iy, ix].astype(np.float64)
-        l, m = pixel_lm(iy, ix, *model.shape, cell)  # noqa: E741
+        l_row, m_col = pixel_lm(*model.shape, cell)
+        l, m = l_row[0, ix], m_col[iy, 0]  # noqa: E741
         drift = self._drift()
         # score on a coarse (time, freq) sampling: the beam is smooth in both
         ts = np.unique(np.linspace(0, len(self.times) - 1, min(len(self.times), 7)).round()
@@ -225,18 +211,4 @@ class DriftBeamModel:
                                            self.diameter)
                            * shape[None, order], self.weights)
         delta = flux[order][None, :, None] * (ratio - 1.0)
-        n = np.sqrt(np.maximum(0.0, 1.0 - l[order] ** 2 - m[order] ** 2))
-        lmn = np.broadcast_to(np.stack([l[order], m[order], n], axis=-1)[None],
-                              (len(self.times), order.size, 3))
-        return np.ascontiguousarray(lmn), delta
-
-
-def time_freq_weights(times: np.ndarray, weight: np.ndarray, unique_times: np.ndarray,
-                      out: np.ndarray) -> None:
-    """Add the rows' weights (nrow, nchan) into ``out`` (ntimes, nchan) by time."""
-    if len(times) == 0:
-        return
-    idx = np.searchsorted(unique_times, times)
-    starts = np.concatenate([[0], np.flatnonzero(np.diff(idx)) + 1])
-    sums = np.add.reduceat(np.asarray(weight, dtype=np.float64), starts, axis=0)
-    np.add.at(out, idx[starts], sums)
+        return lmn_track(l[order], m[order], len(self.times)), delta

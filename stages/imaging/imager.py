@@ -161,10 +161,15 @@ class _Stats:
                       sums)
         return DriftBeamModel(times=times, t_mid=p.drift_track[0], dec=p.drift_track[1],
                               freqs=freqs, weights=wtf, max_components=p.drift_components,
-                              floor_jy=0.05 * float(np.sqrt(self.var_sum)) / self.wsum,
+                              floor_jy=0.05 * self.expected_rms,
                               sky=p.sky, match_radius=match_radius,
                               half_extent=(p.npix_x // 2 * p.cell, p.npix_y // 2 * p.cell),
                               outlier_min_jy=p.outlier_min_jy)
+
+    @property
+    def expected_rms(self) -> float:
+        """Thermal noise (Jy/beam) of an image made with these weights."""
+        return float(np.sqrt(self.var_sum)) / self.wsum
 
     def add(self, freq: np.ndarray, data_w: np.ndarray, w: np.ndarray) -> None:
         self.wsum += float(w.sum(dtype=np.float64))
@@ -203,6 +208,13 @@ def _join(*parts: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.
         return got[0]
     return (np.ascontiguousarray(np.concatenate([g[0] for g in got], axis=1)),
             np.ascontiguousarray(np.concatenate([g[1] for g in got], axis=1)))
+
+
+def _on_channels(sources: tuple[np.ndarray, np.ndarray], drift: DriftBeamModel,
+                 freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lmn, flux) of a source set with the flux axis cut to the channels ``freq``."""
+    return sources[0], np.ascontiguousarray(sources[1][:, :, np.searchsorted(drift.freqs,
+                                                                              freq)])
 
 
 def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
@@ -309,10 +321,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
             nblk = -(-nrow // rows)
             rows = -(-nrow // nblk)
             buf = np.empty((rows, vis.shape[1]), dtype=vis.dtype)
-            moving = None
-            if corr is not None and ch.time is not None:
-                moving = corr[0], np.ascontiguousarray(
-                    corr[1][:, :, np.searchsorted(drift.freqs, freq)])
+            moving = _on_channels(corr, drift, freq) \
+                if corr is not None and ch.time is not None else None
             for r0 in range(0, nrow, rows):
                 sl = slice(r0, min(nrow, r0 + rows))
                 out = buf[:sl.stop - r0]
@@ -334,6 +344,15 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
 
     drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
     outliers = drift.outliers() if drift is not None else None
+    if outliers is not None and consume and cached is not None \
+            and all(ch.time is not None for ch, _ in cached):
+        # visibilities this call owns: subtract the fixed outlier model once, not every pass
+        for ch, _ in cached:
+            lmn, flux = _on_channels(outliers, drift, ch.freq)
+            predict_visibilities_drift(ch.uvw, drift.time_index(ch.time), ch.freq, lmn, -flux,
+                                       sign=1, unprojected=False, out=ch.vis, accumulate=True,
+                                       nthreads=p.nthreads)
+        outliers = None
     dirty = residual_image(None, stride)
     t["dirty"] = time.perf_counter() - t0 - sum(t.values())
     t1 = time.perf_counter()
@@ -359,5 +378,5 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     return ImagingResult(image=image, residual=cres.residual.astype(np.float32),
                          model=cres.model.astype(np.float32), psf=psf, pb=pb, pbcor=pbcor,
                          beam=beam, freq_ref=freq_ref, bandwidth=bandwidth, weight_sum=wsum,
-                         expected_rms=float(np.sqrt(stats.var_sum) / wsum), clean=cres,
+                         expected_rms=stats.expected_rms, clean=cres,
                          timings=t)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsa110_pipeline.instrument import DISH_DIAMETER, airy_beam
+from dsa110_pipeline.instrument import DISH_DIAMETER, SIDEREAL_RATE, airy_beam
+
+from .gridding import pixel_lm
 
 
 def radial_profile(theta: np.ndarray, freqs: np.ndarray, freq_weights: np.ndarray | None = None,
@@ -38,9 +40,8 @@ def drift_pointings(t_start: float, t_end: float, dec: float, n: int = 9) -> np.
     ``l = cos(dec) sin(da)``, ``m = sin(dec) cos(dec) (1 - cos(da))`` with
     ``da = omega (t - t_mid)``. Times in seconds.
     """
-    omega = 2 * np.pi / 86164.0905  # sidereal rate (rad/s)
     t = np.linspace(t_start, t_end, max(int(n), 1))
-    da = omega * (t - 0.5 * (t_start + t_end))
+    da = SIDEREAL_RATE * (t - 0.5 * (t_start + t_end))
     return np.column_stack([np.cos(dec) * np.sin(da),
                             np.sin(dec) * np.cos(dec) * (1 - np.cos(da))])
 
@@ -59,13 +60,12 @@ def pb_image(npix_y: int, npix_x: int, cell: float, freqs: np.ndarray,
     pts = np.atleast_2d(np.asarray(pointing_lm, dtype=np.float64))
     if pts.shape[1] != 2:
         raise ValueError(f"pointing_lm must be (l, m) or an (n, 2) array, got {pts.shape}")
-    l = -(np.arange(npix_x) - npix_x // 2) * cell  # noqa: E741
-    m = (np.arange(npix_y) - npix_y // 2) * cell
+    l, m = pixel_lm(npix_y, npix_x, cell)  # noqa: E741
     step = cell / oversample
     out = np.zeros((npix_y, npix_x))
     grid = prof = None
     for lp, mp in pts:
-        r = np.sqrt((l[None, :] - lp) ** 2 + (m[:, None] - mp) ** 2)
+        r = np.sqrt((l - lp) ** 2 + (m - mp) ** 2)
         theta = np.arcsin(np.minimum(r, 1.0))
         if grid is None or theta.max() > grid[-1]:
             grid = np.arange(0.0, theta.max() + 2 * step, step)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .gaussfit import FWHM_PER_SIGMA, condon_errors, fit_gaussians
-from .islands_complex import Parts, beam_distance2, measure_complex
+from .gaussfit import FWHM_PER_SIGMA, beam_distance2, condon_errors, fit_gaussians
+from .islands_complex import Parts, measure_complex
 
 
 @dataclass(frozen=True)

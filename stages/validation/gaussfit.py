@@ -14,14 +14,21 @@ import numpy as np
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
 
+def beam_distance2(dx: np.ndarray, dy: np.ndarray,
+                   beam_sigma: tuple[float, float, float]) -> np.ndarray:
+    """Squared distance, in sigmas of the ellipse ``beam_sigma`` = (smaj, smin, pa), of the
+    offsets (dx, dy) pixels."""
+    bsmaj, bsmin, bpa = beam_sigma
+    s, c = np.sin(bpa), np.cos(bpa)
+    a = (-dx * s + dy * c) / bsmaj
+    b = (dx * c + dy * s) / bsmin
+    return a * a + b * b
+
+
 def gaussian2d(x: np.ndarray, y: np.ndarray, amp: float, x0: float, y0: float, smaj: float,
                smin: float, pa: float) -> np.ndarray:
     """Elliptical Gaussian of peak ``amp`` at (x0, y0)."""
-    dx, dy = x - x0, y - y0
-    s, c = np.sin(pa), np.cos(pa)
-    a = -dx * s + dy * c
-    b = dx * c + dy * s
-    return amp * np.exp(-0.5 * (a * a / (smaj * smaj) + b * b / (smin * smin)))
+    return amp * np.exp(-0.5 * beam_distance2(x - x0, y - y0, (smaj, smin, pa)))
 
 
 @dataclass(frozen=True)
@@ -201,5 +208,5 @@ def condon_errors(amp: np.ndarray, smaj: np.ndarray, smin: np.ndarray, pa: np.nd
     return {"peak": peak, "int_frac": int_frac, "x": ex, "y": ey}
 
 
-__all__ = ["gaussian2d", "GaussFit", "fit_gaussians", "bounded_least_squares", "condon_errors",
-           "FWHM_PER_SIGMA"]
+__all__ = ["beam_distance2", "gaussian2d", "GaussFit", "fit_gaussians", "bounded_least_squares",
+           "condon_errors", "FWHM_PER_SIGMA"]

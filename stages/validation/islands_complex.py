@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gaussfit import fit_gaussians
+from .gaussfit import beam_distance2, fit_gaussians
 from .moments import pixel_moments
 
 
@@ -38,16 +38,6 @@ class Parts:
     total: np.ndarray
     total_err_rms: np.ndarray
     kind: np.ndarray
-
-
-def beam_distance2(dx: np.ndarray, dy: np.ndarray,
-                   beam_sigma: tuple[float, float, float]) -> np.ndarray:
-    """Squared distance in beam sigmas of the offsets (dx, dy) pixels."""
-    bsmaj, bsmin, bpa = beam_sigma
-    s, c = np.sin(bpa), np.cos(bpa)
-    a = (-dx * s + dy * c) / bsmaj
-    b = (dx * c + dy * s) / bsmin
-    return a * a + b * b
 
 
 def _cov(smaj: float, smin: float, pa: float) -> np.ndarray:
@@ -111,4 +101,4 @@ def measure_complex(sub: np.ndarray, isl: np.ndarray, px: np.ndarray, py: np.nda
     return Parts(*(np.asarray(c, float) for c in cols[:8]), kind=np.asarray(cols[8], str))
 
 
-__all__ = ["Parts", "measure_complex", "beam_distance2"]
+__all__ = ["Parts", "measure_complex"]

@@ -5,20 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsa110_pipeline.instrument import SITE_LATITUDE_DEG
+from dsa110_pipeline.instrument import SIDEREAL_RATE, SITE_LATITUDE_DEG
 from dsa110_pipeline.simulate.geometry import beam_power, hadec_to_enu
 from stages.imaging.clean import CleanParams
 from stages.imaging.drift_beam import (
-    SIDEREAL_RATE,
     DriftBeamModel,
     SkySources,
     beam_ratio,
     component_beams,
-    pixel_lm,
-    pointing_offsets,
     sources_about,
 )
+from stages.imaging.gridding import pixel_lm
 from stages.imaging.imager import ImagingParams, VisChunk, make_images
+from stages.imaging.primary_beam import drift_pointings
 
 from ._sim import point_source_vis, t_layout, uvw_tracks
 
@@ -27,7 +26,7 @@ LAT = np.radians(SITE_LATITUDE_DEG)
 
 
 def test_pointing_moves_east_and_is_symmetric_about_mid_time():
-    pts = pointing_offsets(np.array([-150.0, 0.0, 150.0]), 0.0, DEC)
+    pts = drift_pointings(-150.0, 150.0, DEC, n=3)
     assert pts[1] == pytest.approx([0.0, 0.0])
     assert pts[2, 0] > 0 > pts[0, 0]  # later: the meridian lies east of the phase centre
     assert pts[2, 0] == pytest.approx(np.cos(DEC) * np.sin(SIDEREAL_RATE * 150.0))
@@ -71,7 +70,7 @@ def test_correction_picks_the_component_that_varies_most():
     dm = DriftBeamModel(times=times, t_mid=0.0, dec=DEC, freqs=freqs,
                         weights=np.ones((24, 8)), max_components=1, floor_jy=1e-5)
     lmn, delta = dm.correction(model, np.radians(40 / 3600))
-    l_east, _ = pixel_lm(128, 20, 256, 256, np.radians(40 / 3600))
+    l_east = pixel_lm(256, 256, np.radians(40 / 3600))[0][0, 20]
     assert lmn.shape == (24, 1, 3) and lmn[0, 0, 0] == pytest.approx(l_east)
     assert delta.shape == (24, 1, 8)
     assert np.abs(delta).max() > 0.1  # tens of per cent of 0.5 Jy
