@@ -49,6 +49,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import cProfile
+import functools
 import io
 import json
 import os
@@ -63,7 +64,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ProfileReport", "RunProfiler", "StageProfile", "measure_call", "rss_mb_now"]
+__all__ = ["ProfileReport", "RunProfiler", "StageProfile", "measure_call", "release_free_memory",
+           "rss_mb_now"]
 
 Scope = Literal["thread", "process"]
 _MB = 1024.0 * 1024.0
@@ -335,6 +337,27 @@ def rss_mb_now(children: bool = True) -> float:
             with contextlib.suppress(psutil.Error):
                 total += c.memory_info().rss
     return total / _MB
+
+
+@functools.cache
+def _libc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``; no-op elsewhere).
+
+    Freed arrays smaller than glibc's (adaptive, up to 32 MB) mmap threshold stay in the
+    heap and count in RSS; stages call this between phases that free large temporaries.
+    """
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)
 
 
 # ------------------------------------------------------------------------ sampler

@@ -75,7 +75,7 @@ def _sincos_array(x, s, c):  # pragma: no cover
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FM, nogil=True)
-def _dft_uniform(uvw, tidx, lo_arr, hi_arr, f0, df, lmn, flux, sign, w_offset, proto,
+def _dft_uniform(uvw, tidx, rows, lo_arr, hi_arr, f0, df, lmn, flux, sign, w_offset, proto,
                  accumulate, out):  # pragma: no cover
     # proto: a 1-element array whose dtype (float32/float64) sets the accumulation precision
     nchan = flux.shape[2]
@@ -125,13 +125,13 @@ def _dft_uniform(uvw, tidx, lo_arr, hi_arr, f0, df, lmn, flux, sign, w_offset, p
             for c in range(nchan):
                 v = complex(acc_re[c, b], acc_im[c, b])
                 if accumulate:
-                    out[lo + b, c] += v
+                    out[rows[lo + b], c] += v
                 else:
-                    out[lo + b, c] = v
+                    out[rows[lo + b], c] = v
 
 
 @numba.njit(parallel=True, cache=True, fastmath=_FM, nogil=True)
-def _dft_general(uvw, tidx, lo_arr, hi_arr, freqs, lmn, flux, sign, w_offset,
+def _dft_general(uvw, tidx, rows, lo_arr, hi_arr, freqs, lmn, flux, sign, w_offset,
                  accumulate, out):  # pragma: no cover
     nchan = freqs.size
     nsrc = flux.shape[1]
@@ -143,7 +143,7 @@ def _dft_general(uvw, tidx, lo_arr, hi_arr, freqs, lmn, flux, sign, w_offset,
         if not accumulate:
             for b in range(nb):
                 for c in range(nchan):
-                    out[lo + b, c] = 0.0
+                    out[rows[lo + b], c] = 0.0
         for k in range(nsrc):
             lk = lmn[t, k, 0]
             mk = lmn[t, k, 1]
@@ -152,7 +152,7 @@ def _dft_general(uvw, tidx, lo_arr, hi_arr, freqs, lmn, flux, sign, w_offset,
                 tau = scale * (uvw[lo + b, 0] * lk + uvw[lo + b, 1] * mk + uvw[lo + b, 2] * nk)
                 for c in range(nchan):
                     sp, cp = _sincos(tau * freqs[c])
-                    out[lo + b, c] += flux[t, k, c] * complex(cp, sp)
+                    out[rows[lo + b], c] += flux[t, k, c] * complex(cp, sp)
 
 
 def _blocks(tidx: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +186,7 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
 
     uvw_m: (nblt, 3) baselines in metres; time_index: (nblt,) index into the time axis of
     ``lmn`` (ntime, nsrc, 3) direction cosines and ``flux`` (ntime, nsrc, nchan) in Jy
-    (apparent, i.e. beam-attenuated). Rows sharing a time should be contiguous for speed.
+    (apparent, i.e. beam-attenuated). Rows in any order (visited grouped by time).
     ``precision`` "single" runs the channel recurrence in float32 (relative error < 1e-5,
     restarted exactly at every call), "double" in float64. Returns (nblt, nchan) complex
     visibilities in Jy (added to ``out`` with ``accumulate``); see the module docstring for
@@ -220,16 +220,21 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
     if nblt == 0 or nchan == 0:
         return out
     set_threads(nthreads)
+    rows = np.arange(nblt, dtype=np.int64)
+    if np.count_nonzero(np.diff(tidx)) + 1 > 2 * len(np.unique(tidx)):
+        # rows not grouped by time (e.g. sorted by w): visit them in time order
+        rows = np.argsort(tidx, kind="stable")
+        uvw, tidx = uvw[rows], tidx[rows]
     lo, hi = _blocks(tidx, BLOCK)
     w_offset = 0.0 if unprojected else 1.0
     df = freqs[1] - freqs[0] if nchan > 1 else 0.0
     uniform = nchan == 1 or np.allclose(np.diff(freqs), df, rtol=1e-9, atol=1e-6)
     if uniform:
         proto = np.zeros(1, np.float32 if precision == "single" else np.float64)
-        _dft_uniform(np.ascontiguousarray(uvw.T), tidx, lo, hi, float(freqs[0]), float(df),
+        _dft_uniform(np.ascontiguousarray(uvw.T), tidx, rows, lo, hi, float(freqs[0]), float(df),
                      lmn, flux, float(sign), w_offset, proto, bool(accumulate), out)
     else:
-        _dft_general(uvw, tidx, lo, hi, freqs, lmn, flux, float(sign), w_offset,
+        _dft_general(uvw, tidx, rows, lo, hi, freqs, lmn, flux, float(sign), w_offset,
                      bool(accumulate), out)
     return out
 

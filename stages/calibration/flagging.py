@@ -75,13 +75,18 @@ def _bad_samples(vis, flags, auto, out):  # pragma: no cover
                     out[t, b, c, p] = flags[t, b, c, p] or bad or auto[b]
 
 
+def _writable_bool(a: np.ndarray) -> bool:
+    return a.dtype == np.bool_ and a.flags.c_contiguous and a.flags.writeable
+
+
 def flag_bad_samples(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
-                     *, flag_autos: bool = True) -> np.ndarray:
-    """Flags plus exact zeros, NaN/Inf and (optionally) autocorrelations. Returns a new array."""
+                     *, flag_autos: bool = True, inplace: bool = False) -> np.ndarray:
+    """Flags plus exact zeros, NaN/Inf and (optionally) autocorrelations. Returns a new array
+    (``flags`` itself, updated, with ``inplace``)."""
     _check_cube(vis, flags, ant1, ant2)
     auto = (np.asarray(ant1) == np.asarray(ant2)) if flag_autos else \
         np.zeros(vis.shape[1], bool)
-    out = np.empty(vis.shape, dtype=bool)
+    out = flags if inplace and _writable_bool(flags) else np.empty(vis.shape, dtype=bool)
     _bad_samples(vis, flags, auto, out)
     return out
 
@@ -341,8 +346,12 @@ def _or_plane_joint(flags, plane):  # pragma: no cover
 
 
 def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None, *,
-             bl_chunk: int = 64, nthreads: int = 1, reuse: bool = True) -> np.ndarray:
+             bl_chunk: int = 64, nthreads: int = 1, reuse: bool = True,
+             inplace: bool = False) -> np.ndarray:
     """Robust per-baseline RFI flags (new array) for a cube ``(n_time, n_bl, n_chan, n_pol)``.
+
+    With ``inplace`` the input ``flags`` serve as scratch (they may gain the strong-RFI
+    prefilter's flags) instead of being copied: one cube of booleans less.
 
     Works on amplitudes, ``bl_chunk`` baselines per task (``nthreads`` tasks at once);
     polarisations are flagged together. After the per-baseline passes, the
@@ -356,7 +365,7 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
                          f"and {flags.shape}")
     nt, nb, nc, npol = vis.shape
     set_threads(nthreads)
-    fin = np.array(flags, dtype=bool, order="C")
+    fin = flags if inplace and _writable_bool(flags) else np.array(flags, dtype=bool, order="C")
     if p.prefilter and nb > 1:
         strong = strong_rfi_cells(vis, fin, p.prefilter_threshold)
         _or_cells(fin, strong)
@@ -502,9 +511,11 @@ def _good_counts(flags):  # pragma: no cover
 
 
 def flag_dead_antennas(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_ant: int,
-                       *, min_good_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+                       *, min_good_fraction: float = 0.05,
+                       inplace: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Flag every baseline of antennas with less than ``min_good_fraction`` unflagged
-    cross-correlation data. Returns (new flags, boolean mask of dead antennas)."""
+    cross-correlation data. Returns (new flags, or ``flags`` updated with ``inplace``;
+    boolean mask of dead antennas)."""
     ant1 = np.asarray(ant1)
     ant2 = np.asarray(ant2)
     frac = antenna_good_fraction(flags, ant1, ant2, n_ant)
@@ -513,7 +524,7 @@ def flag_dead_antennas(flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, n_
     present[ant1[cross]] = True
     present[ant2[cross]] = True
     dead = present & (frac < min_good_fraction)
-    out = flags.copy()
+    out = flags if inplace else flags.copy()
     if dead.any():
         bl = dead[ant1] | dead[ant2]
         out[:, bl] = True
@@ -590,15 +601,18 @@ def flag_all(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndar
              n_ant: int, *, freqs: np.ndarray | None = None,
              rfi_freqs: tuple[float, ...] = (), rfi_channels: tuple[int, ...] = (),
              rfi: RFIParams | None = None, detect_rfi: bool = True,
-             min_good_fraction: float = 0.05, nthreads: int = 1
+             min_good_fraction: float = 0.05, nthreads: int = 1, inplace: bool = False
              ) -> tuple[np.ndarray, FlagSummary]:
     """The whole flagging sequence: bad samples and autos, known RFI channels, SumThreshold,
-    dead antennas. Returns (new flags, summary)."""
+    dead antennas. Returns (new flags, summary). With ``inplace`` the input ``flags`` are
+    used as scratch (their content afterwards is unspecified): two cubes of booleans less."""
     set_threads(nthreads)
-    out = flag_bad_samples(vis, flags, ant1, ant2)
+    out = flag_bad_samples(vis, flags, ant1, ant2, inplace=inplace)
     if freqs is not None and (len(rfi_freqs) or len(rfi_channels)):
         out[:, :, channel_mask(freqs, rfi_freqs, rfi_channels=rfi_channels)] = True
     if detect_rfi:  # autocorrelations are flagged already and take no part
-        out = flag_rfi(vis, out, rfi, nthreads=nthreads)
-    out, dead = flag_dead_antennas(out, ant1, ant2, n_ant, min_good_fraction=min_good_fraction)
+        out = flag_rfi(vis, out, rfi, nthreads=nthreads, inplace=True)
+    # ``out`` is this call's own array (or the caller's scratch): update it in place
+    out, dead = flag_dead_antennas(out, ant1, ant2, n_ant, min_good_fraction=min_good_fraction,
+                                   inplace=True)
     return out, flag_summary(out, ant1, ant2, n_ant, dead)

@@ -9,6 +9,7 @@ mean phase over the band per antenna, so G carries the overall amplitude and pha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,7 +267,9 @@ def _reduce_full(full: dict, fac: np.ndarray | None, over_time: bool,
     else:
         full[("CN", over_time)] = out[2:]
     rows = [np.ascontiguousarray(o.reshape(n_x, m * npol).T) for o in out]
-    dense = [np.zeros((m * npol, n_ant, n_ant), o.dtype) for o in out]
+    dtypes = [o.dtype for o in out]
+    del out  # before the dense matrices, the largest arrays here
+    dense = [np.zeros((m * npol, n_ant, n_ant), dt) for dt in dtypes]
     _to_dense_rows(*rows, a1, a2, *dense)
     shape = (1, m, npol, n_ant, n_ant) if over_time else (m, 1, npol, n_ant, n_ant)
     return NormalEquations(*(d.reshape(shape) for d in dense))
@@ -440,7 +443,8 @@ def _gain_solution(ne: NormalEquations, times: np.ndarray, freqs: np.ndarray,
                               "solint": solint})
 
 
-def solve_calibrator(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
+def solve_calibrator(vis: np.ndarray, model: np.ndarray | Callable[[], np.ndarray],
+                     flags: np.ndarray,
                      ant1: np.ndarray, ant2: np.ndarray, n_ant: int, times: np.ndarray,
                      freqs: np.ndarray, params: SolveParams | None = None,
                      weight: np.ndarray | None = None) -> CalibratorSolutions:
@@ -450,7 +454,9 @@ def solve_calibrator(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
     (repeated ``bandpass_iterations`` times) → normalise B → final G with B applied.
     Antennas without cross-correlations get flagged solutions. When the per-(interval,
     channel) normal matrices fit in :data:`ONE_PASS_BYTES`, the visibilities are read
-    once and every step works on those matrices.
+    once and every step works on those matrices. ``model`` may be a function returning the
+    model cube: the solver then holds the model only while it needs it (in one-pass mode,
+    while taking the sums), not for the whole solve.
     """
     p = params or SolveParams()
     ant1 = np.asarray(ant1)
@@ -477,9 +483,12 @@ def solve_calibrator(vis: np.ndarray, model: np.ndarray, flags: np.ndarray,
     xc = a1c != a2c
     n_x = int(xc.sum())
     one_pass = n_tb * n_c * n_pol * n_x * 16 <= ONE_PASS_BYTES
+    if callable(model):
+        model = model()
     if one_pass:
         full = _accumulate_compact(vis, model, flags, weight, a1c, a2c, n, bins, n_tb,
                                    np.arange(n_c), n_c, store_single=True)
+        del model  # the sums replace it
         x1, x2 = a1c[xc], a2c[xc]
 
         def ne_b(g_t):  # g_t: (n_tb, n, n_pol) -> (n_tb, n_pol, n)

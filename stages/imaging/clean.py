@@ -440,7 +440,7 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     active_mask = free_mask
     auto_mask_on = False
     use_image = convolver is not None and params.image_domain_cycles
-    true_residual, true_model = residual.copy(), model.copy()
+    true_residual, true_model = (residual.copy(), model.copy()) if use_image else (None, None)
     exact = bool(dirty_exact)
     approx_on = approx_residual is not None
     n_iter, n_major, n_image, n_approx, history = 0, 0, 0, 0, []

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from dsa110_pipeline.profiling import release_free_memory
 from dsa110_pipeline.simulate.dft import predict_visibilities_drift
 
 from .beam import Beam, fit_beam, normalise_psf, restore
@@ -22,7 +23,7 @@ from .clean import CleanParams, CleanResult, PsfConvolver, deconvolve
 from .drift_beam import DriftBeamModel, SkySources
 from .gridding import image_to_vis, vis_to_image
 from .primary_beam import pb_correct, pb_image
-from .weighting import apply_weighting, grid_weight_density
+from .weighting import apply_weighting, grid_weight_density, weight_sums
 
 #: Fewest channels per approximate major cycle: fewer would change the PSF
 _MIN_APPROX_CHANNELS = 32
@@ -85,13 +86,14 @@ class ImagingParams:
     #: PSF is the plain Fourier transform of the weights, 5x cheaper, equal in the main lobe
     #: but not in the far sidelobes (deep CLEAN of wide fields can then diverge)
     psf_wgridding: bool = True
-    #: Major cycles before the last use every ``approx_stride``-th channel (1: all); CLEAN
+    #: Major cycles before the last (and the PSF) use every ``approx_stride``-th channel (1:
+    #: all; less where fewer than 32 channels would be left) at ``approx_epsilon``; CLEAN
     #: stops only on a residual from all channels (see ``clean.deconvolve``).
     approx_stride: int = 1
     #: ducc0 accuracy of those approximate cycles (at least ``epsilon``)
     approx_epsilon: float = 1e-3
     #: bytes of predicted visibilities held at once in a major cycle (row blocks beyond)
-    predict_buffer_bytes: int = 512 * 2**20
+    predict_buffer_bytes: int = 128 * 2**20
     #: (t_mid s, dec rad) of a meridian drift scan phased to the meridian at t_mid: the major
     #: cycles then predict the brightest model components with the moving beam (None: off)
     drift_track: tuple[float, float] | None = None
@@ -138,16 +140,20 @@ class _Stats:
         self.wsum = 0.0
         self.var_sum = 0.0
         self.freq_w: dict[float, float] = {}
-        #: (times of runs of equal time, freq, weight sums (nrun, nchan)) per chunk
+        #: (distinct times, freq, weight sums (ntime, nchan)) per chunk
         self.time_w: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def add_times(self, time: np.ndarray | None, freq: np.ndarray, w: np.ndarray) -> None:
-        """Keep the imaging weight per (integration, channel) of rows timed by ``time``."""
-        if time is None or len(time) == 0:
-            return
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(time)) + 1])
-        self.time_w.append((time[starts], freq,
-                            np.add.reduceat(w, starts, axis=0, dtype=np.float64)))
+    def add(self, freq: np.ndarray, data_w: np.ndarray, w: np.ndarray,
+            time: np.ndarray | None = None) -> None:
+        """Count imaging weights ``w`` made from data weights ``data_w`` (rows timed by
+        ``time``: kept per integration and channel for the drift-beam model)."""
+        wsum, var, chan, times, per_time = weight_sums(data_w, w, time)
+        self.wsum += wsum
+        self.var_sum += var
+        for f, s in zip(freq, chan):
+            self.freq_w[float(f)] = self.freq_w.get(float(f), 0.0) + float(s)
+        if time is not None and len(time):
+            self.time_w.append((times, freq, per_time))
 
     def drift_model(self, p: ImagingParams, match_radius: float) -> DriftBeamModel | None:
         """The moving-beam model of these data (None when off or rows carry no times)."""
@@ -171,13 +177,11 @@ class _Stats:
         """Thermal noise (Jy/beam) of an image made with these weights."""
         return float(np.sqrt(self.var_sum)) / self.wsum
 
-    def add(self, freq: np.ndarray, data_w: np.ndarray, w: np.ndarray) -> None:
-        self.wsum += float(w.sum(dtype=np.float64))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            var = np.where(data_w > 0, w.astype(np.float64) ** 2 / data_w, 0.0)
-        self.var_sum += float(var.sum())
-        for f, s in zip(freq, w.sum(axis=0, dtype=np.float64)):
-            self.freq_w[float(f)] = self.freq_w.get(float(f), 0.0) + float(s)
+
+def _data_weight(ch: VisChunk) -> np.ndarray:
+    """The data weights of a chunk, zero where masked."""
+    w = np.asarray(ch.weight, dtype=np.float32)
+    return w if ch.mask is None else np.where(ch.mask != 0, w, np.float32(0))
 
 
 def _weigh_in_place(ch: VisChunk, p: ImagingParams, density: np.ndarray | None,
@@ -193,9 +197,7 @@ def _weigh_in_place(ch: VisChunk, p: ImagingParams, density: np.ndarray | None,
                         scheme=p.weighting, npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell,
                         density=density, robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
                         taper_fwhm=p.taper_fwhm, inplace=True)
-        stats.add(ch.freq, data_w, wgt[sl])
-        if ch.time is not None:
-            stats.add_times(ch.time[sl], ch.freq, wgt[sl])
+        stats.add(ch.freq, data_w, wgt[sl], None if ch.time is None else ch.time[sl])
     return wgt
 
 
@@ -255,32 +257,39 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                                     npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell,
                                     density=density, robust=p.robust, uv_min=p.uv_min,
                                     uv_max=p.uv_max, taper_fwhm=p.taper_fwhm)
-                stats.add(ch.freq, ch.weight if ch.mask is None
-                          else np.where(ch.mask != 0, ch.weight, 0), w)
-                stats.add_times(ch.time, ch.freq, w)
+                stats.add(ch.freq, _data_weight(ch), w, ch.time)
             cached.append((ch, w))
 
     def passes() -> Iterable[tuple[VisChunk, np.ndarray]]:
         return cached if cached is not None else _weighted(source, p, density)
 
+    if cached is not None:
+        density = None  # every pass uses the cached weights
+    release_free_memory()
     t["weights"] = time.perf_counter() - t0
     # PSF of a unit point source at the phase centre: a broadcast constant as visibilities
     k = p.psf_oversize
     psf_grid = {**grid, "npix_x": k * p.npix_x, "npix_y": k * p.npix_y,
                 "do_wgridding": p.do_wgridding and p.psf_wgridding}
     psf = np.zeros((k * p.npix_y, k * p.npix_x))
+    nchan_min = min(len(ch.freq) for ch, _ in passes())
+    # a channel subset only stands for all channels when it samples the band densely
+    stride = max(1, min(p.approx_stride, nchan_min // _MIN_APPROX_CHANNELS))
+    if stride > 1:
+        # the PSF only guides the minor cycles (and its main lobe gives the restoring beam):
+        # the approximate cycles' channel subset and accuracy make it to ~1e-3 of its peak
+        psf_grid["epsilon"] = max(p.epsilon, p.approx_epsilon)
     for ch, w in passes():
         if cached is None:
-            stats.add(ch.freq, ch.weight if ch.mask is None
-                      else np.where(ch.mask != 0, ch.weight, 0), w)
-            stats.add_times(ch.time, ch.freq, w)
+            stats.add(ch.freq, _data_weight(ch), w, ch.time)
         if not np.any(w):
             continue
-        one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis.shape)
-        psf += vis_to_image(ch.uvw, ch.freq, one, w, **psf_grid)
+        one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis[:, ::stride].shape)
+        psf += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride], **psf_grid)
     if stats.wsum <= 0:
         raise ValueError("all visibilities are flagged or have zero weight")
     psf = normalise_psf(psf).astype(np.float32)
+    release_free_memory()
     psf_full = psf
     if k > 1:
         psf = np.ascontiguousarray(psf_full[p.npix_y // 2 * (k - 1):p.npix_y // 2 * (k - 1)
@@ -291,10 +300,6 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     convolver = PsfConvolver(psf_full, nthreads=p.nthreads, image_shape=(p.npix_y, p.npix_x)) \
         if p.clean.image_domain_cycles and k == 2 else None
     t["psf"] = time.perf_counter() - t0 - sum(t.values())
-    nchan_min = min(len(ch.freq) for ch, _ in passes())
-    # a channel subset only stands for all channels when it samples the band densely
-    stride = p.approx_stride if p.approx_stride > 1 and nchan_min >= _MIN_APPROX_CHANNELS \
-        * p.approx_stride else 1
     wsums: dict[int, float] = {1: stats.wsum}
 
     def residual_image(model: np.ndarray | None, s: int) -> np.ndarray:
@@ -338,6 +343,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 np.subtract(vis[sl], out, out=out)
                 res += vis_to_image(ch.uvw[sl], freq, out, wv[sl], **{**grid, "epsilon": eps})
             del buf
+            release_free_memory()
         if s not in wsums:
             wsums[s] = wsum
         return (res / wsums[s]).astype(np.float32)

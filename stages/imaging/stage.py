@@ -79,9 +79,10 @@ class ImagingConfig(StageConfig):
     psf_oversize: Literal[1, 2] = 2
     #: w-gridding for the PSF (the response to a source at the phase centre; 5x the cost).
     psf_wgridding: bool = True
-    #: Major cycles before the last grid every ``approx_stride``-th channel only (1: all);
-    #: CLEAN stops only on a residual from all channels, and cycles after it use all.
-    approx_stride: int = Field(4, ge=1)
+    #: Major cycles before the last, and the PSF, grid every ``approx_stride``-th channel
+    #: only (1: all); CLEAN stops only on a residual from all channels, and cycles after it
+    #: use all.
+    approx_stride: int = Field(8, ge=1)
     #: ducc0 accuracy of those approximate major cycles (never finer than ``epsilon``).
     approx_epsilon: float = Field(1e-3, gt=1e-5, lt=0.1)
     #: Threads for ducc0/FFTs/numba; None: the runtime's ``nthreads`` when it has one, else

@@ -175,3 +175,42 @@ def apply_weighting(uvw: np.ndarray, freq: np.ndarray, weight: np.ndarray,
                   1.0 / (npix_x * cell), 1.0 / (npix_y * cell), npix_x, npix_y, r2min, r2max,
                   float(taper))
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _sums_kernel(data_w, w, tindex, chan, per_time):  # pragma: no cover - numba
+    wsum = 0.0
+    var = 0.0
+    for i in range(w.shape[0]):
+        g = tindex[i]
+        for k in range(w.shape[1]):
+            x = float(w[i, k])
+            if x == 0.0:
+                continue
+            wsum += x
+            chan[k] += x
+            per_time[g, k] += x
+            d = float(data_w[i, k])
+            if d > 0:
+                var += x * x / d
+    return wsum, var
+
+
+def weight_sums(data_w: np.ndarray, w: np.ndarray, time: np.ndarray | None = None
+                ) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+    """Sums of imaging weights ``w`` (nrow, nchan) made from data weights ``data_w``.
+
+    Returns (sum w, sum w^2 / data_w (the variance numerator of the image), per-channel sums
+    (nchan,), the distinct row times (ntime,), and the per-time, per-channel sums
+    (ntime, nchan)); without ``time`` all rows count as one time, 0.
+    """
+    if data_w.shape != w.shape:
+        raise ValueError(f"data weights {data_w.shape} and weights {w.shape} differ")
+    if time is None:
+        times, tindex = np.zeros(1), np.zeros(w.shape[0], np.int64)
+    else:
+        times, tindex = np.unique(np.asarray(time), return_inverse=True)
+    chan = np.zeros(w.shape[1])
+    per_time = np.zeros((len(times), w.shape[1]))
+    wsum, var = _sums_kernel(data_w, w, tindex.astype(np.int64).ravel(), chan, per_time)
+    return float(wsum), float(var), chan, times, per_time

@@ -65,6 +65,27 @@ def test_single_precision_drift_kernel(case):
     np.testing.assert_allclose(got, ref, atol=2e-5 * np.abs(flux2).sum(axis=(1, 2)).max())
 
 
+@pytest.mark.parametrize("nonuniform", [False, True])
+def test_drift_rows_in_any_order(case, nonuniform):
+    """Rows interleaved in time (e.g. sorted by w) give the same visibilities, row by row."""
+    uvw, freqs, lmn, flux = case
+    if nonuniform:
+        freqs = freqs * (1 + 1e-3 * np.arange(freqs.size) ** 2 / freqs.size ** 2)
+    lmn2 = np.stack([lmn, lmn[::-1], lmn])
+    flux2 = np.stack([flux, 2 * flux, 0.5 * flux])
+    tidx = np.arange(150) % 3
+    perm = np.random.default_rng(5).permutation(150)
+    got = predict_visibilities_drift(uvw[perm], tidx[perm], freqs, lmn2, flux2,
+                                     precision="double", dtype=np.complex128, unprojected=False)
+    ref = np.concatenate([_brute(uvw[i:i + 1], freqs, lmn2[tidx[i]], flux2[tidx[i]])
+                          for i in perm])
+    np.testing.assert_allclose(got, ref, atol=1e-8 * np.abs(flux2).sum(axis=(1, 2)).max())
+    acc = np.ones_like(got)
+    predict_visibilities_drift(uvw[perm], tidx[perm], freqs, lmn2, flux2, precision="double",
+                               unprojected=False, out=acc, accumulate=True)
+    np.testing.assert_allclose(acc, ref + 1, atol=1e-8 * np.abs(flux2).sum(axis=(1, 2)).max())
+
+
 def test_point_source_at_phase_centre_is_real_flux(case):
     uvw, freqs, _, flux = case
     v = predict_visibilities(uvw, freqs, [0.0], [0.0], [1.0], flux[:1])

@@ -18,6 +18,19 @@ def test_rfi_caught_clean_kept(level):
     assert summary.total == pytest.approx(flags.mean())
 
 
+def test_inplace_flagging_gives_the_same_flags():
+    """``inplace`` only saves memory: same flags, same summary; the input is scratch."""
+    s = _synth.inject_rfi(_synth.make(n_ant=12, n_time=24, n_chan=64, flux=10, sigma=2.6,
+                                      gain_drift=0.05), level=1.0)
+    kept = s.flags.copy()
+    ref, ref_sum = F.flag_all(s.vis, s.flags, s.ant1, s.ant2, s.n_ant)
+    np.testing.assert_array_equal(s.flags, kept)  # not in place: input untouched
+    scratch = s.flags.copy()
+    got, got_sum = F.flag_all(s.vis, scratch, s.ant1, s.ant2, s.n_ant, inplace=True)
+    np.testing.assert_array_equal(got, ref)
+    assert got_sum.total == ref_sum.total and ref.sum() > kept.sum()
+
+
 def test_clean_data_mostly_unflagged():
     s = _synth.make(n_ant=10, n_time=24, n_chan=64, flux=5, sigma=2.6, gain_drift=0.1)
     flags = F.flag_rfi(s.vis, s.flags)

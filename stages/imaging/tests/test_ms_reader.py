@@ -76,9 +76,15 @@ def test_chunks_ascending_stokes_i_and_masks(ms_path):
     info = read_ms_info(p, "DATA")
     chunks = list(MSChunkSource(info, rows_per_chunk=100))
     assert len(chunks) == -(-info.nrow // 100)
-    loaded = MSChunkSource(info, rows_per_chunk=100).load()
+    loaded = MSChunkSource(info, rows_per_chunk=100).load(w_order=False)
     assert len(loaded) == 1
     ch = loaded[0]
+    # the default load holds the same rows sorted by w
+    by_w = MSChunkSource(info).load(read_rows=37)[0]
+    order = np.argsort(ch.uvw[:, 2], kind="stable")
+    assert np.all(np.diff(by_w.uvw[:, 2]) >= 0)
+    for name in ("uvw", "vis", "weight", "mask", "time"):
+        np.testing.assert_array_equal(getattr(by_w, name), getattr(ch, name)[order])
     np.testing.assert_array_equal(ch.freq, np.sort(obs["freq"]))
     np.testing.assert_array_equal(ch.vis, np.concatenate([c.vis for c in chunks]))
     auto = obs["ant1"] == obs["ant2"]
