@@ -15,10 +15,12 @@ from .config import OrchestratorConfig
 
 
 def worker_env(nthreads: int = 1) -> dict[str, str]:
-    """Thread-count variables so numeric libraries do not oversubscribe a worker's cores."""
+    """Thread-count variables so numeric libraries do not oversubscribe a worker's cores
+    (numba's parallel kernels included: without ``NUMBA_NUM_THREADS`` each worker would
+    run them on every core of the machine)."""
     n = str(nthreads)
     return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
-            "DUCC0_NUM_THREADS": n}
+            "DUCC0_NUM_THREADS": n, "NUMBA_NUM_THREADS": n}
 
 
 class ClientHandle:

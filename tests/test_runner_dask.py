@@ -88,3 +88,23 @@ def test_without_a_client_a_dask_stage_runs_in_the_runner(tmp_path):
     res = runner.run(PipelineContext().with_runtime(None))
     assert res.ok
     assert int((tmp_path / "where.txt").read_text().split()[0]) == os.getpid()
+
+
+def test_local_cluster_workers_use_only_their_thread_allotment():
+    """numba (and the others in ``worker_env``) see the orchestrator's thread count, not
+    every core of the machine."""
+    from dsa110_pipeline.cluster import make_client
+    from dsa110_pipeline.config import OrchestratorConfig
+
+    client, cluster = make_client(OrchestratorConfig(n_workers=1, threads_per_worker=1,
+                                                     stage_threads=1))
+    try:
+        def threads() -> tuple[int, str | None]:
+            import numba
+
+            return numba.config.NUMBA_NUM_THREADS, os.environ.get("DUCC0_NUM_THREADS")
+
+        assert set(client.run(threads).values()) == {(1, "1")}
+    finally:
+        client.close()
+        cluster.close()

@@ -136,6 +136,17 @@ def night_figures(manifest: dict[str, Any], n_workers: int) -> dict[str, Any]:
             "stage_s": stages}
 
 
+def _failures(manifest_path: Path) -> str:
+    """The stages of a run's manifest that did not end ok, with their errors ('' if none)."""
+    if not manifest_path.exists():
+        return ""
+    groups = json.loads(manifest_path.read_text()).get("groups", {})
+    bad = [f"{gid} {r['name']}: {r.get('status')} ({r.get('error_type')}: {r.get('error')})"
+           for gid, g in groups.items() for r in g.get("records", [])
+           if r.get("status") not in ("ok", "cached", "skipped")]
+    return "; ".join(bad)
+
+
 def _casa_python() -> str | None:
     from stages.calibration.benchmark import casa_available
 
@@ -238,7 +249,7 @@ def run(quick: bool = False) -> dict:
                        f"imaging.npix={npix}"])
         manifest_path = work / "full_out" / "manifest.json"
         if not m.ok or not manifest_path.exists():
-            notes.append(f"full-scale group failed: {m.error_text()}")
+            notes.append(f"full-scale group failed: {_failures(manifest_path) or m.error_text()}")
         else:
             f = night_figures(json.loads(manifest_path.read_text()), 2)
             verdict = next(iter(f["verdicts"].values()), None)
@@ -277,7 +288,7 @@ def run(quick: bool = False) -> dict:
                            f"orchestrator.max_groups_in_flight={2 * n}", f"imaging.npix={npix}"])
             mp = out / "manifest.json"
             if not m.ok or not mp.exists():
-                notes.append(f"night on {n} worker(s) failed: {m.error_text()}")
+                notes.append(f"night on {n} worker(s) failed: {_failures(mp) or m.error_text()}")
                 continue
             f = night_figures(json.loads(mp.read_text()), n)
             through[n] = 4 / f["wall_s"] * 3600

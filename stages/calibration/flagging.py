@@ -345,6 +345,11 @@ def _or_plane_joint(flags, plane):  # pragma: no cover
                         flags[t, b, c, p] = True
 
 
+#: Above this fraction of baselines whose flags the first pass changed, ``flag_rfi`` runs
+#: its second pass plainly instead of redoing those baselines.
+REUSE_MAX_CHANGED = 0.25
+
+
 def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None, *,
              bl_chunk: int = 64, nthreads: int = 1, reuse: bool = True,
              inplace: bool = False) -> np.ndarray:
@@ -408,10 +413,16 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
         xsum, xcnt = run(vis, fin, cur, sets[0], sets[1], cand, True)
         _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
         changed = changed_baselines(cur, fin)
-        take_baselines(cur, cand, ~changed)
-        del cand
         idx = np.flatnonzero(changed)
-        if idx.size:
+        if idx.size > REUSE_MAX_CHANGED * changed.size:
+            # most baselines changed (broadband RFI): a plain second pass over the cube is
+            # cheaper than redoing them on copies (and the same)
+            del cand
+            xsum, xcnt = run(vis, fin, cur, sets[1], none, no_cube, True)
+        else:
+            take_baselines(cur, cand, ~changed)
+            del cand
+        if 0 < idx.size <= REUSE_MAX_CHANGED * changed.size:
             v_s, f_s = vis[:, idx], fin[:, idx]
             xs_old, xc_old = run(v_s, f_s, f_s.copy(), sets[0], sets[1],
                                  np.empty_like(f_s), True)

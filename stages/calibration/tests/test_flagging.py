@@ -128,3 +128,18 @@ def test_second_pass_reuse_gives_the_same_flags(monkeypatch):
     assert 0 < seen[0].sum() < seen[0].size // 2
     np.testing.assert_array_equal(fast, plain)
     assert fast[:, [3, 17, 40]].sum() >= 12
+
+
+def test_second_pass_when_most_baselines_change(monkeypatch):
+    """Broadband RFI changes the first pass's flags on most baselines: the plain second
+    pass then runs, with the same flags as without reuse."""
+    s = _synth.inject_rfi(_synth.make(n_ant=10, n_time=24, n_chan=48, flux=10, sigma=2.6),
+                          level=1.0)
+    seen = []
+    real = F.changed_baselines
+    monkeypatch.setattr(F, "changed_baselines", lambda a, b: seen.append(real(a, b))
+                        or seen[-1])
+    fast = F.flag_rfi(s.vis, s.flags, nthreads=2)
+    assert seen[0].mean() > F.REUSE_MAX_CHANGED
+    np.testing.assert_array_equal(fast, F.flag_rfi(s.vis, s.flags, reuse=False))
+    assert fast[s.rfi_mask].mean() > 0.95
