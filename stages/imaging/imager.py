@@ -236,9 +236,11 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     grid = dict(npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell, epsilon=p.epsilon,
                 nthreads=p.nthreads, do_wgridding=p.do_wgridding)
     density = None
+    nchans: list[int] = []
     if p.weighting != "natural":
         density = np.zeros((p.npix_y, p.npix_x))
         for ch in source:
+            nchans.append(len(ch.freq))
             grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, npix_x=p.npix_x,
                                 npix_y=p.npix_y, cell=p.cell, uv_min=p.uv_min,
                                 uv_max=p.uv_max, out=density)
@@ -272,7 +274,11 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     psf_grid = {**grid, "npix_x": k * p.npix_x, "npix_y": k * p.npix_y,
                 "do_wgridding": p.do_wgridding and p.psf_wgridding}
     psf = np.zeros((k * p.npix_y, k * p.npix_x))
-    nchan_min = min(len(ch.freq) for ch, _ in passes())
+    if cached is not None:
+        nchans = [len(ch.freq) for ch, _ in cached]
+    elif not nchans:  # natural weighting, streamed: no pass has read the chunks yet
+        nchans = [len(ch.freq) for ch in source]
+    nchan_min = min(nchans)
     # a channel subset only stands for all channels when it samples the band densely
     stride = max(1, min(p.approx_stride, nchan_min // _MIN_APPROX_CHANNELS))
     if stride > 1:
