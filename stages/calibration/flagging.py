@@ -422,15 +422,15 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
         else:
             take_baselines(cur, cand, ~changed)
             del cand
-        if 0 < idx.size <= REUSE_MAX_CHANGED * changed.size:
-            v_s, f_s = vis[:, idx], fin[:, idx]
-            xs_old, xc_old = run(v_s, f_s, f_s.copy(), sets[0], sets[1],
-                                 np.empty_like(f_s), True)
-            c_s = cur[:, idx]
-            xs_new, xc_new = run(v_s, f_s, c_s, sets[1], none, no_cube, True)
-            cur[:, idx] = c_s
-            xsum += xs_new - xs_old
-            xcnt += xc_new - xc_old
+            if idx.size:
+                v_s, f_s = vis[:, idx], fin[:, idx]
+                xs_old, xc_old = run(v_s, f_s, f_s.copy(), sets[0], sets[1],
+                                     np.empty_like(f_s), True)
+                c_s = cur[:, idx]
+                xs_new, xc_new = run(v_s, f_s, c_s, sets[1], none, no_cube, True)
+                cur[:, idx] = c_s
+                xsum += xs_new - xs_old
+                xcnt += xc_new - xc_old
         _grow_inplace(cur, p.grow_fraction, p.grow_axis_fraction)
     else:
         for k, set_k in enumerate(sets):

@@ -22,14 +22,14 @@ def _pair_kernel(data, flag, weight, i, j, vis, wgt, mask):  # pragma: no cover 
                 vis[r, c] = 0.5 * (data[r, c, i] + data[r, c, j])
                 wgt[r, c] = 4.0 * w1 * w2 / (w1 + w2)
                 mask[r, c] = 1
-            elif w1 > 0 or w2 > 0:
-                vis[r, c] = data[r, c, i] if w1 > 0 else data[r, c, j]
-                wgt[r, c] = max(w1, w2)
+            elif w1 > 0:
+                vis[r, c] = data[r, c, i]
+                wgt[r, c] = w1
                 mask[r, c] = 1
-            else:
-                vis[r, c] = data[r, c, i] if w1 > 0 else data[r, c, j]
-                wgt[r, c] = 0.0
-                mask[r, c] = 0
+            else:  # the second alone, or neither (weight 0, masked)
+                vis[r, c] = data[r, c, j]
+                wgt[r, c] = w2 if w2 > 0 else 0.0
+                mask[r, c] = 1 if w2 > 0 else 0
 
 
 def stokes_i(data: np.ndarray, flag: np.ndarray, weight: np.ndarray,

@@ -166,5 +166,8 @@ def test_stokes_i_rules():
     flag[...] = True
     _, wgt, mask = stokes_i(data, flag, w, (9, 12))
     assert wgt[0, 0] == 0 and mask[0, 0] == 0
+    flag[...] = [[[True, False]]]  # the first flagged: the second alone
+    vis, wgt, mask = stokes_i(data, flag, w, (9, 12))
+    assert vis[0, 0] == 3 + 3j and wgt[0, 0] == 3.0 and mask[0, 0] == 1
     with pytest.raises(ValueError, match="Stokes I"):
         stokes_i(data, flag, w, (9, 10))

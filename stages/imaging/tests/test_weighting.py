@@ -7,6 +7,7 @@ from stages.imaging.weighting import (
     briggs_factor,
     grid_weight_density,
     uv_selection,
+    weight_sums,
 )
 
 NPIX, CELL = 64, np.radians(30 / 3600)
@@ -87,3 +88,23 @@ def test_unknown_scheme():
     with pytest.raises(ValueError, match="unknown weighting"):
         apply_weighting(_uvw([(1, 1)]), FREQ, np.ones((1, 1)), None, scheme="robust",
                         npix_x=NPIX, npix_y=NPIX, cell=CELL)
+
+
+def test_weight_sums_match_numpy():
+    rng = np.random.default_rng(4)
+    data_w = rng.uniform(0.5, 2.0, (60, 5)).astype(np.float32)
+    data_w[3, 1] = 0.0
+    w = (data_w * rng.uniform(0.1, 1.0, data_w.shape)).astype(np.float32)
+    w[7] = 0.0
+    time = rng.choice([10.0, 20.0, 30.0], 60)  # rows in any order
+    wsum, var, chan, times, per_time = weight_sums(data_w, w, time)
+    w64 = w.astype(np.float64)
+    assert wsum == pytest.approx(w64.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert var == pytest.approx(np.where(data_w > 0, w64**2 / data_w, 0).sum())
+    np.testing.assert_allclose(chan, w64.sum(axis=0))
+    np.testing.assert_array_equal(times, [10.0, 20.0, 30.0])
+    for k, t in enumerate(times):
+        np.testing.assert_allclose(per_time[k], w64[time == t].sum(axis=0))
+    _, _, _, times1, per_time1 = weight_sums(data_w, w)
+    assert times1.shape == (1,) and np.allclose(per_time1[0], chan)
