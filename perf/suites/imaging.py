@@ -13,8 +13,10 @@ niter 1000, gain 0.1, mgain 0.8 and auto-threshold 3:
 
 Per tool: residual robust rms against the thermal noise expected from the data, and the
 fluxes and positions of the injected sources inside the primary beam (PB > 0.5) with
-SNR >= 50, by forced photometry with the restoring beam at the true position in the
-PB-corrected image (WSClean's image is divided by our PB model). Goal: >= 2x faster than
+SNR >= 50 in the PB-corrected image (WSClean's image is divided by our PB model): the peak
+(parabolic fit at the brightest pixel near the true position, the issue's acceptance
+measure: ``flux_*``, ``pos_*``) and forced photometry with the image's own restoring beam at
+the true position (``fit_flux_*``). Goal: >= 2x faster than
 the faster WSClean, residual rms within 5% of WSClean's, fluxes as accurate, RSS no higher.
 """
 
@@ -76,9 +78,33 @@ def _robust_rms(a: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
+def _quad_peak(win: np.ndarray) -> tuple[float, float, float] | None:
+    """Peak value and (row, col) of a 5x5 window by a parabola through the brightest pixel
+    and its neighbours on each axis; None when the brightest pixel is on the window's edge."""
+    r, c = np.unravel_index(np.argmax(win), win.shape)
+    if not (1 <= r <= 3 and 1 <= c <= 3):
+        return None
+    yy, xx = win[r - 1:r + 2, c], win[r, c - 1:c + 2]
+    dy = 0.5 * (yy[0] - yy[2]) / (yy[0] - 2 * yy[1] + yy[2])
+    dx = 0.5 * (xx[0] - xx[2]) / (xx[0] - 2 * xx[1] + xx[2])
+    peak = win[r, c] - 0.25 * ((yy[0] - yy[2]) * dy + (xx[0] - xx[2]) * dx)
+    return float(peak), r + dy, c + dx
+
+
+def _stats(prefix: str, r: np.ndarray) -> dict[str, Any]:
+    if not len(r):
+        return {f"{prefix}ratio_median": None, f"{prefix}abs_err_median": None,
+                f"{prefix}within_2pct": None}
+    return {f"{prefix}ratio_median": round(float(np.median(r)), 4),
+            f"{prefix}abs_err_median": round(float(np.median(np.abs(r - 1))), 4),
+            f"{prefix}within_2pct": round(float(np.mean(np.abs(r - 1) <= 0.02)), 3)}
+
+
 def _photometry(image_path: str, pb: np.ndarray, truth: dict, noise: float,
                 pb_min: float = 0.5, snr_min: float = 50.0) -> dict[str, Any]:
-    """Forced photometry with the restoring beam at the true positions (PB-corrected)."""
+    """Peak flux and position of each source in the PB-corrected image (parabolic peak of
+    the brightest pixel near the true position: the acceptance's measure), and forced
+    photometry with the image's restoring beam at the true position (``fit_flux_*``)."""
     from astropy.io import fits
     from astropy.wcs import WCS
     from scipy.ndimage import shift
@@ -95,7 +121,7 @@ def _photometry(image_path: str, pb: np.ndarray, truth: dict, noise: float,
     ny, nx = img.shape
     g0 = gaussian_image((2 * h + 1, 2 * h + 1), cell, beam)
     intrinsic = truth["source_flux"].mean(axis=1)
-    ratios, offsets = [], []
+    peaks, fits_, offsets = [], [], []
     for ra, dec, flux in zip(truth["source_ra"], truth["source_dec"], intrinsic):
         x, y = (float(v) for v in w.all_world2pix(np.degrees(ra), np.degrees(dec), 0))
         xi, yi = int(round(x)), int(round(y))
@@ -103,25 +129,21 @@ def _photometry(image_path: str, pb: np.ndarray, truth: dict, noise: float,
             continue
         if flux * pb[yi, xi] / noise < snr_min:
             continue
-        g = shift(g0, (y - yi, x - xi), order=3)
         cut = img[yi - h:yi + h + 1, xi - h:xi + h + 1] / pb[yi - h:yi + h + 1, xi - h:xi + h + 1]
-        ratios.append(float(np.sum(cut * g) / np.sum(g * g)) / flux)
-        win = img[yi - 2:yi + 3, xi - 2:xi + 3]
-        r, c = np.unravel_index(np.argmax(win), win.shape)
-        if 1 <= r <= 3 and 1 <= c <= 3:
-            yy, xx = win[r - 1:r + 2, c], win[r, c - 1:c + 2]
-            py = yi - 2 + r + 0.5 * (yy[0] - yy[2]) / (yy[0] - 2 * yy[1] + yy[2])
-            px = xi - 2 + c + 0.5 * (xx[0] - xx[2]) / (xx[0] - 2 * xx[1] + xx[2])
-            offsets.append(float(np.hypot(px - x, py - y) / fwhm_pix))
-    r = np.array(ratios)
-    return {"n_sources": len(r),
-            "flux_ratio_median": round(float(np.median(r)), 4) if len(r) else None,
-            "flux_abs_err_median": round(float(np.median(np.abs(r - 1))), 4) if len(r) else None,
-            "flux_within_2pct": round(float(np.mean(np.abs(r - 1) <= 0.02)), 3) if len(r)
-            else None,
+        g = shift(g0, (y - yi, x - xi), order=3)
+        fits_.append(float(np.sum(cut * g) / np.sum(g * g)) / flux)
+        pk = _quad_peak(cut[h - 2:h + 3, h - 2:h + 3])
+        if pk is None:
+            peaks.append(0.0)  # no peak near the source: counts as missed
+            continue
+        peaks.append(pk[0] / flux)
+        offsets.append(float(np.hypot(xi - 2 + pk[2] - x, yi - 2 + pk[1] - y) / fwhm_pix))
+    return {"n_sources": len(peaks), **_stats("flux_", np.array(peaks)),
+            **_stats("fit_flux_", np.array(fits_)),
             "pos_offset_beam_median": round(float(np.median(offsets)), 4) if offsets else None,
             "pos_within_0p1_beam": round(float(np.mean(np.array(offsets) <= 0.1)), 3)
-            if offsets else None}
+            if offsets else None,
+            "beam_arcsec": f"{hdr['BMAJ'] * 3600:.1f}x{hdr['BMIN'] * 3600:.1f}"}
 
 
 def run(quick: bool = False) -> dict:

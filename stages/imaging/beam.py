@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
-from scipy import ndimage
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -52,23 +51,49 @@ def _offsets(shape: tuple[int, int], cell: float) -> tuple[np.ndarray, np.ndarra
     return x[None, :], y[:, None]
 
 
-def fit_beam(psf: np.ndarray, cell: float, *, level: float = 0.35,
+def main_lobe(psf: np.ndarray, level: float) -> np.ndarray:
+    """Mask of the PSF main lobe: pixels above ``level`` (of the centre value) reachable from
+    the centre by a path that never rises (8-connected).
+
+    A PSF with a high plateau or ridge of near sidelobes (a T-shaped array such as DSA-110
+    at Briggs 0 has one at ~0.4 of the peak) is connected to the centre at low levels;
+    requiring a non-rising path stops at the first minimum, so only the central lobe is kept.
+    """
+    ny, nx = psf.shape
+    cy, cx = ny // 2, nx // 2
+    lobe = np.zeros(psf.shape, bool)
+    lobe[cy, cx] = True
+    above = psf > level * psf[cy, cx]
+    order = np.argsort(-psf, axis=None, kind="stable")
+    order = order[above.ravel()[order]]
+    for k in order:  # descending: every neighbour already in the lobe is at least as high
+        r, c = divmod(int(k), nx)
+        if lobe[max(r - 1, 0):r + 2, max(c - 1, 0):c + 2].any():
+            lobe[r, c] = True
+    return lobe
+
+
+def fit_beam(psf: np.ndarray, cell: float, *, level: float = 0.5,
              max_halfwidth: int = 64) -> Beam:
-    """Fit a 2-D Gaussian to the PSF main lobe (pixels above ``level`` connected to the centre).
+    """Fit a 2-D Gaussian to the PSF main lobe (:func:`main_lobe` above ``level``).
 
     The fit is linear least squares of ``ln psf = -(a x^2 + b x y + c y^2)`` weighted by the
-    PSF value, which is exact for a Gaussian and robust for a sampled main lobe.
+    PSF value, which is exact for a Gaussian and robust for a sampled main lobe. The default
+    level is half the peak, so the fit describes the lobe's FWHM; when fewer than 6 pixels
+    lie above it (a coarsely sampled beam) the level is lowered to 0.35, then 0.2.
     """
     ny, nx = psf.shape
     cy, cx = ny // 2, nx // 2
     h = min(max_halfwidth, cy, cx)
     cut = np.asarray(psf[cy - h:cy + h + 1, cx - h:cx + h + 1], dtype=np.float64)
     cut = cut / cut[h, h]
-    labels, _ = ndimage.label(cut > level)
-    lobe = labels == labels[h, h]
+    for lvl in sorted({level, min(level, 0.35), min(level, 0.2)}, reverse=True):
+        lobe = main_lobe(cut, lvl)
+        if lobe.sum() >= 6:
+            break
     if lobe.sum() < 5:
         raise ValueError("PSF main lobe has fewer than 5 pixels above "
-                         f"{level}: the cell is too large for the synthesized beam")
+                         f"{lvl}: the cell is too large for the synthesized beam")
     x, y = _offsets(cut.shape, cell)
     x, y = np.broadcast_arrays(x, y)
     xs, ys, ps = x[lobe], y[lobe], cut[lobe]

@@ -66,3 +66,29 @@ def test_bad_psf_and_beam():
     spike[32, 32] = 1
     with pytest.raises(ValueError, match="cell is too large"):
         fit_beam(spike, CELL)
+
+
+def test_fit_ignores_near_sidelobes_joined_to_the_main_lobe():
+    # a narrow core flanked by two broad sidelobes at 0.6 of the peak that merge with it
+    # above half power (as a T-shaped array's Briggs-0 PSF has): the beam is the core
+    from scipy import ndimage
+
+    core = Beam(np.radians(12 / 3600), np.radians(8 / 3600), 10.0)
+    psf = gaussian_image((128, 128), CELL, core)
+    side = gaussian_image((128, 128), CELL, Beam(np.radians(34 / 3600), np.radians(34 / 3600),
+                                                 0.0))
+    for dc in (-7, 7):
+        psf = np.maximum(psf, 0.6 * np.roll(side, dc, axis=1))
+    labels, _ = ndimage.label(psf > 0.5)
+    assert labels[64, 64 + 7] == labels[64, 64]  # joined: a plain threshold would take them
+    fit = fit_beam(psf, CELL)
+    assert fit.bmaj == pytest.approx(core.bmaj, rel=0.05)
+    assert fit.bmin == pytest.approx(core.bmin, rel=0.05)
+    assert fit.bpa == pytest.approx(10.0, abs=3)
+
+
+def test_fit_of_a_coarsely_sampled_beam_lowers_the_level():
+    # ~2 pixels per FWHM: fewer than 6 pixels above half power, so a lower level is used
+    truth = Beam(np.radians(4.4 / 3600), np.radians(4.0 / 3600), 0.0)
+    fit = fit_beam(gaussian_image((64, 64), CELL, truth), CELL)
+    assert fit.bmaj == pytest.approx(truth.bmaj, rel=1e-3)
