@@ -75,25 +75,26 @@ def main_lobe(psf: np.ndarray, level: float) -> np.ndarray:
 
 def fit_beam(psf: np.ndarray, cell: float, *, level: float = 0.5,
              max_halfwidth: int = 64) -> Beam:
-    """Fit a 2-D Gaussian to the PSF main lobe (:func:`main_lobe` above ``level``).
+    """Fit a 2-D Gaussian to the PSF main lobe (:func:`main_lobe` above ``level``, plus the
+    centre's 8 neighbours, so that a lobe only ~2 pixels wide still has a curvature on
+    every axis).
 
     The fit is linear least squares of ``ln psf = -(a x^2 + b x y + c y^2)`` weighted by the
     PSF value, which is exact for a Gaussian and robust for a sampled main lobe. The default
-    level is half the peak, so the fit describes the lobe's FWHM; when fewer than 6 pixels
-    lie above it (a coarsely sampled beam) the level is lowered to 0.35, then 0.2.
+    level is half the peak, so the fit describes the lobe's FWHM.
     """
     ny, nx = psf.shape
     cy, cx = ny // 2, nx // 2
     h = min(max_halfwidth, cy, cx)
     cut = np.asarray(psf[cy - h:cy + h + 1, cx - h:cx + h + 1], dtype=np.float64)
     cut = cut / cut[h, h]
-    for lvl in sorted({level, min(level, 0.35), min(level, 0.2)}, reverse=True):
-        lobe = main_lobe(cut, lvl)
-        if lobe.sum() >= 6:
-            break
+    lobe = main_lobe(cut, level)
+    near = np.zeros_like(lobe)
+    near[h - 1:h + 2, h - 1:h + 2] = True
+    lobe |= near & (cut > 0.05)
     if lobe.sum() < 5:
-        raise ValueError("PSF main lobe has fewer than 5 pixels above "
-                         f"{lvl}: the cell is too large for the synthesized beam")
+        raise ValueError("PSF main lobe has fewer than 5 usable pixels: the cell is too "
+                         "large for the synthesized beam")
     x, y = _offsets(cut.shape, cell)
     x, y = np.broadcast_arrays(x, y)
     xs, ys, ps = x[lobe], y[lobe], cut[lobe]

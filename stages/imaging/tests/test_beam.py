@@ -87,8 +87,10 @@ def test_fit_ignores_near_sidelobes_joined_to_the_main_lobe():
     assert fit.bpa == pytest.approx(10.0, abs=3)
 
 
-def test_fit_of_a_coarsely_sampled_beam_lowers_the_level():
-    # ~2 pixels per FWHM: fewer than 6 pixels above half power, so a lower level is used
-    truth = Beam(np.radians(4.4 / 3600), np.radians(4.0 / 3600), 0.0)
+def test_fit_of_a_coarsely_sampled_beam():
+    # ~2 pixels per FWHM: only the centre is above half power; its neighbours give the shape
+    truth = Beam(np.radians(4.4 / 3600), np.radians(3.2 / 3600), 30.0)
     fit = fit_beam(gaussian_image((64, 64), CELL, truth), CELL)
     assert fit.bmaj == pytest.approx(truth.bmaj, rel=1e-3)
+    assert fit.bmin == pytest.approx(truth.bmin, rel=1e-3)
+    assert fit.bpa == pytest.approx(30.0, abs=0.1)
