@@ -74,6 +74,32 @@ def _writer_pid(name: str) -> int | None:
         return None
 
 
+def process_start(pid: int) -> float | None:
+    """Start time of process ``pid``; None when there is none, or only a zombie (killed and
+    not yet reaped by its parent: it writes nothing any more)."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.create_time()
+    except (psutil.Error, ProcessLookupError):
+        return None
+
+
+def writer_alive(pid: int | None, path: Path) -> bool:
+    """Whether process ``pid`` may still be writing ``path``: it runs and started before
+    ``path`` was last modified (a PID reused by a later process is not the writer)."""
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return True
+    start = process_start(pid)
+    try:
+        return start is not None and start <= path.lstat().st_mtime + 1.0
+    except OSError:
+        return False
+
+
 def clean_stale_temporaries(directory: str | Path) -> list[Path]:
     """Remove temporaries in ``directory`` whose writing process is gone."""
     removed = []
@@ -83,8 +109,7 @@ def clean_stale_temporaries(directory: str | Path) -> list[Path]:
     for entry in d.iterdir():
         if not entry.name.startswith(".") or TMP_MARK not in entry.name:
             continue
-        pid = _writer_pid(entry.name)
-        if pid == os.getpid() or (pid is not None and psutil.pid_exists(pid)):
+        if writer_alive(_writer_pid(entry.name), entry):
             continue
         _remove(entry)
         removed.append(entry)

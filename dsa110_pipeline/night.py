@@ -254,6 +254,9 @@ class NightOrchestrator:
                         retry_backoff_s=self.retry_backoff_s, on_done=self._recorder(owner),
                         **self.runner_options)
         result = runner.run(ctx._derive(inputs=inputs))
+        # again at the end: a writer of a killed run still dying (or unreaped) at the start
+        # is gone now, so its temporary does not outlive this run
+        self._sweep()
         status.update(self._finish(live, result, owner))
         status.update(skipped)
         return NightResult(result, status, list(skipped))

@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
-import psutil
+from .atomic import process_start
 
 #: Default scratch root (tmpfs).
 DEFAULT_SCRATCH_ROOT = "/dev/shm"
@@ -39,18 +39,11 @@ PARTIAL_INFIX = ".partial-"
 FALLBACK_DIRNAME = ".staging"
 
 
-def _process_start(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return None
-
-
 def _owner_alive(host: str, pid: int, started: float | None) -> bool:
     """Whether the process that wrote a marker still runs (unknown host: assume alive)."""
     if host != socket.gethostname():
         return True
-    start = _process_start(pid)
+    start = process_start(pid)
     if start is None:
         return False
     # a reused PID belongs to a process started after the marker's owner
@@ -94,7 +87,7 @@ class ScratchLease:
 
 def _write_marker(directory: Path) -> None:
     pid = os.getpid()
-    marker = {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid),
+    marker = {"host": socket.gethostname(), "pid": pid, "started": process_start(pid),
               "created": time.time()}
     (directory / MARKER_NAME).write_text(json.dumps(marker))
 
@@ -145,7 +138,7 @@ def _partial_is_stale(name: str) -> bool:
     pid_text = tail.split("-", 1)[0]
     if not pid_text.isdigit():
         return False
-    return _process_start(int(pid_text)) is None
+    return process_start(int(pid_text)) is None
 
 
 def lease_scratch(estimate_bytes: int, *, root: str | Path | None = DEFAULT_SCRATCH_ROOT,

@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from dsa110_pipeline.atomic import atomic_path, clean_stale_temporaries
@@ -71,3 +72,26 @@ def test_live_writers_temporaries_are_kept(tmp_path):
     live.write_text("busy")
     assert clean_stale_temporaries(tmp_path) == []
     assert live.exists()
+
+
+def test_temporaries_of_zombie_or_reused_pids_are_removed(tmp_path):
+    # a killed writer not yet reaped (zombie) writes nothing: its temporary is stale
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.time() + 10
+    while time.time() < deadline and psutil.Process(dead.pid).status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)
+    zombie = tmp_path / f".a.ms.tmp-{dead.pid}-abc"
+    zombie.mkdir()
+    # a live process that started after the temporary was last written reused the PID
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    reused = tmp_path / f".b.ms.tmp-{later.pid}-def"
+    reused.write_text("old")
+    os.utime(reused, (time.time() - 3600, time.time() - 3600))
+    try:
+        removed = clean_stale_temporaries(tmp_path)
+    finally:
+        later.kill()
+        later.wait()
+        dead.wait()
+    assert sorted(removed) == sorted([zombie, reused])
+    assert not zombie.exists() and not reused.exists()
