@@ -16,6 +16,16 @@ simulate = pytest.importorskip("dsa110_pipeline.simulate")
 conversion = pytest.importorskip("stages.conversion.stage")
 
 
+def _simulate_and_convert(cfg, out) -> tuple[PipelineContext, dict]:
+    """Simulate one group and convert it to an MS under ``out``: (context, truth)."""
+    group = simulate.simulate_observation(cfg).groups[0]
+    ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=str(f))
+                                                    for f in group.files]})
+    ctx = conversion.ConversionStage({"output_dir": str(out / "ms"),
+                                      "scratch_dir": None}).execute(ctx)
+    return ctx, simulate.read_truth(group.truth_npz)
+
+
 @pytest.fixture(scope="module")
 def imaged(tmp_path_factory):
     from stages.imaging import ImagingStage
@@ -25,12 +35,7 @@ def imaged(tmp_path_factory):
                                     n_channels=4, n_sources=5, noise=False, rfi=False,
                                     gains=False, bandpass=False, beam=True, dead_antennas=0,
                                     nthreads=2, field_radius_deg=0.5, jitter_s=0, seed=3)
-    group = simulate.simulate_observation(cfg).groups[0]
-    truth = simulate.read_truth(group.truth_npz)
-    ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=str(f))
-                                                    for f in group.files]})
-    ctx = conversion.ConversionStage({"output_dir": str(out / "ms"),
-                                      "scratch_dir": None}).execute(ctx)
+    ctx, truth = _simulate_and_convert(cfg, out)
     ctx = ImagingStage({"column": "DATA", "npix": 1536, "cell_arcsec": 6.0, "niter": 3000,
                         "auto_threshold": 1.0, "nthreads": 2, "output_dir": str(out / "img"),
                         "weighting": "natural"}).execute(ctx)
@@ -54,18 +59,11 @@ def test_sources_at_their_true_positions_with_their_fluxes(imaged):
         xi, yi = int(round(x)), int(round(y))
         if not (8 <= xi < img.shape[1] - 8 and 8 <= yi < img.shape[0] - 8) or flux < 0.05:
             continue
-        win = img[yi - 4:yi + 5, xi - 4:xi + 5]
-        r, c = np.unravel_index(np.argmax(win), win.shape)
-        yy, xx = win[r - 1:r + 2, c], win[r, c - 1:c + 2]
-        py = yi - 4 + r + 0.5 * (yy[0] - yy[2]) / (yy[0] - 2 * yy[1] + yy[2])
-        px = xi - 4 + c + 0.5 * (xx[0] - xx[2]) / (xx[0] - 2 * xx[1] + xx[2])
+        _, px, py = _peak(img, x, y)
         # sub-pixel peak interpolation is itself good to ~0.2 pixel
         assert np.hypot(px - x, py - y) < max(0.1 * beam_pix, 0.3), (ra, dec)
         # the acceptance's measure: the peak flux after PB correction, within 2 %
-        pw = pbcor[yi - 4:yi + 5, xi - 4:xi + 5]
-        yy, xx = pw[r - 1:r + 2, c], pw[r, c - 1:c + 2]
-        peak = pw[r, c] - 0.125 * ((yy[0] - yy[2]) ** 2 / (yy[0] - 2 * yy[1] + yy[2])
-                                   + (xx[0] - xx[2]) ** 2 / (xx[0] - 2 * xx[1] + xx[2]))
+        peak, _, _ = _peak(pbcor, x, y)
         assert peak == pytest.approx(flux, rel=0.02), (ra, dec)
         # forced photometry at the true position with the restoring beam
         g = _beam_at(img.shape, cell, beam, x, y)[yi - 8:yi + 9, xi - 8:xi + 9]
@@ -105,7 +103,8 @@ def test_calibrated_group_fluxes_and_positions(tmp_path):
     beam sampled by ~3.5 pixels. The calibrator and the field sources (SNR 300-6000) inside the
     primary beam have positions within 0.1 of the beam and PB-corrected peaks within 3 % of
     the truth, 1.5 % on average. (The issue asks 2 % for each; seen: -2.2 % to +1.0 %, mean
-    -1.0 %: the Gaussian restoring beam is not the Briggs-0 PSF's core shape.)"""
+    -1.0 %. The cause is not found: fitting the restoring beam at levels 0.35-0.8 of the PSF
+    moves the calibrator's peak by < 0.6 %.)"""
     from stages.calibration import CalibrationStage
     from stages.imaging import ImagingStage
 
@@ -117,12 +116,7 @@ def test_calibrated_group_fluxes_and_positions(tmp_path):
     cfg = simulate.SimulationConfig(out_dir=tmp_path / "sim", n_antennas=40, n_subbands=2,
                                     n_channels=8, catalog=cat, calibrator="3C454.3",
                                     jitter_s=0, nthreads=2, seed=11)
-    group = simulate.simulate_observation(cfg).groups[0]
-    truth = simulate.read_truth(group.truth_npz)
-    ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=str(f))
-                                                    for f in group.files]})
-    ctx = conversion.ConversionStage({"output_dir": str(tmp_path / "ms"),
-                                      "scratch_dir": None}).execute(ctx)
+    ctx, truth = _simulate_and_convert(cfg, tmp_path)
     cal = CalibrationStage({"output_dir": str(tmp_path / "cal"), "field_catalog": str(cat),
                             "nthreads": 2}).execute(ctx)
     ctx = PipelineContext(inputs={"ms": cal.outputs["ms_calibrated"]})
