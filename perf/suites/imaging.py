@@ -78,19 +78,6 @@ def _robust_rms(a: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
-def _quad_peak(win: np.ndarray) -> tuple[float, float, float] | None:
-    """Peak value and (row, col) of a 5x5 window by a parabola through the brightest pixel
-    and its neighbours on each axis; None when the brightest pixel is on the window's edge."""
-    r, c = np.unravel_index(np.argmax(win), win.shape)
-    if not (1 <= r <= 3 and 1 <= c <= 3):
-        return None
-    yy, xx = win[r - 1:r + 2, c], win[r, c - 1:c + 2]
-    dy = 0.5 * (yy[0] - yy[2]) / (yy[0] - 2 * yy[1] + yy[2])
-    dx = 0.5 * (xx[0] - xx[2]) / (xx[0] - 2 * xx[1] + xx[2])
-    peak = win[r, c] - 0.25 * ((yy[0] - yy[2]) * dy + (xx[0] - xx[2]) * dx)
-    return float(peak), r + dy, c + dx
-
-
 def _stats(prefix: str, r: np.ndarray) -> dict[str, Any]:
     if not len(r):
         return {f"{prefix}ratio_median": None, f"{prefix}abs_err_median": None,
@@ -110,6 +97,7 @@ def _photometry(image_path: str, pb: np.ndarray, truth: dict, noise: float,
     from scipy.ndimage import shift
 
     from stages.imaging.beam import Beam, gaussian_image
+    from stages.imaging.peaks import parabolic_peak
 
     hdr = fits.getheader(image_path)
     img = np.asarray(fits.getdata(image_path), dtype=np.float64).reshape(pb.shape)
@@ -132,12 +120,12 @@ def _photometry(image_path: str, pb: np.ndarray, truth: dict, noise: float,
         cut = img[yi - h:yi + h + 1, xi - h:xi + h + 1] / pb[yi - h:yi + h + 1, xi - h:xi + h + 1]
         g = shift(g0, (y - yi, x - xi), order=3)
         fits_.append(float(np.sum(cut * g) / np.sum(g * g)) / flux)
-        pk = _quad_peak(cut[h - 2:h + 3, h - 2:h + 3])
+        pk = parabolic_peak(cut, h, h)
         if pk is None:
             peaks.append(0.0)  # no peak near the source: counts as missed
             continue
         peaks.append(pk[0] / flux)
-        offsets.append(float(np.hypot(xi - 2 + pk[2] - x, yi - 2 + pk[1] - y) / fwhm_pix))
+        offsets.append(float(np.hypot(xi - h + pk[2] - x, yi - h + pk[1] - y) / fwhm_pix))
     return {"n_sources": len(peaks), **_stats("flux_", np.array(peaks)),
             **_stats("fit_flux_", np.array(fits_)),
             "pos_offset_beam_median": round(float(np.median(offsets)), 4) if offsets else None,

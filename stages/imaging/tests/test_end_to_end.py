@@ -11,6 +11,7 @@ from astropy.wcs import WCS
 
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from stages.imaging.beam import Beam, gaussian_image
+from stages.imaging.peaks import parabolic_peak
 
 simulate = pytest.importorskip("dsa110_pipeline.simulate")
 conversion = pytest.importorskip("stages.conversion.stage")
@@ -59,11 +60,11 @@ def test_sources_at_their_true_positions_with_their_fluxes(imaged):
         xi, yi = int(round(x)), int(round(y))
         if not (8 <= xi < img.shape[1] - 8 and 8 <= yi < img.shape[0] - 8) or flux < 0.05:
             continue
-        _, px, py = _peak(img, x, y)
+        _, py, px = parabolic_peak(img, yi, xi, half=4)
         # sub-pixel peak interpolation is itself good to ~0.2 pixel
         assert np.hypot(px - x, py - y) < max(0.1 * beam_pix, 0.3), (ra, dec)
         # the acceptance's measure: the peak flux after PB correction, within 2 %
-        peak, _, _ = _peak(pbcor, x, y)
+        peak = parabolic_peak(pbcor, yi, xi, half=4)[0]
         assert peak == pytest.approx(flux, rel=0.02), (ra, dec)
         # forced photometry at the true position with the restoring beam
         g = _beam_at(img.shape, cell, beam, x, y)[yi - 8:yi + 9, xi - 8:xi + 9]
@@ -82,18 +83,6 @@ def _beam_at(shape, cell, beam, x, y):
     from scipy.ndimage import shift
 
     return shift(g, (y - ny // 2, x - nx // 2), order=3)
-
-
-def _peak(img: np.ndarray, x: float, y: float) -> tuple[float, float, float]:
-    """Parabolic peak (value, x, y) at the brightest pixel of the 9x9 window around (x, y)."""
-    xi, yi = int(round(x)), int(round(y))
-    win = img[yi - 4:yi + 5, xi - 4:xi + 5]
-    r, c = np.unravel_index(np.argmax(win), win.shape)
-    yy, xx = win[r - 1:r + 2, c], win[r, c - 1:c + 2]
-    cy, cx = yy[0] - 2 * yy[1] + yy[2], xx[0] - 2 * xx[1] + xx[2]
-    peak = win[r, c] - 0.125 * ((yy[0] - yy[2]) ** 2 / cy + (xx[0] - xx[2]) ** 2 / cx)
-    return (float(peak), xi - 4 + c + 0.5 * (xx[0] - xx[2]) / cx,
-            yi - 4 + r + 0.5 * (yy[0] - yy[2]) / cy)
 
 
 @pytest.mark.slow
@@ -137,7 +126,7 @@ def test_calibrated_group_fluxes_and_positions(tmp_path):
         x, y = (float(v) for v in w.all_world2pix(np.degrees(ra), np.degrees(dec), 0))
         xi, yi = int(round(x)), int(round(y))
         assert 8 <= xi < pb.shape[1] - 8 and 8 <= yi < pb.shape[0] - 8 and pb[yi, xi] > 0.5
-        peak, px, py = _peak(pbcor, x, y)
+        peak, py, px = parabolic_peak(pbcor, yi, xi, half=4)
         assert np.hypot(px - x, py - y) < 0.1 * beam_pix, (ra, dec)
         ratios.append(peak / flux)
         snrs.append(flux * pb[yi, xi] / noise)

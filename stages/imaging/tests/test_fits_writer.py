@@ -12,6 +12,7 @@ from stages.imaging.fits_writer import (
     write_fits,
 )
 from stages.imaging.gridding import vis_to_image
+from stages.imaging.peaks import parabolic_peak
 from stages.imaging.tests._sim import point_source_vis, t_layout, uvw_tracks
 
 RA0, DEC0 = np.radians(343.49), np.radians(16.15)
@@ -33,9 +34,7 @@ def test_pixel_of_a_known_source_converts_to_its_ra_dec(tmp_path):
     img = vis_to_image(uvw, freq, vis, npix_x=npix, npix_y=npix, cell=cell, epsilon=1e-7)
     r, c = np.unravel_index(np.argmax(img), img.shape)
     # sub-pixel peak from parabolas
-    y, x = img[r - 1:r + 2, c], img[r, c - 1:c + 2]
-    rr = r + 0.5 * (y[0] - y[2]) / (y[0] - 2 * y[1] + y[2])
-    cc = c + 0.5 * (x[0] - x[2]) / (x[0] - 2 * x[1] + x[2])
+    _, rr, cc = parabolic_peak(img, r, c, half=1)
     geom = ImageGeometry(RA0, DEC0, cell, npix, npix, 1.4e9, 2e8)
     path = write_fits(tmp_path / "img.fits", img, build_header(geom, role="image"))
     w = WCS(fits.getheader(path)).celestial
