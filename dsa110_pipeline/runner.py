@@ -10,6 +10,7 @@ client the runner hands to stages through ``ctx.client``.
 
 from __future__ import annotations
 
+import contextvars
 import multiprocessing as mp
 import os
 import pickle
@@ -80,6 +81,30 @@ class Runtime:
         return getter() if callable(getter) and not hasattr(src, "submit") else src
 
 
+#: The plan depth of the stage running in this thread (see :attr:`Plan.depth`).
+_STAGE_PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("dsa110_stage_priority",
+                                                                      default=0)
+
+
+def task_priority() -> int:
+    """dask priority for the tasks the running stage fans out (``client.map(...,
+    priority=task_priority())``): its plan depth, so that a night's calibrator group is
+    converted before the targets that wait for its solutions."""
+    return _STAGE_PRIORITY.get()
+
+
+def _scalar_metrics(after: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]
+                    ) -> dict[str, Any] | None:
+    """The scalar metrics a stage added (``after`` less ``before``), flat when it reported
+    under one name (its own), else keyed by name; None when it reported none."""
+    new = {st: {k: v for k, v in m.items() if isinstance(v, (int, float, str, bool))}
+           for st, m in after.items() if before.get(st) != m}
+    new = {st: m for st, m in new.items() if m}
+    if not new:
+        return None
+    return next(iter(new.values())) if len(new) == 1 else new
+
+
 @dataclass
 class StageRecord:
     name: str
@@ -91,6 +116,8 @@ class StageRecord:
     error_type: str | None = None
     cache_key: str | None = None
     profile: dict[str, Any] | None = None
+    #: The numbers the stage reported (its ``context.metrics`` entries, scalars only).
+    metrics: dict[str, Any] | None = None
 
     @property
     def wall_s(self) -> float | None:
@@ -102,7 +129,7 @@ class StageRecord:
         return {"name": self.name, "status": self.status, "attempts": self.attempts,
                 "started": self.started, "finished": self.finished, "wall_s": self.wall_s,
                 "error": self.error, "error_type": self.error_type,
-                "cache_key": self.cache_key, "profile": self.profile}
+                "cache_key": self.cache_key, "profile": self.profile, "metrics": self.metrics}
 
 
 @dataclass
@@ -113,6 +140,18 @@ class Plan:
     parents: list[list[int]]
     children: list[list[int]]
     order: list[int]
+
+    @property
+    def depth(self) -> list[int]:
+        """Per stage, the most stages on a path from it to the end, itself included: its
+        priority. The stage heading the longest chain runs first (a night's calibration
+        before the targets' imaging, a group's imaging before another's validation), so
+        the chain that decides the wall time is never kept waiting."""
+        depth = [1] * len(self.stages)
+        for i in reversed(self.order):
+            if self.children[i]:
+                depth[i] = 1 + max(depth[c] for c in self.children[i])
+        return depth
 
     def describe(self) -> str:
         lines = [f"plan: {len(self.stages)} stage(s)"]
@@ -311,8 +350,9 @@ def dask_resources(client: Any, need: Any) -> dict[str, float] | None:
 
 
 def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
-                runtime: Runtime) -> tuple[PipelineContext, Any]:
+                runtime: Runtime, priority: int = 0) -> tuple[PipelineContext, Any]:
     """Run the stage contract as one task on a dask worker and return (context, profile).
+    Of the tasks waiting for a worker, dask starts those of highest ``priority`` first.
 
     A worker that dies under the task is a :class:`TransientError` (the runner retries);
     dask itself reschedules a task whose worker died before it finished."""
@@ -324,7 +364,7 @@ def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
                             stage=stage.name, cause=exc) from exc
     fut = client.submit(_dask_main, blob, ctx.to_json(), rt_blob, pure=False,
                         key=f"stage-{stage.name}-{os.urandom(6).hex()}",
-                        resources=dask_resources(client, stage.resources))
+                        resources=dask_resources(client, stage.resources), priority=priority)
     try:
         status, payload, profile = fut.result()
     except (PipelineError, KeyboardInterrupt):
@@ -416,6 +456,8 @@ class Runner:
         # Threads wait on I/O or on GIL-releasing work; CPU-heavy work goes to dask.
         self.max_workers = max_workers or max(32, 4 * (os.cpu_count() or 1))
         self._pool: ThreadPoolExecutor | None = None
+        #: stage name -> its plan depth (see :attr:`Plan.depth`), set by :meth:`run`
+        self._priority: dict[str, int] = {}
         self.profiler = profiler
         self.continue_on_failure = continue_on_failure
         self.retry_backoff_s = retry_backoff_s
@@ -456,9 +498,13 @@ class Runner:
         stop = False
         t0 = time.perf_counter()
         # One dispatch loop; stages run in the pool, or inline when alone.
+        depth = plan.depth
+        self._priority = {plan.stages[j].name: depth[j] for j in range(n)}
         while ready or in_flight:
             while ready and not stop:
-                i = ready.popleft()
+                # deepest first; among equals, plan order (a night's groups in time order)
+                i = max(ready, key=lambda j: (depth[j], -j))
+                ready.remove(i)
                 parents = plan.parents[i]
                 stage_ctx = merge_contexts(ctx, [results[p] for p in parents])  # type: ignore[misc]
                 for p in parents:
@@ -531,6 +577,7 @@ class Runner:
     def _job(self, stage: PipelineStage, ctx: PipelineContext, rec: StageRecord, i: int,
              done: queue.SimpleQueue) -> None:
         out: PipelineContext | None = None
+        token = _STAGE_PRIORITY.set(self._priority.get(stage.name, 0))
         try:
             out = self._run_stage(stage, ctx, rec)
         except BaseException as exc:  # noqa: BLE001 - recorded, never lost
@@ -542,6 +589,7 @@ class Runner:
             self._log.error("stage failed", stage=stage.name, run_id=ctx.run_id,
                             group_id=ctx.group_id, error=str(err))
         finally:
+            _STAGE_PRIORITY.reset(token)
             done.put((i, out, ctx))
 
     def _run_stage(self, stage: PipelineStage, ctx: PipelineContext,
@@ -592,6 +640,7 @@ class Runner:
                 time.sleep(delay)
         rec.finished = time.time()
         rec.status = "ok"
+        rec.metrics = _scalar_metrics(out.metrics, ctx.metrics)
         if key is not None:
             new_outputs = {k: v for k, v in out.outputs.items() if ctx.outputs.get(k) is not v}
             new_meta = {k: v for k, v in out.metadata.items()
@@ -604,7 +653,8 @@ class Runner:
         client = (self.runtime.client if stage.executor == "dask" and self.runtime is not None
                   else None)
         if client is not None:
-            out, profile = run_on_dask(client, stage, ctx, self.runtime)
+            out, profile = run_on_dask(client, stage, ctx, self.runtime,
+                                       priority=self._priority.get(stage.name, 0))
             if self.profiler is not None and profile is not None:
                 self.profiler.record(profile)
             return out

@@ -350,3 +350,58 @@ def test_runner_profiles_named_stage_with_cprofile(tmp_path):
     assert "execute" in (by_name["scale"].cprofile_text or "")
     assert by_name["summary"].cprofile_text is None
     assert by_name["make_array"].wall_s > 0
+
+
+class CountingStage(PipelineStage):
+    name = "counting"
+    produces = ("count",)
+
+    def execute(self, ctx):
+        return (ctx.with_outputs({"count": ProductRef(kind="n", path="/dev/null")})
+                .with_metrics(self.name, rows=12, read_s=0.5, table=[1, 2]))
+
+
+def test_record_carries_the_stage_metrics_into_the_manifest():
+    rec = Runner([CountingStage()]).run().records["counting"]
+    # scalars only: a list is no manifest number
+    assert rec.metrics == {"rows": 12, "read_s": 0.5}
+    assert rec.to_dict()["metrics"] == {"rows": 12, "read_s": 0.5}
+
+
+def test_plan_depth_counts_the_longest_chain_to_the_end(tmp_path):
+    plan = build_plan([file_stage("leaf", tmp_path, "l"),
+                       file_stage("a", tmp_path, "x"),
+                       file_stage("b", tmp_path, "y", requires=("x",)),
+                       file_stage("c", tmp_path, "z", requires=("y",)),
+                       file_stage("d", tmp_path, "w", requires=("x",))])
+    assert dict(zip([s.name for s in plan.stages], plan.depth)) == {
+        "leaf": 1, "a": 3, "b": 2, "c": 1, "d": 1}
+
+
+def test_head_of_the_longest_chain_is_dispatched_first(tmp_path):
+    # one thread: the order of dispatch is the order of execution
+    log = []
+    stages = [file_stage("short", tmp_path, "s", log=log),
+              file_stage("long1", tmp_path, "x", log=log),
+              file_stage("long2", tmp_path, "y", requires=("x",), log=log)]
+    assert Runner(stages, max_workers=1).run().ok
+    # listed first, "short" would run first in plan order; "long1" heads a longer chain
+    assert [name for name, _, _ in log][0] == "long1"
+
+
+def test_a_running_stage_sees_its_plan_depth_as_task_priority(tmp_path):
+    from dsa110_pipeline.runner import task_priority
+
+    seen = {}
+
+    def probe(name, produces, requires=()):
+        def fn(ctx):
+            seen[name] = task_priority()
+            path = tmp_path / f"{produces}.txt"
+            path.write_text(name)
+            return ctx.with_output(produces, ProductRef.for_path("text", path))
+        return FunctionStage(fn, name=name, requires=requires, produces=(produces,))
+
+    assert Runner([probe("a", "x"), probe("b", "y", ("x",)), probe("c", "z")]).run().ok
+    assert seen == {"a": 2, "b": 1, "c": 1}
+    assert task_priority() == 0  # outside a stage

@@ -176,30 +176,39 @@ def read_cube(meta: MSMeta, column: str = "DATA", chunk_rows: int = 20_000,
                    row_time=ti, row_bl=bi)
 
 
-def copy_with_corrected(src: str | Path, dst: str | Path) -> None:
-    """Copy the MS ``src`` to ``dst`` and add an (empty) CORRECTED_DATA column laid out
-    as DATA."""
+def copy_ms(src: str | Path, dst: str | Path) -> None:
+    """Copy the MS ``src`` to ``dst`` as files (sendfile: no Python, no GIL held)."""
+    shutil.copytree(Path(src), Path(dst))
+
+
+def add_corrected_column(t) -> None:
+    """Add a CORRECTED_DATA column laid out as DATA to the open, writable table ``t``.
+
+    Fill it before ``t`` closes: closing it empty writes the whole column as zeros (and
+    python-casacore holds the GIL meanwhile), which the fill then writes again.
+    """
     from casacore import tables
 
-    shutil.copytree(Path(src), Path(dst))
-    with tables.table(str(dst), readonly=False, ack=False) as t:
-        if "CORRECTED_DATA" not in t.colnames():
-            desc = t.getcoldesc("DATA")
-            desc["comment"] = "The calibrated data column"
-            dminfo = t.getdminfo("DATA")
-            dminfo["NAME"] = "TiledCorrected"
-            spec = dminfo.get("SPEC", {})
-            if "HYPERCUBES" in spec:
-                spec.pop("HYPERCUBES")
-            t.addcols(tables.maketabdesc(tables.makecoldesc("CORRECTED_DATA", desc)), dminfo)
+    if "CORRECTED_DATA" in t.colnames():
+        return
+    desc = t.getcoldesc("DATA")
+    desc["comment"] = "The calibrated data column"
+    dminfo = t.getdminfo("DATA")
+    dminfo["NAME"] = "TiledCorrected"
+    spec = dminfo.get("SPEC", {})
+    if "HYPERCUBES" in spec:
+        spec.pop("HYPERCUBES")
+    t.addcols(tables.maketabdesc(tables.makecoldesc("CORRECTED_DATA", desc)), dminfo)
 
 
 def write_corrected_rows(dst: str | Path,
                          chunks: Iterable[tuple[int, np.ndarray, np.ndarray]]) -> None:
-    """Write (start row, CORRECTED_DATA rows, FLAG rows) chunks into the MS ``dst``."""
+    """Write (start row, CORRECTED_DATA rows, FLAG rows) chunks into the MS ``dst`` (a copy
+    made by :func:`copy_ms`; the column is added here)."""
     from casacore import tables
 
     with tables.table(str(dst), readonly=False, ack=False) as t:
+        add_corrected_column(t)
         for start, corr, flag in chunks:
             t.putcol("CORRECTED_DATA", corr, startrow=start, nrow=len(corr))
             t.putcol("FLAG", flag, startrow=start, nrow=len(flag))
@@ -221,8 +230,9 @@ def write_corrected(src: str | Path, dst: str | Path,
     from casacore import tables
 
     src, dst = Path(src), Path(dst)
-    copy_with_corrected(src, dst)
+    copy_ms(src, dst)
     with tables.table(str(dst), readonly=False, ack=False) as t:
+        add_corrected_column(t)
         for start in range(0, t.nrows(), chunk_rows):
             n = min(chunk_rows, t.nrows() - start)
             data = t.getcol("DATA", startrow=start, nrow=n)

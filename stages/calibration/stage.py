@@ -125,9 +125,8 @@ def _geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
 
 
 class _BackgroundCopy:
-    """:func:`msio.copy_with_corrected` of an MS to a temporary beside ``final``, in a
-    thread; :meth:`publish` renames it into place, :meth:`discard` removes what was not
-    published."""
+    """:func:`msio.copy_ms` of an MS to a temporary beside ``final``, in a thread;
+    :meth:`publish` renames it into place, :meth:`discard` removes what was not published."""
 
     def __init__(self, src: str | Path, final: Path) -> None:
         self.final = final
@@ -140,7 +139,7 @@ class _BackgroundCopy:
 
     def _copy(self, src: str | Path) -> None:
         try:
-            msio.copy_with_corrected(src, self.tmp)
+            msio.copy_ms(src, self.tmp)
         except BaseException as exc:  # re-raised by wait()
             self._error = exc
 
@@ -395,7 +394,7 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
     g = G(t) B(ν), G interpolated in time. ``flags`` (cube, flags) adds the flagging result
     to FLAG; when that cube holds the visibilities of regularly ordered rows, they are
     corrected from memory, whole integrations at a time, and DATA is not read again
-    (``copied``: ``dst`` is that copy already, made by :func:`msio.copy_with_corrected`).
+    (``copied``: ``dst`` is that copy already, made by :func:`msio.copy_ms`).
     Works for calibrator and target MSs alike."""
     g_t, gf_t = interpolate_gains(gains.times, gains.gains, gains.flags, meta.times)
     bp = bandpass.gains[0]
@@ -420,7 +419,7 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
                 yield t0 * nb, corr.reshape(n, nc, npol), cf.reshape(n, nc, npol)
 
         if not copied:
-            msio.copy_with_corrected(meta.path, dst)
+            msio.copy_ms(meta.path, dst)
         msio.write_corrected_rows(dst, chunks())
         return Path(dst)
 

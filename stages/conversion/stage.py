@@ -15,6 +15,7 @@ from dsa110_pipeline import instrument
 from dsa110_pipeline.checksum import path_checksum
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ContractError, InputError
+from dsa110_pipeline.runner import task_priority
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 from dsa110_pipeline.staging import atomic_move, cleanup_stale, lease_scratch
 
@@ -174,7 +175,8 @@ class DaskRunner:
 
     def start(self, fn: Any, tasks: list[Any]) -> None:
         self._done = {}
-        self.futures = self.client.map(fn, tasks, pure=False)
+        # a night's calibrator group (the head of the longest chain) converts first
+        self.futures = self.client.map(fn, tasks, pure=False, priority=task_priority())
 
     def failure(self) -> Any:
         """The first failed task: an exception, or a result carrying an input error."""

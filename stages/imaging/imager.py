@@ -84,7 +84,8 @@ class ImagingParams:
     psf_oversize: int = 2
     #: w-gridding for the PSF (the response to a source at the phase centre); without it the
     #: PSF is the plain Fourier transform of the weights, 5x cheaper, equal in the main lobe
-    #: but not in the far sidelobes (deep CLEAN of wide fields can then diverge)
+    #: but not in the far sidelobes (deep CLEAN of wide fields can then diverge). With
+    #: ``psf_oversize`` 2 it applies to the image-sized centre; the rest is gridded plainly.
     psf_wgridding: bool = True
     #: Major cycles before the last (and the PSF) use every ``approx_stride``-th channel (1:
     #: all; less where fewer than 32 channels would be left) at ``approx_epsilon``; CLEAN
@@ -285,13 +286,27 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         # the PSF only guides the minor cycles (and its main lobe gives the restoring beam):
         # the approximate cycles' channel subset and accuracy make it to ~1e-3 of its peak
         psf_grid["epsilon"] = max(p.epsilon, p.approx_epsilon)
+    # with k > 1 only the image-sized centre is w-gridded: the w-planes of the whole PSF
+    # field (twice the image's side) cost ~16x those of the image's; offsets beyond half
+    # the image only guide the minor cycle far from a component, and a major cycle corrects
+    inner = np.zeros((p.npix_y, p.npix_x)) if k > 1 and psf_grid["do_wgridding"] else None
     for ch, w in passes():
         if cached is None:
             stats.add(ch.freq, _data_weight(ch), w, ch.time)
         if not np.any(w):
             continue
         one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis[:, ::stride].shape)
-        psf += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride], **psf_grid)
+        if inner is None:
+            psf += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride], **psf_grid)
+            continue
+        psf += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride],
+                            **{**psf_grid, "do_wgridding": False})
+        inner += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride],
+                              **{**psf_grid, "npix_x": p.npix_x, "npix_y": p.npix_y})
+    if inner is not None:
+        r0, c0 = p.npix_y // 2 * (k - 1), p.npix_x // 2 * (k - 1)
+        psf[r0:r0 + p.npix_y, c0:c0 + p.npix_x] = inner
+        del inner
     if stats.wsum <= 0:
         raise ValueError("all visibilities are flagged or have zero weight")
     psf = normalise_psf(psf).astype(np.float32)

@@ -82,7 +82,7 @@ class ImagingConfig(StageConfig):
     #: Major cycles before the last, and the PSF, grid every ``approx_stride``-th channel
     #: only (1: all); CLEAN stops only on a residual from all channels, and cycles after it
     #: use all.
-    approx_stride: int = Field(8, ge=1)
+    approx_stride: int = Field(16, ge=1)
     #: ducc0 accuracy of those approximate major cycles (never finer than ``epsilon``).
     approx_epsilon: float = Field(1e-3, gt=1e-5, lt=0.1)
     #: Threads for ducc0/FFTs/numba; None: the runtime's ``nthreads`` when it has one, else

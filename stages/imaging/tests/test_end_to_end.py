@@ -11,7 +11,7 @@ from astropy.wcs import WCS
 
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from stages.imaging.beam import Beam, gaussian_image
-from stages.imaging.peaks import parabolic_peak
+from stages.imaging.peaks import gaussian_peak
 
 simulate = pytest.importorskip("dsa110_pipeline.simulate")
 conversion = pytest.importorskip("stages.conversion.stage")
@@ -60,11 +60,11 @@ def test_sources_at_their_true_positions_with_their_fluxes(imaged):
         xi, yi = int(round(x)), int(round(y))
         if not (8 <= xi < img.shape[1] - 8 and 8 <= yi < img.shape[0] - 8) or flux < 0.05:
             continue
-        _, py, px = parabolic_peak(img, yi, xi, half=4)
+        _, py, px = gaussian_peak(img, yi, xi, half=4)
         # sub-pixel peak interpolation is itself good to ~0.2 pixel
         assert np.hypot(px - x, py - y) < max(0.1 * beam_pix, 0.3), (ra, dec)
         # the acceptance's measure: the peak flux after PB correction, within 2 %
-        peak = parabolic_peak(pbcor, yi, xi, half=4)[0]
+        peak = gaussian_peak(pbcor, yi, xi, half=4)[0]
         assert peak == pytest.approx(flux, rel=0.02), (ra, dec)
         # forced photometry at the true position with the restoring beam
         g = _beam_at(img.shape, cell, beam, x, y)[yi - 8:yi + 9, xi - 8:xi + 9]
@@ -90,10 +90,11 @@ def test_calibrated_group_fluxes_and_positions(tmp_path):
     """A calibrated group: gains, bandpass, noise, RFI and dead antennas injected; calibrated
     on 3C454.3 (9.6 Jy) by the calibration stage; CORRECTED_DATA imaged at Briggs 0 with the
     beam sampled by ~3.5 pixels. The calibrator and the field sources (SNR 300-6000) inside the
-    primary beam have positions within 0.1 of the beam and PB-corrected peaks within 3 % of
-    the truth, 1.5 % on average. (The issue asks 2 % for each; seen: -2.2 % to +1.0 %, mean
-    -1.0 %. The cause is not found: fitting the restoring beam at levels 0.35-0.8 of the PSF
-    moves the calibrator's peak by < 0.6 %.)"""
+    primary beam have positions within 0.1 of the beam and PB-corrected peaks (a Gaussian
+    through the 3x3 pixels at the brightest) within 2 % of the truth, 1 % on average. Seen:
+    -1.8 % to +1.2 %, mean -0.6 %. The remaining spread is CLEAN's: a point source between
+    pixel centres is split over its neighbours, and the restored peak is lower by up to ~2 %
+    where it lies half a pixel off (see stages/imaging/README.md)."""
     from stages.calibration import CalibrationStage
     from stages.imaging import ImagingStage
 
@@ -126,11 +127,11 @@ def test_calibrated_group_fluxes_and_positions(tmp_path):
         x, y = (float(v) for v in w.all_world2pix(np.degrees(ra), np.degrees(dec), 0))
         xi, yi = int(round(x)), int(round(y))
         assert 8 <= xi < pb.shape[1] - 8 and 8 <= yi < pb.shape[0] - 8 and pb[yi, xi] > 0.5
-        peak, py, px = parabolic_peak(pbcor, yi, xi, half=4)
+        peak, py, px = gaussian_peak(pbcor, yi, xi, half=4)
         assert np.hypot(px - x, py - y) < 0.1 * beam_pix, (ra, dec)
         ratios.append(peak / flux)
         snrs.append(flux * pb[yi, xi] / noise)
     print("peak/truth:", np.round(ratios, 4), "SNR:", np.round(snrs), "beam", round(beam_pix, 1))
     assert len(ratios) == 5 and min(snrs) > 50
-    np.testing.assert_allclose(ratios, 1.0, atol=0.03)
-    assert abs(np.mean(ratios) - 1) < 0.015
+    np.testing.assert_allclose(ratios, 1.0, atol=0.02)
+    assert abs(np.mean(ratios) - 1) < 0.01
