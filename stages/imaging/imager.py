@@ -296,13 +296,12 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         if not np.any(w):
             continue
         one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis[:, ::stride].shape)
+        psf_args = (ch.uvw, ch.freq[::stride], one, w[:, ::stride])
         if inner is None:
-            psf += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride], **psf_grid)
+            psf += vis_to_image(*psf_args, **psf_grid)
             continue
-        psf += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride],
-                            **{**psf_grid, "do_wgridding": False})
-        inner += vis_to_image(ch.uvw, ch.freq[::stride], one, w[:, ::stride],
-                              **{**psf_grid, "npix_x": p.npix_x, "npix_y": p.npix_y})
+        psf += vis_to_image(*psf_args, **{**psf_grid, "do_wgridding": False})
+        inner += vis_to_image(*psf_args, **{**psf_grid, "npix_x": p.npix_x, "npix_y": p.npix_y})
     if inner is not None:
         r0, c0 = p.npix_y // 2 * (k - 1), p.npix_x // 2 * (k - 1)
         psf[r0:r0 + p.npix_y, c0:c0 + p.npix_x] = inner
