@@ -93,12 +93,11 @@ def task_priority() -> int:
     return _STAGE_PRIORITY.get()
 
 
-def _scalar_metrics(after: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]]
-                    ) -> dict[str, Any] | None:
-    """The scalar metrics a stage added (``after`` less ``before``), flat when it reported
-    under one name (its own), else keyed by name; None when it reported none."""
+def _scalar_metrics(added: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The scalars of the metrics a stage added, flat when it reported under one name (its
+    own), else keyed by name; None when it reported none."""
     new = {st: {k: v for k, v in m.items() if isinstance(v, (int, float, str, bool))}
-           for st, m in after.items() if before.get(st) != m}
+           for st, m in added.items()}
     new = {st: m for st, m in new.items() if m}
     if not new:
         return None
@@ -640,13 +639,13 @@ class Runner:
                 time.sleep(delay)
         rec.finished = time.time()
         rec.status = "ok"
-        rec.metrics = _scalar_metrics(out.metrics, ctx.metrics)
+        added = {k: v for k, v in out.metrics.items() if ctx.metrics.get(k) != v}
+        rec.metrics = _scalar_metrics(added)
         if key is not None:
             new_outputs = {k: v for k, v in out.outputs.items() if ctx.outputs.get(k) is not v}
             new_meta = {k: v for k, v in out.metadata.items()
                         if k not in ctx.metadata or ctx.metadata[k] != v}
-            new_metrics = {k: v for k, v in out.metrics.items() if ctx.metrics.get(k) != v}
-            self.cache.put(key, new_outputs, new_meta, new_metrics)  # type: ignore[union-attr]
+            self.cache.put(key, new_outputs, new_meta, added)  # type: ignore[union-attr]
         return out.with_provenance(self._provenance(stage, ctx, rec, key, False, variant))
 
     def _attempt(self, stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
