@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..iers import offline_astropy
 from ..instrument import SIDEREAL_DAY, airy_beam
 
 SECONDS_PER_DAY = 86400.0
-
-
-def offline_astropy() -> None:
-    """Keep astropy from downloading IERS tables (the machines are offline)."""
-    from astropy.utils import iers
-
-    iers.conf.auto_download = False
 
 
 def earth_location(lat_rad: float, lon_rad: float, height_m: float):

@@ -8,12 +8,16 @@ tree, children included):
 - ours: ``ConversionStage`` with a pre-started dask LocalCluster of 2 single-thread
   worker processes (as the runner hands it); ``wall_s`` is the stage's own time,
   peak RSS is summed over the parent and the workers;
-- the physical limit: a plain copy of the input files into the same products folder.
+- the physical limit: a plain copy of the input files into the same products folder;
+- the floor of the design the issue asks for, with no computation at all: two pre-started
+  processes read each file's visibilities, flags and weights with h5py (what any UVH5
+  reader reads) and write the visibilities into one file in /dev/shm (what the MS's DATA
+  column holds), which is then copied to the products folder (what tmpfs staging implies).
 
 Goals: >= 4x faster than pyuvdata, <= 1.5 GB peak RSS, within 2x of the copy.
 
-``DSA110_PERF_CONVERSION_ONLY`` (comma-separated among ``copy``, ``direct``, ``stream``,
-``beside``, ``pyuvdata``) runs only those measurements, for quick A/B runs of ours
+``DSA110_PERF_CONVERSION_ONLY`` (comma-separated among ``copy``, ``floor``, ``direct``,
+``stream``, ``beside``, ``pyuvdata``) runs only those measurements, for quick A/B runs of ours
 without the slow anchor; unset (the default), everything is measured in one run.
 ``cpu_s`` is user+system CPU time of the measured call: for ours the parent process
 plus both dask workers, for pyuvdata its process (all threads).
@@ -92,6 +96,51 @@ if __name__ == "__main__":
     cluster.close()
 """
 
+_FLOOR = r"""
+import json, os, shutil, sys, time
+from concurrent.futures import ProcessPoolExecutor
+import h5py
+import numpy as np
+a = json.loads(sys.argv[1])
+stage = os.path.join("/dev/shm", f"perf-floor-{os.getpid()}.bin")
+
+
+def one(job):
+    offset, path = job
+    with h5py.File(path, "r") as h:
+        vis = h["Data/visdata"][()]
+        h["Data/flags"][()]
+        h["Data/nsamples"][()]
+    fd = os.open(stage, os.O_WRONLY)
+    try:
+        os.pwrite(fd, memoryview(np.ascontiguousarray(vis)).cast("B"), offset)
+    finally:
+        os.close(fd)
+    return vis.nbytes
+
+
+sizes = []
+for f in a["files"]:
+    with h5py.File(f, "r") as h:
+        sizes.append(h["Data/visdata"].size * 8)
+offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+with ProcessPoolExecutor(2) as pool:
+    list(pool.map(abs, [1, 2]))  # started, as the runner's cluster is
+    try:
+        open(stage, "wb").close()
+        t0 = time.perf_counter()
+        n = sum(pool.map(one, list(zip(offsets, a["files"]))))
+        t1 = time.perf_counter()
+        shutil.copyfile(stage, a["dest"])
+        t2 = time.perf_counter()
+    finally:
+        if os.path.exists(stage):
+            os.remove(stage)
+os.remove(a["dest"])
+print(json.dumps({"read_write_s": t1 - t0, "move_s": t2 - t1, "bytes": n}))
+"""
+
+
 def _py(script: str, args: dict[str, Any], timeout: float = 1800):
     return run_measured([sys.executable, "-c", script, json.dumps(args)], cwd=REPO,
                         timeout=timeout)
@@ -101,7 +150,7 @@ def _dir_bytes(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-_PARTS = ("copy", "direct", "stream", "beside", "pyuvdata")
+_PARTS = ("copy", "floor", "direct", "stream", "beside", "pyuvdata")
 
 
 def _selected() -> set[str]:
@@ -153,6 +202,21 @@ def run(quick: bool = False) -> dict:
             shutil.rmtree(dest)
             rows.append(row(scenario, "plain copy of the inputs (shutil.copyfile)", copy_s,
                             None, mb_per_s=round(in_bytes / 1e6 / copy_s, 1)))
+        # --- the design's floor: read + write to tmpfs + move, no computation -------
+        if "floor" in parts:
+            fl = _py(_FLOOR, {"files": [str(f) for f in files],
+                              "dest": str(products / "floor.bin")})
+            if fl.ok:
+                fj = fl.json()
+                floor_s = fj["read_write_s"] + fj["move_s"]
+                extra = {"vs_copy": round(floor_s / copy_s, 2)} if copy_s else {}
+                rows.append(row(scenario, "floor of tmpfs staging: h5py read (2 processes) + "
+                                "DATA bytes to /dev/shm + move, no computation", floor_s,
+                                None, read_write_s=round(fj["read_write_s"], 2),
+                                move_s=round(fj["move_s"], 2),
+                                data_mb=round(fj["bytes"] / 1e6, 1), **extra))
+            else:
+                notes.append(f"floor measurement failed: {fl.error_text()}")
         # --- ours (default "direct" mode, then the "stream" variant) ------------------
         runs = {}
         variants = {"direct": ("direct", "/dev/shm"), "stream": ("stream", "/dev/shm"),

@@ -9,13 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def offline_astropy() -> None:
-    """Stop astropy from downloading IERS tables (the pipeline runs offline)."""
-    from astropy.utils import iers
-
-    iers.conf.auto_download = False
-    iers.conf.auto_max_age = None
+from dsa110_pipeline.iers import offline_astropy
 
 
 def site_location(latitude_deg: float, longitude_deg: float, altitude_m: float):

@@ -354,8 +354,10 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 if m is None:
                     out[:] = 0
                 else:
+                    # visibilities of zero weight are not gridded: not predicted either
                     image_to_vis(ch.uvw[sl], freq, m, cell=p.cell, epsilon=eps,
-                                 nthreads=p.nthreads, do_wgridding=p.do_wgridding, out=out)
+                                 nthreads=p.nthreads, do_wgridding=p.do_wgridding, out=out,
+                                 mask=(wv[sl] != 0).view(np.uint8))
                 if moving is not None:
                     predict_visibilities_drift(ch.uvw[sl], drift.time_index(ch.time[sl]), freq,
                                                *moving, sign=1, unprojected=False, out=out,

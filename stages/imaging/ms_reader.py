@@ -170,26 +170,36 @@ class MSChunkSource:
                     m = min(self.rows_per_chunk, n - r0)
                     yield self._read(sub, r0, m, freq, order, ascending)
 
-    def _read(self, t, r0: int, m: int, freq: np.ndarray, order: np.ndarray,
-              ascending: bool, out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-              ) -> VisChunk:
-        """Rows r0..r0+m as a chunk (Stokes I written into ``out`` when channels ascend)."""
+    def _read_rows(self, t, r0: int, m: int, bufs: _ReadBuffers | None = None
+                   ) -> tuple[np.ndarray, ...]:
+        """(data, flag, weight, unusable row, uvw, time) of rows r0..r0+m; ``bufs`` (at
+        least ``m`` rows) receive DATA and FLAG without new allocations."""
         info = self.info
-        data = t.getcol(info.column, startrow=r0, nrow=m)
-        flag = t.getcol("FLAG", startrow=r0, nrow=m)
+        if bufs is not None:
+            data, flag = bufs.data[:m], bufs.flag[:m]
+            t.getcolnp(info.column, data, startrow=r0, nrow=m)
+            t.getcolnp("FLAG", flag, startrow=r0, nrow=m)
+        else:
+            data = t.getcol(info.column, startrow=r0, nrow=m)
+            flag = t.getcol("FLAG", startrow=r0, nrow=m)
         if info.has_weight_spectrum:
             weight = t.getcol("WEIGHT_SPECTRUM", startrow=r0, nrow=m)
         else:
             w = t.getcol("WEIGHT", startrow=r0, nrow=m)
             weight = np.broadcast_to(w[:, None, :], data.shape)
-        flag_row = t.getcol("FLAG_ROW", startrow=r0, nrow=m)
-        auto = t.getcol("ANTENNA1", startrow=r0, nrow=m) == t.getcol("ANTENNA2", startrow=r0,
-                                                                      nrow=m)
+        bad_row = t.getcol("FLAG_ROW", startrow=r0, nrow=m) | (
+            t.getcol("ANTENNA1", startrow=r0, nrow=m) == t.getcol("ANTENNA2", startrow=r0,
+                                                                 nrow=m))
         uvw = t.getcol("UVW", startrow=r0, nrow=m).astype(np.float64)
         time = t.getcol("TIME", startrow=r0, nrow=m).astype(np.float64)
-        vis, wgt, mask = stokes_i(data, flag, weight, info.corr_types,
-                                  out=out if ascending else None)
-        mask[flag_row | auto] = 0
+        return data, flag, weight, bad_row, uvw, time
+
+    def _read(self, t, r0: int, m: int, freq: np.ndarray, order: np.ndarray,
+              ascending: bool) -> VisChunk:
+        """Rows r0..r0+m as a chunk."""
+        data, flag, weight, bad_row, uvw, time = self._read_rows(t, r0, m)
+        vis, wgt, mask = stokes_i(data, flag, weight, self.info.corr_types)
+        mask[bad_row] = 0
         if not ascending:
             vis, wgt, mask = (np.ascontiguousarray(a[:, order]) for a in (vis, wgt, mask))
             freq = freq[order]
@@ -199,8 +209,10 @@ class MSChunkSource:
     def load(self, read_rows: int = 4096, w_order: bool = True) -> list[VisChunk]:
         """All rows in memory, one chunk per spectral window (for data that fit).
 
-        Rows are read ``read_rows`` at a time into preallocated arrays, so the transient
-        memory of the casacore reads and the Stokes-I conversion stays small. With
+        Rows are read about ``read_rows`` at a time (rounded to whole tiles of the data
+        column: a read that splits a tile makes casacore assemble it twice) into reused
+        buffers, so the transient memory of the casacore reads and the Stokes-I conversion
+        stays small. With
         ``w_order`` the rows of a chunk are sorted by w: a block of consecutive rows then
         spans a narrow w range, and ducc0 grids it with few w planes, so major cycles can
         predict in small row blocks (little memory) at almost no extra cost.
@@ -219,17 +231,56 @@ class MSChunkSource:
                 vis = np.empty((n, nchan), np.complex64)
                 wgt = np.empty((n, nchan), np.float32)
                 mask = np.empty((n, nchan), np.uint8)
-                for r0 in range(0, n, read_rows):
-                    m = min(read_rows, n - r0)
-                    sl = slice(r0, r0 + m) if dest is None else dest[r0:r0 + m]
-                    ch = self._read(sub, r0, m, freq, order, ascending,
-                                    out=(vis[sl], wgt[sl], mask[sl]) if dest is None else None)
-                    uvw[sl], time[sl] = ch.uvw, ch.time
-                    if dest is not None or not ascending:
-                        vis[sl], wgt[sl], mask[sl] = ch.vis, ch.weight, ch.mask
+                step = _aligned_rows(sub, self.info.column, read_rows)
+                bufs = _ReadBuffers.for_column(sub, self.info.column, min(step, n))
+                for r0 in range(0, n, step):
+                    m = min(step, n - r0)
+                    rows = np.arange(r0, r0 + m) if dest is None else dest[r0:r0 + m]
+                    data, flag, weight, bad_row, uvw[rows], time[rows] = \
+                        self._read_rows(sub, r0, m, bufs)
+                    if ascending:  # Stokes I straight into its rows of the chunk
+                        stokes_i(data, flag, weight, self.info.corr_types,
+                                 out=(vis, wgt, mask), rows=rows)
+                    else:
+                        v, w_, k = stokes_i(data, flag, weight, self.info.corr_types)
+                        vis[rows], wgt[rows], mask[rows] = v[:, order], w_[:, order], k[:, order]
+                    mask[rows[bad_row]] = 0
                 out.append(VisChunk(uvw=uvw, freq=np.ascontiguousarray(np.sort(freq)),
                                     vis=vis, weight=wgt, mask=mask, time=time))
         return out
+
+
+@dataclass
+class _ReadBuffers:
+    """Reused destinations of the DATA-like column and FLAG reads (rows, chan, corr)."""
+
+    data: np.ndarray
+    flag: np.ndarray
+
+    @classmethod
+    def for_column(cls, t, column: str, rows: int) -> _ReadBuffers | None:
+        """Buffers for ``rows`` rows of a fixed-shape complex column, else None."""
+        try:
+            shape = tuple(int(x) for x in t.getcell(column, 0).shape)
+            vt = t.getcoldesc(column).get("valueType", "")
+        except Exception:  # variable shapes or an empty table: plain reads
+            return None
+        dtype = {"complex": np.complex64, "dcomplex": np.complex128}.get(vt)
+        if dtype is None or len(shape) != 2:
+            return None
+        return cls(np.empty((rows, *shape), dtype), np.empty((rows, *shape), bool))
+
+
+def _aligned_rows(t, column: str, want: int) -> int:
+    """About ``want`` rows, rounded to whole row tiles of ``column`` when it is tiled."""
+    try:
+        spec = t.getdminfo(column).get("SPEC", {})
+        tile = int(np.asarray(spec.get("DEFAULTTILESHAPE"))[-1])
+    except Exception:
+        return want
+    if tile <= 0:
+        return want
+    return max(1, round(want / tile)) * tile
 
 
 def scan_usable(info: MSInfo, rows_per_chunk: int = 50_000) -> tuple[int, float]:

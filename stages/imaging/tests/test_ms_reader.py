@@ -171,3 +171,23 @@ def test_stokes_i_rules():
     assert vis[0, 0] == 3 + 3j and wgt[0, 0] == 3.0 and mask[0, 0] == 1
     with pytest.raises(ValueError, match="Stokes I"):
         stokes_i(data, flag, w, (9, 10))
+
+
+@pytest.mark.parametrize("corr", [(9, 12), (1,)])
+def test_stokes_i_scatters_rows(corr):
+    rng = np.random.default_rng(5)
+    n, nc, npol = 7, 3, len(corr)
+    data = (rng.normal(size=(n, nc, npol)) + 1j * rng.normal(size=(n, nc, npol))
+            ).astype(np.complex64)
+    flag = rng.uniform(size=data.shape) < 0.3
+    w = rng.uniform(0.5, 2.0, data.shape).astype(np.float32)
+    ref = stokes_i(data, flag, w, corr)
+    rows = np.array([4, 9, 0, 2, 7, 1, 5])
+    out = (np.zeros((10, nc), np.complex64), np.zeros((10, nc), np.float32),
+           np.full((10, nc), 7, np.uint8))
+    stokes_i(data, flag, w, corr, out=out, rows=rows)
+    for a, b in zip(out, ref):
+        np.testing.assert_array_equal(a[rows], b)
+    untouched = np.setdiff1d(np.arange(10), rows)
+    assert (out[2][untouched] == 7).all() and (out[0][untouched] == 0).all()
+
