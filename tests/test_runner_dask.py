@@ -90,7 +90,7 @@ def test_without_a_client_a_dask_stage_runs_in_the_runner(tmp_path):
     assert int((tmp_path / "where.txt").read_text().split()[0]) == os.getpid()
 
 
-def test_local_cluster_workers_use_only_their_thread_allotment():
+def test_local_cluster_workers_use_only_their_thread_allotment_and_default_malloc():
     """numba (and the others in ``worker_env``) see the orchestrator's thread count, not
     every core of the machine."""
     from dsa110_pipeline.cluster import make_client
@@ -105,6 +105,10 @@ def test_local_cluster_workers_use_only_their_thread_allotment():
             return numba.config.NUMBA_NUM_THREADS, os.environ.get("DUCC0_NUM_THREADS")
 
         assert set(client.run(threads).values()) == {(1, "1")}
+        # glibc keeps its adaptive mmap threshold: no trim threshold from the nanny
+        if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+            got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+            assert set(got.values()) == {None}
     finally:
         client.close()
         cluster.close()
