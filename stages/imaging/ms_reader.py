@@ -212,10 +212,10 @@ class MSChunkSource:
         Rows are read about ``read_rows`` at a time (rounded to whole tiles of the data
         column: a read that splits a tile makes casacore assemble it twice) into reused
         buffers, so the transient memory of the casacore reads and the Stokes-I conversion
-        stays small. With
-        ``w_order`` the rows of a chunk are sorted by w: a block of consecutive rows then
-        spans a narrow w range, and ducc0 grids it with few w planes, so major cycles can
-        predict in small row blocks (little memory) at almost no extra cost.
+        stays small. With ``w_order`` the rows of a chunk are sorted by w (Stokes I is
+        scattered straight into its sorted row): a block of consecutive rows then spans a
+        narrow w range, and ducc0 grids it with few w planes, so major cycles can predict
+        in small row blocks (little memory) at almost no extra cost.
         """
         tables = _tables()
         out = []
