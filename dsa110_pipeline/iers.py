@@ -5,7 +5,8 @@ time a process needs UT1 or polar motion: about 3 s, paid again by every fresh d
 at its first sidereal time. :func:`offline_astropy` installs the same table from a pickle
 written the first time (in the per-user cache directory, keyed by the astropy and
 astropy-iers-data versions), which takes ~20 ms. The numbers are astropy's own, so LSTs and
-apparent coordinates are unchanged to the last bit.
+apparent coordinates are unchanged to the last bit. The cache is a pickle: keep its
+directory private to the user running the pipeline, as the default is.
 """
 
 from __future__ import annotations
