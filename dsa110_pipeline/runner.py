@@ -653,7 +653,7 @@ class Runner:
                   else None)
         if client is not None:
             out, profile = run_on_dask(client, stage, ctx, self.runtime,
-                                       priority=self._priority.get(stage.name, 0))
+                                       priority=task_priority())
             if self.profiler is not None and profile is not None:
                 self.profiler.record(profile)
             return out

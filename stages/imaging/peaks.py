@@ -15,9 +15,12 @@ def parabolic_peak(image: np.ndarray, row: int, col: int,
     window's edge (no neighbour outside it is looked at) or the window leaves the image.
     """
     found = _window(image, row, col, half)
-    if found is None:
-        return None
-    win, r0, c0, r, c = found
+    return None if found is None else _parabola(*found)
+
+
+def _parabola(win: np.ndarray, r0: int, c0: int, r: int, c: int
+              ) -> tuple[float, float, float]:
+    """The parabolic peak of :func:`parabolic_peak` from a :func:`_window` result."""
     yy, xx = win[r - 1:r + 2, c], win[r, c - 1:c + 2]
     cy, cx = yy[0] - 2 * yy[1] + yy[2], xx[0] - 2 * xx[1] + xx[2]
     dy = 0.5 * (yy[0] - yy[2]) / cy if cy else 0.0
@@ -63,14 +66,14 @@ def gaussian_peak(image: np.ndarray, row: int, col: int,
     win, r0, c0, r, c = found
     patch = win[r - 1:r + 2, c - 1:c + 2]
     if not np.all(patch > 0):
-        return parabolic_peak(image, row, col, half)
+        return _parabola(*found)
     a0, bx, by, axx, ayy, axy = _QUAD_PINV @ np.log(patch).ravel()
     hess = np.array([[2 * axx, axy], [axy, 2 * ayy]])
     if not (hess[0, 0] < 0 and np.linalg.det(hess) > 0):
-        return parabolic_peak(image, row, col, half)
+        return _parabola(*found)
     dx, dy = np.linalg.solve(hess, [-bx, -by])
     if abs(dx) > 1 or abs(dy) > 1:
-        return parabolic_peak(image, row, col, half)
+        return _parabola(*found)
     log_peak = a0 + bx * dx + by * dy + axx * dx * dx + ayy * dy * dy + axy * dx * dy
     return float(np.exp(log_peak)), r0 + r + float(dy), c0 + c + float(dx)
 
