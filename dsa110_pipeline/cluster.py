@@ -7,6 +7,7 @@ no dashboard port unless asked for.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from typing import Any
@@ -102,3 +103,51 @@ def worker_memory_gb(memory_limit: str, n_workers: int) -> float:
     else:
         total = parse_bytes(str(memory_limit))
     return round(total / 1e9, 2)
+
+
+class WorkerClient:
+    """The client of a stage that runs on a dask worker and fans out: the worker's own.
+
+    On first use the stage's task secedes from the worker's thread pool, so that the tasks
+    it submits can run on the thread it held (on a one-thread worker they could not start
+    otherwise). It never rejoins: what is left of the stage after its fan-out is short, and
+    rejoining would wait for a free thread.
+    """
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def get(self) -> Any:
+        if self._client is None:
+            from distributed import get_client, secede
+
+            with contextlib.suppress(AttributeError, KeyError, ValueError):
+                secede()  # fails outside a task's own thread: nothing to give back then
+            self._client = get_client()
+        return self._client
+
+
+def _this_machine() -> set[str]:
+    """The names and addresses under which workers on this machine may be registered."""
+    import socket
+
+    import psutil
+
+    names = {"localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()}
+    for addrs in psutil.net_if_addrs().values():
+        names.update(a.address.split("%")[0] for a in addrs
+                     if a.family in (socket.AF_INET, socket.AF_INET6))
+    return names
+
+
+def same_host_workers(client: Any) -> list[str] | None:
+    """The workers on this machine, which see its local scratch (tmpfs) paths: None when
+    that is every worker of the cluster (no restriction needed), else their addresses (an
+    empty list when there is none). Tasks that write into what this process staged must
+    run there."""
+    from distributed.comm import get_address_host
+
+    workers = list(client.scheduler_info().get("workers", {}))
+    here = _this_machine()
+    local = [a for a in workers if get_address_host(a) in here]
+    return None if len(local) == len(workers) else local

@@ -41,6 +41,7 @@ from .errors import (
     TransientError,
 )
 from .mapped import MappedStage
+from .slots import WorkerSlots, cluster_threads
 from .stage import PipelineStage
 
 Status = Literal["pending", "ok", "cached", "failed", "skipped"]
@@ -67,10 +68,11 @@ class Runtime:
     #: Threads a stage may use (set on dask workers from the worker's thread count).
     nthreads: int | None = None
 
-    def for_worker(self, nthreads: int | None) -> Runtime:
-        """What a stage sees on a dask worker: no client, the worker's thread count."""
-        return Runtime(scratch_root=self.scratch_root, config=self.config,
-                       extras=dict(self.extras), nthreads=nthreads)
+    def for_worker(self, nthreads: int | None, client_source: Any = None) -> Runtime:
+        """What a stage sees on a dask worker: the worker's thread count, and a client only
+        through ``client_source`` (see :class:`~dsa110_pipeline.cluster.WorkerClient`)."""
+        return Runtime(client_source=client_source, scratch_root=self.scratch_root,
+                       config=self.config, extras=dict(self.extras), nthreads=nthreads)
 
     @property
     def client(self) -> Any:
@@ -81,14 +83,14 @@ class Runtime:
         return getter() if callable(getter) and not hasattr(src, "submit") else src
 
 
-#: The plan depth of the stage running in this thread (see :attr:`Plan.depth`).
+#: The plan priority of the stage running in this thread (see :attr:`Plan.priority`).
 _STAGE_PRIORITY: contextvars.ContextVar[int] = contextvars.ContextVar("dsa110_stage_priority",
                                                                       default=0)
 
 
 def task_priority() -> int:
     """dask priority for the tasks the running stage fans out (``client.map(...,
-    priority=task_priority())``): its plan depth, so that a night's calibrator group is
+    priority=task_priority())``): its plan priority, so that a night's calibrator group is
     converted before the targets that wait for its solutions."""
     return _STAGE_PRIORITY.get()
 
@@ -151,6 +153,20 @@ class Plan:
             if self.children[i]:
                 depth[i] = 1 + max(depth[c] for c in self.children[i])
         return depth
+
+    @property
+    def priority(self) -> list[int]:
+        """Per stage, its dispatch priority: its :attr:`depth`, then (among equal depths)
+        how many stages wait on it, directly or not. A night's calibration and a target's
+        conversion head chains of the same depth, but every target waits on the
+        calibration, so it goes first."""
+        below: list[set[int]] = [set() for _ in self.stages]
+        for i in reversed(self.order):
+            for c in self.children[i]:
+                below[i].add(c)
+                below[i] |= below[c]
+        scale = len(self.stages) + 1
+        return [d * scale + len(b) for d, b in zip(self.depth, below, strict=True)]
 
     def describe(self) -> str:
         lines = [f"plan: {len(self.stages)} stage(s)"]
@@ -307,21 +323,25 @@ def run_contract(stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
 
 # -- dask execution (heavy per-group stages) -------------------------------------
 
-def _dask_main(stage_blob: bytes, ctx_json: str, runtime_blob: bytes
+def _dask_main(stage_blob: bytes, ctx_json: str, runtime_blob: bytes, priority: int = 0
                ) -> tuple[str, Any, Any]:
-    """On a dask worker: the stage contract, measured; errors come back pickled."""
+    """On a dask worker: the stage contract, measured; errors come back pickled. A stage
+    that fans out gets the worker's client (:class:`~dsa110_pipeline.cluster.WorkerClient`),
+    and its tasks inherit the stage's ``priority``."""
     from distributed import get_worker
 
+    from .cluster import WorkerClient
     from .profiling import measure_call
 
     stage = pickle.loads(stage_blob)
     runtime: Runtime = pickle.loads(runtime_blob)
     orch = getattr(runtime.config, "orchestrator", None)
     nthreads = getattr(orch, "stage_threads", None) or get_worker().state.nthreads
-    runtime = runtime.for_worker(nthreads)
+    runtime = runtime.for_worker(nthreads, WorkerClient())
     ctx = PipelineContext.from_json(ctx_json).with_runtime(runtime)
     fn = (lambda: run_in_child(stage, ctx, stage.timeout)) if stage.timeout else \
         (lambda: run_contract(stage, ctx))
+    token = _STAGE_PRIORITY.set(priority)
     try:
         out, profile = measure_call(stage.name, fn)
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the runner
@@ -330,6 +350,8 @@ def _dask_main(stage_blob: bytes, ctx_json: str, runtime_blob: bytes
         except Exception:  # unpicklable exception
             return "error", pickle.dumps(StageFailed(f"{type(exc).__name__}: {exc}",
                                                      stage=stage.name)), None
+    finally:
+        _STAGE_PRIORITY.reset(token)
     return "ok", out.to_json(), profile
 
 
@@ -361,7 +383,7 @@ def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
     except Exception as exc:
         raise ContractError("a dask stage (and the runtime config) must be picklable",
                             stage=stage.name, cause=exc) from exc
-    fut = client.submit(_dask_main, blob, ctx.to_json(), rt_blob, pure=False,
+    fut = client.submit(_dask_main, blob, ctx.to_json(), rt_blob, priority, pure=False,
                         key=f"stage-{stage.name}-{os.urandom(6).hex()}",
                         resources=dask_resources(client, stage.resources), priority=priority)
     try:
@@ -455,8 +477,11 @@ class Runner:
         # Threads wait on I/O or on GIL-releasing work; CPU-heavy work goes to dask.
         self.max_workers = max_workers or max(32, 4 * (os.cpu_count() or 1))
         self._pool: ThreadPoolExecutor | None = None
-        #: stage name -> its plan depth (see :attr:`Plan.depth`), set by :meth:`run`
+        #: stage name -> its plan priority (see :attr:`Plan.priority`), set by :meth:`run`
         self._priority: dict[str, int] = {}
+        #: dask stages wait here for a free worker thread of the runtime's cluster
+        self._slots = WorkerSlots(
+            lambda: cluster_threads(self.runtime.client) if self.runtime is not None else 0)
         self.profiler = profiler
         self.continue_on_failure = continue_on_failure
         self.retry_backoff_s = retry_backoff_s
@@ -497,12 +522,12 @@ class Runner:
         stop = False
         t0 = time.perf_counter()
         # One dispatch loop; stages run in the pool, or inline when alone.
-        depth = plan.depth
-        self._priority = {plan.stages[j].name: depth[j] for j in range(n)}
+        prio = plan.priority
+        self._priority = {plan.stages[j].name: prio[j] for j in range(n)}
         while ready or in_flight:
             while ready and not stop:
-                # deepest first; among equals, plan order (a night's groups in time order)
-                i = max(ready, key=lambda j: (depth[j], -j))
+                # highest priority first; among equals, plan order (a night's groups in time)
+                i = max(ready, key=lambda j: (prio[j], -j))
                 ready.remove(i)
                 parents = plan.parents[i]
                 stage_ctx = merge_contexts(ctx, [results[p] for p in parents])  # type: ignore[misc]
@@ -652,8 +677,9 @@ class Runner:
         client = (self.runtime.client if stage.executor == "dask" and self.runtime is not None
                   else None)
         if client is not None:
-            out, profile = run_on_dask(client, stage, ctx, self.runtime,
-                                       priority=task_priority())
+            with self._slots.hold(task_priority()):
+                out, profile = run_on_dask(client, stage, ctx, self.runtime,
+                                           priority=task_priority())
             if self.profiler is not None and profile is not None:
                 self.profiler.record(profile)
             return out

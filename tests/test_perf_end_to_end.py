@@ -31,3 +31,11 @@ def test_a_conversion_fan_out_keeps_every_worker_busy():
     recs = [conv, _rec("h/imaging", 0.0, 5.0, 9.0, 9.0)]
     f = night_figures({"wall_s": 9.0, "groups": {"g": {"records": recs}}}, 2)
     assert f["overhead_s"] == pytest.approx(0.0, abs=0.02)
+
+
+def test_a_conversion_on_a_worker_fans_out_to_every_worker():
+    # the conversion runs on a worker and its subband tasks occupy both: the imaging that
+    # waits meanwhile is queueing, and only the 0.1 s late start of the conversion counts
+    recs = [_rec("g/conversion", 0.0, 0.1, 5.0, 5.0), _rec("h/imaging", 0.0, 5.0, 9.0, 9.0)]
+    f = night_figures({"wall_s": 9.0, "groups": {"g": {"records": recs}}}, 2)
+    assert f["overhead_s"] == pytest.approx(0.2, abs=0.03)

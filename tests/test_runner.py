@@ -378,6 +378,24 @@ def test_plan_depth_counts_the_longest_chain_to_the_end(tmp_path):
         "leaf": 1, "a": 3, "b": 2, "c": 1, "d": 1}
 
 
+def test_plan_priority_breaks_depth_ties_by_the_stages_waiting_downstream(tmp_path):
+    # a night in miniature: the calibration and a target's conversion head chains of the
+    # same depth, but both targets' applies wait on the calibration
+    plan = build_plan([file_stage("conv_cal", tmp_path, "mc"),
+                       file_stage("cal", tmp_path, "sol", requires=("mc",)),
+                       file_stage("conv_t1", tmp_path, "m1"),
+                       file_stage("conv_t2", tmp_path, "m2"),
+                       file_stage("apply_t1", tmp_path, "c1", requires=("m1", "sol")),
+                       file_stage("apply_t2", tmp_path, "c2", requires=("m2", "sol"))])
+    depth = dict(zip([s.name for s in plan.stages], plan.depth))
+    prio = dict(zip([s.name for s in plan.stages], plan.priority))
+    assert depth["cal"] == depth["conv_t1"] == 2
+    assert prio["conv_cal"] > prio["cal"] > prio["conv_t1"] == prio["conv_t2"] \
+        > prio["apply_t1"] == prio["apply_t2"]
+    # depth still comes first: a deeper stage outranks any number of waiting stages
+    assert all(prio[a] > prio[b] for a in prio for b in prio if depth[a] > depth[b])
+
+
 def test_head_of_the_longest_chain_is_dispatched_first(tmp_path):
     # one thread: the order of dispatch is the order of execution
     log = []
@@ -389,7 +407,7 @@ def test_head_of_the_longest_chain_is_dispatched_first(tmp_path):
     assert [name for name, _, _ in log][0] == "long1"
 
 
-def test_a_running_stage_sees_its_plan_depth_as_task_priority(tmp_path):
+def test_a_running_stage_sees_its_plan_priority_as_task_priority(tmp_path):
     from dsa110_pipeline.runner import task_priority
 
     seen = {}
@@ -402,6 +420,9 @@ def test_a_running_stage_sees_its_plan_depth_as_task_priority(tmp_path):
             return ctx.with_output(produces, ProductRef.for_path("text", path))
         return FunctionStage(fn, name=name, requires=requires, produces=(produces,))
 
-    assert Runner([probe("a", "x"), probe("b", "y", ("x",)), probe("c", "z")]).run().ok
-    assert seen == {"a": 2, "b": 1, "c": 1}
+    runner = Runner([probe("a", "x"), probe("b", "y", ("x",)), probe("c", "z")])
+    assert runner.run().ok
+    plan = runner.plan()
+    assert seen == dict(zip([s.name for s in plan.stages], plan.priority))
+    assert seen["a"] > seen["b"] == seen["c"] > 0
     assert task_priority() == 0  # outside a stage

@@ -40,6 +40,33 @@ class WhereStage(PipelineStage):
         return ctx.with_output("where", ProductRef.for_path("text", path))
 
 
+def _pid(i: int) -> int:
+    return os.getpid()
+
+
+class FanOutStage(PipelineStage):
+    """On a worker, fans tasks out to that same worker through ``ctx.runtime.client``."""
+
+    name = "fan"
+    Config = WhereConfig
+    produces = ("fan",)
+    executor = "dask"
+
+    def execute(self, ctx: PipelineContext) -> PipelineContext:
+        from distributed import get_worker
+
+        from dsa110_pipeline.runner import task_priority
+
+        client = ctx.runtime.client
+        # pinned to this one-thread worker: they can run only on the thread this task left
+        futs = client.map(_pid, range(3), pure=False, workers=[get_worker().address],
+                          priority=task_priority())
+        pids = client.gather(futs)
+        path = Path(self.config.out_dir) / "fan.txt"
+        path.write_text(" ".join(str(p) for p in [os.getpid(), task_priority(), *pids]))
+        return ctx.with_output("fan", ProductRef.for_path("text", path))
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from distributed import Client
@@ -64,6 +91,16 @@ def test_dask_stage_runs_on_a_worker_with_its_thread_count(client, tmp_path):
     assert int(pid) in set(client.run(os.getpid).values())
     assert nthreads == "1"
     assert res.context.outputs["where"].path == str(tmp_path / "where.txt")
+
+
+def test_a_stage_on_a_worker_fans_out_from_the_thread_it_held(client, tmp_path):
+    runner, res = _run(FanOutStage({"out_dir": str(tmp_path)}), client)
+    assert res.ok, res.records
+    pid, prio, *tasks = (tmp_path / "fan.txt").read_text().split()
+    assert int(pid) in set(client.run(os.getpid).values())
+    # the stage's plan priority reached the worker, and its tasks ran beside it
+    assert int(prio) == runner.plan().priority[0] > 0
+    assert tasks == [pid] * 3
 
 
 def test_bad_input_on_a_worker_comes_back_as_input_error(client, tmp_path):
@@ -112,3 +149,22 @@ def test_local_cluster_workers_use_only_their_thread_allotment_and_default_mallo
     finally:
         client.close()
         cluster.close()
+
+
+class _Scheduler:
+    """A client's view of a cluster with workers at the given addresses (no processes)."""
+
+    def __init__(self, *workers: str) -> None:
+        self.workers = workers
+
+    def scheduler_info(self) -> dict:
+        return {"workers": {a: {"nthreads": 1} for a in self.workers}}
+
+
+def test_fan_out_stays_on_the_workers_that_see_this_machines_scratch():
+    from dsa110_pipeline.cluster import same_host_workers
+
+    here, there = "tcp://127.0.0.1:40001", "tcp://192.0.2.7:40001"  # TEST-NET: never local
+    assert same_host_workers(_Scheduler(here, "tcp://127.0.0.1:40002")) is None  # all here
+    assert same_host_workers(_Scheduler(here, there)) == [here]
+    assert same_host_workers(_Scheduler(there)) == []

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from dsa110_pipeline import instrument
 from dsa110_pipeline.checksum import path_checksum
+from dsa110_pipeline.cluster import same_host_workers
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ContractError, InputError
 from dsa110_pipeline.runner import task_priority
@@ -83,9 +84,14 @@ class ConversionStage(PipelineStage):
 
     @staticmethod
     def _runner(ctx: PipelineContext) -> Any:
+        """Subband tasks go to the dask workers on this machine, which see the scratch
+        directory the MS is staged in; with none (or no client), they run here."""
         rt = ctx.runtime
         client = getattr(rt, "client", None) if rt is not None else None
-        return DaskRunner(client) if client is not None else None
+        if client is None:
+            return None
+        workers = same_host_workers(client)
+        return DaskRunner(client, workers) if workers != [] else None
 
     # -- contract -----------------------------------------------------------------
     def execute(self, ctx: PipelineContext) -> PipelineContext:
@@ -168,15 +174,17 @@ class DaskRunner:
 
     background = True  # tasks run while the orchestrating process goes on
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, workers: list[str] | None = None) -> None:
         self.client = client
+        self.workers = workers  # None: any worker
         self.futures: list[Any] = []
         self._done: dict[int, Any] = {}
 
     def start(self, fn: Any, tasks: list[Any]) -> None:
         self._done = {}
         # a night's calibrator group (the head of the longest chain) converts first
-        self.futures = self.client.map(fn, tasks, pure=False, priority=task_priority())
+        self.futures = self.client.map(fn, tasks, pure=False, priority=task_priority(),
+                                       workers=self.workers)
 
     def failure(self) -> Any:
         """The first failed task: an exception, or a result carrying an input error."""

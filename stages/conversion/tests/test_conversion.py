@@ -184,6 +184,31 @@ def test_drift_group_equals_pyuvdata(mode, drift_group, client, tmp_path) -> Non
     assert not any((tmp_path / "shm").iterdir())
 
 
+def test_subbands_go_only_to_workers_that_see_the_staged_ms(drift_group, client,
+                                                           tmp_path) -> None:
+    from stages.conversion.stage import DaskRunner
+
+    here = list(client.scheduler_info()["workers"])
+    remote = "tcp://192.0.2.7:40001"  # TEST-NET: a worker on another machine
+
+    class Cluster:  # the real client, reporting one more worker elsewhere
+        def __getattr__(self, name):
+            return getattr(client, name)
+
+        def scheduler_info(self):
+            info = client.scheduler_info()
+            return {**info, "workers": {**info["workers"], remote: {"nthreads": 1}}}
+
+    runner = ConversionStage._runner(_ctx(drift_group, Cluster()))
+    assert isinstance(runner, DaskRunner) and sorted(runner.workers) == sorted(here)
+    out = _run(_stage(tmp_path), _ctx(drift_group, Cluster()))
+    assert out.metrics["conversion"]["nrows"] > 0
+    # no worker on this machine: the subbands are written here, one after the other
+    assert ConversionStage._runner(
+        _ctx(drift_group, types.SimpleNamespace(
+            scheduler_info=lambda: {"workers": {remote: {}}}))) is None
+
+
 def test_phase_center_is_meridian_at_midpoint(drift_group, tmp_path) -> None:
     from astropy.time import Time
 
