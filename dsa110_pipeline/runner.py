@@ -323,33 +323,39 @@ def run_contract(stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
 
 # -- dask execution (heavy per-group stages) -------------------------------------
 
-def _dask_main(stage_blob: bytes, ctx_json: str, runtime_blob: bytes, priority: int = 0
-               ) -> tuple[str, Any, Any]:
+def _dask_main(name: str, stage_blob: bytes, ctx_json: str, runtime_blob: bytes,
+               priority: int = 0) -> tuple[str, Any, Any]:
     """On a dask worker: the stage contract, measured; errors come back pickled. A stage
     that fans out gets the worker's client (:class:`~dsa110_pipeline.cluster.WorkerClient`),
-    and its tasks inherit the stage's ``priority``."""
+    and its tasks inherit the stage's ``priority``. The measurement starts before the
+    stage is unpickled: loading its code on a fresh worker is part of its time there."""
     from distributed import get_worker
 
     from .cluster import WorkerClient
     from .profiling import measure_call
 
-    stage = pickle.loads(stage_blob)
-    runtime: Runtime = pickle.loads(runtime_blob)
-    orch = getattr(runtime.config, "orchestrator", None)
-    nthreads = getattr(orch, "stage_threads", None) or get_worker().state.nthreads
-    runtime = runtime.for_worker(nthreads, WorkerClient())
-    ctx = PipelineContext.from_json(ctx_json).with_runtime(runtime)
-    fn = (lambda: run_in_child(stage, ctx, stage.timeout)) if stage.timeout else \
-        (lambda: run_contract(stage, ctx))
+    nthreads_worker = get_worker().state.nthreads
+
+    def call() -> PipelineContext:
+        stage = pickle.loads(stage_blob)
+        runtime: Runtime = pickle.loads(runtime_blob)
+        orch = getattr(runtime.config, "orchestrator", None)
+        nthreads = getattr(orch, "stage_threads", None) or nthreads_worker
+        runtime = runtime.for_worker(nthreads, WorkerClient())
+        ctx = PipelineContext.from_json(ctx_json).with_runtime(runtime)
+        if stage.timeout:
+            return run_in_child(stage, ctx, stage.timeout)
+        return run_contract(stage, ctx)
+
     token = _STAGE_PRIORITY.set(priority)
     try:
-        out, profile = measure_call(stage.name, fn)
+        out, profile = measure_call(name, call)
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the runner
         try:
             return "error", pickle.dumps(exc), None
         except Exception:  # unpicklable exception
             return "error", pickle.dumps(StageFailed(f"{type(exc).__name__}: {exc}",
-                                                     stage=stage.name)), None
+                                                     stage=name)), None
     finally:
         _STAGE_PRIORITY.reset(token)
     return "ok", out.to_json(), profile
@@ -383,7 +389,8 @@ def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
     except Exception as exc:
         raise ContractError("a dask stage (and the runtime config) must be picklable",
                             stage=stage.name, cause=exc) from exc
-    fut = client.submit(_dask_main, blob, ctx.to_json(), rt_blob, priority, pure=False,
+    fut = client.submit(_dask_main, stage.name, blob, ctx.to_json(), rt_blob, priority,
+                        pure=False,
                         key=f"stage-{stage.name}-{os.urandom(6).hex()}",
                         resources=dask_resources(client, stage.resources), priority=priority)
     try:

@@ -14,7 +14,8 @@ Scenarios:
    stage uses both cores. ``wall_s`` is the run's own wall time from its manifest (cluster
    start-up included, interpreter start-up not); per-worker peak RSS is the largest peak of
    a stage measured on its worker. Goal: <= 120 s wall (real time is 309 s per group) and
-   <= 4 GB peak RSS per worker.
+   <= 4 GB peak RSS per worker. It runs twice; the faster run counts (its wall time,
+   stage times), and the larger worker peak of the two.
 2. A night of 4 groups (1 calibrator + 3 targets) at demo scale (48 antennas, 16 x 8
    channels, 24 integrations), run with 1 and with 2 single-thread workers (one thread per
    stage): throughput in groups per hour, its scaling, and the scheduler's overhead (the
@@ -44,8 +45,9 @@ from perf.harness import row, run_measured
 REPO = Path(__file__).resolve().parents[2]
 GOAL_WALL_S, GOAL_WORKER_GB = 120.0, 4.0
 GOAL_SCALING, GOAL_OVERHEAD = 1.7, 0.02
-#: runs of the night per worker count (best of them counts: see the night scenario)
-NIGHT_REPEATS = 2
+#: runs of each pipeline scenario; the best counts (this machine's speed drifts by 10-20 %
+#: over minutes), and every run's wall time is listed beside it
+REPEATS = 2
 #: CASA's part of the anchor stops here (tclean with w-projection is slow).
 ANCHOR_LIMIT_S = 1500.0
 
@@ -249,21 +251,30 @@ def run(quick: bool = False) -> dict:
         scen1 = (f"1 group: {full['ants']} ant, {full['sb']}x{full['ch']} ch, "
                  f"{full['ints']} int, {full['sources']} src")
         sim = _simulate(work / "full_in", 1, full)
-        m = _pipeline(work / "full_in", work / "full_out", sim["sky"],
-                      ["orchestrator.n_workers=2", "orchestrator.stage_threads=2",
-                       f"imaging.npix={npix}"])
-        manifest_path = work / "full_out" / "manifest.json"
-        if not m.ok or not manifest_path.exists():
-            notes.append(f"full-scale group failed: {_failures(manifest_path) or m.error_text()}")
-        else:
-            f = night_figures(json.loads(manifest_path.read_text()), 2)
+        full_runs: list[tuple[dict[str, Any], Any, Path]] = []
+        for k in range(1 if quick else REPEATS):
+            out = work / f"full_out{k}"
+            m = _pipeline(work / "full_in", out, sim["sky"],
+                          ["orchestrator.n_workers=2", "orchestrator.stage_threads=2",
+                           f"imaging.npix={npix}"])
+            manifest_path = out / "manifest.json"
+            if not m.ok or not manifest_path.exists():
+                notes.append(f"full-scale group failed: "
+                             f"{_failures(manifest_path) or m.error_text()}")
+            else:
+                full_runs.append((night_figures(json.loads(manifest_path.read_text()), 2), m,
+                                  out))
+        if full_runs:
+            f, m, full_out = min(full_runs, key=lambda r: r[0]["wall_s"])
+            # memory: the largest of the runs
+            worker_peak = max(r[0]["worker_peak_gb"] or 0 for r in full_runs)
             verdict = next(iter(f["verdicts"].values()), None)
-            met = (f["wall_s"] <= GOAL_WALL_S
-                   and (f["worker_peak_gb"] or 0) <= GOAL_WORKER_GB)
+            met = f["wall_s"] <= GOAL_WALL_S and worker_peak <= GOAL_WORKER_GB
             rows.append(row(scen1, "dsa110_pipeline.run (2 workers, stage_threads=2)",
-                            f["wall_s"], m.peak_rss_gb, process_wall_s=round(m.wall_s, 1),
-                            worker_peak_gb=round(f["worker_peak_gb"] or 0, 2),
-                            verdict=verdict,
+                            f["wall_s"], max(r[1].peak_rss_gb for r in full_runs),
+                            process_wall_s=round(m.wall_s, 1),
+                            worker_peak_gb=round(worker_peak, 2), verdict=verdict,
+                            runs_s="/".join(f"{r[0]['wall_s']:.1f}" for r in full_runs),
                             **{f"{k}_s": round(v, 1) for k, v in f["stage_s"].items()},
                             goal=f"<= {GOAL_WALL_S:g} s, <= {GOAL_WORKER_GB:g} GB/worker: "
                                  + ("met" if met else "not met")))
@@ -272,23 +283,24 @@ def run(quick: bool = False) -> dict:
                 notes.append("anchor not run: the casa extra is not installed "
                              "(set DSA110_CASA_PYTHON to a Python with casatasks + casadata)")
             else:
-                ms_meta = next((work / "full_out").glob("*.ms.json"))
+                ms_meta = next(full_out.glob("*.ms.json"))
                 meta = json.loads(ms_meta.read_text())
                 a_rows, a_notes = _anchor(
                     sim["files"], work, (meta["phase_center_ra_deg"],
                                          meta["phase_center_dec_deg"]), casa_py, npix, scen1)
                 rows += a_rows
                 notes += a_notes
-        shutil.rmtree(work / "full_out", ignore_errors=True)
+        for _, _, out in full_runs:
+            shutil.rmtree(out, ignore_errors=True)
         shutil.rmtree(work / "full_in", ignore_errors=True)
         # --- 2. a night of 4 groups on 1 and 2 workers -----------------------------------
         scen2 = (f"night of 4 groups: {night['ants']} ant, {night['sb']}x{night['ch']} ch, "
                  f"{night['ints']} int")
         nsim = _simulate(work / "night_in", 4, night)
-        # this machine's speed drifts by 10-20 % over minutes: each worker count runs
-        # NIGHT_REPEATS times, interleaved (1, 2, 1, 2), and the best run of each is compared
+        # each worker count runs REPEATS times, interleaved (1, 2, 1, 2); the best of each
+        # is compared
         runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-        for _ in range(1 if quick else NIGHT_REPEATS):
+        for _ in range(1 if quick else REPEATS):
             for n in (1, 2):
                 out = work / f"night_out{n}"
                 m = _pipeline(work / "night_in", out, nsim["sky"],
@@ -320,7 +332,7 @@ def run(quick: bool = False) -> dict:
                             runs_s="/".join(f"{r['wall_s']:.1f}" for r in runs[n]),
                             verdicts=",".join(str(v) for v in f["verdicts"].values()),
                             **extra))
-        notes.append(f"night: {1 if quick else NIGHT_REPEATS} run(s) per worker count, "
+        notes.append(f"night: {1 if quick else REPEATS} run(s) per worker count, "
                      "interleaved; wall_s is the best of them (runs_s lists all), and the "
                      "scaling compares the best")
         notes.append("wall_s is the run's own wall time from its manifest; peak RSS is the "
