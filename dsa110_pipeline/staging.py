@@ -232,10 +232,14 @@ def atomic_move(src: str | Path, dst: str | Path, *, overwrite: bool = False,
         return d
     tmp = d.with_name(f".{d.name}{PARTIAL_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        if s.is_dir():
-            shutil.copytree(s, tmp, copy_function=shutil.copyfile)
-        else:
-            shutil.copyfile(s, tmp)
+        try:
+            if s.is_dir():
+                shutil.copytree(s, tmp, copy_function=shutil.copyfile)
+            else:
+                shutil.copyfile(s, tmp)
+        except (shutil.Error, OSError) as exc:
+            raise OSError(_copy_failure(exc), f"cannot copy {s} to {d.parent}: "
+                          f"{_copy_reason(exc)}") from exc
         if fsync:
             _fsync_tree(tmp)
         _swap_into_place(tmp, d, overwrite=overwrite)
@@ -244,6 +248,24 @@ def atomic_move(src: str | Path, dst: str | Path, *, overwrite: bool = False,
         raise
     _remove(s)
     return d
+
+
+def _copy_reason(exc: BaseException) -> str:
+    """One line for a failed copy: shutil.copytree gathers (src, dst, why) per file."""
+    errors = exc.args[0] if isinstance(exc, shutil.Error) and exc.args else None
+    if isinstance(errors, list) and errors and len(errors[0]) == 3:
+        return str(errors[0][2]) + (f" (and {len(errors) - 1} more)" if len(errors) > 1
+                                    else "")
+    return str(exc)
+
+
+def _copy_failure(exc: BaseException) -> int:
+    """The errno of a failed copy (ENOSPC for a full disk), else EIO."""
+    import errno
+
+    if isinstance(exc, OSError) and not isinstance(exc, shutil.Error) and exc.errno:
+        return exc.errno
+    return errno.ENOSPC if "No space left" in _copy_reason(exc) else errno.EIO
 
 
 def _fsync_tree(path: Path) -> None:

@@ -196,3 +196,26 @@ def test_cleanup_stale_removes_dead_partials(tmp_path: Path) -> None:
 def test_negative_estimate_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="estimate_bytes"):
         lease_scratch(-1, root=tmp_path, fallback_dir=tmp_path)
+
+
+def test_atomic_move_copy_failure_says_where_and_why(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    src = tmp_path / "w.ms"
+    _make_tree(src, b"5")
+    dst = tmp_path / "prod" / "w.ms"
+    monkeypatch.setattr(staging, "_same_filesystem", lambda a, b: False)
+    real_copy = staging.shutil.copyfile
+
+    def full_disk(a, b, *args, **kwargs):  # the destination fills up mid-copy
+        if str(a).endswith("table.dat"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(b))
+        return real_copy(a, b, *args, **kwargs)
+
+    monkeypatch.setattr(staging.shutil, "copyfile", full_disk)
+    with pytest.raises(OSError) as info:
+        atomic_move(src, dst)
+    assert info.value.errno == errno.ENOSPC
+    assert str(src) in str(info.value) and "No space left on device" in str(info.value)
+    assert "[(" not in str(info.value)  # one line, not copytree's list of tuples
+    assert list(dst.parent.iterdir()) == [] and src.exists()
