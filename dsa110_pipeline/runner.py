@@ -684,7 +684,8 @@ class Runner:
         client = (self.runtime.client if stage.executor == "dask" and self.runtime is not None
                   else None)
         if client is not None:
-            with self._slots.hold(task_priority()):
+            orch = getattr(self.runtime.config, "orchestrator", None)
+            with self._slots.hold(task_priority(), getattr(orch, "stage_threads", None) or 1):
                 out, profile = run_on_dask(client, stage, ctx, self.runtime,
                                            priority=task_priority())
             if self.profiler is not None and profile is not None:

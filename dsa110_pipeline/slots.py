@@ -39,13 +39,19 @@ class WorkerSlots:
         self.busy = 0
 
     @contextmanager
-    def hold(self, priority: int = 0) -> Iterator[None]:
-        """Wait for a slot (a higher ``priority`` goes first), hold it for the block."""
+    def hold(self, priority: int = 0, slots: int = 1) -> Iterator[None]:
+        """Wait for ``slots`` free slots (a stage's threads; at most the whole capacity),
+        a higher ``priority`` first, and hold them for the block."""
         ticket = (-int(priority), next(self._seq))
         with self._cond:
             heapq.heappush(self._waiting, ticket)
             try:
-                while not (self._waiting[0] == ticket and self.busy < self._capacity()):
+                while True:
+                    if self._waiting[0] == ticket:
+                        cap = self._capacity()
+                        need = max(1, min(int(slots), cap))
+                        if cap > 0 and self.busy + need <= cap:
+                            break
                     self._cond.wait(self.poll_s)
             except BaseException:
                 self._waiting.remove(ticket)
@@ -53,11 +59,11 @@ class WorkerSlots:
                 self._cond.notify_all()
                 raise
             heapq.heappop(self._waiting)
-            self.busy += 1
+            self.busy += need
             self._cond.notify_all()  # the next in line may fit as well
         try:
             yield
         finally:
             with self._cond:
-                self.busy -= 1
+                self.busy -= need
                 self._cond.notify_all()

@@ -95,3 +95,30 @@ def test_a_waiter_that_fails_leaves_the_line():
         pass
     assert slots._waiting == [] and slots.busy == 0
     assert calls["n"] == 1
+
+
+def test_a_stage_with_more_threads_holds_as_many_slots():
+    # stage_threads=2 on two one-thread workers: one such stage at a time
+    slots = WorkerSlots(lambda: 2, poll_s=0.05)
+    order: list[int] = []
+    release = threading.Event()
+
+    def run(priority: int) -> None:
+        with slots.hold(priority, slots=2):
+            order.append(priority)
+            release.wait(10)
+
+    first = threading.Thread(target=run, args=(2,))
+    first.start()
+    _wait_until(lambda: order == [2])
+    second = threading.Thread(target=run, args=(1,))
+    second.start()
+    _wait_until(lambda: len(slots._waiting) == 1)
+    assert order == [2] and slots.busy == 2
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert order == [2, 1] and slots.busy == 0
+    # more threads than the cluster has: the whole cluster, not a wait forever
+    with slots.hold(0, slots=8):
+        assert slots.busy == 2
