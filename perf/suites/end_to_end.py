@@ -143,6 +143,18 @@ def night_figures(manifest: dict[str, Any], n_workers: int) -> dict[str, Any]:
             "stage_s": stages}
 
 
+def _figures_of_run(inp: Path, out: Path, sky: str, n_workers: int, notes: list[str],
+                    what: str, sets: list[str]) -> tuple[dict[str, Any], Any] | None:
+    """Run the pipeline on ``n_workers`` workers: (:func:`night_figures`, the measured
+    process), or None with a note saying why the run failed."""
+    m = _pipeline(inp, out, sky, [f"orchestrator.n_workers={n_workers}", *sets])
+    manifest_path = out / "manifest.json"
+    if not m.ok or not manifest_path.exists():
+        notes.append(f"{what} failed: {_failures(manifest_path) or m.error_text()}")
+        return None
+    return night_figures(json.loads(manifest_path.read_text()), n_workers), m
+
+
 def _failures(manifest_path: Path) -> str:
     """The stages of a run's manifest that did not end ok, with their errors ('' if none)."""
     if not manifest_path.exists():
@@ -254,16 +266,11 @@ def run(quick: bool = False) -> dict:
         full_runs: list[tuple[dict[str, Any], Any, Path]] = []
         for k in range(1 if quick else REPEATS):
             out = work / f"full_out{k}"
-            m = _pipeline(work / "full_in", out, sim["sky"],
-                          ["orchestrator.n_workers=2", "orchestrator.stage_threads=2",
-                           f"imaging.npix={npix}"])
-            manifest_path = out / "manifest.json"
-            if not m.ok or not manifest_path.exists():
-                notes.append(f"full-scale group failed: "
-                             f"{_failures(manifest_path) or m.error_text()}")
-            else:
-                full_runs.append((night_figures(json.loads(manifest_path.read_text()), 2), m,
-                                  out))
+            got = _figures_of_run(work / "full_in", out, sim["sky"], 2, notes,
+                                  "full-scale group", ["orchestrator.stage_threads=2",
+                                                       f"imaging.npix={npix}"])
+            if got is not None:
+                full_runs.append((*got, out))
         if full_runs:
             f, m, full_out = min(full_runs, key=lambda r: r[0]["wall_s"])
             # memory: the largest of the runs
@@ -303,17 +310,12 @@ def run(quick: bool = False) -> dict:
         for _ in range(1 if quick else REPEATS):
             for n in (1, 2):
                 out = work / f"night_out{n}"
-                m = _pipeline(work / "night_in", out, nsim["sky"],
-                              [f"orchestrator.n_workers={n}",
-                               f"orchestrator.max_groups_in_flight={2 * n}",
-                               f"imaging.npix={npix}"])
-                mp = out / "manifest.json"
-                if not m.ok or not mp.exists():
-                    notes.append(f"night on {n} worker(s) failed: "
-                                 f"{_failures(mp) or m.error_text()}")
-                else:
-                    runs[n].append({**night_figures(json.loads(mp.read_text()), n),
-                                    "peak_rss_gb": m.peak_rss_gb})
+                got = _figures_of_run(work / "night_in", out, nsim["sky"], n, notes,
+                                      f"night on {n} worker(s)",
+                                      [f"orchestrator.max_groups_in_flight={2 * n}",
+                                       f"imaging.npix={npix}"])
+                if got is not None:
+                    runs[n].append({**got[0], "peak_rss_gb": got[1].peak_rss_gb})
                 shutil.rmtree(out, ignore_errors=True)
         best = {n: min(r, key=lambda f: f["wall_s"]) for n, r in runs.items() if r}
         through = {n: 4 / f["wall_s"] * 3600 for n, f in best.items()}
