@@ -75,6 +75,11 @@ class Runtime:
                        config=self.config, extras=dict(self.extras), nthreads=nthreads)
 
     @property
+    def stage_threads(self) -> int | None:
+        """``orchestrator.stage_threads`` of the run's config (None: the worker's threads)."""
+        return getattr(getattr(self.config, "orchestrator", None), "stage_threads", None)
+
+    @property
     def client(self) -> Any:
         src = self.client_source
         if src is None:
@@ -339,9 +344,7 @@ def _dask_main(name: str, stage_blob: bytes, ctx_json: str, runtime_blob: bytes,
     def call() -> PipelineContext:
         stage = pickle.loads(stage_blob)
         runtime: Runtime = pickle.loads(runtime_blob)
-        orch = getattr(runtime.config, "orchestrator", None)
-        nthreads = getattr(orch, "stage_threads", None) or nthreads_worker
-        runtime = runtime.for_worker(nthreads, WorkerClient())
+        runtime = runtime.for_worker(runtime.stage_threads or nthreads_worker, WorkerClient())
         ctx = PipelineContext.from_json(ctx_json).with_runtime(runtime)
         if stage.timeout:
             return run_in_child(stage, ctx, stage.timeout)
@@ -684,10 +687,9 @@ class Runner:
         client = (self.runtime.client if stage.executor == "dask" and self.runtime is not None
                   else None)
         if client is not None:
-            orch = getattr(self.runtime.config, "orchestrator", None)
-            with self._slots.hold(task_priority(), getattr(orch, "stage_threads", None) or 1):
-                out, profile = run_on_dask(client, stage, ctx, self.runtime,
-                                           priority=task_priority())
+            priority = task_priority()
+            with self._slots.hold(priority, self.runtime.stage_threads or 1):
+                out, profile = run_on_dask(client, stage, ctx, self.runtime, priority=priority)
             if self.profiler is not None and profile is not None:
                 self.profiler.record(profile)
             return out
