@@ -71,7 +71,11 @@ def make_client(cfg: OrchestratorConfig) -> tuple[Any, Any]:
     # mmap threshold at 128 kB: every large temporary is then a fresh mmap, paid in page
     # faults (~6 % of an imaging stage). Stages hand memory back themselves
     # (profiling.release_free_memory), so the workers keep glibc's adaptive defaults.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    # The nannies hand the config in force here to their workers; the in-process
+    # scheduler reads its periods when it starts.
+    settings = {**cfg.dask_config,
+                "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    with dask.config.set(settings):
         cluster = _local_cluster(cfg, n_workers)
     return Client(cluster), cluster
 

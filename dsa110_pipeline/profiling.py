@@ -17,7 +17,8 @@ What is measured for each stage (a :class:`StageProfile`):
   there), and so does the exit of a stage longer than 2 ms, so a stage is not charged with
   its predecessor's peak. The peak is of the whole process, so stages that run at the same
   time see each other's memory. Descendants (dask workers, subprocesses) are listed every
-  0.25 s; one that lives shorter may be missed.
+  ten sampling periods (1 s by default: listing scans ``/proc``); one that lives shorter
+  may be missed.
 - ``read_bytes`` / ``write_bytes``: bytes the process made the storage layer read/write
   during the stage (``/proc/self/io``; tmpfs I/O does not count there), and
   ``read_chars`` / ``write_chars``: bytes passed through ``read()``/``write()`` calls
@@ -367,7 +368,7 @@ class _Sampler:
     Each tick records ``(unix_time, rss_bytes, peak_bytes)`` where rss is this process's
     RSS plus its descendants' and peak the process's high-water mark since the previous
     tick (then reset) plus the descendants' RSS. Descendants are re-listed every
-    ``children_every_s``; their RSS is read every tick.
+    ``children_every`` ticks (a scan of ``/proc``); their RSS is read every tick.
     """
 
     max_samples = 400_000
@@ -378,8 +379,8 @@ class _Sampler:
         self.rss: list[int] = []
         self.peak: list[int] = []
         self.users = 0
-        self.interval = 0.05
-        self.children_every_s = 0.25
+        self.interval = 0.1
+        self.children_every = 10
         self.children_rss = 0
         self.last_time = 0.0
         #: a stage entry takes its own sample unless the last one is younger than this
@@ -421,7 +422,7 @@ class _Sampler:
     def _children_rss(self, now: float) -> int:
         import psutil
 
-        if now - self._children_listed >= self.children_every_s:
+        if now - self._children_listed >= self.children_every * self.interval:
             self._children_listed = now
             try:
                 self._children = psutil.Process().children(recursive=True)
@@ -636,7 +637,7 @@ class RunProfiler:
     ``interval_s`` is the RSS sampling period.
     """
 
-    def __init__(self, *, enabled: bool = True, interval_s: float = 0.05) -> None:
+    def __init__(self, *, enabled: bool = True, interval_s: float = 0.1) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.enabled = enabled
@@ -767,7 +768,7 @@ class RunProfiler:
 # -------------------------------------------------------------- worker-side helper
 def measure_call(name: str, fn: Callable[..., Any], *args: Any, memory_profile: bool = False,
                  cprofile: bool = False, cprofile_top: int = 25,
-                 target: Callable[..., Any] | None = None, interval_s: float = 0.05,
+                 target: Callable[..., Any] | None = None, interval_s: float = 0.1,
                  **kwargs: Any) -> tuple[Any, StageProfile]:
     """Run ``fn(*args, **kwargs)`` in this (worker) process as a process-scope stage and
     return ``(result, profile)``; the caller passes the profile to

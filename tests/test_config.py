@@ -24,6 +24,20 @@ def test_wrong_type_names_its_path(tmp_path):
         load_config(f, environ={})
 
 
+def test_dask_config_merges_over_the_quiet_defaults_and_names_a_bad_key(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("orchestrator:\n  dask_config:\n    distributed.admin.tick.interval: 50ms\n")
+    got = load_config(f, environ={}).orchestrator.dask_config
+    assert got["distributed.admin.tick.interval"] == "50ms"
+    assert got["distributed.worker.profile.interval"] == "100ms"  # the default kept
+    f.write_text("orchestrator:\n  dask_config:\n    distributed.admin.tik.interval: 5s\n")
+    with pytest.raises(ConfigError, match=r"distributed\.admin\.tik\.interval.*not a dask"):
+        load_config(f, environ={})
+    f.write_text("orchestrator:\n  dask_config:\n    array.chunk-size: 1MiB\n")
+    with pytest.raises(ConfigError, match=r"array\.chunk-size.*only distributed"):
+        load_config(f, environ={})
+
+
 def test_env_and_set_overrides_in_order(tmp_path):
     cfg = load_config(environ={"DSA110_ORCHESTRATOR__RETRIES": "5"})
     assert cfg.orchestrator.retries == 5

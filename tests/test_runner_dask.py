@@ -142,6 +142,15 @@ def test_local_cluster_workers_use_only_their_thread_allotment_and_default_mallo
             return numba.config.NUMBA_NUM_THREADS, os.environ.get("DUCC0_NUM_THREADS")
 
         assert set(client.run(threads).values()) == {(1, "1")}
+        # dask's housekeeping runs at the config's periods in the workers and the scheduler
+        import dask
+
+        def periods() -> tuple[str, str]:
+            return (dask.config.get("distributed.worker.profile.interval"),
+                    dask.config.get("distributed.admin.tick.interval"))
+
+        assert set(client.run(periods).values()) == {("100ms", "200ms")}
+        assert cluster.scheduler._tick_interval == pytest.approx(0.2)
         # glibc keeps its adaptive mmap threshold: no trim threshold from the nanny
         if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
             got = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
