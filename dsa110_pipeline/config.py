@@ -46,6 +46,10 @@ class PathsConfig(_Branch):
     state_db: str | None = None
     #: Cache of stage results (product references); default ``<output_dir>/.cache``.
     cache_dir: str | None = None
+    #: The night's survey catalog (NVSS-like CSV/VOTable/FITS): the calibration and imaging
+    #: sky model and the validation reference, unless a stage's own key names another.
+    #: None: ``survey_catalog.csv`` in the input directory when there is one.
+    survey_catalog: str | None = None
 
 
 class InstrumentConfig(_Branch):

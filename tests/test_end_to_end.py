@@ -33,7 +33,15 @@ def night_input(tmp_path_factory) -> Path:
     from dsa110_pipeline.simulate.demo import simulate_demo_night
 
     cfg = load_config(overrides=[a for a in SMALL if a != "--set" and a.startswith("demo.")])
-    return simulate_demo_night(tmp_path_factory.mktemp("night") / "incoming", cfg)
+    root = tmp_path_factory.mktemp("night")
+    incoming = simulate_demo_night(root / "incoming", cfg)
+    # the truth leaves the input: a night must run on its survey catalog alone
+    judges = root / "judges"
+    judges.mkdir()
+    for p in incoming.glob("*_truth*"):
+        p.rename(judges / p.name)
+    assert (incoming / "survey_catalog.csv").is_file()
+    return incoming
 
 
 def _copy_input(src: Path, dst: Path) -> Path:
@@ -92,6 +100,10 @@ def test_night_end_to_end(night_input, tmp_path):
         cal = c.execute("select calibrator from calibrations").fetchall()
     assert set(verdicts) == set(groups)
     assert cal == [("J2253+1608",)]
+    import json
+
+    for mj in (out / "validation").glob("*_metrics.json"):
+        assert Path(json.loads(mj.read_text())["reference"]).name == "survey_catalog.csv"
     for name in ("manifest.json", "manifest.md", "night_summary.html", "profile.png",
                  "dask-report.html"):
         assert (out / name).exists(), name

@@ -7,6 +7,7 @@ from .flux_standards import PB2017, flux_density, is_flux_standard, spectral_ind
 from .sources import (
     DEFAULT_REF_FREQ_HZ,
     DEFAULT_SPECTRAL_INDEX,
+    SURVEY_CATALOG,
     SourceCatalog,
     catalog_format,
     read_catalog,
@@ -25,8 +26,8 @@ from .vla import (
 
 __all__ = [
     "PB2017", "flux_density", "is_flux_standard", "spectral_index",
-    "DEFAULT_REF_FREQ_HZ", "DEFAULT_SPECTRAL_INDEX", "SourceCatalog", "catalog_format",
-    "read_catalog",
+    "DEFAULT_REF_FREQ_HZ", "DEFAULT_SPECTRAL_INDEX", "SURVEY_CATALOG", "SourceCatalog",
+    "catalog_format", "read_catalog",
     "BandInfo", "VLACalibrator", "builtin_calibrators", "calibrators_in_strip",
     "default_calibrator_path", "find_calibrator", "j2000_name", "parse_vla_calibrators",
     "read_vla_calibrators",

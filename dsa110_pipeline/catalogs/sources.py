@@ -26,6 +26,8 @@ from ._common import resolve_file
 
 DEFAULT_REF_FREQ_HZ = 1.4e9
 DEFAULT_SPECTRAL_INDEX = -0.7
+#: The file name of a night's survey catalog (NVSS cut-out) in its input directory.
+SURVEY_CATALOG = "survey_catalog.csv"
 
 _RA = ("ra_deg", "ra", "raj2000", "ra_j2000", "ra_rad")
 _DEC = ("dec_deg", "dec", "dej2000", "decj2000", "dec_j2000", "dec_rad")

@@ -13,9 +13,11 @@ Command line: ``python -m dsa110_pipeline.simulate --help``.
 from .config import SimulationConfig
 from .dft import predict_visibilities, predict_visibilities_drift
 from .observation import GroupFiles, SimulationResult, simulate_observation
-from .truth import read_truth
+from .survey import survey_view, write_survey_catalog
+from .truth import read_truth, truth_catalog
 from .uvh5_writer import PYUVDATA_READ_KWARGS
 
 __all__ = ["SimulationConfig", "SimulationResult", "GroupFiles", "simulate_observation",
            "predict_visibilities", "predict_visibilities_drift", "read_truth",
+           "truth_catalog", "survey_view", "write_survey_catalog",
            "PYUVDATA_READ_KWARGS"]

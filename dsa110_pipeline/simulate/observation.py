@@ -28,6 +28,7 @@ from .corruptions import (
 )
 from .dft import predict_visibilities_drift
 from .sky import angular_distance, concatenate, random_sky, spectra
+from .survey import SURVEY_CATALOG, survey_view, write_survey_catalog
 from .truth import write_truth
 from .uvh5_writer import PYUVDATA_READ_KWARGS, UVH5Header, write_uvh5
 
@@ -59,6 +60,8 @@ class SimulationResult:
     n_sources: int
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    #: The NVSS-like catalog of the sky that the pipeline may use (never the truth).
+    survey_catalog: Path | None = None
 
 
 def _iso_to_jd(iso: str) -> float:
@@ -158,9 +161,9 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
     location = geo.earth_location(layout.site_lat_rad, layout.site_lon_rad, layout.site_height_m)
     lat = layout.site_lat_rad
     nthreads = cfg.nthreads
-    seeds = np.random.SeedSequence(cfg.seed).spawn(6)
-    rng_sky, rng_gain, rng_bp, rng_dead, rng_rfi, rng_jit = (np.random.default_rng(s)
-                                                             for s in seeds)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(7)
+    rng_sky, rng_gain, rng_bp, rng_dead, rng_rfi, rng_jit, rng_survey = (
+        np.random.default_rng(s) for s in seeds)
 
     # frequencies, file by file (descending within and across subbands)
     nsb, nch, nint = cfg.n_subbands, cfg.n_channels, cfg.n_integrations
@@ -207,6 +210,8 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         sky = concatenate(sky.select(keep), cal_cat)
         overrides[len(sky) - 1] = cal_spec
     flux_all = spectra(sky, all_freqs, overrides)  # (nsrc, nfreq)
+    # what the night knows of its sky: a survey catalog, never the truth
+    survey_path = write_survey_catalog(survey_view(sky, rng_survey), out_dir / SURVEY_CATALOG)
 
     # array, baselines, per-antenna truth
     a1, a2 = _baselines(layout)
@@ -363,7 +368,7 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         log.info("simulated group %d (%s): %d files", g, name_g, len(files))
     return SimulationResult(groups=groups, config=cfg, start_iso=start_iso, layout=layout,
                             n_sources=len(sky), wall_s=_time.perf_counter() - t_wall,
-                            notes=notes)
+                            notes=notes, survey_catalog=survey_path)
 
 
 def start_iso_of(jd: float) -> str:

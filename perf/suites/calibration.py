@@ -1,10 +1,10 @@
 """perf suite `calibration`: ours (flag + solve + apply) vs CASA bandpass + gaincal + applycal.
 
-The measurement lives beside the stage (:mod:`stages.calibration.benchmark`).
+The measurement is :mod:`perf.calibration_benchmark` (it reads the truth: never in stages/).
 """
 
 from __future__ import annotations
 
-from stages.calibration.benchmark import run
+from perf.calibration_benchmark import run
 
 __all__ = ["run"]

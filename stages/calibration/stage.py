@@ -61,7 +61,8 @@ class CalibrationConfig(StageConfig):
     min_calibrator_flux_jy: float = Field(1.0, ge=0)
     #: Allowed distance (s) of the transit outside the observation when a name is given.
     transit_margin_s: float = Field(600.0, ge=0)
-    #: Point-source catalog (CSV/VOTable/FITS) of field sources added to the model.
+    #: Point-source catalog (CSV/VOTable/FITS) of field sources added to the model; None:
+    #: the night's survey catalog (``paths.survey_catalog``), if any.
     field_catalog: str | None = None
     #: Field sources brighter than this (Jy at their reference frequency) are modelled.
     field_min_flux_jy: float = Field(0.1, ge=0)
@@ -212,11 +213,11 @@ class CalibrationStage(PipelineStage):
                              files=[meta.path])
         return next(c for c in cals if c.name == sel.best.name), sel.best
 
-    def _field_sources(self, cal, ra0: float, dec0: float, freqs: np.ndarray
+    def _field_sources(self, catalog: str, cal, ra0: float, dec0: float, freqs: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Catalog sources near the pointing (not the calibrator itself): ra, dec, spectra."""
         cfg = self.config
-        cat = read_catalog(cfg.field_catalog)
+        cat = read_catalog(catalog)
         r = math.radians(cfg.field_radius_deg)
         cat = cat.strip(dec0 - r, dec0 + r)
         d = np.arccos(np.clip(np.sin(cat.dec) * np.sin(dec0) + np.cos(cat.dec) * np.cos(dec0)
@@ -288,8 +289,10 @@ class CalibrationStage(PipelineStage):
                                DEFAULT_REF_FREQ_HZ)
         src_ra, src_dec, spectra = np.array([cal.ra]), np.array([cal.dec]), spec[None]
         app_ra_all, app_dec_all = cal_app_ra, cal_app_dec
-        if cfg.field_catalog:
-            f_ra, f_dec, f_spec = self._field_sources(cal, pra, pointing_dec, meta.freqs)
+        catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
+        if catalog:
+            f_ra, f_dec, f_spec = self._field_sources(catalog, cal, pra, pointing_dec,
+                                                      meta.freqs)
             if f_ra.size:
                 _, f_app_ra, f_app_dec = _geometry(meta.times, f_ra, f_dec)
                 src_ra = np.concatenate([src_ra, f_ra])

@@ -9,13 +9,13 @@ quarantined) instead of the file silently vanishing from the night.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import h5py
 
 from dsa110_pipeline import instrument
+from dsa110_pipeline.catalogs import SURVEY_CATALOG
 from dsa110_pipeline.context import ProductRef
 from dsa110_pipeline.night import GroupSpec
 
@@ -36,16 +36,21 @@ def pointing_dec_deg(path: Path) -> float | None:
     return None
 
 
-def _truths(input_dir: Path) -> dict[float, Path]:
-    """Simulation truth files (``<start>_truth.json``) by their start time (JD)."""
-    out = {}
-    for p in input_dir.glob("*_truth.json"):
-        try:
-            t = datetime.fromisoformat(p.name.split("_truth")[0]).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-        out[t.timestamp() / 86400.0 + 2440587.5] = p
-    return out
+def survey_catalog(input_dir: Path, cfg: Any = None) -> Path | None:
+    """The night's survey catalog: ``paths.survey_catalog`` when configured, else
+    ``survey_catalog.csv`` in the input directory (what the simulator writes beside its
+    files, as a real night keeps its NVSS cut-out), else None."""
+    paths = getattr(cfg, "paths", None)
+    configured = getattr(paths, "survey_catalog", None)
+    if configured:
+        p = Path(configured)
+        if not p.is_file():
+            from dsa110_pipeline.errors import ConfigError
+
+            raise ConfigError(f"paths.survey_catalog {p} does not exist")
+        return p
+    p = Path(input_dir) / SURVEY_CATALOG
+    return p if p.is_file() else None
 
 
 def _spec(group: SubbandGroup, extra: list[Path]) -> GroupSpec:
@@ -85,14 +90,12 @@ def discover_night(input_dir: Path, cfg: Any = None) -> list[GroupSpec]:
         else:
             orphans.append(path)
     specs = [_spec(g, extra[g.group_id]) for g in groups]
-    truths = _truths(Path(input_dir))
-    for spec, g in zip(specs, groups):
-        # A simulated group validates against its own truth unless the config names a
-        # reference catalog (the validation stage reads this metadata as its fallback).
-        near = [p for jd, p in truths.items()
-                if abs(jd - g.start_jd) * 86400 <= instrument.FILENAME_JITTER + 1]
-        if near:
-            spec.metadata["reference_catalog"] = str(near[0])
+    survey = survey_catalog(Path(input_dir), cfg)
+    if survey is not None:
+        # the sky model of calibration and imaging and the reference of validation, unless
+        # a stage's own key names another catalog
+        for spec in specs:
+            spec.metadata["survey_catalog"] = str(survey.resolve())
     for path in orphans:  # a group of its own, so the error reaches the operator
         specs.append(GroupSpec(group_id=path.name.split("_sb")[0],
                                inputs={"subband_files": [ProductRef.for_path("uvh5", path)]},

@@ -100,7 +100,8 @@ class ImagingConfig(StageConfig):
     #: indices), used with pb_drift: bright components take the spectral index of the
     #: catalog source they sit on, and catalog sources outside the image whose apparent
     #: flux exceeds ``outlier_min_jy`` are subtracted from the visibilities in every pass
-    #: (CLEAN cannot model sources outside the image). None: neither.
+    #: (CLEAN cannot model sources outside the image). None: the night's survey catalog
+    #: (``paths.survey_catalog``), else neither.
     field_catalog: str | None = None
     outlier_min_jy: float = Field(0.02, ge=0)
     memory_limit_gb: float = Field(16.0, gt=0)
@@ -222,15 +223,17 @@ class ImagingStage(PipelineStage):
         pts = drift_pointings(info.time_start, info.time_end, info.dec)
         return tuple((float(a), float(b)) for a, b in pts)
 
-    def sky_sources(self, info: MSInfo) -> SkySources | None:
+    def sky_sources(self, info: MSInfo, catalog: str | None = None) -> SkySources | None:
         """The field catalog's sources within 10 deg of the phase centre, or None."""
-        if not self.config.field_catalog:
+        catalog = self.config.field_catalog or catalog
+        if not catalog:
             return None
-        cat = read_catalog(self.config.field_catalog)
+        cat = read_catalog(catalog)
         return sources_about(cat.ra, cat.dec, cat.flux_jy, cat.spectral_index,
                              cat.ref_freq_hz, info.ra, info.dec, np.radians(10.0))
 
-    def imaging_params(self, plan: ImagingPlan, info: MSInfo | None = None) -> ImagingParams:
+    def imaging_params(self, plan: ImagingPlan, info: MSInfo | None = None,
+                       catalog: str | None = None) -> ImagingParams:
         cfg = self.config
         clean = CleanParams(niter=cfg.niter, gain=cfg.gain, mgain=cfg.mgain,
                             threshold=cfg.threshold_jy, auto_threshold=cfg.auto_threshold,
@@ -248,7 +251,8 @@ class ImagingStage(PipelineStage):
                              drift_track=(0.5 * (info.time_start + info.time_end), info.dec)
                              if info and cfg.pb_drift else None,
                              drift_components=cfg.drift_components,
-                             sky=self.sky_sources(info) if info and cfg.pb_drift else None,
+                             sky=self.sky_sources(info, catalog) if info and cfg.pb_drift
+                             else None,
                              outlier_min_jy=cfg.outlier_min_jy,
                              clean=clean, psf_oversize=cfg.psf_oversize,
                              psf_wgridding=cfg.psf_wgridding, approx_stride=cfg.approx_stride,
@@ -301,7 +305,7 @@ class ImagingStage(PipelineStage):
         if cfg.backend == "wsclean":
             result, extra = self._run_wsclean(info, plan, out_dir, prefix)
         else:
-            result, extra = self._run_ducc(info, plan)
+            result, extra = self._run_ducc(info, plan, ctx.metadata.get("survey_catalog"))
         t_image = time.perf_counter() - t0 - t_plan
         geom = ImageGeometry(ra=info.ra, dec=info.dec, cell=plan.cell, npix_x=plan.npix,
                              npix_y=plan.npix, freq_ref=result.freq_ref,
@@ -336,13 +340,14 @@ class ImagingStage(PipelineStage):
         return ctx.with_output("images", out).with_metrics(self.name, **metrics)
 
     # -- backends ---------------------------------------------------------------------------
-    def _run_ducc(self, info: MSInfo, plan: ImagingPlan) -> tuple[ImagingResult, dict]:
+    def _run_ducc(self, info: MSInfo, plan: ImagingPlan,
+                  catalog: str | None = None) -> tuple[ImagingResult, dict]:
         source = MSChunkSource(info, rows_per_chunk=plan.rows_per_chunk)
         t0 = time.perf_counter()
         data: Any = source.load() if plan.in_memory else source
         t_read = time.perf_counter() - t0
         try:
-            result = make_images(data, self.imaging_params(plan, info), consume=True)
+            result = make_images(data, self.imaging_params(plan, info, catalog), consume=True)
             del data
         except ValueError as exc:
             if "flagged" in str(exc):

@@ -27,6 +27,13 @@ from .metrics import (
     image_noise,
 )
 from .metrics.completeness import log_edges
+from .metrics.reliability import (
+    SNR_LEVELS,
+    Peaks,
+    artefact_metrics,
+    local_peaks,
+    sign_reliability,
+)
 from .verdict import VerdictResult, decide
 
 ARCSEC = np.degrees(1.0) * 3600.0
@@ -52,6 +59,9 @@ class Analysis:
     noise_sample: np.ndarray
     theoretical_rms: float | None
     curves: dict[str, Any] = field(default_factory=dict)
+    #: local maxima of the S/N map of +image and of −image (at or above 5σ)
+    pos_peaks: Peaks | None = None
+    neg_peaks: Peaks | None = None
 
 
 def _sample(arr: np.ndarray, x: np.ndarray, y: np.ndarray, fill: float = np.nan) -> np.ndarray:
@@ -158,10 +168,24 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
     sx, sy = image.pixel_scale
     beam = beam_summary(image.beam.bmaj, image.beam.bmin, image.beam.bpa, float(np.sqrt(sx * sy)))
 
+    # reliability from the image's sign, and the artefacts around the brightest sources
+    bmaj_px = float(image.beam_pixels()[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr_map = (data - found.mean) / found.rms
+    pos = local_peaks(snr_map, valid, DETECTION_SNR, bmaj_px)
+    neg = local_peaks(-snr_map, valid, DETECTION_SNR, bmaj_px)
+    del snr_map
+    sign = sign_reliability(pos, neg)
+    art = artefact_metrics(data, valid, pos, data[pos.y.astype(int), pos.x.astype(int)],
+                           bmaj_px)
+    rel5 = sign.estimate(DETECTION_SNR)
+
     verdict = decide(flux_ratio=fs.median, n_flux=fs.n,
                      astrometric_rms_arcsec=ast.rms * ARCSEC if ast.n else None,
                      n_astrometry=ast.n, completeness=comp, n_completeness=n_comp,
-                     noise_ratio=ratio, thresholds=cfg.thresholds)
+                     noise_ratio=ratio, thresholds=cfg.thresholds, reliability=rel5,
+                     n_peaks=sign.n_pos[0], n_neg_peaks=sign.n_neg[0],
+                     artefact_ratio=art.worst_annulus_ratio)
     metrics: dict[str, Any] = {
         "finder": found.method,
         "n_sources": len(src),
@@ -196,6 +220,20 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
                   "ratio": _f(ratio) if ratio is not None else None,
                   "n_pixels": ns.n_pixels, "from": "residual" if residual is not None
                   else "image"},
+        "sign_reliability": {
+            "estimate": {f"{t:g}sigma": sign.estimate(t) for t in SNR_LEVELS},
+            "neg_over_pos": {f"{t:g}sigma": sign.neg_over_pos(t) for t in SNR_LEVELS},
+            "n_pos": {f"{t:g}sigma": n for t, n in zip(SNR_LEVELS, sign.n_pos)},
+            "n_neg": {f"{t:g}sigma": n for t, n in zip(SNR_LEVELS, sign.n_neg)},
+            "peaks": {"x": pos.x.tolist(), "y": pos.y.tolist(),
+                      "snr": [round(v, 2) for v in pos.snr.tolist()]},
+            "neg_peaks": {"x": neg.x.tolist(), "y": neg.y.tolist(),
+                          "snr": [round(v, 2) for v in neg.snr.tolist()]}},
+        "artefacts": {"annulus_rms_ratio": [_f(v) for v in art.annulus_ratio],
+                      "worst_annulus_rms_ratio": art.worst_annulus_ratio,
+                      "bright_peak_jy": [_f(v) for v in art.peak_jy],
+                      "far_rms_jy": _f(art.far_rms_jy),
+                      "most_negative_over_peak": _f(art.neg_to_peak)},
         "dynamic_range": _f(dr),
         "peak_jy": _f(float(np.nanmax(np.where(valid, data, np.nan)))) if valid.any() else None,
         "beam": beam,
@@ -207,7 +245,7 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
                     match=match, metrics=metrics, verdict=verdict, noise_sample=sample,
                     theoretical_rms=theoretical_rms,
                     curves={"completeness_snr": comp_curve, "completeness_flux": comp_flux,
-                            "reliability_flux": rel_flux})
+                            "reliability_flux": rel_flux}, pos_peaks=pos, neg_peaks=neg)
 
 
 def _curve(b: Any) -> dict[str, list]:

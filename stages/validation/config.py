@@ -30,6 +30,19 @@ class Thresholds(StageConfig):
     noise_reject: float = Field(2.0, gt=0)
     #: Fewest matched sources a flux-scale or astrometry verdict may rest on.
     min_matches: int = Field(3, ge=1)
+    #: Reliability estimated from the image's sign (1 - negative / positive peaks at 5σ)
+    #: below which the verdict is WARN / REJECT: an image whose catalog would be this
+    #: full of sidelobes and calibration errors is not science-ready.
+    reliability_warn: float = Field(0.90, ge=0, le=1)
+    reliability_reject: float = Field(0.70, ge=0, le=1)
+    #: Fewest positive peaks at 5σ the reliability verdict may rest on (below: reported,
+    #: not judged).
+    reliability_min_peaks: int = Field(5, ge=1)
+    #: Robust rms in the annulus 3-15 beams around the brightest sources over the rms far
+    #: from them, above which WARN / REJECT: sidelobes of uncleaned flux or calibration
+    #: errors around bright sources (a good image: about 1).
+    artefact_warn: float = Field(2.0, gt=1)
+    artefact_reject: float = Field(5.0, gt=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -41,6 +54,10 @@ class Thresholds(StageConfig):
             raise ValueError("completeness_reject must be <= completeness_warn")
         if self.noise_reject < self.noise_warn:
             raise ValueError("noise_reject must be >= noise_warn")
+        if self.artefact_reject < self.artefact_warn:
+            raise ValueError("artefact_reject must be >= artefact_warn")
+        if self.reliability_reject > self.reliability_warn:
+            raise ValueError("reliability_reject must be <= reliability_warn")
         return self
 
 
@@ -48,10 +65,9 @@ class ValidationConfig(StageConfig):
     """Config of :class:`stages.validation.ValidationStage`."""
 
     #: Reference catalog: an NVSS-format catalog file (CSV/VOTable/FITS, read with
-    #: ``dsa110_pipeline.catalogs.read_catalog``) or a simulation truth JSON. None: take
-    #: ``ctx.metadata['reference_catalog']`` if present, else the group is "not validated".
+    #: ``dsa110_pipeline.catalogs.read_catalog``). None: the night's survey catalog
+    #: (``paths.survey_catalog``) if there is one, else the group is "not validated".
     reference_catalog: str | None = None
-    reference_kind: Literal["auto", "catalog", "truth"] = "auto"
     #: Source finder: "auto" = PyBDSF when importable, else the built-in island finder.
     finder: Literal["auto", "bdsf", "islands"] = "auto"
     #: Mean / rms maps PyBDSF finds sources against: "builtin" = the box-wise sigma-clipped

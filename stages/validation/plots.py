@@ -87,8 +87,8 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
 def thumbnail_png(image: np.ndarray, a: Analysis, max_pixels: int = 800,
                   title: str = "") -> bytes:
     """The image (block-averaged to ≤ ``max_pixels``) with matched detections (green
-    circles), unmatched detections (red crosses) and missed reference sources (orange
-    squares) marked."""
+    circles), unmatched detections (red crosses), missed reference sources (orange
+    squares) and peaks of the negative image (blue triangles: artefacts) marked."""
     ny, nx = image.shape
     f = max(1, int(np.ceil(max(ny, nx) / max_pixels)))
     cut = np.asarray(image[: ny // f * f, : nx // f * f], np.float32)
@@ -110,6 +110,9 @@ def thumbnail_png(image: np.ndarray, a: Analysis, max_pixels: int = 800,
     miss = ~ref_matched & (a.ref_snr >= 5)
     ax.scatter(a.ref_x[miss] / f, a.ref_y[miss] / f, s=80, marker="s", facecolors="none",
                edgecolors="tab:orange", label=f"missed reference >5σ ({miss.sum()})")
+    if a.neg_peaks is not None:
+        ax.scatter(a.neg_peaks.x / f, a.neg_peaks.y / f, s=60, marker="v", facecolors="none",
+                   edgecolors="tab:blue", label=f"negative peak ≤−5σ ({a.neg_peaks.x.size})")
     ax.set_xlim(-0.5, small.shape[1] - 0.5)
     ax.set_ylim(-0.5, small.shape[0] - 0.5)
     ax.set_xlabel(f"x (pixels / {f})")

@@ -132,6 +132,7 @@ def _json_default(o: Any) -> Any:
 def _metric_rows(m: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     fs, ast, comp, rel, noise, beam = (m.get(k) or {} for k in (
         "flux_scale", "astrometry", "completeness", "reliability", "noise", "beam"))
+    sign, art = m.get("sign_reliability") or {}, m.get("artefacts") or {}
     return [
         ("source finder", m.get("finder"), ""),
         ("sources found / above 5σ", f"{m.get('n_sources')} / {m.get('n_sources_above_5sigma')}",
@@ -153,6 +154,15 @@ def _metric_rows(m: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
         ("reliability (>5σ, above reference limit)",
          rel.get("above_5sigma_and_reference_limit"),
          f"n={rel.get('n')}; all >5σ {_fmt(rel.get('above_5sigma'))}"),
+        ("reliability from −image (≥5σ, ≥7σ, ≥10σ)",
+         ", ".join(_fmt(v) for v in (sign.get("estimate") or {}).values()),
+         "1 − negative/positive peaks: "
+         + ", ".join(f"{n}/{p}" for n, p in zip((sign.get("n_neg") or {}).values(),
+                                                (sign.get("n_pos") or {}).values()))),
+        ("artefacts near bright sources",
+         art.get("worst_annulus_rms_ratio"),
+         "worst rms in 3–15 beams around the 5 brightest peaks / rms far from them; most negative "
+         f"pixel / peak {_fmt(art.get('most_negative_over_peak'))}"),
         ("image rms (Jy/beam)", noise.get("image_rms_jy"), f"from {noise.get('from')}"),
         ("theoretical rms (Jy/beam)", noise.get("theoretical_rms_jy"), "radiometer equation"),
         ("rms / theoretical", noise.get("ratio"), ""),

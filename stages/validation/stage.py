@@ -126,7 +126,7 @@ class ValidationStage(PipelineStage):
         roles = pick_images(refs)
         image = roles["image"]
         group = ctx.group_id or Path(image.path).stem
-        reference = self.config.reference_catalog or ctx.metadata.get("reference_catalog")
+        reference = self.config.reference_catalog or ctx.metadata.get("survey_catalog")
         theo, theo_inputs = self.theoretical_rms(ctx, image)
         ncores = max(1, int(self.resources.cpu))
         try:

@@ -118,7 +118,7 @@ def validate_group(image_path: str | Path, out_dir: str | Path, *, group: str,
             v = not_validated("no reference catalog configured (validation.reference_catalog)",
                               "reference")
             return _write_minimal(v, report, mjson, group, str(image_path), extra, timing)
-        reference = load_reference(reference_path, cfg.reference_kind)
+        reference = load_reference(reference_path)
     empty_reference = len(reference) == 0
 
     pb, pb_source = primary_beam(image, cfg, pb_path, pbcor_path)

@@ -71,9 +71,23 @@ def _high(metric: str, value: float, warn: float, reject: float, text: str) -> R
     return Reason(metric, Verdict.ACCEPT, f"{text} is within limits", value, warn, reject)
 
 
+def _low(metric: str, value: float, warn: float, reject: float, text: str,
+         pct: bool = True) -> Reason:
+    fmt = (lambda v: f"{100 * v:g}%") if pct else (lambda v: f"{v:g}")
+    if value < reject:
+        return Reason(metric, Verdict.REJECT, f"{text} is below the REJECT limit {fmt(reject)}",
+                      value, warn, reject)
+    if value < warn:
+        return Reason(metric, Verdict.WARN, f"{text} is below the WARN limit {fmt(warn)}",
+                      value, warn, reject)
+    return Reason(metric, Verdict.ACCEPT, f"{text} is within limits", value, warn, reject)
+
+
 def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: float | None,
            n_astrometry: int, completeness: float | None, n_completeness: int,
-           noise_ratio: float | None, thresholds: Thresholds) -> VerdictResult:
+           noise_ratio: float | None, thresholds: Thresholds,
+           reliability: float | None = None, n_peaks: int = 0,
+           n_neg_peaks: int = 0, artefact_ratio: float | None = None) -> VerdictResult:
     """Judge each metric against ``thresholds`` and combine: any REJECT → REJECT; else a
     metric that could not be judged → NOT_VALIDATED; else any WARN → WARN; else ACCEPT."""
     t = thresholds
@@ -106,19 +120,20 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
                               "above the threshold in this image"))
     else:
         c = completeness
-        text = f"completeness {100 * c:.1f}% of {n_completeness} reference sources"
-        if c < t.completeness_reject:
-            r = Reason("completeness", Verdict.REJECT,
-                       f"{text} is below the REJECT limit {100 * t.completeness_reject:g}%",
-                       c, t.completeness_warn, t.completeness_reject)
-        elif c < t.completeness_warn:
-            r = Reason("completeness", Verdict.WARN,
-                       f"{text} is below the WARN limit {100 * t.completeness_warn:g}%",
-                       c, t.completeness_warn, t.completeness_reject)
-        else:
-            r = Reason("completeness", Verdict.ACCEPT, f"{text} is within limits", c,
-                       t.completeness_warn, t.completeness_reject)
-        reasons.append(r)
+        reasons.append(_low("completeness", c, t.completeness_warn, t.completeness_reject,
+                            f"completeness {100 * c:.1f}% of {n_completeness} reference "
+                            "sources"))
+    # reliability, from the negative image
+    if reliability is None or n_peaks < t.reliability_min_peaks:
+        reasons.append(Reason("reliability", Verdict.ACCEPT,
+                              f"reliability not judged: {n_peaks} peaks above 5σ (need "
+                              f"{t.reliability_min_peaks})", reliability,
+                              t.reliability_warn, t.reliability_reject))
+    else:
+        reasons.append(_low("reliability", reliability, t.reliability_warn,
+                            t.reliability_reject,
+                            f"estimated reliability {100 * reliability:.0f}% ({n_neg_peaks} "
+                            f"negative against {n_peaks} positive peaks above 5σ)"))
     # noise
     if noise_ratio is None or not np.isfinite(noise_ratio):
         reasons.append(Reason("noise", Verdict.NOT_VALIDATED,
@@ -126,6 +141,11 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
     else:
         reasons.append(_high("noise", noise_ratio, t.noise_warn, t.noise_reject,
                              f"image rms is {noise_ratio:.2f}× the theoretical noise"))
+    # artefacts around the brightest sources
+    if artefact_ratio is not None and np.isfinite(artefact_ratio):
+        reasons.append(_high("artefacts", artefact_ratio, t.artefact_warn, t.artefact_reject,
+                             f"rms around the brightest sources is {artefact_ratio:.2f}× the "
+                             "rms far from them"))
     levels = [r.level for r in reasons]
     if Verdict.REJECT in levels:
         v = Verdict.REJECT

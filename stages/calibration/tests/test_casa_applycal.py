@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from dsa110_pipeline.context import PipelineContext
+from perf.calibration_benchmark import casa_available
 from stages.calibration import CalibrationStage
-from stages.calibration.benchmark import casa_available
 
 pytestmark = [pytest.mark.casa, pytest.mark.slow]
 

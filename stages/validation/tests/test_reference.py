@@ -1,4 +1,4 @@
-"""Reference catalogs: NVSS-format files and the simulator's truth (npz / JSON variants)."""
+"""Reference catalogs: NVSS-format files; the simulator's truth as a catalog (judges only)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dsa110_pipeline.errors import InputError
-from stages.validation.reference import load_reference, read_truth_catalog
+from dsa110_pipeline.simulate.truth import truth_catalog as read_truth_catalog
+from stages.validation.reference import load_reference
 
 
 def test_nvss_catalog(shared_data):
@@ -36,9 +37,9 @@ def test_truth_variants_agree(tmp_path):
     cats = [read_truth_catalog(tmp_path / "g.npz")]
     for name, doc in variants.items():
         (tmp_path / name).write_text(json.dumps(doc))
-        cats.append(load_reference(tmp_path / name))
+        cats.append(read_truth_catalog(tmp_path / name))
     (tmp_path / "g.json").write_text(json.dumps({"group": "g"}))  # sibling npz of same stem
-    cats.append(load_reference(tmp_path / "g.json"))
+    cats.append(read_truth_catalog(tmp_path / "g.json"))
     for c in cats:
         assert np.allclose(c.ra, ra) and np.allclose(c.dec, dec)
         assert np.allclose(c.flux_at(2.8e9), flux * np.array([2.0**-0.7, 1.0]))
@@ -46,12 +47,12 @@ def test_truth_variants_agree(tmp_path):
 
 def test_truth_errors_and_empty(tmp_path):
     (tmp_path / "empty.json").write_text(json.dumps({"sources": []}))
-    assert len(load_reference(tmp_path / "empty.json")) == 0
+    assert len(read_truth_catalog(tmp_path / "empty.json")) == 0
     (tmp_path / "nothing.json").write_text(json.dumps({"group": "x"}))
     with pytest.raises(InputError, match="names no sources"):
-        load_reference(tmp_path / "nothing.json")
+        read_truth_catalog(tmp_path / "nothing.json")
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(InputError, match="cannot read truth JSON"):
-        load_reference(tmp_path / "bad.json")
+        read_truth_catalog(tmp_path / "bad.json")
     with pytest.raises(InputError, match="does not exist"):
-        load_reference(tmp_path / "absent.json")
+        read_truth_catalog(tmp_path / "absent.json")

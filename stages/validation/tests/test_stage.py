@@ -46,24 +46,14 @@ def case(tmp_path_factory):
     pb = write_fits(d / "pb.fits", s.pb, s, beam=False)
     pbcor = write_fits(d / "pbcor.fits", (s.data / s.pb).astype(np.float32), s)
     nobeam = write_fits(d / "nobeam.fits", s.data, s, beam=False)
-    truth = d / "truth.json"
-    truth.write_text(json.dumps({"group": "sim", "sources": [
-        {"name": f"S{i}", "ra": float(np.radians(a)), "dec": float(np.radians(b)),
-         "flux_jy": float(f), "spectral_index": -0.7, "ref_freq_hz": 1.4e9}
-        for i, (a, b, f) in enumerate(zip(ra, dec, flux))]}))
-    npz = d / "truth.npz"
-    np.savez(npz, source_ra=np.radians(ra), source_dec=np.radians(dec), source_flux_ref=flux,
-             source_spectral_index=np.full(ra.size, -0.7),
-             source_ref_freq_hz=np.full(ra.size, 1.4e9),
-             source_name=np.array([f"S{i}" for i in range(ra.size)]))
     csv = d / "cat.csv"
     csv.write_text("name,ra_deg,dec_deg,flux_jy\n" + "".join(
         f"S{i},{a:.8f},{b:.8f},{f:.8g}\n" for i, (a, b, f) in enumerate(zip(ra, dec, flux))))
     empty = d / "empty.csv"
     empty.write_text("name,ra_deg,dec_deg,flux_jy\n")
     meta = theoretical_for(NOISE, 1.1)
-    return {"dir": d, "image": img, "pb": pb, "pbcor": pbcor, "nobeam": nobeam, "truth": truth,
-            "npz": npz, "csv": csv, "empty": empty, "meta": meta}
+    return {"dir": d, "image": img, "pb": pb, "pbcor": pbcor, "nobeam": nobeam, "csv": csv,
+            "empty": empty, "meta": meta}
 
 
 def _ctx(case, roles: dict[str, str], group: str = "2026-01-25T12:00:00") -> PipelineContext:
@@ -82,9 +72,8 @@ def _run(case, tmp_path, roles=None, finder="islands", **cfg):
     return out, out.outputs["validation"]
 
 
-@pytest.mark.parametrize("ref_key", ["truth", "npz", "csv"])
-def test_reference_kinds_accept_a_clean_image(case, tmp_path, ref_key):
-    out, ref = _run(case, tmp_path, reference_catalog=str(case[ref_key]))
+def test_catalog_reference_accepts_a_clean_image(case, tmp_path):
+    out, ref = _run(case, tmp_path, reference_catalog=str(case["csv"]))
     m = ref.meta["metrics"]
     assert ref.meta["verdict"] == "ACCEPT", ref.meta["reasons"]
     assert m["n_reference_in_field"] == 40
@@ -102,7 +91,7 @@ def test_reference_kinds_accept_a_clean_image(case, tmp_path, ref_key):
     ({"image": "image"}, "Airy model"),
 ])
 def test_primary_beam_from_pbcor_or_model(case, tmp_path, roles, source):
-    _, ref = _run(case, tmp_path, roles=roles, reference_catalog=str(case["truth"]))
+    _, ref = _run(case, tmp_path, roles=roles, reference_catalog=str(case["csv"]))
     m = ref.meta["metrics"]
     assert m["primary_beam"] == source
     assert ref.meta["verdict"] == "ACCEPT", ref.meta["reasons"]
@@ -219,7 +208,7 @@ def test_runs_under_the_runner_after_an_imaging_stage(case, tmp_path):
 
     imaging = FunctionStage(fake_imaging, name="imaging", produces=["images"])
     validation = ValidationStage({"output_dir": str(tmp_path), "finder": "islands",
-                                  "reference_catalog": str(case["truth"])})
+                                  "reference_catalog": str(case["csv"])})
     result = Runner([imaging, validation]).run(PipelineContext(group_id="night-g1"))
     assert result.ok, result.records
     ref = result.context.outputs["validation"]

@@ -1,5 +1,5 @@
 """Benchmark of the calibration stage for the perf harness (``perf/suites/calibration.py``
-can be ``from stages.calibration.benchmark import run``).
+can be ``from perf.calibration_benchmark import run``).
 
 One simulated calibrator group (3C454.3 in transit, gains, bandpasses, noise, RFI, two dead
 antennas) is converted to an MS, then calibrated by
