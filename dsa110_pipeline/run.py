@@ -19,6 +19,7 @@ from .cluster import ClientHandle
 from .config import FrameworkConfig, load_config, resolve_stage
 from .context import PipelineContext
 from .errors import ConfigError, PipelineError
+from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
 from .manifest import build_manifest, write_manifest
 from .night import GroupSpec, NightOrchestrator, NightResult
@@ -344,6 +345,9 @@ def _demo_config(args: argparse.Namespace, overrides: list[str],
 
     incoming = simulate_demo_night(out / "incoming", cfg)
     extra = [f"paths.input_dir={incoming}"]
+    n_sb = cfg.demo.n_subbands
+    if "conversion" in cfg.pipeline.stages and n_sb < N_SUBBANDS:  # a reduced observation
+        extra.append(f"conversion.expected_subbands={list(range(n_sb))}")
     # the demo sky's catalog is the field model, as NVSS is for a real night
     for stage in ("calibration", "apply_calibration", "imaging"):
         if stage in cfg.pipeline.stages and hasattr(cfg.stage_config(stage), "field_catalog"):

@@ -22,6 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dsa110_pipeline import instrument
 from dsa110_pipeline.errors import InputError
 
 from . import coordinates, ms_writer, phasing, tiles, weights
@@ -297,6 +298,20 @@ def _station_positions(hdr: UVH5Header, station_csv: str, telescope_xyz: np.ndar
     return layout.ecef[np.array(idx)] - telescope_xyz
 
 
+def _refuse_duplicate_subbands(paths: Sequence[str | Path]) -> None:
+    """Raise InputError naming both files when two files carry one subband index."""
+    seen: dict[int, Path] = {}
+    for p in map(Path, paths):
+        parsed = parse_name(p)
+        if parsed is None:
+            continue
+        sb = parsed[1]
+        if sb in seen:
+            raise _err(f"two files for subband sb{sb:02d}: {seen[sb].name} and {p.name} "
+                       "(duplicate subband; remove the wrong one)", [seen[sb], p])
+        seen[sb] = p
+
+
 def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
                     expected_subbands: Sequence[int] | None = None,
                     spw_per_subband: bool = False, chunk_integrations: int = 4,
@@ -305,6 +320,7 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
     """Read and check all headers and compute everything the writers need."""
     if not paths:
         raise _err("no input files", [])
+    _refuse_duplicate_subbands(paths)
     ref = read_header(paths[0])
     headers: list[Any] = [ref]
     for p in paths[1:]:
@@ -343,8 +359,10 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
                        "frequencies", [h.path for h in headers])
         top = int(implied[0])  # slot + sb is constant
         present = set(sbs.tolist())
+        # a DSA-110 group has every subband: a missing edge subband is as missing as a
+        # missing middle one (else the MS's band would differ from the calibrator's)
         want = (set(expected_subbands) if expected_subbands is not None
-                else set(range(min(present), max(present) + 1)))
+                else set(range(instrument.N_SUBBANDS)))
         missing_sbs = sorted(want - present)
         extra = sorted(present - want)
         if extra:
@@ -363,7 +381,9 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
         missing_names = [f"{(base + s * band) / 1e6:.3f} MHz band" for s in missing_slots]
     if missing_slots and not allow_partial:
         raise _err("incomplete group: missing " + ", ".join(missing_names)
-                   + " (set allow_partial to convert with the missing band flagged)",
+                   + " (set conversion.allow_partial to convert with the missing band "
+                   "flagged, or conversion.expected_subbands to the subbands a reduced "
+                   "observation has)",
                    [h.path for h in headers])
     ref_slot = int(slots[0])
     freqs_by_slot, widths_by_slot = [], []

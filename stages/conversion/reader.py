@@ -17,6 +17,8 @@ import numpy as np
 
 from dsa110_pipeline.errors import InputError
 
+from .discovery import JD_RANGE
+
 STAGE = "conversion"
 
 _REQUIRED_HEADER = ("Nblts", "Nfreqs", "Npols", "Ntimes", "ant_1_array", "ant_2_array",
@@ -98,6 +100,11 @@ class UVH5Header:
                      "integration_time"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise _err(self.path, f"header field {name} holds non-finite values")
+        lo, hi = JD_RANGE
+        bad_t = (self.time_array < lo) | (self.time_array > hi)
+        if np.any(bad_t):
+            raise _err(self.path, f"time_array holds {self.time_array[bad_t][0]:.6g}, not a "
+                                  f"plausible Julian date ({lo:.0f}..{hi:.0f})")
         if np.any(self.freq_array <= 0):
             raise _err(self.path, "freq_array holds non-positive frequencies")
         if np.any(self.integration_time <= 0):

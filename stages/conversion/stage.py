@@ -33,7 +33,9 @@ class ConversionConfig(StageConfig):
     spw_per_subband: bool = False
     #: Convert a group with missing subbands, their channels flagged.
     allow_partial: bool = False
-    #: Subband indices a DSA-110 group must have; None: the contiguous range present.
+    #: Subband indices a DSA-110 group must have; None: all of them (sb00..sb15). A group
+    #: missing one is an input error unless ``allow_partial``. Set it for reduced
+    #: observations (e.g. a simulation of 2 subbands: [0, 1]).
     expected_subbands: tuple[int, ...] | None = None
     #: Scratch root for staging (tmpfs); falls back beside the output when too small.
     scratch_dir: str | None = "/dev/shm"
