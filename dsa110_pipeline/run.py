@@ -8,6 +8,8 @@ otherwise the framework's demo pipeline.
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from .cache import ResultCache
 from .cluster import ClientHandle
 from .config import FrameworkConfig, load_config, resolve_stage
 from .context import PipelineContext
-from .errors import ConfigError, PipelineError
+from .errors import ConfigError, PipelineError, storage_error
 from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
 from .manifest import build_manifest, write_manifest
@@ -57,7 +59,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="memory_profiler and cProfile for every stage")
     p.add_argument("--log-json", action="store_true", help="JSON-lines logging, no progress")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _check_window(p, args.start, args.end)
+    return args
+
+
+def _check_window(p: argparse.ArgumentParser, start: str | None, end: str | None) -> None:
+    """--start/--end must be UTC ISO times, start not after end: else a usage error."""
+    from astropy.time import Time
+
+    times = {}
+    for opt, value in (("--start", start), ("--end", end)):
+        if value is None:
+            continue
+        try:
+            times[opt] = Time(value, scale="utc")
+        except ValueError:
+            p.error(f"{opt} {value!r} is not an ISO UTC time such as 2026-01-25T22:00:00")
+    if len(times) == 2 and times["--start"] > times["--end"]:
+        p.error(f"--start {start} is later than --end {end}: the window is empty")
+
+
+def prepare_output(out: Path) -> Path:
+    """Create ``out`` if needed and check that it can be written: a
+    :class:`StorageError` in one line otherwise (never a traceback)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise storage_error(exc, str(out)) from exc
+    return out
 
 
 # -- building stages ------------------------------------------------------------------
@@ -205,8 +238,7 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     if not specs:
         log.warning("no observation groups found", input_dir=cfg.paths.input_dir)
         return 0
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(Path(cfg.paths.output_dir))
     state_path = Path(cfg.paths.state_db or out / "state.sqlite")
     profiler = make_profiler(cfg, force=args.profile)
     factory = make_factory(cfg, args)
@@ -296,8 +328,7 @@ def run_single(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     if args.dry_run:
         print(Runner(stages).plan().describe())
         return 0
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(Path(cfg.paths.output_dir))
     profiler = make_profiler(cfg, force=args.profile)
     started = time.time()
     ctx = PipelineContext(group_id="demo" if args.demo else None,
@@ -371,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(json_lines=args.log_json or cfg.logging.json_lines,
                           level=cfg.logging.level)
         log = get_logger()
+        if not args.dry_run:
+            prepare_output(Path(cfg.paths.output_dir))
         if args.demo:
             cfg = _demo_config(args, overrides, cfg)
         if cfg.pipeline.discover:
@@ -378,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_single(cfg, args, log)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # storage: one line, never a traceback
+        print(f"error: {storage_error(exc)}", file=sys.stderr)
         return 2
 
 
