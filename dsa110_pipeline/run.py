@@ -23,7 +23,7 @@ from .context import PipelineContext
 from .errors import ConfigError, PipelineError, storage_error
 from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
-from .manifest import build_manifest, write_manifest
+from .manifest import build_manifest, failed_groups, write_manifest
 from .night import GroupSpec, NightOrchestrator, NightResult
 from .progress import Progress
 from .runner import Runner, RunResult, Runtime, expand_sweep
@@ -270,7 +270,10 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
             if profiler is not None:
                 profiler.stop()
         finished = time.time()
-        _night_reports(cfg, out, night, state, profiler, ctx.run_id, started, finished, log)
+        reasons = _night_reports(cfg, out, night, state, profiler, ctx.run_id, started,
+                                 finished, log)
+    for gid, status, reason in reasons:  # each failed group says why, on the console too
+        log.error("group " + status, group=gid, reason=reason)
     bad = [g for g, s in night.status.items() if s not in ("done", "skipped")]
     log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
     return 0 if not bad else 1
@@ -278,7 +281,9 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
 
 def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: StateDB,
                    profiler: Any, run_id: str, started: float, finished: float,
-                   log: Any) -> None:
+                   log: Any) -> list[tuple[str, str, str]]:
+    """Write the manifest and the night summary; returns the failed groups
+    (group, status, reason)."""
     profiles: dict[str, dict] = {}
     if profiler is not None:
         report = profiler.report()
@@ -306,17 +311,21 @@ def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: S
                               started=started, finished=finished)
     paths = write_manifest(manifest, out)
     log.info("manifest written", path=str(paths["md"]))
+    failed = failed_groups(manifest)
     if cfg.pipeline.night_report:
-        rows = []
+        why = {gid: reason for gid, _, reason in failed}
+        rows: list[tuple[str, str, str] | tuple[str, str, str, str]] = []
         for gid, g in sorted(groups.items()):
             verdict = state.verdict(gid)
             if verdict is not None:
                 rows.append((gid, verdict["verdict"], verdict["report"]))
             else:
                 qdir = out / "quarantine" / gid.replace(":", "")
-                rows.append((gid, g["status"].upper(), str(qdir / "errors.json")))
+                rows.append((gid, g["status"].upper(), str(qdir / "errors.json"),
+                             why.get(gid, "")))
         page = resolve_stage(cfg.pipeline.night_report)(out / "night_summary.html", rows)
         log.info("night summary written", path=str(page))
+    return failed
 
 
 # -- the framework demo (no science stages configured) --------------------------------------

@@ -63,3 +63,29 @@ def test_read_only_output_is_one_line(tmp_path, capsys) -> None:
 def test_dry_run_does_not_need_the_output(tmp_path, capsys) -> None:
     assert main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--dry-run"]) == 0
     assert not Path(tmp_path / "o").exists()
+
+
+def test_failed_group_says_why_on_console_manifest_and_summary(tmp_path, capsys) -> None:
+    """A night whose only group fails prints the reason, not just "failed=1"."""
+    import json
+
+    from dsa110_pipeline.simulate import SimulationConfig, simulate_observation
+
+    inp = tmp_path / "in"
+    simulate_observation(SimulationConfig(  # a target field: no calibrator tonight
+        out_dir=inp, n_antennas=4, n_subbands=2, n_channels=4, n_integrations=2, n_sources=1,
+        noise=False, rfi=False, seed=1, nthreads=1, jitter_s=0, dead_antennas=0))
+    out = tmp_path / "out"
+    rc = main(["--input", str(inp), "--output", str(out), "--log-json",
+               "--set", "conversion.expected_subbands=[0,1]",
+               "--set", "orchestrator.n_workers=1"])
+    assert rc == 1
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+               if line.startswith("{")]
+    failed = [r for r in records if r["event"] in ("group failed", "group quarantined")]
+    assert len(failed) == 1 and "which no stage makes tonight" in failed[0]["reason"], records
+    reason = failed[0]["reason"]
+    md = (out / "manifest.md").read_text()
+    assert "## Failed groups" in md and reason in md
+    html_page = (out / "night_summary.html").read_text()
+    assert "which no stage makes tonight" in html_page
