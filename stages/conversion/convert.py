@@ -62,6 +62,7 @@ class SubbandTask:
     piece_prefix: str | None = None  # stream mode: append processed rows to these files
     ready_path: str | None = None  # direct mode: the MS may be written once this exists
     buffer_bytes: int = 128 * 2**20  # direct mode: processed bytes held until it exists
+    max_amplitude_ratio: float = 1e6  # |V| above this x the median |V| is flagged
 
 
 class _PieceSink:
@@ -212,6 +213,7 @@ class SubbandResult:
     uniform: bool = True  # nsamples constant over channels in every row/pol
     all_flagged: np.ndarray | None = None  # (nblts,)
     bytes_read: int = 0
+    screen: weights.ScreenCounts = field(default_factory=weights.ScreenCounts)
 
 
 @dataclass
@@ -326,6 +328,11 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
     for p in paths[1:]:
         h = read_header(p)
         check_same_layout(ref, h)
+        if h.nfreqs > 1 and ref.nfreqs > 1 and h.descending != ref.descending:
+            order = {True: "descending", False: "ascending"}
+            raise _err(f"freq_array is {order[h.descending]} but {ref.path.name}'s is "
+                       f"{order[ref.descending]}: the channel order disagrees with the other "
+                       "subbands", [h.path])
         if not np.allclose(h.widths_ascending, ref.widths_ascending, rtol=1e-9):
             raise _err(f"channel width differs from that of {ref.path.name}", [h.path])
         # keep only what the plan needs: memory stays at one header per file read
@@ -467,6 +474,7 @@ def write_subband(task: SubbandTask) -> SubbandResult:
         pol_slice = None if np.array_equal(order, np.arange(order.size)) else order
         uniform = True
         nread = 0
+        ref_amp = 0.0  # median |V| of the first chunk with data: the absurd-value scale
         swap = conjugation_mask(hdr)
         fa = np.asarray(task.freqs, dtype=np.float64)
         uniform_freqs = fa.size < 3 or bool(np.allclose(np.diff(fa), fa[1] - fa[0], rtol=1e-9,
@@ -487,6 +495,12 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                 vis, flags, ns = read_rows(hdr, start, stop, handle=fh, ascending=False,
                                            buffers=inbuf)
                 nread += vis.nbytes + flags.nbytes + ns.nbytes
+                if not (flags.flags.writeable and ns.flags.writeable):
+                    flags, ns = flags.copy(), ns.copy()
+                if ref_amp == 0.0:
+                    ref_amp = weights.reference_amplitude(vis, flags)
+                weights.screen_chunk(vis, flags, ns, ref_amp * task.max_amplitude_ratio
+                                     if ref_amp > 0 else np.inf, res.screen)
                 if pol_slice is not None:
                     vis, flags, ns = vis[..., pol_slice], flags[..., pol_slice], ns[..., pol_slice]
                 if swap is not None and swap[start:stop].any():
@@ -583,7 +597,7 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
              runner: Any = None, write_weight_spectrum: bool | str = "auto",
              weight_times_integration: bool = False, history: str = "",
              mode: str = "direct", poll_s: float = 0.005,
-             direct_tiles: bool = True) -> BuildReport:
+             direct_tiles: bool = True, max_amplitude_ratio: float = 1e6) -> BuildReport:
     """Create the MS at ``ms_path`` (inside ``work_dir``) and fill it.
 
     ``runner`` runs the subband tasks (``start``/``failure``/``results``/``cancel``; a
@@ -600,6 +614,10 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
     in every channel of a row (WEIGHT then holds exactly what it would hold): probed on
     the first integration of every file, confirmed on all rows by the workers; should a
     later row break it, the MS is built again with WEIGHT_SPECTRUM.
+
+    Impossible samples are flagged, never kept (:func:`weights.screen_chunk`): nsamples
+    <= 0, |V| above ``max_amplitude_ratio`` x the file's median |V|, and visibilities
+    that are all zero; each result's ``screen`` counts them for the stage to report.
     """
     if mode not in ("stream", "direct"):
         raise ValueError(f"mode must be 'stream' or 'direct', not {mode!r}")
@@ -607,7 +625,8 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
         raise ValueError("write_weight_spectrum must be True, False or 'auto'")
     ms_path, work_dir = Path(ms_path), Path(work_dir)
     kw = dict(runner=runner or SerialRunner(), weight_times_integration=weight_times_integration,
-              history=history, mode=mode, poll_s=poll_s, direct_tiles=direct_tiles)
+              history=history, mode=mode, poll_s=poll_s, direct_tiles=direct_tiles,
+              max_amplitude_ratio=max_amplitude_ratio)
     if write_weight_spectrum == "auto":
         if weights_channel_uniform(plan):
             report = _build_attempt(plan, ms_path, work_dir, weight_spectrum=False,
@@ -654,7 +673,8 @@ def _needs_weight_spectrum(plan: ConversionPlan, results: list[SubbandResult]) -
 def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runner: Any,
                    weight_spectrum: bool, require_uniform: bool,
                    weight_times_integration: bool, history: str, mode: str, poll_s: float,
-                   direct_tiles: bool) -> BuildReport | None:
+                   direct_tiles: bool, max_amplitude_ratio: float = 1e6
+                   ) -> BuildReport | None:
     """One build of the MS (see :func:`build_ms`). With ``require_uniform`` it returns
     None, the MS unfinished, when the workers find WEIGHT_SPECTRUM is needed after all."""
     import time
@@ -699,7 +719,8 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
                          weight_scale_path=scale_path,
                          write_weight_spectrum=write_weight_spectrum,
                          piece_prefix=prefixes[s] if stream else None,
-                         ready_path=None if stream else str(ready))
+                         ready_path=None if stream else str(ready),
+                         max_amplitude_ratio=max_amplitude_ratio)
              for h, s in zip(plan.headers, plan.slots, strict=True)]
     background = bool(getattr(runner, "background", False))
     if not stream and background:

@@ -16,6 +16,7 @@ from dsa110_pipeline.checksum import path_checksum
 from dsa110_pipeline.cluster import same_host_workers
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ContractError, InputError
+from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.runner import task_priority
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 from dsa110_pipeline.staging import atomic_move, cleanup_stale, lease_scratch
@@ -51,6 +52,9 @@ class ConversionConfig(StageConfig):
     write_weight_spectrum: bool | Literal["auto"] = "auto"
     #: Multiply weights by the integration time (s) instead of pure nsamples.
     weight_times_integration: bool = False
+    #: Visibilities with |V| above this many times the file's median |V| are impossible
+    #: (e.g. 4e37 from a corrupt correlator dump): flagged, and counted in the log.
+    max_amplitude_ratio: float = Field(1e6, gt=1)
     #: Rebuild even when a complete MS for the same inputs exists.
     overwrite: bool = False
     #: "direct": workers write their channel ranges into the pre-created MS under table
@@ -137,13 +141,15 @@ class ConversionStage(PipelineStage):
                                       mode=cfg.write_mode,
                                       write_weight_spectrum=cfg.write_weight_spectrum,
                                       weight_times_integration=cfg.weight_times_integration,
-                                      history=history)
+                                      history=history,
+                                      max_amplitude_ratio=cfg.max_amplitude_ratio)
             t_built = time.perf_counter()
             checksum = path_checksum(staged)
             t_sum = time.perf_counter()
             atomic_move(staged, final, overwrite=True)
             t_moved = time.perf_counter()
-        meta = {**expected, "checksum": checksum, "group_id": group_id,
+        screened = _report_screening(report.subband_results)
+        meta = {**expected, "checksum": checksum, "group_id": group_id, **screened,
                 "nchan": report.nchan, "nspw": report.nspw,
                 "weight_spectrum": report.weight_spectrum,
                 "phase_center_ra_deg": float(_deg(plan.phase_center[0])),
@@ -206,6 +212,31 @@ class DaskRunner:
     def cancel(self) -> None:
         if self.futures:
             self.client.cancel(self.futures)
+
+
+def _report_screening(results: list[convert.SubbandResult]) -> dict[str, Any]:
+    """Log what the workers flagged as impossible, per file; the totals for the MS's
+    metadata (dead subbands by file name)."""
+    log = get_logger(stage=STAGE)
+    out: dict[str, Any] = {"flagged_bad_nsamples": 0, "flagged_absurd_amplitudes": 0,
+                           "dead_subbands": []}
+    for r in results:
+        c = r.screen
+        if c.dead:
+            out["dead_subbands"].append(Path(r.path).name)
+            log.warning("dead subband: every visibility is zero; flagged", file=r.path)
+        if c.unrecorded is not None:
+            out.setdefault("unrecorded_nsamples", []).append(Path(r.path).name)
+            log.warning(f"nsample_array holds {c.unrecorded:.6g} everywhere (never recorded "
+                        "by the writer): unit weights used", file=r.path)
+        if c.bad_nsamples:
+            log.warning("samples with nsamples <= 0 flagged (weight 0)", file=r.path,
+                        count=c.bad_nsamples)
+        if c.absurd:
+            log.warning("samples with absurd amplitudes flagged", file=r.path, count=c.absurd)
+        out["flagged_bad_nsamples"] += c.bad_nsamples
+        out["flagged_absurd_amplitudes"] += c.absurd
+    return out
 
 
 def _deg(rad: float) -> float:

@@ -58,12 +58,12 @@ def _spec_files(spec) -> list[Path]:
     return [Path(r.path) for r in spec.inputs["subband_files"]]
 
 
-def _logged(fn, *args):
-    """(result of fn(*args), JSON log records it wrote)."""
+def _logged(fn, *args, **kwargs):
+    """(result of fn(*args, **kwargs), JSON log records it wrote)."""
     buf = io.StringIO()
     configure_logging(json_lines=True, stream=buf)
     try:
-        out = fn(*args)
+        out = fn(*args, **kwargs)
     finally:
         configure_logging()
     return out, [json.loads(line) for line in buf.getvalue().splitlines()]
@@ -178,3 +178,61 @@ def test_inputs_untouched_by_discovery(night, tmp_path) -> None:
     discover_night(tmp_path / "in")
     assert _digest([f for g in files for f in g]) == before
     assert np.all([f.is_file() for g in files for f in g])
+
+
+# ------------------------------------------------------------------ impossible values
+def _ms(path: str, col: str, sub: str = "") -> np.ndarray:
+    with tables.table(f"{path}/{sub}" if sub else path, ack=False) as t:
+        return t.getcol(col)
+
+
+def test_impossible_weights_and_amplitudes_are_flagged_and_counted(night, tmp_path) -> None:
+    files = _copy_night(night[:1], tmp_path / "in")[0]
+    with h5py.File(files[0], "r+") as f:  # sb00: the upper half of the ascending band
+        ns = f["Data/nsamples"][()]
+        fl = f["Data/flags"][()]
+        fl[:] = False
+        ns[2, ..., 1, 0], ns[3, ..., 2, 1], ns[4, ..., 0, 0] = -1.0, 0.0, -3.0
+        f["Data/nsamples"][...] = ns
+        f["Data/flags"][...] = fl
+        vis = f["Data/visdata"][()]
+        vis[5, ..., 3, 1] = 4e37
+        f["Data/visdata"][...] = vis
+    before = _digest(files)
+    out, logs = _logged(_convert, files, tmp_path, expected_subbands=[0, 1])
+    meta = out.outputs["ms"].meta
+    assert meta["flagged_bad_nsamples"] == 3 and meta["flagged_absurd_amplitudes"] == 1
+    events = {r["event"]: r for r in logs}
+    assert events["samples with nsamples <= 0 flagged (weight 0)"]["count"] == 3
+    assert events["samples with absurd amplitudes flagged"]["count"] == 1
+    assert events["samples with absurd amplitudes flagged"]["file"] == str(files[0])
+    path = out.outputs["ms"].path
+    flags, data = _ms(path, "FLAG"), _ms(path, "DATA")
+    assert np.all(_ms(path, "WEIGHT") >= 0) and np.all(np.isfinite(_ms(path, "SIGMA")))
+    assert np.max(np.abs(data[~flags])) < 1e6
+    # file channel c of sb00 (descending, 4 channels) is MS channel 4 + 3 - c
+    for row, c, p in ((2, 1, 0), (3, 2, 1), (4, 0, 0), (5, 3, 1)):
+        assert flags[row, 7 - c, p], (row, c, p)
+    assert _digest(files) == before
+
+
+def test_all_zero_subband_is_flagged_and_logged_as_dead(night, tmp_path) -> None:
+    files = _copy_night(night[:1], tmp_path / "in")[0]
+    with h5py.File(files[1], "r+") as f:
+        f["Data/visdata"][...] = 0
+    out, logs = _logged(_convert, files, tmp_path, expected_subbands=[0, 1])
+    assert out.outputs["ms"].meta["dead_subbands"] == [files[1].name]
+    dead = [r for r in logs if r["event"].startswith("dead subband")]
+    assert [r["file"] for r in dead] == [str(files[1])]
+    flags = _ms(out.outputs["ms"].path, "FLAG")
+    assert flags[:, :4].all() and not flags[:, 4:].all()  # sb01 is the lower half
+
+
+def test_freq_order_disagreeing_with_neighbours_is_an_input_error(night, tmp_path) -> None:
+    files = _copy_night(night[:1], tmp_path / "in")[0]
+    with h5py.File(files[1], "r+") as f:
+        f["Header/freq_array"][...] = f["Header/freq_array"][()][..., ::-1]
+    with pytest.raises(InputError, match="freq_array is ascending but .*sb00.hdf5's is "
+                                         "descending") as ei:
+        _convert(files, tmp_path, expected_subbands=[0, 1])
+    assert ei.value.files == (str(files[1]),)

@@ -235,9 +235,33 @@ def test_ata_pair_equals_pyuvdata(shared_data, client, tmp_path) -> None:
     freqs = _col(ms, "CHAN_FREQ", "SPECTRAL_WINDOW")
     assert freqs.shape == (1, 32) and np.all(np.diff(freqs[0]) > 0)
     assert freqs[0, 0] == 1252.0e6 and freqs[0, -1] == 1267.5e6
-    assert_ms_equal(ms, _pyuvdata_ms(files, tmp_path / "ata_ref.ms", None))
+    assert_ms_equal(ms, _ata_reference(files, tmp_path / "ata_ref.ms"))
     with tables.table(str(ms / "OBSERVATION"), ack=False) as t:
         assert t.getcol("TELESCOPE_NAME") == ["ATA"]
+    # the ATA files hold impossible values: said, not silently kept
+    meta = out.outputs["ms"].meta
+    assert meta["unrecorded_nsamples"] == [f.name for f in files]
+    assert meta["flagged_absurd_amplitudes"] == 1160  # |V| > 1e6 x median, as above
+
+
+def _ata_reference(files: list[Path], out: Path) -> Path:
+    """pyuvdata's MS of the ATA pair with the conversion's documented corrections: the
+    nsamples every sample holds (-1.2e12, never recorded) become 1, and |V| above 1e6 x
+    the file's median |V| (up to 4e37) are flagged."""
+    from pyuvdata import UVData
+
+    uvs = []
+    for f in files:
+        uv = UVData.from_file(str(f), file_type="uvh5")
+        amp = np.abs(uv.data_array)
+        uv.flag_array |= amp > 1e6 * np.median(amp[~uv.flag_array])
+        assert np.unique(uv.nsample_array).size == 1 and uv.nsample_array.flat[0] < 0
+        uv.nsample_array[:] = 1.0
+        uvs.append(uv)
+    uv = uvs[0].fast_concat(uvs[1:], axis="freq")
+    uv.reorder_freqs(channel_order="freq")
+    uv.write_ms(str(out))
+    return out
 
 
 def test_spw_per_subband(drift_group, tmp_path) -> None:
