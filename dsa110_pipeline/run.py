@@ -20,7 +20,7 @@ from .cache import ResultCache
 from .cluster import ClientHandle
 from .config import FrameworkConfig, load_config, resolve_stage
 from .context import PipelineContext
-from .errors import ConfigError, PipelineError, storage_error
+from .errors import ConfigError, PipelineError, StorageError, storage_error
 from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
 from .manifest import build_manifest, failed_groups, write_manifest
@@ -266,6 +266,9 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
         try:
             with report_cm:
                 night = orch.run(specs, factory, ctx)
+        except StorageError:
+            _emergency_manifest(cfg, out, state, ctx.run_id, started, log)
+            raise
         finally:
             if profiler is not None:
                 profiler.stop()
@@ -277,6 +280,23 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     bad = [g for g, s in night.status.items() if s not in ("done", "skipped")]
     log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
     return 0 if not bad else 1
+
+
+def _emergency_manifest(cfg: FrameworkConfig, out: Path, state: StateDB, run_id: str,
+                        started: float, log: Any) -> None:
+    """After a storage error, write what the state DB knows as the manifest if the disk
+    still takes it (a few kB often fit where an MS did not); never raises."""
+    try:
+        groups = {g["group_id"]: {"status": g["status"], "role": g["role"],
+                                  "message": g["message"], "records": []}
+                  for g in state.groups()}
+        manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"),
+                                  groups=groups, started=started, finished=time.time(),
+                                  extra={"aborted": "storage error"})
+        paths = write_manifest(manifest, out)
+        log.info("manifest written", path=str(paths["md"]))
+    except Exception as exc:  # noqa: BLE001 - the storage error is what gets reported
+        log.error("manifest not written", reason=str(exc))
 
 
 def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: StateDB,
