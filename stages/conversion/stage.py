@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,12 @@ from dsa110_pipeline.errors import ContractError, InputError
 from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.runner import task_priority
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
-from dsa110_pipeline.staging import atomic_move, cleanup_stale, lease_scratch
+from dsa110_pipeline.staging import (
+    DEFAULT_SCRATCH_ROOT,
+    atomic_move,
+    cleanup_stale,
+    lease_scratch,
+)
 
 from . import convert, ms_writer
 from .reader import STAGE
@@ -39,7 +45,8 @@ class ConversionConfig(StageConfig):
     #: observations (e.g. a simulation of 2 subbands: [0, 1]).
     expected_subbands: tuple[int, ...] | None = None
     #: Scratch root for staging (tmpfs); falls back beside the output when too small.
-    scratch_dir: str | None = "/dev/shm"
+    #: None: the run's ``paths.scratch_dir`` (``Runtime.scratch_root``), else /dev/shm.
+    scratch_dir: str | None = None
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
     #: Station coordinates CSV for antenna positions; None: positions in the files.
@@ -117,7 +124,7 @@ class ConversionStage(PipelineStage):
         out_dir = self.products_dir(ctx)
         out_dir.mkdir(parents=True, exist_ok=True)
         cleanup_stale(out_dir)
-        group_id = ctx.group_id or _group_name(plan)
+        group_id = safe_name(ctx.group_id) if ctx.group_id else _group_name(plan)
         final = out_dir / f"{group_id}.ms"
         sidecar = out_dir / f"{group_id}.ms.json"
         fingerprint = self._inputs_fingerprint(files)
@@ -131,7 +138,10 @@ class ConversionStage(PipelineStage):
         t_plan = time.perf_counter()
         est = plan.estimate_bytes(cfg.write_weight_spectrum is not False,
                                   cfg.write_mode == "stream")
-        with lease_scratch(est, root=cfg.scratch_dir, fallback_dir=out_dir) as lease:
+        rt = ctx.runtime
+        scratch = cfg.scratch_dir or (rt.scratch_root if rt is not None else None) \
+            or DEFAULT_SCRATCH_ROOT
+        with lease_scratch(est, root=scratch, fallback_dir=out_dir) as lease:
             staged = lease.path / final.name
             history = (f"dsa110_pipeline conversion v{self.version}: "
                        f"{len(files)} file(s) -> {final.name}; "
@@ -165,6 +175,7 @@ class ConversionStage(PipelineStage):
                               checksum_s=t_sum - t_built, move_s=t_moved - t_sum,
                               total_s=time.perf_counter() - t0, **report.timings,
                               bytes_read=report.bytes_read, staged_on_tmpfs=lease.on_scratch_root,
+                              scratch_root=str(scratch),
                               weight_spectrum=report.weight_spectrum,
                               direct_tiles=report.direct_tiles))
 
@@ -249,10 +260,17 @@ def _group_name(plan: convert.ConversionPlan) -> str:
     from astropy.time import Time
 
     t = Time(float(plan.ref.time_array.min()), format="jd", scale="utc").isot[:19]
-    name = plan.ref.telescope_name.replace(" ", "_") or "obs"
+    name = safe_name(plan.ref.telescope_name) or "obs"
     if name.upper().replace("_", "-") == instrument.TELESCOPE_NAME:
         return t
     return f"{name}_{t}"
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one harmless file-name component: letters, digits, '-', '_' and '.'
+    only, no leading dot, so a header's name (e.g. '../escaped/DSA') never leaves the
+    output directory."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[:64]
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -236,3 +236,33 @@ def test_freq_order_disagreeing_with_neighbours_is_an_input_error(night, tmp_pat
                                          "descending") as ei:
         _convert(files, tmp_path, expected_subbands=[0, 1])
     assert ei.value.files == (str(files[1]),)
+
+
+def test_staging_honours_the_runs_scratch_dir(night, tmp_path) -> None:
+    """paths.scratch_dir reaches the stage as Runtime.scratch_root (was: always /dev/shm)."""
+    from dsa110_pipeline.runner import Runtime
+
+    scratch = tmp_path / "run_scratch"
+    scratch.mkdir()
+    ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=str(f))
+                                                    for f in night[0]]})
+    ctx = ctx.with_runtime(Runtime(scratch_root=str(scratch)))
+    out = ConversionStage({"output_dir": str(tmp_path / "products"),
+                           "expected_subbands": [0, 1]}).execute(ctx)
+    m = out.metrics["conversion"]
+    assert m["scratch_root"] == str(scratch) and m["staged_on_tmpfs"] is True
+    assert not list(scratch.iterdir())  # the lease was released
+
+
+def test_ms_named_after_a_hostile_telescope_name_stays_in_the_output(night, tmp_path) -> None:
+    files = _copy_night(night[:1], tmp_path / "in")[0]
+    for f in files:
+        with h5py.File(f, "r+") as h:
+            del h["Header/telescope_name"]
+            h["Header/telescope_name"] = np.bytes_("../escaped/DSA")
+    out = _convert(files, tmp_path / "run", expected_subbands=[0, 1])
+    ms = Path(out.outputs["ms"].path).resolve()
+    products = (tmp_path / "run" / "products").resolve()
+    assert ms.parent == products, ms
+    assert ms.name.startswith("_escaped_DSA_2026-01-25T22")
+    assert not (tmp_path / "run" / "escaped").exists()
