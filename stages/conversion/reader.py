@@ -375,10 +375,16 @@ def read_nsamples(path: str | Path, start: int, stop: int) -> np.ndarray:
 def check_same_layout(ref: UVH5Header, other: UVH5Header) -> None:
     """Raise InputError when ``other`` disagrees with ``ref`` on rows, times or antennas."""
     p = other.path
-    if other.nblts != ref.nblts or other.ntimes != ref.ntimes:
+    if other.ntimes != ref.ntimes:
         raise _err(p, f"has {other.ntimes} integrations / {other.nblts} rows but "
                       f"{ref.path.name} has {ref.ntimes} / {ref.nblts}: subbands disagree on "
                       "the integration count")
+    if other.nblts != ref.nblts:
+        na, nr = (len(set(h.ant_1_array.tolist()) | set(h.ant_2_array.tolist()))
+                  for h in (other, ref))
+        raise _err(p, f"has {other.nbls} baselines ({na} antennas) per integration but "
+                      f"{ref.path.name} has {ref.nbls} ({nr} antennas): subbands disagree on "
+                      "the antennas")
     if not (np.array_equal(other.ant_1_array, ref.ant_1_array)
             and np.array_equal(other.ant_2_array, ref.ant_2_array)):
         raise _err(p, f"baselines (antennas) differ from those of {ref.path.name}")
