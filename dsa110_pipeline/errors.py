@@ -25,6 +25,11 @@ class PipelineError(Exception):
             text += f" (cause: {type(cause).__name__}: {cause})"
         super().__init__(text)
 
+    def with_stage(self, stage: str) -> PipelineError:
+        """The same error (class, message, files, cause) labelled with ``stage``: for a
+        stage that calls code written for another (apply_calibration -> calibration)."""
+        return type(self)(self.detail, stage=stage, files=self.files, cause=self.cause)
+
 
 class ConfigError(PipelineError, ValueError):
     """Bad configuration: unknown key, wrong type, impossible value."""
