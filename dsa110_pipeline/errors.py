@@ -25,6 +25,11 @@ class PipelineError(Exception):
             text += f" (cause: {type(cause).__name__}: {cause})"
         super().__init__(text)
 
+    def with_stage(self, stage: str) -> PipelineError:
+        """The same error (class, message, files, cause) labelled with ``stage``: for a
+        stage that calls code written for another (apply_calibration -> calibration)."""
+        return type(self)(self.detail, stage=stage, files=self.files, cause=self.cause)
+
 
 class ConfigError(PipelineError, ValueError):
     """Bad configuration: unknown key, wrong type, impossible value."""
@@ -48,3 +53,28 @@ class PlanError(PipelineError):
 
 class StageTimeout(PipelineError):
     """A stage exceeded its time limit and was stopped."""
+
+
+class StorageError(PipelineError):
+    """Output or scratch storage cannot be written: no permission, read-only, or full."""
+
+
+def storage_error(exc: OSError | Exception, path: str | None = None, *,
+                  stage: str | None = None) -> StorageError:
+    """A one-line :class:`StorageError` for an OS or database error on ``path``: says
+    "no space left on <path>" for a full disk, else the OS's reason."""
+    import errno
+
+    where = path or getattr(exc, "filename", None) or "?"
+    code = getattr(exc, "errno", None)
+    text = str(exc)
+    if code == errno.ENOSPC or "disk is full" in text or "No space left" in text:
+        msg = f"no space left on {where}"
+    elif code in (errno.EROFS,) or "readonly" in text or "read-only" in text:
+        msg = f"{where} is on a read-only file system or not writable"
+    elif code in (errno.EACCES, errno.EPERM):
+        msg = f"permission denied writing {where}"
+    else:
+        reason = getattr(exc, "strerror", None) or text
+        msg = f"cannot write {where}: {reason}"
+    return StorageError(msg, stage=stage, cause=exc)

@@ -65,7 +65,26 @@ def manifest_markdown(m: dict[str, Any]) -> str:
                 f"{(r.get('error') or '').replace('|', '/')[:120]} |")
         if g.get("verdict"):
             lines.append(f"| {gid} | verdict | {g['verdict']} | | | | | | | | |")
+    failed = failed_groups(m)
+    if failed:
+        lines += ["", "## Failed groups", "", "| group | status | reason |", "|---|---|---|"]
+        lines += [f"| {gid} | {status} | {reason.replace('|', '/')} |"
+                  for gid, status, reason in failed]
     return "\n".join(lines) + "\n"
+
+
+def failed_groups(m: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(group, status, reason) of each group that did not finish (failed, quarantined):
+    the reason is the group's message, else the first stage error."""
+    out = []
+    for gid, g in m["groups"].items():
+        status = g.get("status")
+        if status is None or status in ("done", "skipped"):
+            continue
+        reason = g.get("message") or next(
+            (r["error"] for r in g.get("records", []) if r.get("error")), "") or "unknown"
+        out.append((gid, str(status), str(reason)))
+    return out
 
 
 def write_manifest(m: dict[str, Any], out_dir: str | Path, stem: str = "manifest"

@@ -8,6 +8,8 @@ otherwise the framework's demo pipeline.
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -18,9 +20,10 @@ from .cache import ResultCache
 from .cluster import ClientHandle
 from .config import FrameworkConfig, load_config, resolve_stage
 from .context import PipelineContext
-from .errors import ConfigError, PipelineError
+from .errors import ConfigError, PipelineError, StorageError, storage_error
+from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
-from .manifest import build_manifest, write_manifest
+from .manifest import build_manifest, failed_groups, write_manifest
 from .night import GroupSpec, NightOrchestrator, NightResult
 from .progress import Progress
 from .runner import Runner, RunResult, Runtime, expand_sweep
@@ -56,7 +59,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="memory_profiler and cProfile for every stage")
     p.add_argument("--log-json", action="store_true", help="JSON-lines logging, no progress")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    _check_window(p, args.start, args.end)
+    return args
+
+
+def _check_window(p: argparse.ArgumentParser, start: str | None, end: str | None) -> None:
+    """--start/--end must be UTC ISO times, start not after end: else a usage error."""
+    from astropy.time import Time
+
+    times = {}
+    for opt, value in (("--start", start), ("--end", end)):
+        if value is None:
+            continue
+        try:
+            times[opt] = Time(value, scale="utc")
+        except ValueError:
+            p.error(f"{opt} {value!r} is not an ISO UTC time such as 2026-01-25T22:00:00")
+    if len(times) == 2 and times["--start"] > times["--end"]:
+        p.error(f"--start {start} is later than --end {end}: the window is empty")
+
+
+def prepare_output(out: Path) -> Path:
+    """Create ``out`` if needed and check that it can be written: a
+    :class:`StorageError` in one line otherwise (never a traceback)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise storage_error(exc, str(out)) from exc
+    return out
 
 
 # -- building stages ------------------------------------------------------------------
@@ -204,8 +238,7 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     if not specs:
         log.warning("no observation groups found", input_dir=cfg.paths.input_dir)
         return 0
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(Path(cfg.paths.output_dir))
     state_path = Path(cfg.paths.state_db or out / "state.sqlite")
     profiler = make_profiler(cfg, force=args.profile)
     factory = make_factory(cfg, args)
@@ -233,19 +266,44 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
         try:
             with report_cm:
                 night = orch.run(specs, factory, ctx)
+        except StorageError:
+            _emergency_manifest(cfg, out, state, ctx.run_id, started, log)
+            raise
         finally:
             if profiler is not None:
                 profiler.stop()
         finished = time.time()
-        _night_reports(cfg, out, night, state, profiler, ctx.run_id, started, finished, log)
+        reasons = _night_reports(cfg, out, night, state, profiler, ctx.run_id, started,
+                                 finished, log)
+    for gid, status, reason in reasons:  # each failed group says why, on the console too
+        log.error("group " + status, group=gid, reason=reason)
     bad = [g for g, s in night.status.items() if s not in ("done", "skipped")]
     log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
     return 0 if not bad else 1
 
 
+def _emergency_manifest(cfg: FrameworkConfig, out: Path, state: StateDB, run_id: str,
+                        started: float, log: Any) -> None:
+    """After a storage error, write what the state DB knows as the manifest if the disk
+    still takes it (a few kB often fit where an MS did not); never raises."""
+    try:
+        groups = {g["group_id"]: {"status": g["status"], "role": g["role"],
+                                  "message": g["message"], "records": []}
+                  for g in state.groups()}
+        manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"),
+                                  groups=groups, started=started, finished=time.time(),
+                                  extra={"aborted": "storage error"})
+        paths = write_manifest(manifest, out)
+        log.info("manifest written", path=str(paths["md"]))
+    except Exception as exc:  # noqa: BLE001 - the storage error is what gets reported
+        log.error("manifest not written", reason=str(exc))
+
+
 def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: StateDB,
                    profiler: Any, run_id: str, started: float, finished: float,
-                   log: Any) -> None:
+                   log: Any) -> list[tuple[str, str, str]]:
+    """Write the manifest and the night summary; returns the failed groups
+    (group, status, reason)."""
     profiles: dict[str, dict] = {}
     if profiler is not None:
         report = profiler.report()
@@ -273,17 +331,21 @@ def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: S
                               started=started, finished=finished)
     paths = write_manifest(manifest, out)
     log.info("manifest written", path=str(paths["md"]))
+    failed = failed_groups(manifest)
     if cfg.pipeline.night_report:
-        rows = []
+        why = {gid: reason for gid, _, reason in failed}
+        rows: list[tuple[str, str, str] | tuple[str, str, str, str]] = []
         for gid, g in sorted(groups.items()):
             verdict = state.verdict(gid)
             if verdict is not None:
                 rows.append((gid, verdict["verdict"], verdict["report"]))
             else:
                 qdir = out / "quarantine" / gid.replace(":", "")
-                rows.append((gid, g["status"].upper(), str(qdir / "errors.json")))
+                rows.append((gid, g["status"].upper(), str(qdir / "errors.json"),
+                             why.get(gid, "")))
         page = resolve_stage(cfg.pipeline.night_report)(out / "night_summary.html", rows)
         log.info("night summary written", path=str(page))
+    return failed
 
 
 # -- the framework demo (no science stages configured) --------------------------------------
@@ -295,8 +357,7 @@ def run_single(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     if args.dry_run:
         print(Runner(stages).plan().describe())
         return 0
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output(Path(cfg.paths.output_dir))
     profiler = make_profiler(cfg, force=args.profile)
     started = time.time()
     ctx = PipelineContext(group_id="demo" if args.demo else None,
@@ -345,7 +406,11 @@ def _demo_config(args: argparse.Namespace, overrides: list[str],
     # the simulated night carries its survey catalog (NVSS-like), which discovery finds
     # beside the files as on a real night; the truth stays with the judges
     incoming = simulate_demo_night(out / "incoming", cfg)
-    return load_config(args.config, overrides=[f"paths.input_dir={incoming}", *overrides])
+    extra = [f"paths.input_dir={incoming}"]
+    n_sb = cfg.demo.n_subbands
+    if "conversion" in cfg.pipeline.stages and n_sb < N_SUBBANDS:  # a reduced observation
+        extra.append(f"conversion.expected_subbands={list(range(n_sb))}")
+    return load_config(args.config, overrides=[*extra, *overrides])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -364,6 +429,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(json_lines=args.log_json or cfg.logging.json_lines,
                           level=cfg.logging.level)
         log = get_logger()
+        if not args.dry_run:
+            prepare_output(Path(cfg.paths.output_dir))
         if args.demo:
             cfg = _demo_config(args, overrides, cfg)
         if cfg.pipeline.discover:
@@ -371,6 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_single(cfg, args, log)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # storage: one line, never a traceback
+        print(f"error: {storage_error(exc)}", file=sys.stderr)
         return 2
 
 

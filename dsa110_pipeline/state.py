@@ -14,12 +14,16 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PipelineError
+from .errors import PipelineError, storage_error
+
+#: SQLite messages that mean the disk, not the SQL, is at fault.
+_STORAGE_ERRORS = ("disk is full", "disk I/O error", "readonly database",
+                   "unable to open database file")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -150,13 +154,23 @@ class StateDB:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One transaction. A failed COMMIT (a full disk) is rolled back where SQLite has
+        not already done so, and the original error is what is raised: a full or
+        unwritable disk as a one-line :class:`StorageError` naming the DB."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:  # SQLite may have rolled back itself
+                        with suppress(sqlite3.Error):  # keep the original error
+                            self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if any(s in str(exc) for s in _STORAGE_ERRORS):
+                    raise storage_error(exc, str(self.path)) from exc
                 raise
 
     def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
@@ -252,9 +266,22 @@ class StateDB:
                              valid_before_s: float, valid_after_s: float, dec_deg: float,
                              dec_halfwidth_deg: float, calibrator: str | None,
                              qa: dict[str, Any]) -> int:
-        """Register solutions valid both before and after the calibrator transit."""
+        """Register solutions valid both before and after the calibrator transit.
+
+        Idempotent: the same tables of the same group (a resumed run's cached solve)
+        update their row instead of adding one."""
         day = 86400.0
         with self._tx() as c:
+            old = c.execute("SELECT id FROM calibrations WHERE group_id=? AND tables=?",
+                            (group_id, json.dumps(tables))).fetchone()
+            if old is not None:
+                c.execute("UPDATE calibrations SET transit_mjd=?, valid_start_mjd=?, "
+                          "valid_end_mjd=?, dec_deg=?, dec_halfwidth_deg=?, calibrator=?, "
+                          "qa=? WHERE id=?",
+                          (transit_mjd, transit_mjd - valid_before_s / day,
+                           transit_mjd + valid_after_s / day, dec_deg, dec_halfwidth_deg,
+                           calibrator, json.dumps(qa, default=str), old[0]))
+                return int(old[0])
             cur = c.execute(
                 "INSERT INTO calibrations(group_id, tables, transit_mjd, valid_start_mjd, "
                 "valid_end_mjd, dec_deg, dec_halfwidth_deg, calibrator, qa, created) "

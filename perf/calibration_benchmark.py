@@ -50,7 +50,8 @@ def simulate_group(root: Path, quick: bool) -> tuple[Any, Path]:
     g = simulate_observation(cfg).groups[0]
     ctx = PipelineContext(inputs={"subband_files": [ProductRef.for_path("uvh5", f)
                                                     for f in g.files]})
-    ms = ConversionStage({"output_dir": str(root / "ms"), "scratch_dir": str(root / "scr")}
+    ms = ConversionStage({"output_dir": str(root / "ms"), "scratch_dir": str(root / "scr"),
+                          "expected_subbands": list(range(cfg.n_subbands))}
                          ).execute(ctx).outputs["ms"]
     return ms, g.truth_npz
 

@@ -97,3 +97,22 @@ def test_config_pickles_as_its_data_for_dask_workers():
     assert back.digest() == cfg.digest()
     assert back.stage_config("imaging").robust == 0.5
     assert back.orchestrator.stage_threads == 2
+
+
+def test_config_keys_named_in_the_docs_exist():
+    """Every `branch.key` the operator docs name is a real config key (issue 20: they
+    recommended the unknown apply_calibration.field_catalog)."""
+    import re
+    from pathlib import Path
+
+    from dsa110_pipeline.config import load_config
+
+    cfg = load_config()
+    branches = set(type(cfg).model_fields)
+    docs = Path(__file__).resolve().parents[1] / "docs" / "pipeline"
+    bad = []
+    for md in sorted(docs.glob("*.md")):
+        for branch, key in re.findall(r"`([a-z_]+)\.([a-z_]+)(?:=[^`]*)?`", md.read_text()):
+            if branch in branches and key not in type(getattr(cfg, branch)).model_fields:
+                bad.append(f"{md.name}: {branch}.{key}")
+    assert not bad, bad

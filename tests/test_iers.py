@@ -46,3 +46,25 @@ def test_corrupt_cache_is_replaced(tmp_path: Path) -> None:
     again = _probe(tmp_path)
     assert again["lst"] == good["lst"]
     assert cache.stat().st_size > 100_000  # rewritten from the parsed table
+
+
+def test_cache_is_plain_arrays_not_a_pickle(tmp_path: Path) -> None:
+    """The cache in the user's directory is read without unpickling anything."""
+    import numpy as np
+    from astropy.utils import iers
+
+    from dsa110_pipeline.iers import _load_cached
+
+    cache = Path(_probe(tmp_path)["cache"])
+    assert cache.suffix == ".npz"
+    with np.load(cache, allow_pickle=False) as z:  # raises on any pickled object array
+        assert all(z[k].dtype != object for k in z.files)
+    table = _load_cached(cache)
+    assert isinstance(table, iers.IERS_Auto) and len(table) > 10_000
+    iers.conf.auto_download = False
+    parsed = iers.earth_orientation_table.get()
+    for name in ("MJD", "UT1_UTC", "PM_x", "UT1Flag", "PolPMFlag_A"):
+        np.testing.assert_array_equal(np.asarray(getattr(table[name], "value", table[name])),
+                                      np.asarray(getattr(parsed[name], "value",
+                                                         parsed[name])), err_msg=name)
+    assert table.meta["predictive_index"] == parsed.meta["predictive_index"]

@@ -78,3 +78,41 @@ def test_stage_runs_and_verdicts(tmp_path):
         assert run["cpu_s"] == pytest.approx(2.0) and run["peak_rss_mb"] == 900
         db.set_verdict("g1", "REJECT", reasons=["flux scale off by 20%"])
         assert db.verdict("g1")["verdict"] == "REJECT"
+
+
+def test_full_disk_is_one_storage_error_and_the_db_stays_consistent(tmp_path):
+    """SQLite's own full-disk condition (max_page_count): the error says so instead of
+    being masked by a failing ROLLBACK, and what was committed stays readable."""
+    from dsa110_pipeline.errors import StorageError
+
+    path = tmp_path / "state.sqlite"
+    with StateDB(path) as db:
+        db.upsert_group("g0", files=[("/in/a_sb00.hdf5", 0, 100)])
+        db.set_group_status("g0", "running")
+        pages = db._query("PRAGMA page_count")[0][0]
+        db._conn.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(StorageError, match=f"no space left on {path}"):
+            for i in range(1, 200):
+                db.upsert_group(f"g{i}", files=[(f"/in/{i}/{'x' * 200}_sb{j:02d}.hdf5", j, 1)
+                                                for j in range(16)])
+        assert not db._conn.in_transaction
+        db._conn.execute("PRAGMA max_page_count=1073741823")  # space again
+        db.set_group_status("g0", "failed", "no space left", failed=True)
+        assert db.group("g0")["status"] == "failed"
+    with StateDB(path) as db:  # reopened: consistent, nothing half-written
+        groups = db.groups()
+        assert all(len(db._query("SELECT * FROM files WHERE group_id=?", (g["group_id"],)))
+                   == (1 if g["group_id"] == "g0" else 16) for g in groups)
+
+
+def test_registering_the_same_solution_again_adds_no_row(tmp_path):
+    """A resumed run that hits a cached calibration registers it again: one row stays."""
+    with StateDB(tmp_path / "s.sqlite") as db:
+        kw = dict(transit_mjd=61000.5, valid_before_s=3600, valid_after_s=3600, dec_deg=16.0,
+                  dec_halfwidth_deg=1.5, calibrator="3C454.3", qa={"snr": 80})
+        ids = {db.register_calibration("cal", ["/p/cal.B", "/p/cal.G"], **kw)
+               for _ in range(4)}
+        assert len(ids) == 1
+        assert db._query("SELECT count(*) FROM calibrations")[0][0] == 1
+        other = db.register_calibration("cal", ["/p/cal2.B", "/p/cal2.G"], **kw)
+        assert other not in ids  # a new solve is a new row

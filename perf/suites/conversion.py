@@ -74,14 +74,16 @@ if __name__ == "__main__":
     ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=f)
                                                     for f in a["files"]]})
     ctx = ctx.with_runtime(types.SimpleNamespace(client=client))
-    stage = ConversionStage({"output_dir": a["products"], "scratch_dir": a["scratch"],
-                             "chunk_integrations": a["chunk"], "overwrite": True,
-                             "write_mode": a["mode"]})
+    conf = {"output_dir": a["products"], "scratch_dir": a["scratch"],
+            "chunk_integrations": a["chunk"], "overwrite": True, "write_mode": a["mode"]}
+    # reduced observations: the subbands in the file names (``..._sbNN.hdf5``)
+    stage = ConversionStage({**conf, "expected_subbands": [int(f[-7:-5]) for f in a["files"]]})
     # warm-up on a tiny group: a runner's processes are long-lived, so imports, IERS
     # tables and numba compilation are paid once, not per group
     warm = PipelineContext(group_id="warmup", inputs={"subband_files": [
         ProductRef(kind="uvh5", path=f) for f in a["warm"]]})
-    stage.execute(warm.with_runtime(types.SimpleNamespace(client=client)))
+    ConversionStage({**conf, "expected_subbands": [int(f[-7:-5]) for f in a["warm"]]}
+                    ).execute(warm.with_runtime(types.SimpleNamespace(client=client)))
     c0 = cpu_s() + sum(client.run(cpu_s).values())
     t0 = time.perf_counter()
     out = stage.execute(ctx)

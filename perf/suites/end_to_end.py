@@ -154,6 +154,11 @@ def _figures_of_run(inp: Path, out: Path, sky: str, n_workers: int, notes: list[
     return night_figures(json.loads(manifest_path.read_text()), n_workers), m
 
 
+def _subbands(size: dict[str, int]) -> str:
+    """The ``--set`` naming the subbands of a (possibly reduced) simulated observation."""
+    return f"conversion.expected_subbands={list(range(size['sb']))}"
+
+
 def _failures(manifest_path: Path) -> str:
     """The stages of a run's manifest that did not end ok, with their errors ('' if none)."""
     if not manifest_path.exists():
@@ -267,7 +272,8 @@ def run(quick: bool = False) -> dict:
             out = work / f"full_out{k}"
             got = _figures_of_run(work / "full_in", out, sim["sky"], 2, notes,
                                   "full-scale group", ["orchestrator.stage_threads=2",
-                                                       f"imaging.npix={npix}"])
+                                                       f"imaging.npix={npix}",
+                                                       _subbands(full)])
             if got is not None:
                 full_runs.append((*got, out))
         if full_runs:
@@ -312,7 +318,7 @@ def run(quick: bool = False) -> dict:
                 got = _figures_of_run(work / "night_in", out, nsim["sky"], n, notes,
                                       f"night on {n} worker(s)",
                                       [f"orchestrator.max_groups_in_flight={2 * n}",
-                                       f"imaging.npix={npix}"])
+                                       f"imaging.npix={npix}", _subbands(night)])
                 if got is not None:
                     runs[n].append({**got[0], "peak_rss_gb": got[1].peak_rss_gb})
                 shutil.rmtree(out, ignore_errors=True)

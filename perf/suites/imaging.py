@@ -50,7 +50,8 @@ res = simulate_observation(SimulationConfig(out_dir=Path(a["out"]) / "sim", n_an
 g = res.groups[0]
 ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=str(f))
                                                 for f in g.files]})
-ctx = ConversionStage({"output_dir": str(Path(a["out"]) / "ms"), "scratch_dir": None}).execute(ctx)
+ctx = ConversionStage({"output_dir": str(Path(a["out"]) / "ms"), "scratch_dir": None,
+                       "expected_subbands": list(range(a["sb"]))}).execute(ctx)
 print(json.dumps({"ms": ctx.outputs["ms"].path, "truth": str(g.truth_npz)}))
 """
 

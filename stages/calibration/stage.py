@@ -33,7 +33,7 @@ from dsa110_pipeline.catalogs import (
     read_vla_calibrators,
 )
 from dsa110_pipeline.context import PipelineContext, ProductRef
-from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.errors import InputError, PipelineError
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
 from . import flagging, msio
@@ -522,6 +522,14 @@ class ApplyCalibrationStage(PipelineStage):
     config: ApplyConfig
 
     def execute(self, ctx: PipelineContext) -> PipelineContext:
+        try:
+            return self._apply(ctx)
+        except PipelineError as exc:  # the shared helpers say 'calibration': say who failed
+            if exc.stage == STAGE and self.name != STAGE:
+                raise exc.with_stage(self.name) from exc
+            raise
+
+    def _apply(self, ctx: PipelineContext) -> PipelineContext:
         product = ctx.get("ms")
         ms_ref = product[0] if isinstance(product, list) else product
         tabs = ctx.get("caltables")

@@ -22,6 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from dsa110_pipeline import instrument
 from dsa110_pipeline.errors import InputError
 
 from . import coordinates, ms_writer, phasing, tiles, weights
@@ -61,6 +62,7 @@ class SubbandTask:
     piece_prefix: str | None = None  # stream mode: append processed rows to these files
     ready_path: str | None = None  # direct mode: the MS may be written once this exists
     buffer_bytes: int = 128 * 2**20  # direct mode: processed bytes held until it exists
+    max_amplitude_ratio: float = 1e6  # |V| above this x the median |V| is flagged
 
 
 class _PieceSink:
@@ -211,6 +213,7 @@ class SubbandResult:
     uniform: bool = True  # nsamples constant over channels in every row/pol
     all_flagged: np.ndarray | None = None  # (nblts,)
     bytes_read: int = 0
+    screen: weights.ScreenCounts = field(default_factory=weights.ScreenCounts)
 
 
 @dataclass
@@ -297,6 +300,20 @@ def _station_positions(hdr: UVH5Header, station_csv: str, telescope_xyz: np.ndar
     return layout.ecef[np.array(idx)] - telescope_xyz
 
 
+def _refuse_duplicate_subbands(paths: Sequence[str | Path]) -> None:
+    """Raise InputError naming both files when two files carry one subband index."""
+    seen: dict[int, Path] = {}
+    for p in map(Path, paths):
+        parsed = parse_name(p)
+        if parsed is None:
+            continue
+        sb = parsed[1]
+        if sb in seen:
+            raise _err(f"two files for subband sb{sb:02d}: {seen[sb].name} and {p.name} "
+                       "(duplicate subband; remove the wrong one)", [seen[sb], p])
+        seen[sb] = p
+
+
 def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
                     expected_subbands: Sequence[int] | None = None,
                     spw_per_subband: bool = False, chunk_integrations: int = 4,
@@ -305,11 +322,17 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
     """Read and check all headers and compute everything the writers need."""
     if not paths:
         raise _err("no input files", [])
+    _refuse_duplicate_subbands(paths)
     ref = read_header(paths[0])
     headers: list[Any] = [ref]
     for p in paths[1:]:
         h = read_header(p)
         check_same_layout(ref, h)
+        if h.nfreqs > 1 and ref.nfreqs > 1 and h.descending != ref.descending:
+            order = {True: "descending", False: "ascending"}
+            raise _err(f"freq_array is {order[h.descending]} but {ref.path.name}'s is "
+                       f"{order[ref.descending]}: the channel order disagrees with the other "
+                       "subbands", [h.path])
         if not np.allclose(h.widths_ascending, ref.widths_ascending, rtol=1e-9):
             raise _err(f"channel width differs from that of {ref.path.name}", [h.path])
         # keep only what the plan needs: memory stays at one header per file read
@@ -343,8 +366,10 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
                        "frequencies", [h.path for h in headers])
         top = int(implied[0])  # slot + sb is constant
         present = set(sbs.tolist())
+        # a DSA-110 group has every subband: a missing edge subband is as missing as a
+        # missing middle one (else the MS's band would differ from the calibrator's)
         want = (set(expected_subbands) if expected_subbands is not None
-                else set(range(min(present), max(present) + 1)))
+                else set(range(instrument.N_SUBBANDS)))
         missing_sbs = sorted(want - present)
         extra = sorted(present - want)
         if extra:
@@ -363,7 +388,9 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
         missing_names = [f"{(base + s * band) / 1e6:.3f} MHz band" for s in missing_slots]
     if missing_slots and not allow_partial:
         raise _err("incomplete group: missing " + ", ".join(missing_names)
-                   + " (set allow_partial to convert with the missing band flagged)",
+                   + " (set conversion.allow_partial to convert with the missing band "
+                   "flagged, or conversion.expected_subbands to the subbands a reduced "
+                   "observation has)",
                    [h.path for h in headers])
     ref_slot = int(slots[0])
     freqs_by_slot, widths_by_slot = [], []
@@ -447,6 +474,7 @@ def write_subband(task: SubbandTask) -> SubbandResult:
         pol_slice = None if np.array_equal(order, np.arange(order.size)) else order
         uniform = True
         nread = 0
+        ref_amp = 0.0  # median |V| of the first chunk with data: the absurd-value scale
         swap = conjugation_mask(hdr)
         fa = np.asarray(task.freqs, dtype=np.float64)
         uniform_freqs = fa.size < 3 or bool(np.allclose(np.diff(fa), fa[1] - fa[0], rtol=1e-9,
@@ -467,6 +495,12 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                 vis, flags, ns = read_rows(hdr, start, stop, handle=fh, ascending=False,
                                            buffers=inbuf)
                 nread += vis.nbytes + flags.nbytes + ns.nbytes
+                if not (flags.flags.writeable and ns.flags.writeable):
+                    flags, ns = flags.copy(), ns.copy()
+                if ref_amp == 0.0:
+                    ref_amp = weights.reference_amplitude(vis, flags)
+                weights.screen_chunk(vis, flags, ns, ref_amp * task.max_amplitude_ratio
+                                     if ref_amp > 0 else np.inf, res.screen)
                 if pol_slice is not None:
                     vis, flags, ns = vis[..., pol_slice], flags[..., pol_slice], ns[..., pol_slice]
                 if swap is not None and swap[start:stop].any():
@@ -563,7 +597,7 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
              runner: Any = None, write_weight_spectrum: bool | str = "auto",
              weight_times_integration: bool = False, history: str = "",
              mode: str = "direct", poll_s: float = 0.005,
-             direct_tiles: bool = True) -> BuildReport:
+             direct_tiles: bool = True, max_amplitude_ratio: float = 1e6) -> BuildReport:
     """Create the MS at ``ms_path`` (inside ``work_dir``) and fill it.
 
     ``runner`` runs the subband tasks (``start``/``failure``/``results``/``cancel``; a
@@ -580,6 +614,10 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
     in every channel of a row (WEIGHT then holds exactly what it would hold): probed on
     the first integration of every file, confirmed on all rows by the workers; should a
     later row break it, the MS is built again with WEIGHT_SPECTRUM.
+
+    Impossible samples are flagged, never kept (:func:`weights.screen_chunk`): nsamples
+    <= 0, |V| above ``max_amplitude_ratio`` x the file's median |V|, and visibilities
+    that are all zero; each result's ``screen`` counts them for the stage to report.
     """
     if mode not in ("stream", "direct"):
         raise ValueError(f"mode must be 'stream' or 'direct', not {mode!r}")
@@ -587,7 +625,8 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
         raise ValueError("write_weight_spectrum must be True, False or 'auto'")
     ms_path, work_dir = Path(ms_path), Path(work_dir)
     kw = dict(runner=runner or SerialRunner(), weight_times_integration=weight_times_integration,
-              history=history, mode=mode, poll_s=poll_s, direct_tiles=direct_tiles)
+              history=history, mode=mode, poll_s=poll_s, direct_tiles=direct_tiles,
+              max_amplitude_ratio=max_amplitude_ratio)
     if write_weight_spectrum == "auto":
         if weights_channel_uniform(plan):
             report = _build_attempt(plan, ms_path, work_dir, weight_spectrum=False,
@@ -634,7 +673,8 @@ def _needs_weight_spectrum(plan: ConversionPlan, results: list[SubbandResult]) -
 def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runner: Any,
                    weight_spectrum: bool, require_uniform: bool,
                    weight_times_integration: bool, history: str, mode: str, poll_s: float,
-                   direct_tiles: bool) -> BuildReport | None:
+                   direct_tiles: bool, max_amplitude_ratio: float = 1e6
+                   ) -> BuildReport | None:
     """One build of the MS (see :func:`build_ms`). With ``require_uniform`` it returns
     None, the MS unfinished, when the workers find WEIGHT_SPECTRUM is needed after all."""
     import time
@@ -679,7 +719,8 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
                          weight_scale_path=scale_path,
                          write_weight_spectrum=write_weight_spectrum,
                          piece_prefix=prefixes[s] if stream else None,
-                         ready_path=None if stream else str(ready))
+                         ready_path=None if stream else str(ready),
+                         max_amplitude_ratio=max_amplitude_ratio)
              for h, s in zip(plan.headers, plan.slots, strict=True)]
     background = bool(getattr(runner, "background", False))
     if not stream and background:

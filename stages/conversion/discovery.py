@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
@@ -19,6 +19,12 @@ import numpy as np
 from dsa110_pipeline import instrument
 
 SUBBAND_NAME = re.compile(r"^(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5$")
+#: Suffixes of files that look like visibility data: ignored ones are reported.
+DATA_SUFFIXES = (".hdf5", ".h5", ".uvh5")
+#: Plausible observation times (JD): 1858-11-17 .. 2132-08-31. Anything else is garbage
+#: that would make ERFA fail (or lie) far from the file it came from.
+JD_RANGE = (2400000.5, 2500000.5)
+JD_UNIX_EPOCH = 2440587.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,9 @@ class SubbandGroup:
 class DiscoveryResult:
     groups: list[SubbandGroup]
     unreadable: dict[Path, str]
+    #: Files left out and why (a data-like file with a name not ``<time>_sbNN.hdf5``, a
+    #: dangling symlink, a directory with a subband's name): reported, never silent.
+    ignored: dict[Path, str] = field(default_factory=dict)
 
     @property
     def complete(self) -> list[SubbandGroup]:
@@ -76,11 +85,34 @@ class DiscoveryResult:
 
 
 def parse_name(path: Path) -> tuple[datetime, int] | None:
-    """(time in the name, subband index) of a DSA-110 subband file name, else None."""
+    """(UTC time in the name, subband index) of a DSA-110 subband file name, else None.
+
+    The time is timezone-aware (UTC): a naive one would be read as local time."""
     m = SUBBAND_NAME.match(path.name)
     if not m:
         return None
-    return datetime.fromisoformat(m["stamp"]), int(m["sb"])
+    try:
+        stamp = datetime.fromisoformat(m["stamp"]).replace(tzinfo=UTC)
+    except ValueError:  # e.g. month 13
+        return None
+    return stamp, int(m["sb"])
+
+
+def name_jd(path: Path) -> float | None:
+    """The time in a subband file's name as a JD (UTC), else None."""
+    parsed = parse_name(path)
+    if parsed is None:
+        return None
+    return parsed[0].timestamp() / 86400.0 + JD_UNIX_EPOCH
+
+
+def check_jd(jd: float, what: str = "time_array") -> None:
+    """Raise ValueError unless ``jd`` is a finite, plausible observation time (JD)."""
+    if not np.isfinite(jd):
+        raise ValueError(f"{what} holds a non-finite value")
+    if not JD_RANGE[0] <= jd <= JD_RANGE[1]:
+        raise ValueError(f"{what} holds {jd:.6g}, not a plausible Julian date "
+                         f"({JD_RANGE[0]:.0f}..{JD_RANGE[1]:.0f})")
 
 
 def file_start_jd(path: Path) -> float:
@@ -93,6 +125,21 @@ def _jd_to_id(jd: float) -> str:
     from astropy.time import Time
 
     return Time(jd, format="jd", scale="utc").isot[:19]
+
+
+def _ignored_reason(p: Path) -> str | None:
+    """Why a directory entry is left out, when it deserves a mention; None otherwise."""
+    if p.is_symlink() and not p.exists():
+        return f"dangling symlink (-> {p.readlink()})"
+    looks_like_data = p.suffix.lower() in DATA_SUFFIXES or SUBBAND_NAME.match(p.name)
+    if not looks_like_data:
+        return None
+    if not p.is_file():
+        return "not a regular file"
+    if parse_name(p) is None:
+        return ("name is not <YYYY-MM-DDTHH:MM:SS>_sbNN.hdf5 (a valid UTC time and a "
+                "two-digit subband)")
+    return None
 
 
 def group_files(entries: list[SubbandFile], *, tolerance_s: float = instrument.FILENAME_JITTER,
@@ -119,18 +166,23 @@ def discover(directory: str | Path, *, tolerance_s: float = instrument.FILENAME_
     """Find ``*_sbNN.hdf5`` files in ``directory`` and group them into observations."""
     entries: list[SubbandFile] = []
     bad: dict[Path, str] = {}
+    ignored: dict[Path, str] = {}
     for p in sorted(Path(directory).iterdir()):
+        why = _ignored_reason(p)
+        if why is not None:
+            ignored[p] = why
+            continue
         parsed = parse_name(p)
         if parsed is None or not p.is_file():
             continue
         try:
             jd = file_start_jd(p)
-            if not np.isfinite(jd):
-                raise ValueError("time_array holds a non-finite value")
-        except (OSError, KeyError, ValueError, IndexError) as exc:
+            check_jd(jd, "time_array[0]")
+        except (OSError, KeyError, ValueError, IndexError, TypeError) as exc:
             bad[p] = f"unreadable ({type(exc).__name__}: {exc})"
             continue
         name_time, sb = parsed
         entries.append(SubbandFile(path=p, subband=sb, name_time=name_time, start_jd=jd))
     return DiscoveryResult(groups=group_files(entries, tolerance_s=tolerance_s,
-                                              expected=expected), unreadable=bad)
+                                              expected=expected), unreadable=bad,
+                           ignored=ignored)

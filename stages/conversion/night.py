@@ -17,11 +17,15 @@ import h5py
 from dsa110_pipeline import instrument
 from dsa110_pipeline.catalogs import SURVEY_CATALOG
 from dsa110_pipeline.context import ProductRef
+from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.night import GroupSpec
 
-from .discovery import SubbandGroup, discover, parse_name
+from .discovery import SubbandGroup, discover, name_jd
 
 JD_MJD = 2400000.5
+#: An unreadable file joins the group whose start is nearest the time in its name, when
+#: nearer than half a file (names jitter by up to a minute; groups are ~309 s apart).
+MATCH_TOLERANCE_S = instrument.FILE_DURATION / 2
 
 
 def pointing_dec_deg(path: Path) -> float | None:
@@ -54,7 +58,8 @@ def survey_catalog(input_dir: Path, cfg: Any = None) -> Path | None:
 
 
 def _spec(group: SubbandGroup, extra: list[Path]) -> GroupSpec:
-    files = sorted([*group.files.values(), *extra], key=lambda p: p.name)
+    # duplicates go to conversion too, which refuses the group naming both files
+    files = sorted([*group.files.values(), *group.duplicates, *extra], key=lambda p: p.name)
     refs = [ProductRef.for_path("uvh5", p) for p in files]
     size = sum(p.stat().st_size for p in files)
     subband = {p: sb for sb, p in group.files.items()}
@@ -75,17 +80,23 @@ def discover_night(input_dir: Path, cfg: Any = None) -> list[GroupSpec]:
 
         raise InputError("input directory does not exist", files=[str(input_dir)])
     found = discover(input_dir)
+    log = get_logger()
+    for path, why in found.ignored.items():
+        log.warning("input file ignored", file=str(path), reason=why)
+    for g in found.groups:
+        if g.duplicates:
+            log.warning("duplicate subband files", group=g.group_id,
+                        files=[str(p) for p in g.duplicates])
     groups = sorted(found.groups, key=lambda g: g.start_jd)
     extra: dict[str, list[Path]] = {g.group_id: [] for g in groups}
     orphans: list[Path] = []
     for path in found.unreadable:
-        parsed = parse_name(path)
-        if parsed is None:
+        log.warning("input file unreadable", file=str(path), reason=found.unreadable[path])
+        jd = name_jd(path)
+        if jd is None:
             continue
-        name_jd = parsed[0].timestamp() / 86400.0 + 2440587.5
-        best = min(groups, key=lambda g: abs(g.start_jd - name_jd), default=None)
-        if best is not None and abs(best.start_jd - name_jd) * 86400 <= (
-                instrument.FILENAME_JITTER + 1):
+        best = min(groups, key=lambda g: abs(g.start_jd - jd), default=None)
+        if best is not None and abs(best.start_jd - jd) * 86400 <= MATCH_TOLERANCE_S:
             extra[best.group_id].append(path)
         else:
             orphans.append(path)

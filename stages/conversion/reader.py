@@ -17,6 +17,8 @@ import numpy as np
 
 from dsa110_pipeline.errors import InputError
 
+from .discovery import JD_RANGE
+
 STAGE = "conversion"
 
 _REQUIRED_HEADER = ("Nblts", "Nfreqs", "Npols", "Ntimes", "ant_1_array", "ant_2_array",
@@ -98,6 +100,11 @@ class UVH5Header:
                      "integration_time"):
             if not np.all(np.isfinite(getattr(self, name))):
                 raise _err(self.path, f"header field {name} holds non-finite values")
+        lo, hi = JD_RANGE
+        bad_t = (self.time_array < lo) | (self.time_array > hi)
+        if np.any(bad_t):
+            raise _err(self.path, f"time_array holds {self.time_array[bad_t][0]:.6g}, not a "
+                                  f"plausible Julian date ({lo:.0f}..{hi:.0f})")
         if np.any(self.freq_array <= 0):
             raise _err(self.path, "freq_array holds non-positive frequencies")
         if np.any(self.integration_time <= 0):
@@ -368,10 +375,16 @@ def read_nsamples(path: str | Path, start: int, stop: int) -> np.ndarray:
 def check_same_layout(ref: UVH5Header, other: UVH5Header) -> None:
     """Raise InputError when ``other`` disagrees with ``ref`` on rows, times or antennas."""
     p = other.path
-    if other.nblts != ref.nblts or other.ntimes != ref.ntimes:
+    if other.ntimes != ref.ntimes:
         raise _err(p, f"has {other.ntimes} integrations / {other.nblts} rows but "
                       f"{ref.path.name} has {ref.ntimes} / {ref.nblts}: subbands disagree on "
                       "the integration count")
+    if other.nblts != ref.nblts:
+        na, nr = (len(set(h.ant_1_array.tolist()) | set(h.ant_2_array.tolist()))
+                  for h in (other, ref))
+        raise _err(p, f"has {other.nbls} baselines ({na} antennas) per integration but "
+                      f"{ref.path.name} has {ref.nbls} ({nr} antennas): subbands disagree on "
+                      "the antennas")
     if not (np.array_equal(other.ant_1_array, ref.ant_1_array)
             and np.array_equal(other.ant_2_array, ref.ant_2_array)):
         raise _err(p, f"baselines (antennas) differ from those of {ref.path.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +17,15 @@ from dsa110_pipeline.checksum import path_checksum
 from dsa110_pipeline.cluster import same_host_workers
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ContractError, InputError
+from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.runner import task_priority
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
-from dsa110_pipeline.staging import atomic_move, cleanup_stale, lease_scratch
+from dsa110_pipeline.staging import (
+    DEFAULT_SCRATCH_ROOT,
+    atomic_move,
+    cleanup_stale,
+    lease_scratch,
+)
 
 from . import convert, ms_writer
 from .reader import STAGE
@@ -33,10 +40,13 @@ class ConversionConfig(StageConfig):
     spw_per_subband: bool = False
     #: Convert a group with missing subbands, their channels flagged.
     allow_partial: bool = False
-    #: Subband indices a DSA-110 group must have; None: the contiguous range present.
+    #: Subband indices a DSA-110 group must have; None: all of them (sb00..sb15). A group
+    #: missing one is an input error unless ``allow_partial``. Set it for reduced
+    #: observations (e.g. a simulation of 2 subbands: [0, 1]).
     expected_subbands: tuple[int, ...] | None = None
     #: Scratch root for staging (tmpfs); falls back beside the output when too small.
-    scratch_dir: str | None = "/dev/shm"
+    #: None: the run's ``paths.scratch_dir`` (``Runtime.scratch_root``), else /dev/shm.
+    scratch_dir: str | None = None
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
     #: Station coordinates CSV for antenna positions; None: positions in the files.
@@ -49,6 +59,9 @@ class ConversionConfig(StageConfig):
     write_weight_spectrum: bool | Literal["auto"] = "auto"
     #: Multiply weights by the integration time (s) instead of pure nsamples.
     weight_times_integration: bool = False
+    #: Visibilities with |V| above this many times the file's median |V| are impossible
+    #: (e.g. 4e37 from a corrupt correlator dump): flagged, and counted in the log.
+    max_amplitude_ratio: float = Field(1e6, gt=1)
     #: Rebuild even when a complete MS for the same inputs exists.
     overwrite: bool = False
     #: "direct": workers write their channel ranges into the pre-created MS under table
@@ -111,7 +124,7 @@ class ConversionStage(PipelineStage):
         out_dir = self.products_dir(ctx)
         out_dir.mkdir(parents=True, exist_ok=True)
         cleanup_stale(out_dir)
-        group_id = ctx.group_id or _group_name(plan)
+        group_id = safe_name(ctx.group_id) if ctx.group_id else _group_name(plan)
         final = out_dir / f"{group_id}.ms"
         sidecar = out_dir / f"{group_id}.ms.json"
         fingerprint = self._inputs_fingerprint(files)
@@ -125,7 +138,10 @@ class ConversionStage(PipelineStage):
         t_plan = time.perf_counter()
         est = plan.estimate_bytes(cfg.write_weight_spectrum is not False,
                                   cfg.write_mode == "stream")
-        with lease_scratch(est, root=cfg.scratch_dir, fallback_dir=out_dir) as lease:
+        rt = ctx.runtime
+        scratch = cfg.scratch_dir or (rt.scratch_root if rt is not None else None) \
+            or DEFAULT_SCRATCH_ROOT
+        with lease_scratch(est, root=scratch, fallback_dir=out_dir) as lease:
             staged = lease.path / final.name
             history = (f"dsa110_pipeline conversion v{self.version}: "
                        f"{len(files)} file(s) -> {final.name}; "
@@ -135,13 +151,15 @@ class ConversionStage(PipelineStage):
                                       mode=cfg.write_mode,
                                       write_weight_spectrum=cfg.write_weight_spectrum,
                                       weight_times_integration=cfg.weight_times_integration,
-                                      history=history)
+                                      history=history,
+                                      max_amplitude_ratio=cfg.max_amplitude_ratio)
             t_built = time.perf_counter()
             checksum = path_checksum(staged)
             t_sum = time.perf_counter()
             atomic_move(staged, final, overwrite=True)
             t_moved = time.perf_counter()
-        meta = {**expected, "checksum": checksum, "group_id": group_id,
+        screened = _report_screening(report.subband_results)
+        meta = {**expected, "checksum": checksum, "group_id": group_id, **screened,
                 "nchan": report.nchan, "nspw": report.nspw,
                 "weight_spectrum": report.weight_spectrum,
                 "phase_center_ra_deg": float(_deg(plan.phase_center[0])),
@@ -157,6 +175,7 @@ class ConversionStage(PipelineStage):
                               checksum_s=t_sum - t_built, move_s=t_moved - t_sum,
                               total_s=time.perf_counter() - t0, **report.timings,
                               bytes_read=report.bytes_read, staged_on_tmpfs=lease.on_scratch_root,
+                              scratch_root=str(scratch),
                               weight_spectrum=report.weight_spectrum,
                               direct_tiles=report.direct_tiles))
 
@@ -206,6 +225,31 @@ class DaskRunner:
             self.client.cancel(self.futures)
 
 
+def _report_screening(results: list[convert.SubbandResult]) -> dict[str, Any]:
+    """Log what the workers flagged as impossible, per file; the totals for the MS's
+    metadata (dead subbands by file name)."""
+    log = get_logger(stage=STAGE)
+    out: dict[str, Any] = {"flagged_bad_nsamples": 0, "flagged_absurd_amplitudes": 0,
+                           "dead_subbands": []}
+    for r in results:
+        c = r.screen
+        if c.dead:
+            out["dead_subbands"].append(Path(r.path).name)
+            log.warning("dead subband: every visibility is zero; flagged", file=r.path)
+        if c.unrecorded is not None:
+            out.setdefault("unrecorded_nsamples", []).append(Path(r.path).name)
+            log.warning(f"nsample_array holds {c.unrecorded:.6g} everywhere (never recorded "
+                        "by the writer): unit weights used", file=r.path)
+        if c.bad_nsamples:
+            log.warning("samples with nsamples <= 0 flagged (weight 0)", file=r.path,
+                        count=c.bad_nsamples)
+        if c.absurd:
+            log.warning("samples with absurd amplitudes flagged", file=r.path, count=c.absurd)
+        out["flagged_bad_nsamples"] += c.bad_nsamples
+        out["flagged_absurd_amplitudes"] += c.absurd
+    return out
+
+
 def _deg(rad: float) -> float:
     import math
 
@@ -216,10 +260,17 @@ def _group_name(plan: convert.ConversionPlan) -> str:
     from astropy.time import Time
 
     t = Time(float(plan.ref.time_array.min()), format="jd", scale="utc").isot[:19]
-    name = plan.ref.telescope_name.replace(" ", "_") or "obs"
+    name = safe_name(plan.ref.telescope_name) or "obs"
     if name.upper().replace("_", "-") == instrument.TELESCOPE_NAME:
         return t
     return f"{name}_{t}"
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one harmless file-name component: letters, digits, '-', '_' and '.'
+    only, no leading dot, so a header's name (e.g. '../escaped/DSA') never leaves the
+    output directory."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")[:64]
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

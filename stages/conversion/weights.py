@@ -9,6 +9,8 @@ is flagged in every channel and polarization.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 try:  # optional accelerator: one pass instead of several numpy passes
@@ -86,4 +88,69 @@ def flags_and_weights(flags: np.ndarray, nsamples: np.ndarray, *, flip: bool = F
     return fo, (wo if want_weights else None), row_weight, all_flagged, uniform
 
 
-__all__ = ["flags_and_weights"]
+@dataclass
+class ScreenCounts:
+    """What :func:`screen_chunk` found and flagged in one file (summed over chunks)."""
+
+    bad_nsamples: int = 0  # unflagged samples with nsamples <= 0 or non-finite: flagged
+    #: The value nsamples holds everywhere in the file's first chunk when that value is
+    #: impossible (<= 0): the writer did not record nsamples; unit weights are used.
+    unrecorded: float | None = None
+    absurd: int = 0  # unflagged samples with |V| above the limit: flagged
+    zero_chunks: int = 0  # chunks whose visibilities are all exactly zero: flagged
+    chunks: int = 0
+
+    @property
+    def dead(self) -> bool:
+        """Every visibility of the file is exactly zero (a dead subband)."""
+        return self.chunks > 0 and self.zero_chunks == self.chunks
+
+
+def reference_amplitude(vis: np.ndarray, flags: np.ndarray) -> float:
+    """Median |V| of the unflagged samples of a chunk (0 when there are none)."""
+    good = vis[~flags]
+    if good.size == 0:
+        return 0.0
+    return float(np.median(np.abs(good[:: max(1, good.size // 200_000)])))
+
+
+def screen_chunk(vis: np.ndarray, flags: np.ndarray, nsamples: np.ndarray,
+                 max_amplitude: float, counts: ScreenCounts) -> None:
+    """Flag impossible samples of a chunk in place and count them in ``counts``.
+
+    - nsamples <= 0 or non-finite: the sample is flagged and its nsamples set to 0, so
+      no negative weight reaches the MS; but when the first chunk holds one such value
+      everywhere (a writer that never filled nsamples, e.g. -1.2e12 in ATA files), that
+      value means "unrecorded" in the whole file and becomes 1 (``counts.unrecorded``);
+    - |V| > ``max_amplitude`` (e.g. 1e6 x the median): flagged;
+    - a chunk whose visibilities are all exactly zero: flagged entirely (no information).
+
+    Fast path: three reductions when nothing is wrong.
+    """
+    first = counts.chunks == 0
+    counts.chunks += 1
+    if not nsamples.size:
+        return
+    if counts.unrecorded is not None or not float(nsamples.min()) > 0.0:  # NaN too
+        v0 = float(nsamples.flat[0])
+        if first and not v0 > 0.0 and np.isfinite(v0) and bool((nsamples == v0).all()):
+            counts.unrecorded = v0  # one impossible value everywhere: never recorded
+        if counts.unrecorded is not None:
+            nsamples[nsamples == counts.unrecorded] = 1.0
+        bad = ~(nsamples > 0)
+        counts.bad_nsamples += int(np.count_nonzero(bad & ~flags))
+        flags |= bad
+        nsamples[bad] = 0.0
+    comp = vis.view(np.float32)
+    peak = max(float(comp.max()), -float(comp.min()))
+    if peak == 0.0:
+        counts.zero_chunks += 1
+        flags[...] = True
+        return
+    if np.isfinite(max_amplitude) and peak * np.sqrt(2.0) > max_amplitude:
+        absurd = np.abs(vis) > max_amplitude
+        counts.absurd += int(np.count_nonzero(absurd & ~flags))
+        flags |= absurd
+
+
+__all__ = ["flags_and_weights", "screen_chunk", "reference_amplitude", "ScreenCounts"]

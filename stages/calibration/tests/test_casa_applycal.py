@@ -38,7 +38,7 @@ def test_casa_applycal_reproduces_corrected_data(tmp_path):
                            n_channels=16, n_sources=0, calibrator="3C454.3", seed=2,
                            jitter_s=0, nthreads=2, dead_antennas=1)
     g = simulate_observation(cfg).groups[0]
-    ms = ConversionStage({"output_dir": str(tmp_path / "ms"),
+    ms = ConversionStage({"output_dir": str(tmp_path / "ms"), "expected_subbands": [0],
                           "scratch_dir": str(tmp_path / "scr")}).execute(PipelineContext(
         inputs={"subband_files": [ProductRef.for_path("uvh5", f) for f in g.files]})
     ).outputs["ms"]

@@ -22,8 +22,9 @@ def _simulate_and_convert(cfg, out) -> tuple[PipelineContext, dict]:
     group = simulate.simulate_observation(cfg).groups[0]
     ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=str(f))
                                                     for f in group.files]})
-    ctx = conversion.ConversionStage({"output_dir": str(out / "ms"),
-                                      "scratch_dir": None}).execute(ctx)
+    ctx = conversion.ConversionStage({"output_dir": str(out / "ms"), "scratch_dir": None,
+                                      "expected_subbands": list(range(cfg.n_subbands))}
+                                     ).execute(ctx)
     return ctx, simulate.read_truth(group.truth_npz)
 
 
