@@ -241,6 +241,11 @@ class RFIParams:
     grow_fraction: float = 0.5      #: flag a (time, chan) everywhere if this fraction of
     #: baselines flagged it
     grow_axis_fraction: float = 0.8  #: flag a whole channel/integration above this fraction
+    #: Fraction of the smooth background amplitude added (in quadrature) to the noise:
+    #: where a bright source dominates, gain and bandpass structure finer than the
+    #: smoothing (not the thermal noise) limits the residual, so thresholds scale with the
+    #: signal; 0: thermal noise only (thresholds in σ whatever the SNR).
+    model_tolerance: float = 0.03
 
 
 def _running_median(x: np.ndarray, size: int) -> np.ndarray:
@@ -275,15 +280,16 @@ def _median_plane(vis, flags, bsel, plane):  # pragma: no cover
             plane[t, c] = np.median(buf[c, :cnt[c]]) if cnt[c] > 0 else np.nan
 
 
-def strong_rfi_cells(vis: np.ndarray, flags: np.ndarray, threshold: float = 8.0
-                     ) -> np.ndarray:
+def strong_rfi_cells(vis: np.ndarray, flags: np.ndarray, threshold: float = 8.0,
+                     tolerance: float = 0.0) -> np.ndarray:
     """Cells (time, channel) hit by RFI strong enough to stand out in the baseline median.
 
     The median amplitude over baselines (at most :data:`PREFILTER_MAX_BASELINES`, evenly
     spread) and polarisations per (time, channel) is modelled as a channel shape times a
     time shape (medians), and cells deviating by more than ``threshold`` robust σ (MAD)
-    upwards are returned (n_time, n_chan). This keeps very strong bursts and lines from
-    biasing the smooth backgrounds of :func:`flag_rfi`.
+    upwards are returned (n_time, n_chan); ``tolerance`` × the model is added to σ in
+    quadrature (see ``RFIParams.model_tolerance``). This keeps very strong bursts and lines
+    from biasing the smooth backgrounds of :func:`flag_rfi`.
     """
     nb = vis.shape[1]
     bsel = np.unique(np.linspace(0, nb - 1, min(nb, PREFILTER_MAX_BASELINES)).astype(np.int64))
@@ -301,7 +307,8 @@ def strong_rfi_cells(vis: np.ndarray, flags: np.ndarray, threshold: float = 8.0
     if not np.isfinite(sig) or sig <= 0:
         return np.zeros(plane.shape, bool)
     # RFI adds power: only cells above the model count
-    return np.nan_to_num((resid - med) / sig, nan=0.0) > threshold
+    sig_eff = np.sqrt(sig * sig + (tolerance * model) ** 2) if tolerance > 0 else sig
+    return np.nan_to_num((resid - med) / sig_eff, nan=0.0) > threshold
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -372,7 +379,7 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
     set_threads(nthreads)
     fin = flags if inplace and _writable_bool(flags) else np.array(flags, dtype=bool, order="C")
     if p.prefilter and nb > 1:
-        strong = strong_rfi_cells(vis, fin, p.prefilter_threshold)
+        strong = strong_rfi_cells(vis, fin, p.prefilter_threshold, p.model_tolerance)
         _or_cells(fin, strong)
     cur = fin.copy()
     dec, ktime, taps = _smoothing(nt, nc, p.sigma_time, p.sigma_chan)
@@ -389,7 +396,8 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
             xs = np.zeros((nt, nc, npol))
             xc = np.zeros((nt, nc, npol))
             rfi_block(v, f_in, c_out, b0, min(b0 + bl_chunk, n), dec, ktime, taps,
-                      MAD_MAX_SAMPLES, *set1, *set2, cand, want_x, xs, xc)
+                      MAD_MAX_SAMPLES, *set1, *set2, cand, want_x, xs, xc,
+                      np.float32(p.model_tolerance))
             return xs, xc
 
         starts = list(range(0, n, max(1, bl_chunk)))

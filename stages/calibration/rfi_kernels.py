@@ -275,12 +275,21 @@ def noise_sigma(amp, bg, w, npol, mad_max, buf, sig):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
-def normalise(amp, bg, sig, npol, inv, x):  # pragma: no cover
+def normalise(amp, bg, sig, npol, inv, x, tol=0.0):  # pragma: no cover
     """x = (amp - bg) / σ_pol, 0 where not finite; ``inv`` is an (n_chan·n_pol,) work
-    array."""
+    array. With ``tol`` > 0 the σ of each sample is sqrt(σ_pol² + (tol·bg)²): a bright
+    source's gain and bandpass structure finer than the background's smoothing (a fraction
+    of its amplitude) is not taken for RFI."""
     nt, m = amp.shape
     for i in range(m):
         inv[i] = 1.0 / sig[i % npol]
+    if tol > 0:
+        for t in range(nt):
+            for i in range(m):
+                s2 = sig[i % npol] * sig[i % npol] + (tol * bg[t, i]) * (tol * bg[t, i])
+                v = (amp[t, i] - bg[t, i]) / np.sqrt(s2)
+                x[t, i] = v if np.isfinite(v) else np.float32(0.0)
+        return
     for t in range(nt):
         for i in range(m):
             v = (amp[t, i] - bg[t, i]) * inv[i]
@@ -318,7 +327,7 @@ def store_plane(ft, fin, x, b, want_x, cur, xsum, xcnt):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True)
 def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
-              windows2, chis2, cand, want_x, xsum, xcnt):  # pragma: no cover
+              windows2, chis2, cand, want_x, xsum, xcnt, tol=0.0):  # pragma: no cover
     """One SumThreshold pass over baselines b0:b1 of the cube ``vis`` (n_time, n_bl,
     n_chan, n_pol): background weights from ``cur`` (the previous flags), detection
     against ``fin`` (the input flags); ``cur`` gets the new flags (``fin`` plus the
@@ -327,7 +336,8 @@ def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
     With a second threshold set (``windows2`` not empty) the same residual is also
     searched with it, into ``cand``: the next pass's result wherever that pass finds the
     same weights. With ``want_x`` the normalised residual of the samples left unflagged
-    by the last set is summed into ``xsum``/``xcnt`` (n_time, n_chan, n_pol)."""
+    by the last set is summed into ``xsum``/``xcnt`` (n_time, n_chan, n_pol). ``tol``: see
+    :func:`normalise`."""
     nt, _, nc, npol = vis.shape
     m = nc * npol
     ncc = (nc + dec - 1) // dec
@@ -360,7 +370,7 @@ def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
             continue
         smooth_plane(amp, w, npol, dec, ktime, taps, cn, cd, tn, td, bg)
         noise_sigma(amp, bg, w, npol, mad_max, buf, sig)
-        normalise(amp, bg, sig, npol, inv, x)
+        normalise(amp, bg, sig, npol, inv, x, tol)
         to_chan_major(x, npol, xt)
         for k in range(n_sets):
             wk = windows if k == 0 else windows2

@@ -75,6 +75,10 @@ class CalibrationConfig(StageConfig):
     #: SumThreshold RFI detection.
     detect_rfi: bool = True
     rfi_threshold: float = Field(6.0, gt=0)
+    #: SumThreshold noise floor as a fraction of the smooth amplitude (added in quadrature
+    #: to the thermal σ): on a bright calibrator, gain structure finer than the background
+    #: smoothing is not RFI (see flagging.RFIParams.model_tolerance); 0: thermal σ only.
+    rfi_model_tolerance: float = Field(0.03, ge=0, le=1)
     #: Antennas with a smaller unflagged fraction are flagged whole.
     min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
     #: Gain solution interval (s); None: one solution over the whole transit.
@@ -274,7 +278,9 @@ class CalibrationStage(PipelineStage):
         flags, fsum = flagging.flag_all(
             cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant, freqs=meta.freqs,
             rfi_freqs=tuple(cfg.rfi_frequencies_hz), rfi_channels=tuple(cfg.rfi_channels),
-            rfi=flagging.RFIParams(threshold=cfg.rfi_threshold), detect_rfi=cfg.detect_rfi,
+            rfi=flagging.RFIParams(threshold=cfg.rfi_threshold,
+                                   model_tolerance=cfg.rfi_model_tolerance),
+            detect_rfi=cfg.detect_rfi,
             min_good_fraction=cfg.min_antenna_good_fraction, nthreads=threads or 1,
             inplace=True)
         cube.flags = flags  # the MS's own flags served as scratch

@@ -12,6 +12,11 @@ import numpy as np
 import scipy.fft
 
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+_ARCSEC = np.pi / (180 * 3600)
+
+
+class BeamFitError(ValueError):
+    """The PSF main lobe cannot be described by a Gaussian (a ridge, a spike, no curvature)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,11 @@ class Beam:
     def solid_angle(self) -> float:
         """Beam area (sr) = pi bmaj bmin / (4 ln 2)."""
         return float(np.pi * self.bmaj * self.bmin / (4.0 * np.log(2.0)))
+
+    @classmethod
+    def from_arcsec(cls, bmaj_arcsec: float, bmin_arcsec: float, bpa_deg: float) -> Beam:
+        """A beam given as FWHM axes in arcsec and a position angle in degrees E of N."""
+        return cls(bmaj_arcsec * _ARCSEC, bmin_arcsec * _ARCSEC, float(bpa_deg))
 
 
 def normalise_psf(psf: np.ndarray) -> np.ndarray:
@@ -82,6 +92,11 @@ def fit_beam(psf: np.ndarray, cell: float, *, level: float = 0.5,
     The fit is linear least squares of ``ln psf = -(a x^2 + b x y + c y^2)`` weighted by the
     PSF value, which is exact for a Gaussian and robust for a sampled main lobe. The default
     level is half the peak, so the fit describes the lobe's FWHM.
+
+    Raises :class:`BeamFitError` when the lobe has no Gaussian shape: fewer than 5 pixels,
+    no curvature on some axis, or a lobe that reaches the edge of the ``2 max_halfwidth + 1``
+    pixel window or whose fitted FWHM exceeds it (a ridge, as a single snapshot of a
+    one-dimensional array gives).
     """
     ny, nx = psf.shape
     cy, cx = ny // 2, nx // 2
@@ -89,12 +104,16 @@ def fit_beam(psf: np.ndarray, cell: float, *, level: float = 0.5,
     cut = np.asarray(psf[cy - h:cy + h + 1, cx - h:cx + h + 1], dtype=np.float64)
     cut = cut / cut[h, h]
     lobe = main_lobe(cut, level)
+    if h >= 2 and (lobe[0].any() or lobe[-1].any() or lobe[:, 0].any() or lobe[:, -1].any()):
+        raise BeamFitError(f"the PSF main lobe above {level:g} of the peak reaches {h} pixels "
+                           "from the centre: a ridge (e.g. one snapshot of a one-dimensional "
+                           "array) or a beam far larger than the cell")
     near = np.zeros_like(lobe)
     near[h - 1:h + 2, h - 1:h + 2] = True
     lobe |= near & (cut > 0.05)
     if lobe.sum() < 5:
-        raise ValueError("PSF main lobe has fewer than 5 usable pixels: the cell is too "
-                         "large for the synthesized beam")
+        raise BeamFitError("PSF main lobe has fewer than 5 usable pixels: the cell is too "
+                           "large for the synthesized beam")
     x, y = _offsets(cut.shape, cell)
     x, y = np.broadcast_arrays(x, y)
     xs, ys, ps = x[lobe], y[lobe], cut[lobe]
@@ -104,9 +123,14 @@ def fit_beam(psf: np.ndarray, cell: float, *, level: float = 0.5,
     q = np.array([[a, b / 2.0], [b / 2.0, c]])
     evals, evecs = np.linalg.eigh(q)  # ascending: smallest curvature = major axis first
     if np.any(evals <= 0):
-        raise ValueError("PSF main lobe is not bell-shaped; cannot fit a restoring beam")
+        raise BeamFitError("PSF main lobe is not bell-shaped; cannot fit a restoring beam")
     sig = np.sqrt(1.0 / (2.0 * evals))
     bmaj, bmin = _FWHM_PER_SIGMA * sig[0], _FWHM_PER_SIGMA * sig[1]
+    if bmaj > 2 * h * cell:
+        raise BeamFitError(f"the Gaussian fitted to the PSF main lobe is {bmaj / cell:.3g} "
+                           f"pixels long, more than the {2 * h + 1}-pixel fit window: a ridge "
+                           "(e.g. one snapshot of a one-dimensional array) or a beam far "
+                           "larger than the cell")
     ex, ey = evecs[:, 0]
     pa = np.degrees(np.arctan2(ex, ey))
     pa = (pa + 90.0) % 180.0 - 90.0

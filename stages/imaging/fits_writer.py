@@ -58,8 +58,10 @@ def mjd_seconds_to_isot(t: float) -> str:
 def build_header(geom: ImageGeometry, *, role: str, beam: Beam | None = None,
                  date_obs: str | None = None, object_name: str = "",
                  provenance: Mapping[str, str] | None = None,
-                 calibration_tables: Sequence[str] = ()) -> fits.Header:
-    """FITS header of one product ``role`` (image, residual, model, psf, pb, pbcor)."""
+                 calibration_tables: Sequence[str] = (),
+                 telescope: str = TELESCOPE_NAME) -> fits.Header:
+    """FITS header of one product ``role`` (image, residual, model, psf, pb, pbcor);
+    ``telescope`` (the MS's) fills TELESCOP and INSTRUME."""
     if role not in BUNITS:
         raise ValueError(f"unknown image role '{role}' (known: {', '.join(BUNITS)})")
     h = fits.Header()
@@ -95,8 +97,8 @@ def build_header(geom: ImageGeometry, *, role: str, beam: Beam | None = None,
         h["MJD-OBS"] = Time(date_obs, format="isot", scale="utc").mjd
         h["TIMESYS"] = "UTC"
     h["OBJECT"] = object_name or "UNKNOWN"
-    h["TELESCOP"] = TELESCOPE_NAME
-    h["INSTRUME"] = TELESCOPE_NAME
+    h["TELESCOP"] = telescope or "UNKNOWN"
+    h["INSTRUME"] = telescope or "UNKNOWN"
     h["ORIGIN"] = "dsa110_pipeline"
     h["IMROLE"] = (role, "image product role")
     prov = {"PIPEVER": PIPELINE_VERSION, **(provenance or {})}

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from dsa110_pipeline.instrument import DISH_DIAMETER
 from dsa110_pipeline.profiling import release_free_memory
 from dsa110_pipeline.simulate.dft import predict_visibilities_drift
 
@@ -105,6 +106,10 @@ class ImagingParams:
     #: ``outlier_min_jy`` (apparent), which every pass subtracts from the visibilities
     sky: SkySources | None = None
     outlier_min_jy: float = 0.02
+    #: fixed restoring beam (None: fitted to the PSF main lobe, see ``beam.fit_beam``)
+    beam: Beam | None = None
+    #: dish diameter (m) of the Airy primary beam; None: no beam model, so no pb/pbcor
+    dish_diameter: float | None = DISH_DIAMETER
 
 
 @dataclass
@@ -113,8 +118,8 @@ class ImagingResult:
     residual: np.ndarray
     model: np.ndarray
     psf: np.ndarray
-    pb: np.ndarray
-    pbcor: np.ndarray
+    pb: np.ndarray | None
+    pbcor: np.ndarray | None
     beam: Beam
     freq_ref: float
     bandwidth: float
@@ -158,7 +163,8 @@ class _Stats:
 
     def drift_model(self, p: ImagingParams, match_radius: float) -> DriftBeamModel | None:
         """The moving-beam model of these data (None when off or rows carry no times)."""
-        if p.drift_track is None or p.drift_components <= 0 or not self.time_w:
+        if p.drift_track is None or p.dish_diameter is None or p.drift_components <= 0 \
+                or not self.time_w:
             return None
         times = np.unique(np.concatenate([t for t, _, _ in self.time_w]))
         freqs = np.unique(np.concatenate([f for _, f, _ in self.time_w]))
@@ -168,6 +174,7 @@ class _Stats:
                       sums)
         return DriftBeamModel(times=times, t_mid=p.drift_track[0], dec=p.drift_track[1],
                               freqs=freqs, weights=wtf, max_components=p.drift_components,
+                              diameter=p.dish_diameter,
                               floor_jy=0.05 * self.expected_rms,
                               sky=p.sky, match_radius=match_radius,
                               half_extent=(p.npix_x // 2 * p.cell, p.npix_y // 2 * p.cell),
@@ -316,7 +323,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                                             + p.npix_y,
                                             p.npix_x // 2 * (k - 1):p.npix_x // 2 * (k - 1)
                                             + p.npix_x])
-    beam = fit_beam(psf, p.cell)
+    beam = p.beam if p.beam is not None else fit_beam(psf, p.cell)
     convolver = PsfConvolver(psf_full, nthreads=p.nthreads, image_shape=(p.npix_y, p.npix_x)) \
         if p.clean.image_domain_cycles and k == 2 else None
     t["psf"] = time.perf_counter() - t0 - sum(t.values())
@@ -395,8 +402,11 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     freq_w = stats.freq_w
     freqs = np.array(sorted(freq_w))
     fw = np.array([freq_w[f] for f in freqs])
-    pb = pb_image(p.npix_y, p.npix_x, p.cell, freqs, fw, pointing_lm=np.array(p.pb_pointings))
-    pbcor = pb_correct(image, pb, p.pb_cut)
+    pb = pbcor = None
+    if p.dish_diameter is not None:
+        pb = pb_image(p.npix_y, p.npix_x, p.cell, freqs, fw, diameter=p.dish_diameter,
+                      pointing_lm=np.array(p.pb_pointings))
+        pbcor = pb_correct(image, pb, p.pb_cut)
     t["restore_pb"] = time.perf_counter() - t1
     freq_ref = float(np.sum(freqs * fw) / fw.sum())
     bandwidth = float(freqs.max() - freqs.min()) if len(freqs) > 1 else 0.0

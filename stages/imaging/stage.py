@@ -22,16 +22,18 @@ from dsa110_pipeline import __version__ as PIPELINE_VERSION
 from dsa110_pipeline.catalogs import read_catalog
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ConfigError, InputError
-from dsa110_pipeline.instrument import SEFD, SPEED_OF_LIGHT, radiometer_noise
+from dsa110_pipeline.instrument import DISH_DIAMETER, SEFD, SPEED_OF_LIGHT, radiometer_noise
+from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
-from .beam import Beam
+from .beam import Beam, BeamFitError
 from .clean import CleanParams, robust_rms
 from .drift_beam import SkySources, sources_about
 from .fits_writer import ImageGeometry, build_header, mjd_seconds_to_isot, write_fits
 from .imager import ImagingParams, ImagingResult, make_images
 from .ms_reader import MSChunkSource, MSInfo, read_ms_info, scan_usable
 from .primary_beam import drift_pointings, pb_correct, pb_image
+from .telescope import TelescopeInfo, pb_header_cards, read_telescope
 
 ROLES = ("image", "residual", "model", "psf", "pb", "pbcor")
 #: Bytes per image pixel the ducc0 imager needs at its peak (images, accumulators, the
@@ -89,6 +91,10 @@ class ImagingConfig(StageConfig):
     #: the CPUs this process may use.
     nthreads: int | None = Field(None, ge=1)
     pb_cut: float = Field(0.1, gt=0, le=1)
+    #: Fixed restoring beam (BMAJ arcsec, BMIN arcsec, BPA deg E of N), as WSClean's
+    #: -beam-shape; None: a Gaussian fitted to the PSF main lobe. Needed where the main lobe
+    #: is a ridge (one snapshot of a one-dimensional array), which no Gaussian fits.
+    restoring_beam: tuple[float, float, float] | None = None
     #: Meridian drift scan (DSA-110): average the primary beam over the beam centre's drift
     #: relative to the phase centre (the meridian at the mid-time); False: a pointed beam.
     pb_drift: bool = True
@@ -119,6 +125,14 @@ class ImagingConfig(StageConfig):
     def _even(cls, v: int | None) -> int | None:
         if v is not None and v % 2:
             raise ValueError(f"npix must be even, got {v}")
+        return v
+
+    @field_validator("restoring_beam")
+    @classmethod
+    def _beam(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and not (np.isfinite(v).all() and 0 < v[1] <= v[0]):
+            raise ValueError(f"restoring_beam must be [bmaj_arcsec, bmin_arcsec, bpa_deg] "
+                             f"with 0 < bmin <= bmaj, got {list(v)}")
         return v
 
     @field_validator("scales")
@@ -232,9 +246,18 @@ class ImagingStage(PipelineStage):
         return sources_about(cat.ra, cat.dec, cat.flux_jy, cat.spectral_index,
                              cat.ref_freq_hz, info.ra, info.dec, np.radians(10.0))
 
+    def fixed_beam(self) -> Beam | None:
+        """The configured restoring beam, or None (fit the PSF)."""
+        rb = self.config.restoring_beam
+        return Beam.from_arcsec(*rb) if rb is not None else None
+
     def imaging_params(self, plan: ImagingPlan, info: MSInfo | None = None,
+                       telescope: TelescopeInfo | None = None,
                        catalog: str | None = None) -> ImagingParams:
+        """Kernel parameters; ``telescope`` gives the PB dish (None: DSA-110's); ``catalog``
+        the night's survey catalog (when the config names no field catalog)."""
         cfg = self.config
+        diameter = telescope.dish_diameter if telescope is not None else DISH_DIAMETER
         clean = CleanParams(niter=cfg.niter, gain=cfg.gain, mgain=cfg.mgain,
                             threshold=cfg.threshold_jy, auto_threshold=cfg.auto_threshold,
                             auto_mask=cfg.auto_mask, max_major=cfg.max_major,
@@ -256,7 +279,8 @@ class ImagingStage(PipelineStage):
                              outlier_min_jy=cfg.outlier_min_jy,
                              clean=clean, psf_oversize=cfg.psf_oversize,
                              psf_wgridding=cfg.psf_wgridding, approx_stride=cfg.approx_stride,
-                             approx_epsilon=cfg.approx_epsilon)
+                             approx_epsilon=cfg.approx_epsilon,
+                             beam=self.fixed_beam(), dish_diameter=diameter)
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod
@@ -290,6 +314,15 @@ class ImagingStage(PipelineStage):
         except InputError as exc:
             raise InputError(exc.detail, stage=self.name, files=exc.files,
                              cause=exc.cause) from exc
+        try:
+            tel = read_telescope(info.path, info.telescope)
+        except InputError as exc:
+            raise InputError(exc.detail, stage=self.name, files=exc.files,
+                             cause=exc.cause) from exc
+        if tel.dish_diameter is None:
+            get_logger(stage=self.name).warning("no primary-beam model: no pb/pbcor images",
+                                                ms=info.path, telescope=tel.name,
+                                                reason=tel.note)
         hint = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
         plan = self.plan(info, hint if isinstance(hint, int) and hint > 0 else None)
         if cfg.backend == "tclean":
@@ -303,9 +336,9 @@ class ImagingStage(PipelineStage):
         prefix = cfg.name or Path(info.path).name.removesuffix(".ms")
         t_plan = time.perf_counter() - t0
         if cfg.backend == "wsclean":
-            result, extra = self._run_wsclean(info, plan, out_dir, prefix)
+            result, extra = self._run_wsclean(info, plan, out_dir, prefix, tel)
         else:
-            result, extra = self._run_ducc(info, plan, ctx.metadata.get("survey_catalog"))
+            result, extra = self._run_ducc(info, plan, tel, ctx.metadata.get("survey_catalog"))
         t_image = time.perf_counter() - t0 - t_plan
         geom = ImageGeometry(ra=info.ra, dec=info.dec, cell=plan.cell, npix_x=plan.npix,
                              npix_y=plan.npix, freq_ref=result.freq_ref,
@@ -316,13 +349,14 @@ class ImagingStage(PipelineStage):
         cal_ids = self._calibration_ids(ctx, ms_ref)
         theo = _theoretical_rms(info, extra.get("expected_rms_jy"), ctx)
         out: list[ProductRef] = []
-        for role in ROLES:
-            hdr = build_header(geom, role=role,
+        for role in (r for r in ROLES if getattr(result, r) is not None):
+            hdr = build_header(geom, role=role, telescope=tel.name,
                                beam=result.beam if role in ("image", "pbcor", "residual",
                                                             "model", "psf") else None,
                                date_obs=mjd_seconds_to_isot(info.time_start),
                                object_name=info.field_name, provenance=provenance,
                                calibration_tables=cal_ids)
+            hdr.update(pb_header_cards(tel))
             hdr["HISTORY"] = (f"dsa110_pipeline imaging ({cfg.backend}): {cfg.weighting} "
                               f"robust {cfg.robust:g}, niter {cfg.niter}, gain {cfg.gain:g}, "
                               f"mgain {cfg.mgain:g}, cell {plan.cell / _ARCSEC:.4g} arcsec")
@@ -334,6 +368,9 @@ class ImagingStage(PipelineStage):
                        in_memory=plan.in_memory, nthreads=plan.nthreads,
                        bmaj_arcsec=result.beam.bmaj / _ARCSEC,
                        bmin_arcsec=result.beam.bmin / _ARCSEC, bpa_deg=result.beam.bpa,
+                       restoring_beam="fixed" if cfg.restoring_beam else "fitted",
+                       telescope=tel.name, dish_diameter_m=tel.dish_diameter,
+                       pb_note=tel.note or None,
                        residual_rms_jy=rms, peak_jy=float(np.nanmax(result.image)),
                        theoretical_rms_jy=theo,
                        plan_s=t_plan, image_s=t_image, total_s=time.perf_counter() - t0, **extra)
@@ -341,14 +378,20 @@ class ImagingStage(PipelineStage):
 
     # -- backends ---------------------------------------------------------------------------
     def _run_ducc(self, info: MSInfo, plan: ImagingPlan,
-                  catalog: str | None = None) -> tuple[ImagingResult, dict]:
+                  tel: TelescopeInfo, catalog: str | None = None
+                  ) -> tuple[ImagingResult, dict]:
         source = MSChunkSource(info, rows_per_chunk=plan.rows_per_chunk)
         t0 = time.perf_counter()
         data: Any = source.load() if plan.in_memory else source
         t_read = time.perf_counter() - t0
         try:
-            result = make_images(data, self.imaging_params(plan, info, catalog), consume=True)
+            result = make_images(data, self.imaging_params(plan, info, tel, catalog),
+                                 consume=True)
             del data
+        except BeamFitError as exc:
+            raise InputError(f"cannot fit a restoring beam to the PSF: {exc}; set "
+                             "imaging.restoring_beam: [bmaj_arcsec, bmin_arcsec, bpa_deg]",
+                             stage=self.name, files=[info.path]) from exc
         except ValueError as exc:
             if "flagged" in str(exc):
                 raise InputError(str(exc), stage=self.name, files=[info.path]) from exc
@@ -362,7 +405,7 @@ class ImagingStage(PipelineStage):
         return result, extra
 
     def _run_wsclean(self, info: MSInfo, plan: ImagingPlan, out_dir: Path,
-                     prefix: str) -> tuple[ImagingResult, dict]:
+                     prefix: str, tel: TelescopeInfo) -> tuple[ImagingResult, dict]:
         from astropy.io import fits
 
         cfg = self.config
@@ -395,6 +438,8 @@ class ImagingStage(PipelineStage):
         if cfg.multiscale:
             cmd += ["-multiscale", "-multiscale-scales",
                     ",".join(str(int(s)) for s in cfg.scales)]
+        if cfg.restoring_beam:
+            cmd += ["-beam-shape", *(f"{x:g}" for x in cfg.restoring_beam)]
         if cfg.wsclean_gridder == "wgridder":
             cmd += ["-use-wgridder", "-wgridder-accuracy", str(cfg.epsilon)]
         cmd.append(info.path)
@@ -420,14 +465,17 @@ class ImagingStage(PipelineStage):
         finally:
             shutil.rmtree(work, ignore_errors=True)
         freqs = info.freqs
-        pb = pb_image(plan.npix, plan.npix, plan.cell, freqs,
-                      pointing_lm=np.array(self.pb_pointings(info)))
+        pb = None if tel.dish_diameter is None else pb_image(
+            plan.npix, plan.npix, plan.cell, freqs, diameter=tel.dish_diameter,
+            pointing_lm=np.array(self.pb_pointings(info)))
         bandwidth = float(np.ptp(freqs) + (np.median(np.diff(freqs)) if len(freqs) > 1 else 0))
         from .clean import CleanResult
 
         result = ImagingResult(image=arrays["image"], residual=arrays["residual"],
                                model=arrays["model"], psf=arrays["psf"], pb=pb,
-                               pbcor=pb_correct(arrays["image"], pb, cfg.pb_cut), beam=beam,
+                               pbcor=None if pb is None else pb_correct(arrays["image"], pb,
+                                                                        cfg.pb_cut),
+                               beam=beam,
                                freq_ref=float(freqs.mean()), bandwidth=bandwidth,
                                weight_sum=float("nan"), expected_rms=float("nan"),
                                clean=CleanResult(arrays["model"], arrays["residual"], -1, -1,

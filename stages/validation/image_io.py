@@ -165,7 +165,8 @@ def read_fits_image(path: str | Path, *, require_beam: bool = True) -> SkyImage:
         raise MissingBeamError("image header has no restoring beam (BMAJ/BMIN)",
                                files=[str(p)])
     keep = {k: hdr[k] for k in ("BUNIT", "TELESCOP", "OBJECT", "DATE-OBS", "EXPOSURE",
-                                "BANDWIDTH", "BANDWID", "NANTENNA", "FLAGFRAC", "THEORMS")
+                                "BANDWIDTH", "BANDWID", "NANTENNA", "FLAGFRAC", "THEORMS",
+                                "PBMODEL", "PBDIAM", "PBNOTE")
             if k in hdr}
     return SkyImage(data=data, wcs=wcs, beam=beam, freq_hz=_freq_from_header(hdr),
                     path=str(p), unit=str(hdr.get("BUNIT", "")), header=keep)

@@ -59,7 +59,9 @@ def airy_pb_for(image: SkyImage) -> np.ndarray:
     ra0, dec0 = image.centre
     cosang = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra - ra0)
     theta = np.arccos(np.clip(cosang, -1.0, 1.0)).reshape(ny, nx)
-    out = np.asarray(airy_beam(theta, freq), np.float32)
+    diameter = image.header.get("PBDIAM")  # the imaging stage's dish, when it wrote one
+    out = np.asarray(airy_beam(theta, freq) if diameter is None
+                     else airy_beam(theta, freq, float(diameter)), np.float32)
     return np.where(np.isfinite(out), out, 0.0).astype(np.float32)
 
 
@@ -82,6 +84,9 @@ def primary_beam(image: SkyImage, cfg: ValidationConfig, pb_path: str | None,
             # pbcor = image / pb pixel by pixel, so the ratio is exact (noise cancels)
             pb = np.where(np.isfinite(pbcor) & (pbcor != 0), image.data / pbcor, np.nan)
         return pb.astype(np.float32), "image / pbcor"
+    if str(image.header.get("PBMODEL", "")).upper() == "NONE":
+        # the imaging stage knew no beam model for this telescope: do not invent one
+        return None, f"none ({image.header.get('PBNOTE') or 'no beam model in the image'})"
     if cfg.pb_model == "airy":
         return airy_pb_for(image), "Airy model"
     return None, "none (flat)"

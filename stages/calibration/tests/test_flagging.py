@@ -143,3 +143,20 @@ def test_second_pass_when_most_baselines_change(monkeypatch):
     assert seen[0].mean() > F.REUSE_MAX_CHANGED
     np.testing.assert_array_equal(fast, F.flag_rfi(s.vis, s.flags, reuse=False))
     assert fast[s.rfi_mask].mean() > 0.95
+
+
+def test_bright_calibrator_without_rfi_is_not_flagged():
+    """Issue 20: a 50 Jy calibrator (S/N ~19 per sample, ~750 per channel over baselines)
+    and no RFI: SumThreshold on the raw amplitudes flagged 3.8 %; with the noise floor
+    proportional to the amplitude, at most 1 %. RFI at 5-50 sigma x 5 is still caught."""
+    kw = dict(n_ant=16, n_time=24, n_chan=192, flux=50, sigma=2.6, gain_drift=0.05,
+              delay_ns=2.0)
+    s = _synth.make(**kw)
+    flags, _ = F.flag_all(s.vis, s.flags, s.ant1, s.ant2, s.n_ant)
+    assert flags.mean() <= 0.01
+    old, _ = F.flag_all(s.vis, s.flags, s.ant1, s.ant2, s.n_ant,
+                        rfi=F.RFIParams(model_tolerance=0.0))
+    assert old.mean() > 0.02  # the thermal-only thresholds it replaces
+    r = _synth.inject_rfi(_synth.make(**kw), level=5.0)
+    got, _ = F.flag_all(r.vis, r.flags, r.ant1, r.ant2, r.n_ant)
+    assert got[r.rfi_mask].mean() >= 0.95 and got[~r.rfi_mask].mean() <= 0.02

@@ -12,10 +12,13 @@ def write_test_ms(path: str | Path, *, uvw: np.ndarray, freq: np.ndarray, data: 
                   ant1: np.ndarray, ant2: np.ndarray, time: np.ndarray, ra: float, dec: float,
                   flag: np.ndarray | None = None, weight: float | np.ndarray = 1.0,
                   corrected: bool = True, field_name: str = "TESTFIELD",
-                  enu: np.ndarray | None = None) -> Path:
+                  enu: np.ndarray | None = None, telescope: str = "DSA-110",
+                  dish_diameter: float | np.ndarray = 4.65) -> Path:
     """A single-SPW, single-field MS with XX/YY DATA (and CORRECTED_DATA) = ``data``.
 
     ``data`` is (nrow, nchan, 2); ``freq`` may be in any order (it is written as given).
+    DSA-110 is written as conversion writes it (OVRO_MMA plus the real name in a keyword);
+    another ``telescope`` goes into TELESCOPE_NAME as it is.
     """
     path = Path(path)
     nrow, nchan, npol = data.shape
@@ -52,7 +55,7 @@ def write_test_ms(path: str | Path, *, uvw: np.ndarray, freq: np.ndarray, data: 
         a.putcol("POSITION", pos + np.array([-2409150.4, -4478573.1, 3838617.3]))
         a.putcol("NAME", [f"DSA-{i + 1:03d}" for i in range(nant)])
         a.putcol("STATION", [f"DSA-{i + 1:03d}" for i in range(nant)])
-        a.putcol("DISH_DIAMETER", np.full(nant, 4.65))
+        a.putcol("DISH_DIAMETER", np.broadcast_to(np.asarray(dish_diameter, float), (nant,)))
         a.putcol("TYPE", ["GROUND-BASED"] * nant)
         a.putcol("MOUNT", ["ALT-AZ"] * nant)
     with tables.table(str(path / "SPECTRAL_WINDOW"), readonly=False, ack=False) as s:
@@ -84,8 +87,10 @@ def write_test_ms(path: str | Path, *, uvw: np.ndarray, freq: np.ndarray, data: 
         f.putcell("TIME", 0, float(time[0]) if nrow else 0.0)
     with tables.table(str(path / "OBSERVATION"), readonly=False, ack=False) as o:
         o.addrows(1)
-        o.putcell("TELESCOPE_NAME", 0, "OVRO_MMA")
+        dsa = telescope == "DSA-110"
+        o.putcell("TELESCOPE_NAME", 0, "OVRO_MMA" if dsa else telescope)
         if nrow:
             o.putcell("TIME_RANGE", 0, np.array([time.min(), time.max()]))
-        o.putkeyword("TELESCOPE_NAME_REAL", "DSA-110")
+        if dsa:
+            o.putkeyword("TELESCOPE_NAME_REAL", "DSA-110")
     return path
