@@ -78,3 +78,49 @@ def storage_error(exc: OSError | Exception, path: str | None = None, *,
         reason = getattr(exc, "strerror", None) or text
         msg = f"cannot write {where}: {reason}"
     return StorageError(msg, stage=stage, cause=exc)
+
+
+#: Text of errors that mean a full disk where no errno survives: SQLite's, and casacore's
+#: (a table write on a full disk fails an assertion in its lock file or storage managers).
+_NO_SPACE_TEXT = ("No space left on device", "disk is full", "tracePWRITE", "Disk quota exceeded")
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it wraps) is a full disk: ENOSPC/EDQUOT, or the text
+    that casacore and SQLite give for it."""
+    import errno
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(t in str(e) for t in _NO_SPACE_TEXT):
+            return True
+        e = e.__cause__ or e.__context__ or getattr(e, "cause", None)
+    return False
+
+
+def no_space_error(exc: BaseException, roots: Iterable[str | None], *,
+                   stage: str | None = None) -> StorageError:
+    """A one-line "no space left on <path>" for a full disk met by a stage. ``<path>`` is
+    the first of ``roots`` (the output directory, then the scratch directory) that the
+    error names, else the one of them with the least free space (a casacore assertion
+    names no file)."""
+    import shutil
+
+    text = str(exc)
+    named = [r for r in roots if r]
+    where = next((r for r in named if r in text), None)
+    if where is None:
+        fname = getattr(exc, "filename2", None) or getattr(exc, "filename", None)
+        where = next((r for r in named if fname and str(fname).startswith(r)), None)
+    if where is None and named:
+        def free(r: str) -> float:
+            try:
+                return float(shutil.disk_usage(r).free)
+            except OSError:
+                return float("inf")
+        where = min(named, key=free)
+    return StorageError(f"no space left on {where or '?'}", stage=stage, cause=exc)

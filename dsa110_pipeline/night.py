@@ -23,6 +23,7 @@ from .context import PipelineContext, Product, ProductRef
 from .mapped import MappedStage
 from .runner import Runner, RunResult, Runtime, StageRecord
 from .stage import PipelineStage
+from .staging import DEFAULT_SCRATCH_ROOT, FALLBACK_DIRNAME, cleanup_stale
 from .state import StateDB
 
 SEP = "/"
@@ -125,6 +126,11 @@ class NightOrchestrator:
         for d in [self.output_dir, *(p for p in self.output_dir.iterdir()
                                      if p.is_dir() and not p.name.startswith("."))]:
             clean_stale_temporaries(d)
+        # staging directories of dead writers (a worker that died on a full disk leaves
+        # its partial MS there): freed before the manifest is written
+        for root in {self.output_dir / FALLBACK_DIRNAME,
+                     Path(getattr(self.runtime, "scratch_root", None) or DEFAULT_SCRATCH_ROOT)}:
+            cleanup_stale(root)
 
     def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], dict[str, str]]:
         """Groups to run, and those left alone with why ("skipped": done, "quarantined")."""
@@ -265,6 +271,8 @@ class NightOrchestrator:
                                                             None]:
         def record(stage: PipelineStage, rec: StageRecord, out: PipelineContext | None) -> None:
             gid = owner[stage.name]
+            if rec.error_type == "StorageError":
+                self._sweep()  # what a writer that died on the full disk left: room for the DB
             d = rec.to_dict()
             d["name"] = stage.name.split(SEP, 1)[1]
             self.state.record_stage_run(self.run_id, gid, d)
@@ -295,9 +303,14 @@ class NightOrchestrator:
                 continue
             first = next((r for r in bad if r.status == "failed"), bad[0])
             message = f"{first.name}: {first.error}"
-            self.state.set_group_status(gid, "failed", message, failed=True)
+            # a full disk is not the group's fault: it neither counts towards nor triggers
+            # quarantine, so the group runs again once there is space
+            storage = first.error_type == "StorageError"
+            self.state.set_group_status(gid, "failed", message, failed=not storage)
             row = self.state.group(gid) or {}
-            if row.get("failures", 0) >= self.quarantine_after or _is_bad_input(first):
+            if storage:
+                status[gid] = "failed"
+            elif row.get("failures", 0) >= self.quarantine_after or _is_bad_input(first):
                 self._quarantine(gid, recs)
                 status[gid] = "quarantined"
             else:

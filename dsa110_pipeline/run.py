@@ -266,20 +266,41 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
         try:
             with report_cm:
                 night = orch.run(specs, factory, ctx)
-        except StorageError:
+        except (StorageError, OSError) as exc:  # the state DB or dask's report: disk full
             _emergency_manifest(cfg, out, state, ctx.run_id, started, log)
-            raise
+            if isinstance(exc, StorageError):
+                raise
+            raise storage_error(exc, str(out)) from exc
         finally:
             if profiler is not None:
                 profiler.stop()
         finished = time.time()
-        reasons = _night_reports(cfg, out, night, state, profiler, ctx.run_id, started,
-                                 finished, log)
+        try:
+            reasons = _night_reports(cfg, out, night, state, profiler, ctx.run_id, started,
+                                     finished, log)
+        except OSError as exc:  # the reports did not fit: the manifest alone may
+            _emergency_manifest(cfg, out, state, ctx.run_id, started, log)
+            raise storage_error(exc, str(out)) from exc
     for gid, status, reason in reasons:  # each failed group says why, on the console too
         log.error("group " + status, group=gid, reason=reason)
     bad = [g for g, s in night.status.items() if s not in ("done", "skipped")]
     log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
+    full = _storage_failure(night)
+    if full is not None:  # a full or unwritable disk: one line says where
+        print(f"error: {full}; {len(bad)} group(s) not finished, rerun when there is space",
+              file=sys.stderr)
+        return 2
     return 0 if not bad else 1
+
+
+def _storage_failure(night: NightResult) -> str | None:
+    """The first storage error a stage of the night met (its message), else None."""
+    if night.result is None:
+        return None
+    for rec in night.result.records.values():
+        if rec.status == "failed" and rec.error_type == "StorageError":
+            return rec.error
+    return None
 
 
 def _emergency_manifest(cfg: FrameworkConfig, out: Path, state: StateDB, run_id: str,

@@ -38,7 +38,10 @@ from .errors import (
     PipelineError,
     PlanError,
     StageTimeout,
+    StorageError,
     TransientError,
+    is_no_space,
+    no_space_error,
 )
 from .mapped import MappedStage
 from .slots import WorkerSlots, cluster_threads
@@ -298,7 +301,52 @@ def _input_files(stage: PipelineStage, ctx: PipelineContext) -> list[str]:
     return files
 
 
-def _wrap_error(stage: PipelineStage, exc: BaseException, ctx: PipelineContext) -> PipelineError:
+def storage_roots(runtime: Runtime | None) -> list[str]:
+    """Where a stage writes: the run's output directory, then its scratch root (/dev/shm
+    when none is set)."""
+    paths = getattr(getattr(runtime, "config", None), "paths", None)
+    out = getattr(paths, "output_dir", None)
+    scratch = getattr(runtime, "scratch_root", None) or "/dev/shm"
+    return [str(r) for r in (out, scratch) if r]
+
+
+#: Free space (bytes) below which a storage root counts as full.
+FULL_BELOW_BYTES = 1 << 20
+
+
+def full_root(roots: Iterable[str]) -> str | None:
+    """The first of ``roots`` whose file system has (almost) no space left, else None: a
+    process that died writing (casacore aborts on a full disk) leaves it so."""
+    import shutil
+
+    for r in roots:
+        p = os.path.abspath(r)
+        while not os.path.exists(p) and os.path.dirname(p) != p:
+            p = os.path.dirname(p)
+        try:
+            if shutil.disk_usage(p).free < FULL_BELOW_BYTES:
+                return r
+        except OSError:
+            continue
+    return None
+
+
+def _died_of_full_disk(stage: PipelineStage, runtime: Runtime | None, exc: BaseException,
+                       what: str) -> StorageError | None:
+    """A :class:`StorageError` when the process running ``stage`` died and a storage root
+    is full (the death was the disk's, so retrying cannot help), else None."""
+    where = full_root(storage_roots(runtime))
+    if where is None:
+        return None
+    return StorageError(f"no space left on {where} ({what})", stage=stage.name, cause=exc)
+
+
+def _wrap_error(stage: PipelineStage, exc: BaseException, ctx: PipelineContext,
+                roots: Sequence[str] = ()) -> PipelineError:
+    if not isinstance(exc, StorageError) and is_no_space(exc):
+        err = no_space_error(exc, roots, stage=stage.name)
+        err.__cause__ = exc
+        return err
     if isinstance(exc, PipelineError):
         if exc.stage is None:
             new = type(exc)(exc.detail, stage=stage.name,
@@ -379,35 +427,55 @@ def dask_resources(client: Any, need: Any) -> dict[str, float] | None:
     return {"memory_gb": min(float(getattr(need, "memory_gb", 0.0) or 0.0), max(have))}
 
 
+def _lost_workers(client: Any, key: str) -> int:
+    """How many workers died while running task ``key`` (the scheduler's count of
+    "suspicious" deaths, before dask reran it elsewhere); 0 when it cannot be asked."""
+    def count(dask_scheduler: Any) -> int:  # runs on the scheduler (pickled by value)
+        ts = dask_scheduler.tasks.get(key)
+        return int(getattr(ts, "suspicious", 0) or 0) if ts is not None else 0
+
+    try:
+        return int(client.run_on_scheduler(count))
+    except Exception:  # noqa: BLE001 - only a count for the record
+        return 0
+
+
 def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
-                runtime: Runtime, priority: int = 0) -> tuple[PipelineContext, Any]:
-    """Run the stage contract as one task on a dask worker and return (context, profile).
+                runtime: Runtime, priority: int = 0) -> tuple[PipelineContext, Any, int]:
+    """Run the stage contract as one task on a dask worker and return (context, profile,
+    lost): ``lost`` counts the workers that died under the task before it finished (dask
+    itself reschedules such a task; each death is one more attempt of the stage).
     Of the tasks waiting for a worker, dask starts those of highest ``priority`` first.
 
-    A worker that dies under the task is a :class:`TransientError` (the runner retries);
-    dask itself reschedules a task whose worker died before it finished."""
+    A task that dask gives up on (its workers kept dying) is a :class:`TransientError` (the
+    runner retries), or a :class:`StorageError` when a storage root is full."""
     try:
         blob = pickle.dumps(stage)
         rt_blob = pickle.dumps(runtime.for_worker(None))
     except Exception as exc:
         raise ContractError("a dask stage (and the runtime config) must be picklable",
                             stage=stage.name, cause=exc) from exc
+    task_key = f"stage-{stage.name}-{os.urandom(6).hex()}"
     fut = client.submit(_dask_main, stage.name, blob, ctx.to_json(), rt_blob, priority,
-                        pure=False,
-                        key=f"stage-{stage.name}-{os.urandom(6).hex()}",
+                        pure=False, key=task_key,
                         resources=dask_resources(client, stage.resources), priority=priority)
+    lost = 0
     try:
         status, payload, profile = fut.result()
+        lost = _lost_workers(client, task_key)  # asked before release forgets the task
     except (PipelineError, KeyboardInterrupt):
         raise
     except Exception as exc:  # KilledWorker, lost connection, cancelled
+        full = _died_of_full_disk(stage, runtime, exc, "its dask workers died writing")
+        if full is not None:
+            raise full from exc
         raise TransientError(f"the dask task failed: {type(exc).__name__}: {exc}",
                              stage=stage.name, cause=exc) from exc
     finally:
         fut.release()
     if status == "error":
         raise pickle.loads(payload)
-    return PipelineContext.from_json(payload), profile
+    return PipelineContext.from_json(payload), profile, lost
 
 
 # -- child-process execution (process stages and timeouts) ---------------------
@@ -453,6 +521,9 @@ def run_in_child(stage: PipelineStage, ctx: PipelineContext,
             status, payload = recv.recv()
         except EOFError:
             proc.join(5)
+            full = _died_of_full_disk(stage, ctx.runtime, EOFError(), "its process died")
+            if full is not None:
+                raise full from None
             raise StageFailed(f"worker process died (exit code {proc.exitcode})",
                               stage=stage.name) from None
     finally:
@@ -530,6 +601,7 @@ class Runner:
         done: queue.SimpleQueue = queue.SimpleQueue()
         in_flight = 0
         stop = False
+        storage_stop: str | None = None
         t0 = time.perf_counter()
         # One dispatch loop; stages run in the pool, or inline when alone.
         prio = plan.priority
@@ -575,8 +647,18 @@ class Runner:
                 if plan.parents[i]:
                     keep.append(given)
                 self._skip_descendants(plan, i, records)
+                rec_i = records[plan.stages[i].name]
+                if rec_i.error_type == "StorageError" and not stop:
+                    # a full disk fails every stage after it: start no more
+                    stop = True
+                    storage_stop = rec_i.error
                 if not self.continue_on_failure:
                     stop = True
+        if storage_stop is not None:
+            for r in records.values():
+                if r.status == "pending":
+                    r.status, r.error = "skipped", f"not started: {storage_stop}"
+                    r.error_type = "StorageError"
         # Stages whose children never ran (stopped early) still count.
         keep.extend(r for i, r in enumerate(results) if r is not None and not carried[i])
         final = merge_contexts(ctx, keep) if keep else ctx
@@ -615,10 +697,10 @@ class Runner:
         try:
             out = self._run_stage(stage, ctx, rec)
         except BaseException as exc:  # noqa: BLE001 - recorded, never lost
-            err = _wrap_error(stage, exc, ctx)
+            err = _wrap_error(stage, exc, ctx, storage_roots(self.runtime))
             rec.status = "failed"
             rec.error = str(err)
-            rec.error_type = type(exc).__name__
+            rec.error_type = type(err if isinstance(err, StorageError) else exc).__name__
             rec.finished = time.time()
             self._log.error("stage failed", stage=stage.name, run_id=ctx.run_id,
                             group_id=ctx.group_id, error=str(err))
@@ -657,11 +739,12 @@ class Runner:
                     return out.with_provenance(self._provenance(stage, ctx, rec, key, True,
                                                                 variant))
         attempt = 0
+        rec.attempts = 0
         while True:
             attempt += 1
-            rec.attempts = attempt
+            rec.attempts += 1
             try:
-                out = self._attempt(stage, ctx)
+                out = self._attempt(stage, ctx, rec)
                 break
             except BaseException as exc:
                 retryable = (isinstance(exc, stage.transient)
@@ -683,13 +766,20 @@ class Runner:
             self.cache.put(key, new_outputs, new_meta, added)  # type: ignore[union-attr]
         return out.with_provenance(self._provenance(stage, ctx, rec, key, False, variant))
 
-    def _attempt(self, stage: PipelineStage, ctx: PipelineContext) -> PipelineContext:
+    def _attempt(self, stage: PipelineStage, ctx: PipelineContext,
+                 rec: StageRecord) -> PipelineContext:
         client = (self.runtime.client if stage.executor == "dask" and self.runtime is not None
                   else None)
         if client is not None:
             priority = task_priority()
             with self._slots.hold(priority, self.runtime.stage_threads or 1):
-                out, profile = run_on_dask(client, stage, ctx, self.runtime, priority=priority)
+                out, profile, lost = run_on_dask(client, stage, ctx, self.runtime,
+                                                 priority=priority)
+            if lost:
+                rec.attempts += lost  # each worker that died under it was one attempt
+                self._log.warning("dask worker lost mid-stage, stage rerun on another worker",
+                                  stage=stage.name, group=ctx.group_id, workers_lost=lost,
+                                  attempts=rec.attempts)
             if self.profiler is not None and profile is not None:
                 self.profiler.record(profile)
             return out
