@@ -66,6 +66,8 @@ def make_client(cfg: OrchestratorConfig) -> tuple[Any, Any]:
         return Client(cfg.scheduler, timeout="30s"), None
     import dask
 
+    remove_stale_semaphores()  # what SIGKILLed runs' clusters left in /dev/shm
+
     n_workers = cfg.n_workers or os.cpu_count() or 1
     # dask's nanny sets MALLOC_TRIM_THRESHOLD_ in every worker, which also fixes glibc's
     # mmap threshold at 128 kB: every large temporary is then a fresh mmap, paid in page
@@ -155,3 +157,73 @@ def same_host_workers(client: Any) -> list[str] | None:
     here = _this_machine()
     local = [a for a in workers if get_address_host(a) in here]
     return None if len(local) == len(workers) else local
+
+
+#: Named POSIX semaphores of Python's multiprocessing (``sem.mp-*``) and loky
+#: (``sem.loky-*``). With the spawn start method (dask's nannies) they are unlinked at exit
+#: by the resource tracker; a SIGKILLed run kills the tracker too, and they stay.
+SEMAPHORE_PREFIXES = ("sem.mp-", "sem.loky-")
+
+
+def _mapped_shm_files() -> set[tuple[int, int, int]] | None:
+    """(major, minor, inode) of the /dev/shm files that live processes map (sem_open maps
+    the semaphore's file; its creator maps it under a temporary name, since unlinked, so
+    the inode is what identifies it), from /proc/*/maps; None when a Python process of this
+    user could not be read (then nothing can be proven unused)."""
+    uid = os.getuid()
+    mapped: set[tuple[int, int, int]] = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                for line in fh:
+                    if "/dev/shm/" not in line:
+                        continue
+                    # address perms offset dev inode path
+                    _, _, _, dev, inode = line.split(None, 5)[:5]
+                    major, minor = dev.split(":")
+                    mapped.add((int(major, 16), int(minor, 16), int(inode)))
+        except FileNotFoundError:  # gone meanwhile
+            continue
+        except (OSError, ValueError):
+            # only Python processes open these semaphores: an unreadable one of this user
+            # might hold one (a non-dumpable init or daemon need not stop the cleanup)
+            try:
+                owner = os.stat(f"/proc/{pid}").st_uid
+                with open(f"/proc/{pid}/comm") as fh:
+                    comm = fh.read()
+            except OSError:
+                continue
+            if (owner == uid or uid == 0) and "python" in comm.lower():
+                return None
+    return mapped
+
+
+def remove_stale_semaphores(shm: str = "/dev/shm") -> list[str]:
+    """Remove this user's multiprocessing semaphores that no live process maps (those of
+    killed runs); returns their paths. A semaphore a live process has open is mapped by
+    it, so it is never removed; when a process's maps cannot be read, nothing is."""
+    try:
+        names = [n for n in os.listdir(shm) if n.startswith(SEMAPHORE_PREFIXES)]
+    except OSError:
+        return []
+    if not names:
+        return []
+    mapped = _mapped_shm_files()
+    if mapped is None:
+        return []
+    uid = os.getuid()
+    removed = []
+    for n in names:
+        path = os.path.join(shm, n)
+        try:
+            st = os.stat(path)
+            if st.st_uid != uid or (os.major(st.st_dev), os.minor(st.st_dev),
+                                    st.st_ino) in mapped:
+                continue
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
