@@ -778,7 +778,8 @@ class Runner:
             if lost:
                 rec.attempts += lost  # each worker that died under it was one attempt
                 self._log.warning("dask worker lost mid-stage, stage rerun on another worker",
-                                  stage=stage.name, group=ctx.group_id, workers_lost=lost,
+                                  stage=stage.name, workers_lost=lost,
+                                  group=getattr(stage, "group_id", None) or ctx.group_id,
                                   attempts=rec.attempts)
             if self.profiler is not None and profile is not None:
                 self.profiler.record(profile)

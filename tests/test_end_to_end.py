@@ -195,7 +195,22 @@ def test_real_cluster_gives_the_same_products(night_input, tmp_path):
             np.testing.assert_allclose(_fits(pa), _fits(b[k]), rtol=0, atol=1e-6)
 
 
+def _staging_of(pgid: int) -> bool:
+    """Whether a process of process group ``pgid`` holds a staging directory in /dev/shm."""
+    for d in Path("/dev/shm").glob("dsa110-staging-*"):
+        try:
+            if os.getpgid(int(d.name.split("-")[2])) == pgid:
+                return True
+        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            continue
+    return False
+
+
 def test_worker_killed_mid_task_night_completes(night_input, tmp_path):
+    """A worker killed under a stage: dask reruns the stage elsewhere, the night completes,
+    and the rerun is logged (stage and group) and counted in the stage's attempts."""
+    import json
+
     from tests.cluster import real_cluster
 
     out = tmp_path / "out"
@@ -203,14 +218,27 @@ def test_worker_killed_mid_task_night_completes(night_input, tmp_path):
         cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(night_input),
                "--output", str(out), "--log-json", "--scheduler", address, *SMALL]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Kill one worker as soon as the conversion fans out subband tasks.
+        # Kill worker 0 as soon as it converts a group (its staging directory appears).
         deadline = time.time() + 120
         while time.time() < deadline and proc.poll() is None:
-            if any(out.glob("*.ms")) or list(Path("/dev/shm").glob("dsa110-*")):
+            if _staging_of(workers[0].pid):
                 break
             time.sleep(0.05)
+        assert proc.poll() is None, "the night ended before worker 0 converted a group"
         os.killpg(workers[0].pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=400)
         assert proc.returncode == 0, err.decode()[-2000:]
     assert all(g["status"] == "done" for g in _groups(out).values())
     _check_db_agrees_with_disk(out)
+    logs = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    lost = [r for r in logs if r["event"].startswith("dask worker lost mid-stage")]
+    assert len(lost) == 1 and lost[0]["level"] == "warning", lost
+    stage, group = lost[0]["stage"], lost[0]["group"]
+    assert stage == f"{group}/conversion" and lost[0]["workers_lost"] == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    recs = {r["name"]: r for r in manifest["groups"][group]["records"]}
+    assert recs["conversion"]["attempts"] == 2
+    with sqlite3.connect(out / "state.sqlite") as c:
+        attempts = c.execute("select attempts from stage_runs where group_id=? and "
+                             "stage='conversion'", (group,)).fetchall()
+    assert attempts == [(2,)]
