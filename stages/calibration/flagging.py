@@ -246,6 +246,14 @@ class RFIParams:
     #: smoothing (not the thermal noise) limits the residual, so thresholds scale with the
     #: signal; 0: thermal noise only (thresholds in σ whatever the SNR).
     model_tolerance: float = 0.03
+    #: Where the source dominates (median amplitude / thermal σ of the cross-correlations
+    #: at least this), the per-baseline passes run on the amplitudes divided by an
+    #: antenna-based model |g_p||g_q| fitted per (time, channel, polarisation) over the
+    #: baselines: the source and its gain and bandpass structure (antenna-based, however
+    #: fine) are removed, so thresholds are in thermal σ (``model_tolerance`` is not
+    #: applied there) whatever the SNR, and RFI (baseline-dependent) stands out. Needs the
+    #: baselines' antennas (``flag_rfi(..., ant1=, ant2=)``) and at least 4 antennas; 0: off.
+    antenna_model_snr: float = 10.0
 
 
 def _running_median(x: np.ndarray, size: int) -> np.ndarray:
@@ -357,9 +365,64 @@ def _or_plane_joint(flags, plane):  # pragma: no cover
 REUSE_MAX_CHANGED = 0.25
 
 
+def source_snr(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray
+               ) -> float:
+    """Median amplitude over thermal σ of the unflagged cross-correlations; σ from the
+    differences of adjacent channels (MAD of their real and imaginary parts / √2), at most
+    64 baselines (evenly spread)."""
+    cross = np.flatnonzero(np.asarray(ant1) != np.asarray(ant2))
+    if cross.size == 0 or vis.shape[2] < 2:
+        return 0.0
+    sel = cross[np.unique(np.linspace(0, cross.size - 1, min(cross.size, 64)).astype(int))]
+    v, f = vis[:, sel], flags[:, sel]
+    d = v[:, :, 1:] - v[:, :, :-1]
+    ok = ~(f[:, :, 1:] | f[:, :, :-1]) & np.isfinite(d)
+    amp = np.abs(v[~f & np.isfinite(v)])
+    if not ok.any() or amp.size == 0:
+        return 0.0
+    parts = np.concatenate([d.real[ok], d.imag[ok]])
+    sig = MAD_TO_SIGMA * np.median(np.abs(parts - np.median(parts))) / np.sqrt(2.0)
+    return float(np.median(amp) / sig) if sig > 0 else float("inf")
+
+
+def antenna_amplitude_factors(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray,
+                              ant2: np.ndarray, n_ant: int, iterations: int = 6
+                              ) -> np.ndarray:
+    """1 / (antenna amplitude) per (time, antenna, channel, polarisation), float32: the
+    least-squares fit log|V_pq| = α_p + α_q over the unflagged cross-correlations of each
+    (time, channel, polarisation) (damped Jacobi iterations from α = half the mean); 1
+    where an antenna has no data."""
+    from scipy import sparse
+
+    nt, nb, nc, npol = vis.shape
+    a1, a2 = np.asarray(ant1, np.int64), np.asarray(ant2, np.int64)
+    cross = (a1 != a2).astype(np.float32)
+    cols = np.arange(nb)
+    m1 = sparse.csr_matrix((cross, (a1, cols)), shape=(n_ant, nb))
+    m2 = sparse.csr_matrix((cross, (a2, cols)), shape=(n_ant, nb))
+    out = np.ones((nt, n_ant, nc, npol), np.float32)
+    m = nc * npol
+    for t in range(nt):
+        a = np.abs(vis[t]).reshape(nb, m).astype(np.float32)
+        w = (~flags[t].reshape(nb, m) & np.isfinite(a) & (a > 0)).astype(np.float32)
+        lg = np.log(np.where(w > 0, a, 1.0)) * w
+        den = m1 @ w + m2 @ w
+        num = m1 @ lg + m2 @ lg
+        has = den > 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            alpha = np.where(has, 0.5 * num / np.where(has, den, 1.0), 0.0)
+            for _ in range(iterations):
+                other = m1 @ (w * alpha[a2]) + m2 @ (w * alpha[a1])
+                new = np.where(has, (num - other) / np.where(has, den, 1.0), 0.0)
+                alpha = 0.5 * (alpha + new)
+        out[t] = np.where(has, np.exp(-alpha), 1.0).reshape(n_ant, nc, npol)
+    return out
+
+
 def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None, *,
              bl_chunk: int = 64, nthreads: int = 1, reuse: bool = True,
-             inplace: bool = False) -> np.ndarray:
+             inplace: bool = False, ant1: np.ndarray | None = None,
+             ant2: np.ndarray | None = None) -> np.ndarray:
     """Robust per-baseline RFI flags (new array) for a cube ``(n_time, n_bl, n_chan, n_pol)``.
 
     With ``inplace`` the input ``flags`` serve as scratch (they may gain the strong-RFI
@@ -370,6 +433,10 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
     baseline-averaged residual is tested too. ``reuse`` (two passes) lets the first pass
     also search its residual with the second pass's thresholds, so that the second pass
     is redone only where the flags changed; the result is the same.
+
+    With the baselines' antennas ``ant1``/``ant2``, data where the source dominates (see
+    ``RFIParams.antenna_model_snr``) are searched against an antenna-based amplitude model
+    (:func:`antenna_amplitude_factors`) with thermal-σ thresholds.
     """
     p = params or RFIParams()
     if vis.ndim != 4 or flags.shape != vis.shape:
@@ -382,22 +449,34 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
         strong = strong_rfi_cells(vis, fin, p.prefilter_threshold, p.model_tolerance)
         _or_cells(fin, strong)
     cur = fin.copy()
+    gf = np.zeros((0, 0, 0, 0), np.float32)
+    a1 = np.zeros(nb, np.int64) if ant1 is None else np.asarray(ant1, np.int64)
+    a2 = np.zeros(nb, np.int64) if ant2 is None else np.asarray(ant2, np.int64)
+    tol = p.model_tolerance
+    if ant1 is not None and ant2 is not None and p.antenna_model_snr > 0:
+        n_ant = int(max(a1.max(), a2.max())) + 1
+        present = np.unique(np.concatenate([a1[a1 != a2], a2[a1 != a2]]))
+        if present.size >= 4 and source_snr(vis, fin, a1, a2) >= p.antenna_model_snr:
+            gf = antenna_amplitude_factors(vis, fin, a1, a2, n_ant)
+            tol = 0.0
     dec, ktime, taps = _smoothing(nt, nc, p.sigma_time, p.sigma_chan)
     factors = list(np.linspace(2.0, 1.0, p.iterations)) if p.iterations > 1 else [1.0]
     sets = [_windows(p.threshold * f, p.rho, p.max_window) for f in factors]
     none = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     no_cube = np.zeros((0, 0, 0, 0), bool)
 
-    def run(v, f_in, c_out, set1, set2, cand, want_x):
-        """One pass over the cube ``v`` in blocks of baselines; returns (xsum, xcnt)."""
+    def run(v, f_in, c_out, set1, set2, cand, want_x, bls=None):
+        """One pass over the cube ``v`` (the baselines ``bls`` of ``vis``, default all) in
+        blocks of baselines; returns (xsum, xcnt)."""
         n = v.shape[1]
+        b1, b2 = (a1, a2) if bls is None else (a1[bls], a2[bls])
 
         def block(b0: int):
             xs = np.zeros((nt, nc, npol))
             xc = np.zeros((nt, nc, npol))
             rfi_block(v, f_in, c_out, b0, min(b0 + bl_chunk, n), dec, ktime, taps,
                       MAD_MAX_SAMPLES, *set1, *set2, cand, want_x, xs, xc,
-                      np.float32(p.model_tolerance))
+                      np.float32(tol), gf, b1, b2)
             return xs, xc
 
         starts = list(range(0, n, max(1, bl_chunk)))
@@ -433,9 +512,9 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
             if idx.size:
                 v_s, f_s = vis[:, idx], fin[:, idx]
                 xs_old, xc_old = run(v_s, f_s, f_s.copy(), sets[0], sets[1],
-                                     np.empty_like(f_s), True)
+                                     np.empty_like(f_s), True, idx)
                 c_s = cur[:, idx]
-                xs_new, xc_new = run(v_s, f_s, c_s, sets[1], none, no_cube, True)
+                xs_new, xc_new = run(v_s, f_s, c_s, sets[1], none, no_cube, True, idx)
                 cur[:, idx] = c_s
                 xsum += xs_new - xs_old
                 xcnt += xc_new - xc_old
@@ -630,7 +709,7 @@ def flag_all(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndar
     if freqs is not None and (len(rfi_freqs) or len(rfi_channels)):
         out[:, :, channel_mask(freqs, rfi_freqs, rfi_channels=rfi_channels)] = True
     if detect_rfi:  # autocorrelations are flagged already and take no part
-        out = flag_rfi(vis, out, rfi, nthreads=nthreads, inplace=True)
+        out = flag_rfi(vis, out, rfi, nthreads=nthreads, inplace=True, ant1=ant1, ant2=ant2)
     # ``out`` is this call's own array (or the caller's scratch): update it in place
     out, dead = flag_dead_antennas(out, ant1, ant2, n_ant, min_good_fraction=min_good_fraction,
                                    inplace=True)

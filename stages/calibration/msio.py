@@ -42,6 +42,8 @@ class MSMeta:
     phase_dir: tuple[float, float]     #: ICRS (ra, dec) rad
     field_name: str
     telescope_name: str
+    #: CASA Stokes enum of each correlation (POLARIZATION CORR_TYPE): XX=9 ... YY=12
+    corr_types: tuple[int, ...] = ()
 
 
 @dataclass
@@ -92,6 +94,8 @@ def read_ms_meta(path: str | Path) -> MSMeta:
             widths = np.asarray(ts.getcell("CHAN_WIDTH", int(ddid[0])), float)
         with tables.table(str(p / "POLARIZATION"), ack=False) as tp:
             n_pol = int(tp.getcell("NUM_CORR", 0))
+            corr_types = tuple(int(c) for c in tp.getcell("CORR_TYPE", 0)) \
+                if "CORR_TYPE" in tp.colnames() else ()
         with tables.table(str(p / "FIELD"), ack=False) as tf:
             if tf.nrows() < 1:
                 raise _err(p, "MS has no FIELD row")
@@ -106,7 +110,42 @@ def read_ms_meta(path: str | Path) -> MSMeta:
     return MSMeta(path=str(p), n_rows=n_rows, n_ant=len(names), antenna_names=names,
                   antenna_positions=pos, freqs=freqs, widths=widths, n_pol=n_pol,
                   times=times, phase_dir=(float(pd[0]) % (2 * np.pi), float(pd[1])),
-                  field_name=field_name, telescope_name=telescope)
+                  field_name=field_name, telescope_name=telescope, corr_types=corr_types)
+
+
+#: CASA Stokes enum: names of the correlations, and the parallel hands among them
+CORR_NAMES = {1: "I", 2: "Q", 3: "U", 4: "V", 5: "RR", 6: "RL", 7: "LR", 8: "LL", 9: "XX",
+              10: "XY", 11: "YX", 12: "YY"}
+_PARALLEL = {1, 5, 8, 9, 12}
+_CROSS = {6, 7, 10, 11}
+
+
+def correlation_names(meta: MSMeta) -> tuple[str, ...]:
+    """The names of the MS's correlations (``?`` for an unknown CORR_TYPE)."""
+    return tuple(CORR_NAMES.get(c, "?") for c in meta.corr_types)
+
+
+def split_hands(meta: MSMeta) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(parallel, cross) correlation indices of the MS: the gains are solved and applied on
+    the parallel hands (XX, YY or RR, LL) only. Without CORR_TYPE, one or two correlations
+    are taken as parallel hands and four as XX, XY, YX, YY. Any other layout (Stokes Q/U/V,
+    a cross hand without both parallel hands) is an InputError naming the MS."""
+    types = meta.corr_types
+    if not types:
+        if meta.n_pol in (1, 2):
+            return tuple(range(meta.n_pol)), ()
+        if meta.n_pol == 4:
+            return (0, 3), (1, 2)
+        raise _err(meta.path, f"MS has {meta.n_pol} correlations and no CORR_TYPE")
+    par = tuple(i for i, c in enumerate(types) if c in _PARALLEL)
+    cross = tuple(i for i, c in enumerate(types) if c in _CROSS)
+    names = ", ".join(CORR_NAMES.get(c, str(c)) for c in types)
+    if len(par) + len(cross) != len(types) or not par or len(par) > 2 \
+            or (cross and len(par) != 2):
+        raise _err(meta.path, f"correlations ({names}) are not parallel hands (XX, YY or RR, "
+                              "LL) with or without their cross hands: calibration cannot "
+                              "solve them")
+    return par, cross
 
 
 def row_index(time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray, times: np.ndarray,

@@ -227,9 +227,11 @@ def smooth_plane(amp, w, npol, dec, ktime, taps, cn, cd, tn, td, bg):  # pragma:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def load_plane(vis, cur, fin, b, amp, w, f):  # pragma: no cover
+def load_plane(vis, cur, fin, b, amp, w, f, gf, a1, a2):  # pragma: no cover
     """Baseline ``b`` of the cube: amplitudes, weights (0 where ``cur``), input flags.
-    Returns whether ``fin`` and ``cur`` flag all of it (then nothing is loaded)."""
+    Returns whether ``fin`` and ``cur`` flag all of it (then nothing is loaded). When
+    ``gf`` (n_time, n_ant, n_chan, n_pol) is not empty, the amplitudes are divided by the
+    antenna-based model: multiplied by ``gf[t, a1[b]] * gf[t, a2[b]]``."""
     nt, _, nc, npol = vis.shape
     all_flagged = True
     for t in range(nt):
@@ -247,6 +249,8 @@ def load_plane(vis, cur, fin, b, amp, w, f):  # pragma: no cover
                 v = vis[t, b, c, p]
                 amp[t, i] = np.sqrt(np.float32(v.real) * np.float32(v.real)
                                     + np.float32(v.imag) * np.float32(v.imag))
+                if gf.shape[0] > 0:
+                    amp[t, i] *= gf[t, a1[b], c, p] * gf[t, a2[b], c, p]
                 w[t, i] = np.float32(0.0) if cur[t, b, c, p] else np.float32(1.0)
                 f[t, i] = fin[t, b, c, p]
     return False
@@ -327,7 +331,7 @@ def store_plane(ft, fin, x, b, want_x, cur, xsum, xcnt):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True)
 def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
-              windows2, chis2, cand, want_x, xsum, xcnt, tol=0.0):  # pragma: no cover
+              windows2, chis2, cand, want_x, xsum, xcnt, tol, gf, a1, a2):  # pragma: no cover
     """One SumThreshold pass over baselines b0:b1 of the cube ``vis`` (n_time, n_bl,
     n_chan, n_pol): background weights from ``cur`` (the previous flags), detection
     against ``fin`` (the input flags); ``cur`` gets the new flags (``fin`` plus the
@@ -337,7 +341,7 @@ def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
     searched with it, into ``cand``: the next pass's result wherever that pass finds the
     same weights. With ``want_x`` the normalised residual of the samples left unflagged
     by the last set is summed into ``xsum``/``xcnt`` (n_time, n_chan, n_pol). ``tol``: see
-    :func:`normalise`."""
+    :func:`normalise`. ``gf``, ``a1``, ``a2``: see :func:`load_plane`."""
     nt, _, nc, npol = vis.shape
     m = nc * npol
     ncc = (nc + dec - 1) // dec
@@ -361,7 +365,7 @@ def rfi_block(vis, fin, cur, b0, b1, dec, ktime, taps, mad_max, windows, chis,
     g2, gx2, s2, c2, h2, e2, r2 = st_work(nc, nt * npol)
     n_sets = 2 if windows2.size > 0 else 1
     for b in range(b0, b1):
-        if load_plane(vis, cur, fin, b, amp, w, f0):
+        if load_plane(vis, cur, fin, b, amp, w, f0, gf, a1, a2):
             if n_sets == 2:  # all flagged (autocorrelations, dead antennas)
                 for t in range(nt):
                     for c in range(nc):

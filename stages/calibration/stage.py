@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -34,6 +34,7 @@ from dsa110_pipeline.catalogs import (
 )
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError, PipelineError
+from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
 from . import flagging, msio
@@ -81,6 +82,11 @@ class CalibrationConfig(StageConfig):
     rfi_model_tolerance: float = Field(0.03, ge=0, le=1)
     #: Antennas with a smaller unflagged fraction are flagged whole.
     min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
+    #: Cross hands (XY, YX or RL, LR) of a four-correlation MS: gains are solved and applied
+    #: on the parallel hands only. "flag": the cross hands are flagged in the calibrated MS
+    #: (CORRECTED_DATA 0 there); "keep": CORRECTED_DATA holds them as they are in DATA
+    #: (uncalibrated), flagged only where the data or a parallel hand of the sample are.
+    cross_hands: Literal["flag", "keep"] = "flag"
     #: Gain solution interval (s); None: one solution over the whole transit.
     gain_solint_s: float | None = Field(60.0, gt=0)
     min_snr: float = Field(3.0, ge=0)
@@ -275,15 +281,19 @@ class CalibrationStage(PipelineStage):
         # flags
         t = time.perf_counter()
         n_ant = meta.n_ant
-        flags, fsum = flagging.flag_all(
-            cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant, freqs=meta.freqs,
+        par, cross = msio.split_hands(meta)
+        vis, flags, out_flags, fsum = flag_hands(
+            cube, par, cross, cfg.cross_hands, n_ant, freqs=meta.freqs,
             rfi_freqs=tuple(cfg.rfi_frequencies_hz), rfi_channels=tuple(cfg.rfi_channels),
             rfi=flagging.RFIParams(threshold=cfg.rfi_threshold,
                                    model_tolerance=cfg.rfi_model_tolerance),
             detect_rfi=cfg.detect_rfi,
-            min_good_fraction=cfg.min_antenna_good_fraction, nthreads=threads or 1,
-            inplace=True)
-        cube.flags = flags  # the MS's own flags served as scratch
+            min_good_fraction=cfg.min_antenna_good_fraction, nthreads=threads or 1)
+        hands = _hands_metrics(meta, par, cross, cfg.cross_hands)
+        if cross:
+            get_logger(stage=STAGE).info(
+                "four correlations: gains solved and applied on the parallel hands only",
+                ms=meta.path, **hands)
         timings["flag_s"] = time.perf_counter() - t
         if fsum.total >= 0.999:
             raise InputError("all data are flagged", stage=STAGE, files=[meta.path])
@@ -332,7 +342,7 @@ class CalibrationStage(PipelineStage):
                                  files=[meta.path])
             refant = meta.antenna_names.index(refant)
         model_s = timings["model_s"]
-        sols = solve_calibrator(cube.vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
+        sols = solve_calibrator(vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
                                 meta.times, meta.freqs,
                                 SolveParams(gain_solint=cfg.gain_solint_s, min_snr=cfg.min_snr,
                                             refant=refant, solve_delay=cfg.solve_delay))
@@ -381,8 +391,9 @@ class CalibrationStage(PipelineStage):
             t = time.perf_counter()
             copy.wait()
             timings["copy_wait_s"] = time.perf_counter() - t
-            apply_caltables(meta, copy.tmp, sols.bandpass, sols.gains, flags=(cube, flags),
-                            chunk_rows=cfg.chunk_rows, nthreads=threads, copied=True)
+            apply_caltables(meta, copy.tmp, sols.bandpass, sols.gains,
+                            flags=(cube, out_flags), chunk_rows=cfg.chunk_rows,
+                            nthreads=threads, copied=True, cross_hands=cfg.cross_hands)
             final = copy.publish()
             outputs["ms_calibrated"] = ProductRef.for_path("ms", final, calibrated=True,
                                                            caltables=[str(b_path), str(g_path)])
@@ -391,27 +402,88 @@ class CalibrationStage(PipelineStage):
                 .with_metrics(self.name, calibrator=cal.name, refant=reg["refant"],
                               flagged_fraction=fsum.total,
                               dead_antennas=[meta.antenna_names[i] for i in fsum.dead_antennas],
-                              qa_passed=qa.passed, **{f"qa_{k}": v for k, v in
-                                                      qa.metrics.items()}, **timings))
+                              qa_passed=qa.passed, **hands, **{f"qa_{k}": v for k, v in
+                                                               qa.metrics.items()},
+                              **timings))
+
+
+def _hands_metrics(meta: msio.MSMeta, par: tuple[int, ...], cross: tuple[int, ...],
+                   mode: str) -> dict[str, str]:
+    names = msio.correlation_names(meta) or tuple(str(i) for i in range(meta.n_pol))
+    return {"correlations": ",".join(names),
+            "solved_correlations": ",".join(names[i] for i in par),
+            "cross_hands": ("none" if not cross else
+                            "flagged" if mode == "flag" else "kept uncalibrated")}
+
+
+def flag_hands(cube: msio.VisCube, par: tuple[int, ...], cross: tuple[int, ...], mode: str,
+               n_ant: int, **kw) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                          flagging.FlagSummary]:
+    """:func:`flagging.flag_all` on the parallel hands of ``cube``; returns (parallel-hand
+    visibilities, their flags, flags of all correlations for the calibrated MS, summary).
+
+    Without cross hands the cube's own arrays are used (its flags as scratch). With them,
+    the cross hands take no part in the flagging; in the output flags they are flagged
+    where the data or either parallel hand of the sample is, and everywhere when ``mode``
+    is "flag"."""
+    if not cross:
+        flags, fsum = flagging.flag_all(cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant,
+                                        inplace=True, **kw)
+        cube.flags = flags  # the MS's own flags served as scratch
+        return cube.vis, flags, flags, fsum
+    idx = list(par)
+    vis = np.ascontiguousarray(cube.vis[..., idx])
+    flags, fsum = flagging.flag_all(vis, np.ascontiguousarray(cube.flags[..., idx]),
+                                    cube.ant1, cube.ant2, n_ant, inplace=True, **kw)
+    out = cube.flags
+    out[..., idx] = flags
+    any_par = flags.any(axis=-1)
+    for k in cross:
+        out[..., k] |= any_par
+        if mode == "flag":
+            out[..., k] = True
+    return vis, flags, out, fsum
+
+
+def _to_correlations(total: np.ndarray, tflags: np.ndarray, par: tuple[int, ...],
+                     cross: tuple[int, ...], n_pol: int, mode: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Parallel-hand gains (…, n_par) laid out on all the MS's correlations: the cross
+    hands get unit gains, flagged when ``mode`` is "flag"."""
+    if not cross:
+        return total, tflags
+    t = np.ones(total.shape[:-1] + (n_pol,), total.dtype)
+    f = np.zeros(t.shape, bool)
+    t[..., list(par)] = total
+    f[..., list(par)] = tflags
+    f[..., list(cross)] = mode == "flag"
+    return t, f
 
 
 def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
                     flags: tuple[msio.VisCube, np.ndarray] | None = None,
                     chunk_rows: int = 20_000, nthreads: int | None = None,
-                    copied: bool = False) -> Path:
+                    copied: bool = False, cross_hands: str = "flag") -> Path:
     """Copy the MS of ``meta`` to ``dst`` with CORRECTED_DATA = DATA / (g_p conj(g_q)),
     g = G(t) B(ν), G interpolated in time. ``flags`` (cube, flags) adds the flagging result
     to FLAG; when that cube holds the visibilities of regularly ordered rows, they are
     corrected from memory, whole integrations at a time, and DATA is not read again
     (``copied``: ``dst`` is that copy already, made by :func:`msio.copy_ms`).
-    Works for calibrator and target MSs alike."""
+    Works for calibrator and target MSs alike. The tables hold the parallel hands: with
+    four correlations the cross hands are flagged (``cross_hands`` "flag") or left as they
+    are in DATA ("keep"), never divided by parallel-hand gains."""
+    par, cross = msio.split_hands(meta)
     g_t, gf_t = interpolate_gains(gains.times, gains.gains, gains.flags, meta.times)
     bp = bandpass.gains[0]
     bpf = bandpass.flags[0]
     if bp.shape[1] != meta.freqs.size:
         raise InputError(f"bandpass has {bp.shape[1]} channels, MS {meta.freqs.size}",
                          stage=STAGE, files=[meta.path])
+    if bp.shape[-1] != len(par):
+        raise InputError(f"tables hold {bp.shape[-1]} polarisations, the MS "
+                         f"{len(par)} parallel hands", stage=STAGE, files=[meta.path])
     total, tflags = combine_bg(bp, bpf, g_t, gf_t)
+    total, tflags = _to_correlations(total, tflags, par, cross, meta.n_pol, cross_hands)
     if flags is not None and flags[0].vis is not None and flags[0].row_time is not None \
             and msio.regular_rows(flags[0].row_time, flags[0].row_bl, flags[0].vis.shape[1]):
         cube, fl = flags
@@ -455,7 +527,8 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
 
 def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
                        gain_table: str | Path, out_path: str | Path, *,
-                       chunk_rows: int = 20_000, flag: FlagParams | None = None) -> Path:
+                       chunk_rows: int = 20_000, flag: FlagParams | None = None,
+                       cross_hands: str = "flag") -> Path:
     """Apply a B and a G table (as written by this stage) to any MS (calibrator or target):
     a copy at ``out_path`` gets CORRECTED_DATA, written under a temporary name and renamed
     when complete. Gains are interpolated (nearest outside the solutions' span) in time."""
@@ -476,16 +549,17 @@ def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
     if flag is not None:
         # Targets get the calibrator's flagging too: zeros, NaNs, known RFI, SumThreshold.
         cube = msio.read_cube(meta)
-        fl, _ = flagging.flag_all(
-            cube.vis, cube.flags, cube.ant1, cube.ant2, meta.n_ant, freqs=meta.freqs,
+        par, cross = msio.split_hands(meta)
+        _, _, fl, _ = flag_hands(
+            cube, par, cross, cross_hands, meta.n_ant, freqs=meta.freqs,
             rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=flagging.RFIParams(
                 threshold=flag.rfi_threshold), detect_rfi=flag.detect_rfi,
-            min_good_fraction=flag.min_antenna_good_fraction, inplace=True)
-        cube.flags = fl  # the MS's own flags served as scratch
+            min_good_fraction=flag.min_antenna_good_fraction)
         flags = (cube, fl)
     final = Path(out_path)
     with atomic_path(final) as tmp:
-        apply_caltables(meta, tmp, bp, g, chunk_rows=chunk_rows, flags=flags)
+        apply_caltables(meta, tmp, bp, g, chunk_rows=chunk_rows, flags=flags,
+                        cross_hands=cross_hands)
     return final
 
 
@@ -509,6 +583,8 @@ class ApplyConfig(StageConfig):
     detect_rfi: bool = True
     rfi_threshold: float = Field(6.0, gt=0)
     min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
+    #: Cross hands of a four-correlation MS: see CalibrationConfig.cross_hands.
+    cross_hands: Literal["flag", "keep"] = "flag"
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
 
@@ -557,7 +633,7 @@ class ApplyCalibrationStage(PipelineStage):
                            min_antenna_good_fraction=cfg.min_antenna_good_fraction)
                 if cfg.flag else None)
         apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"], final,
-                           chunk_rows=cfg.chunk_rows, flag=flag)
+                           chunk_rows=cfg.chunk_rows, flag=flag, cross_hands=cfg.cross_hands)
         ref = ProductRef.for_path("ms", final, calibrated=True,
                                   caltables=[by_kind["B Jones"], by_kind["G Jones"]])
         return (ctx.with_output("ms_calibrated", ref)

@@ -68,8 +68,11 @@ class ValidationConfig(StageConfig):
     #: ``dsa110_pipeline.catalogs.read_catalog``). None: the night's survey catalog
     #: (``paths.survey_catalog``) if there is one, else the group is "not validated".
     reference_catalog: str | None = None
-    #: Source finder: "auto" = PyBDSF when importable, else the built-in island finder.
-    finder: Literal["auto", "bdsf", "islands"] = "auto"
+    #: Source finder: "islands" = the built-in island finder (the default, as in
+    #: config/default.yaml: library use and pipeline runs find the same catalog, and it is
+    #: tested bit-identical across calls, threads and processes); "bdsf" = PyBDSF; "auto" =
+    #: PyBDSF when importable, else the island finder.
+    finder: Literal["auto", "bdsf", "islands"] = "islands"
     #: Mean / rms maps PyBDSF finds sources against: "builtin" = the box-wise sigma-clipped
     #: maps of the island finder, handed to PyBDSF (its islands and Gaussian fits are
     #: unchanged; it starts no helper process, so it is safe in the runner's threads and in
