@@ -40,11 +40,13 @@ from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 from . import flagging, msio
 from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
 from .caltable import CalTableContext, write_caltable
+from .field_phase import FieldPhaseParams, refine_phases
 from .flagging import set_threads
 from .model import apparent_spectra, model_visibilities, radec_to_lmn, source_spectrum
 from .qa import QAThresholds, qa_gate
 from .selection import SIDEREAL_RATE, select_calibrators
 from .solve import SolveParams, solve_calibrator
+from .stefcal import choose_refant
 
 STAGE = "calibration"
 
@@ -133,6 +135,43 @@ def _geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
     lst = local_sidereal_time(jd, loc)
     app_ra, app_dec = apparent_coordinates(ra, dec, jd, lst, loc)
     return lst, app_ra, app_dec
+
+
+def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_flux: float,
+                    freqs: np.ndarray, exclude: tuple[float, float] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sources of ``catalog`` within ``radius`` (rad) of (ra0, dec0) brighter than
+    ``min_flux`` (Jy at their reference frequency), not within 1' of ``exclude``:
+    ra, dec and spectra at ``freqs``."""
+    cat = read_catalog(catalog).strip(dec0 - radius, dec0 + radius)
+
+    def dist(ra: float, dec: float) -> np.ndarray:
+        return np.arccos(np.clip(np.sin(cat.dec) * np.sin(dec) + np.cos(cat.dec)
+                                 * np.cos(dec) * np.cos(cat.ra - ra), -1, 1))
+
+    keep = (dist(ra0, dec0) <= radius) & (cat.flux_jy >= min_flux)
+    if exclude is not None:
+        keep &= dist(*exclude) > math.radians(1 / 60)
+    cat = cat.select(keep)
+    return cat.ra, cat.dec, cat.flux_at(freqs)
+
+
+def sky_model(meta: msio.MSMeta, cube: msio.VisCube, ra: np.ndarray, dec: np.ndarray,
+              spectra: np.ndarray, pointing_dec: float, n_pol: int = 1,
+              threads: int | None = None) -> np.ndarray:
+    """Model visibilities (n_time, n_bl, n_chan, n_pol) of point sources (ICRS ra, dec;
+    intrinsic ``spectra`` (n_src, n_chan)) seen through the drifting primary beam."""
+    lst, app_ra, app_dec = _geometry(meta.times, ra, dec)
+    app_flux = apparent_spectra(spectra, lst[:, None] - app_ra, app_dec, pointing_dec,
+                                meta.freqs)
+    pra, pdec = meta.phase_dir
+    nt, nb = cube.vis.shape[:2]
+    lmn = np.broadcast_to(radec_to_lmn(ra, dec, pra, pdec), (nt, ra.size, 3))
+    m = model_visibilities(cube.uvw.reshape(nt * nb, 3), np.repeat(np.arange(nt), nb),
+                           meta.freqs, np.ascontiguousarray(lmn), app_flux,
+                           nthreads=threads, dtype=np.complex64)
+    m = m.reshape(nt, nb, meta.freqs.size, 1)
+    return np.broadcast_to(m, m.shape[:3] + (n_pol,)) if n_pol > 1 else m
 
 
 class _BackgroundCopy:
@@ -227,16 +266,8 @@ class CalibrationStage(PipelineStage):
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Catalog sources near the pointing (not the calibrator itself): ra, dec, spectra."""
         cfg = self.config
-        cat = read_catalog(catalog)
-        r = math.radians(cfg.field_radius_deg)
-        cat = cat.strip(dec0 - r, dec0 + r)
-        d = np.arccos(np.clip(np.sin(cat.dec) * np.sin(dec0) + np.cos(cat.dec) * np.cos(dec0)
-                              * np.cos(cat.ra - ra0), -1, 1))
-        d_cal = np.arccos(np.clip(np.sin(cat.dec) * np.sin(cal.dec) + np.cos(cat.dec)
-                                  * np.cos(cal.dec) * np.cos(cat.ra - cal.ra), -1, 1))
-        keep = (d <= r) & (cat.flux_jy >= cfg.field_min_flux_jy) & (d_cal > math.radians(1 / 60))
-        cat = cat.select(keep)
-        return cat.ra, cat.dec, cat.flux_at(freqs)
+        return catalog_sources(catalog, ra0, dec0, math.radians(cfg.field_radius_deg),
+                               cfg.field_min_flux_jy, freqs, exclude=(cal.ra, cal.dec))
 
     # -- contract -----------------------------------------------------------------------
     def execute(self, ctx: PipelineContext) -> PipelineContext:
@@ -528,10 +559,13 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
 def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
                        gain_table: str | Path, out_path: str | Path, *,
                        chunk_rows: int = 20_000, flag: FlagParams | None = None,
-                       cross_hands: str = "flag") -> Path:
+                       cross_hands: str = "flag", field: FieldModel | None = None,
+                       threads: int | None = None) -> tuple[Path, dict]:
     """Apply a B and a G table (as written by this stage) to any MS (calibrator or target):
     a copy at ``out_path`` gets CORRECTED_DATA, written under a temporary name and renamed
-    when complete. Gains are interpolated (nearest outside the solutions' span) in time."""
+    when complete. Gains are interpolated (nearest outside the solutions' span) in time.
+    With ``field`` (and ``flag``), the target's phases are first refined on its field's
+    catalog sources (``field_phase.py``). Returns (path, metrics)."""
     from .caltable import read_caltable
 
     meta = msio.read_ms_meta(ms_path)
@@ -546,21 +580,58 @@ def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
         raise InputError("bandpass channels differ from the MS channels", stage=STAGE,
                          files=[str(ms_path), str(bandpass_table)])
     flags = None
+    metrics: dict[str, Any] = {}
     if flag is not None:
         # Targets get the calibrator's flagging too: zeros, NaNs, known RFI, SumThreshold.
         cube = msio.read_cube(meta)
         par, cross = msio.split_hands(meta)
-        _, _, fl, _ = flag_hands(
+        vis, pflags, fl, _ = flag_hands(
             cube, par, cross, cross_hands, meta.n_ant, freqs=meta.freqs,
             rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=flagging.RFIParams(
                 threshold=flag.rfi_threshold), detect_rfi=flag.detect_rfi,
             min_good_fraction=flag.min_antenna_good_fraction)
         flags = (cube, fl)
+        if field is not None:
+            g, metrics = _field_phases(meta, cube, vis, pflags, bp, g, field, threads)
     final = Path(out_path)
     with atomic_path(final) as tmp:
         apply_caltables(meta, tmp, bp, g, chunk_rows=chunk_rows, flags=flags,
                         cross_hands=cross_hands)
-    return final
+    return final, metrics
+
+
+@dataclass(frozen=True)
+class FieldModel:
+    """The catalog and selection of a target's field model, and how its phases are solved."""
+
+    catalog: str
+    radius_deg: float = 3.0
+    min_flux_jy: float = 0.02
+    solve: FieldPhaseParams = FieldPhaseParams()
+
+
+def _field_phases(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: np.ndarray,
+                  bp: Any, g: Any, field: FieldModel, threads: int | None) -> tuple[Any, dict]:
+    """The target's gains with phases solved on its field model (the calibrator's where the
+    field is too faint), and what was done."""
+    pra, _ = meta.phase_dir
+    _, _, app_dec = _geometry(meta.times, np.array([pra]), np.array([meta.phase_dir[1]]))
+    pointing_dec = float(np.mean(app_dec))
+    ra, dec, spectra = catalog_sources(field.catalog, pra, pointing_dec,
+                                       math.radians(field.radius_deg), field.min_flux_jy,
+                                       meta.freqs)
+    out: dict[str, Any] = {"field_sources": int(ra.size)}
+    if ra.size == 0:
+        return g, {**out, "field_phase": "no catalog sources: calibrator gains"}
+    model = sky_model(meta, cube, ra, dec, spectra, pointing_dec, threads=threads)
+    apparent = float(np.abs(model[..., 0]).mean(axis=(0, 1)).mean())
+    if apparent < field.solve.min_model_flux_jy:
+        return g, {**out, "field_phase": f"field model {apparent:.3g} Jy is too faint: "
+                                         "calibrator gains"}
+    refant = choose_refant(flags, cube.ant1, cube.ant2, meta.n_ant)
+    new, m = refine_phases(vis, model, flags, cube.ant1, cube.ant2, meta.n_ant, meta.times,
+                           meta.freqs, bp, g, refant, field.solve)
+    return new, {**out, "field_phase": "refined", **m}
 
 
 @dataclass(frozen=True)
@@ -585,6 +656,16 @@ class ApplyConfig(StageConfig):
     min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
     #: Cross hands of a four-correlation MS: see CalibrationConfig.cross_hands.
     cross_hands: Literal["flag", "keep"] = "flag"
+    #: Refine the target's antenna phases on its field (needs ``flag``): the catalog's
+    #: sources within ``field_radius_deg`` brighter than ``field_min_flux_jy``, solved
+    #: every ``field_phase_solint_s`` (None: once per group). The calibrator's phases are
+    #: minutes to hours old by then (see field_phase.py).
+    field_phase: bool = True
+    #: Catalog of the field model; None: the night's survey catalog (paths.survey_catalog).
+    field_catalog: str | None = None
+    field_radius_deg: float = Field(3.0, gt=0)
+    field_min_flux_jy: float = Field(0.02, ge=0)
+    field_phase_solint_s: float | None = Field(60.0, gt=0)
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
 
@@ -632,13 +713,22 @@ class ApplyCalibrationStage(PipelineStage):
                            rfi_threshold=cfg.rfi_threshold,
                            min_antenna_good_fraction=cfg.min_antenna_good_fraction)
                 if cfg.flag else None)
-        apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"], final,
-                           chunk_rows=cfg.chunk_rows, flag=flag, cross_hands=cfg.cross_hands)
+        catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
+        field = FieldModel(catalog, radius_deg=cfg.field_radius_deg,
+                           min_flux_jy=cfg.field_min_flux_jy,
+                           solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s)) \
+            if cfg.field_phase and catalog else None
+        threads = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
+        _, extra = apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"],
+                                      final, chunk_rows=cfg.chunk_rows, flag=flag,
+                                      cross_hands=cfg.cross_hands, field=field,
+                                      threads=threads if isinstance(threads, int) else None)
         ref = ProductRef.for_path("ms", final, calibrated=True,
-                                  caltables=[by_kind["B Jones"], by_kind["G Jones"]])
+                                  caltables=[by_kind["B Jones"], by_kind["G Jones"]],
+                                  field_phase=extra.get("field_phase"))
         return (ctx.with_output("ms_calibrated", ref)
                 .with_metrics(self.name, apply_s=time.perf_counter() - t,
-                              caltables=[by_kind["B Jones"], by_kind["G Jones"]]))
+                              caltables=[by_kind["B Jones"], by_kind["G Jones"]], **extra))
 
 
 def _viscal_of(path: str) -> str:

@@ -410,7 +410,8 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
                params: CleanParams, mask: np.ndarray | None = None,
                convolver: PsfConvolver | None = None,
                approx_residual: Callable[[np.ndarray], np.ndarray] | None = None,
-               dirty_exact: bool = True) -> CleanResult:
+               dirty_exact: bool = True,
+               more: Callable[[float], bool] | None = None) -> CleanResult:
     """Cotton-Schwab CLEAN of ``dirty`` (Jy/beam) with ``psf`` (peak 1 at the centre).
 
     ``psf`` may be the image size or twice it (2ny, 2nx), peaked at its centre. With a
@@ -432,6 +433,10 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     ``residual = last exact residual - PSF * (model - model at that residual)``. Either way
     an exact cycle runs only when the approximate ones say CLEAN is done (or the budget is
     spent), the cycles after it are exact, and CLEAN stops only on an exact residual.
+
+    ``more(stop_level)``, asked when CLEAN would stop on its threshold, may call for another
+    exact cycle (at most three): the model's prediction changed since the last residual
+    (for example its spectral indices were measured anew).
     """
     residual = np.array(dirty, dtype=np.float32, copy=True)
     model = np.zeros_like(residual)
@@ -448,6 +453,7 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     sub_conv = convolver
     stop_reason = "niter"
     rms = robust_rms(residual)
+    n_more = 0
 
     def exact_cycle() -> None:
         nonlocal residual, exact, n_major, true_residual, true_model, approx_on
@@ -477,6 +483,10 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
         if reason is not None:
             if not exact:
                 exact_cycle()  # decide on the residual computed from all the visibilities
+                continue
+            if reason == "threshold" and more is not None and n_more < 3 and more(stop_level):
+                n_more += 1
+                exact_cycle()
                 continue
             stop_reason = reason
             break

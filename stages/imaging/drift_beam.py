@@ -130,6 +130,9 @@ class DriftBeamModel:
     default_alpha: float = 0.0
     half_extent: tuple[float, float] = (np.inf, np.inf)
     outlier_min_jy: float = np.inf
+    #: spectral indices measured from the data (``spectral.py``) at bright sources: a
+    #: component within ``match_radius`` of one takes its index before the catalog's
+    measured: SkySources | None = None
 
     def __post_init__(self) -> None:
         if self.weights.shape != (len(self.times), len(self.freqs)):
@@ -146,15 +149,21 @@ class DriftBeamModel:
 
     def _spectral_shape(self, l: np.ndarray, m: np.ndarray) -> np.ndarray:  # noqa: E741
         """(ncomp, nfreq) relative spectra ``(nu / nu_mid) ** alpha`` of components at (l, m)."""
+        f_mid = float(np.median(self.freqs))
+        return (self.freqs[None, :] / f_mid) ** self.alpha_at(l, m)[:, None]
+
+    def alpha_at(self, l: np.ndarray, m: np.ndarray) -> np.ndarray:  # noqa: E741
+        """Spectral index of components at (l, m): measured, else the catalog's, else the
+        default."""
         alpha = np.full(len(l), self.default_alpha)
-        sky = self.sky
-        if sky is not None and len(sky.l) and self.match_radius > 0:
+        for sky in (self.sky, self.measured):  # the measured index overrides the catalog's
+            if sky is None or not len(sky.l) or self.match_radius <= 0:
+                continue
             d2 = (l[:, None] - sky.l[None, :]) ** 2 + (m[:, None] - sky.m[None, :]) ** 2
             near = np.argmin(d2, axis=1)
             ok = d2[np.arange(len(l)), near] <= self.match_radius ** 2
             alpha[ok] = sky.alpha[near[ok]]
-        f_mid = float(np.median(self.freqs))
-        return (self.freqs[None, :] / f_mid) ** alpha[:, None]
+        return alpha
 
     def outliers(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(lmn (nt, n, 3), apparent flux (nt, n, nfreq)) of the catalog sources outside the
@@ -176,6 +185,30 @@ class DriftBeamModel:
             return None
         return (lmn_track(sky.l[out[keep]], sky.m[out[keep]], len(self.times)),
                 np.ascontiguousarray(app[:, keep]))
+
+    def band_factors(self, l: np.ndarray, m: np.ndarray, chans: list[np.ndarray]  # noqa: E741
+                     ) -> np.ndarray:
+        """(n, K) mean over the data's weights of ``B S / mean(B S)`` of components at (l, m)
+        over each channel group ``chans[k]`` (indices into ``freqs``): what the prediction
+        gives each sub-band relative to the component's flux."""
+        ratio = beam_ratio(component_beams(l, m, self._drift(), self.dec, self.freqs,
+                                           self.diameter)
+                           * self._spectral_shape(l, m)[None], self.weights)
+        out = np.empty((len(l), len(chans)))
+        for k, c in enumerate(chans):
+            w = self.weights[:, c]
+            out[:, k] = np.einsum("tcf,tf->c", ratio[:, :, c], w) / max(w.sum(), 1e-300)
+        return out
+
+    def point_sources(self, l: np.ndarray, m: np.ndarray, flux: np.ndarray  # noqa: E741
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(lmn (nt, n, 3), flux (nt, n, nfreq)) of point sources at (l, m) whose apparent
+        (data-weighted mean) flux is ``flux``: each with its moving beam and spectrum."""
+        ratio = beam_ratio(component_beams(l, m, self._drift(), self.dec, self.freqs,
+                                           self.diameter)
+                           * self._spectral_shape(l, m)[None], self.weights)
+        return lmn_track(l, m, len(self.times)), \
+            np.ascontiguousarray(np.asarray(flux, np.float64)[None, :, None] * ratio)
 
     def correction(self, model: np.ndarray, cell: float) -> tuple[np.ndarray, np.ndarray] | None:
         """(lmn (nt, nc, 3), delta_flux (nt, nc, nfreq)) of the chosen components, or None.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -22,8 +22,10 @@ from dsa110_pipeline.simulate.dft import predict_visibilities_drift
 from .beam import Beam, fit_beam, normalise_psf, restore
 from .clean import CleanParams, CleanResult, PsfConvolver, deconvolve
 from .drift_beam import DriftBeamModel, SkySources
-from .gridding import image_to_vis, vis_to_image
+from .gridding import image_to_vis, pixel_lm, vis_to_image
+from .points import PointSources, add_points, point_sources
 from .primary_beam import pb_correct, pb_image
+from .spectral import bright_clusters, spectral_correction
 from .weighting import apply_weighting, grid_weight_density, weight_sums
 
 #: Fewest channels per approximate major cycle: fewer would change the PSF
@@ -110,6 +112,14 @@ class ImagingParams:
     beam: Beam | None = None
     #: dish diameter (m) of the Airy primary beam; None: no beam model, so no pb/pbcor
     dish_diameter: float | None = DISH_DIAMETER
+    #: with ``drift_track``: clusters of model components brighter than this many times the
+    #: thermal noise get their spectral index measured from the data in every major cycle
+    #: (the residual imaged in two half-bands, ``spectral.py``); 0: off (catalog indices)
+    spectral_fit_snr: float = 50.0
+    #: with ``drift_track``: compact clusters of model components brighter than this many
+    #: times the thermal noise are modelled as point sources at their sub-pixel centre
+    #: (predicted by a direct Fourier sum, restored there: ``points.py``); 0: off
+    point_snr: float = 30.0
 
 
 @dataclass
@@ -127,6 +137,8 @@ class ImagingResult:
     expected_rms: float
     clean: CleanResult
     timings: dict[str, float] = field(default_factory=dict)
+    #: spectral-index measurement: fits made, sources measured, last change (Jy)
+    spectral: dict[str, float] = field(default_factory=dict)
 
 
 def _weighted(chunks: Iterable[VisChunk], p: ImagingParams,
@@ -297,6 +309,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     # field (twice the image's side) cost ~16x those of the image's; offsets beyond half
     # the image only guide the minor cycle far from a component, and a major cycle corrects
     inner = np.zeros((p.npix_y, p.npix_x)) if k > 1 and psf_grid["do_wgridding"] else None
+    spectral_on = p.spectral_fit_snr > 0 and p.drift_track is not None \
+        and p.dish_diameter is not None and p.drift_components > 0
     for ch, w in passes():
         if cached is None:
             stats.add(ch.freq, _data_weight(ch), w, ch.time)
@@ -329,13 +343,21 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     t["psf"] = time.perf_counter() - t0 - sum(t.values())
     wsums: dict[int, float] = {1: stats.wsum}
 
-    def residual_image(model: np.ndarray | None, s: int) -> np.ndarray:
-        """(dirty image - model * PSF) from the visibilities of every ``s``-th channel."""
+    halves: dict[str, np.ndarray] = {}
+
+    def residual_image(model: np.ndarray | None, s: int, split: bool = False,
+                       extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """(dirty image - model * PSF) from the visibilities of every ``s``-th channel; with
+        ``split`` also the residual of each half of the band (in ``halves``); ``extra``
+        sources (lmn, flux per time and channel) are predicted by a direct Fourier sum."""
         eps = p.epsilon if s == 1 else max(p.epsilon, p.approx_epsilon)
         res = np.zeros((p.npix_y, p.npix_x))
+        parts = np.zeros((2, p.npix_y, p.npix_x)) if split else None
+        part_w = np.zeros(2)
+        part_f = np.zeros(2)
         wsum = 0.0
-        corr = _join(drift.correction(model, p.cell) if model is not None else None, outliers) \
-            if drift is not None else None
+        corr = _join(drift.correction(model, p.cell) if model is not None else None, outliers,
+                     extra) if drift is not None else None
         for ch, w in passes():
             if not np.any(w):
                 continue
@@ -370,11 +392,29 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                                                *moving, sign=1, unprojected=False, out=out,
                                                accumulate=True, nthreads=p.nthreads)
                 np.subtract(vis[sl], out, out=out)
-                res += vis_to_image(ch.uvw[sl], freq, out, wv[sl], **{**grid, "epsilon": eps})
+                if parts is None:
+                    res += vis_to_image(ch.uvw[sl], freq, out, wv[sl],
+                                        **{**grid, "epsilon": eps})
+                    continue
+                h = len(freq) // 2
+                for k, c in enumerate((slice(0, h), slice(h, None))):
+                    wk = wv[sl][:, c]
+                    parts[k] += vis_to_image(ch.uvw[sl], freq[c], out[:, c], wk,
+                                             **{**grid, "epsilon": eps})
+                    ws = wk.sum(axis=0, dtype=np.float64)
+                    part_w[k] += float(ws.sum())
+                    part_f[k] += float(ws @ freq[c])
             del buf
             release_free_memory()
         if s not in wsums:
             wsums[s] = wsum
+        if parts is not None:
+            res = parts.sum(axis=0)
+            ok = part_w > 0
+            halves["image"] = (parts / np.where(ok, part_w, 1.0)[:, None, None]).astype(
+                np.float32)
+            halves["freq"] = np.where(ok, part_f / np.where(ok, part_w, 1.0), np.nan)
+            halves["weight"] = part_w
         return (res / wsums[s]).astype(np.float32)
 
     drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
@@ -391,14 +431,83 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     dirty = residual_image(None, stride)
     t["dirty"] = time.perf_counter() - t0 - sum(t.values())
     t1 = time.perf_counter()
-    cres = deconvolve(dirty, psf_full, lambda m: residual_image(m, 1), p.clean,
+    fit_floor = p.spectral_fit_snr * stats.expected_rms \
+        if spectral_on and drift is not None else None
+    spectral = {"change_jy": 0.0, "fits": 0, "sources": 0}
+    beam_px = max(beam.bmaj / p.cell, 1.0)
+
+    def measure_spectra(model: np.ndarray) -> None:
+        """Spectral indices of the bright clusters from the half-band residuals."""
+        nonlocal drift
+        img, f_k, w_k = halves.pop("image"), halves.pop("freq"), halves.pop("weight")
+        cl = bright_clusters(model, fit_floor, beam_px)
+        if not len(cl.flux) or not np.all(np.isfinite(f_k)):
+            return
+        l_row, m_col = pixel_lm(p.npix_y, p.npix_x, p.cell)
+        iy = np.clip(np.round(cl.y).astype(int), 0, p.npix_y - 1)
+        ix = np.clip(np.round(cl.x).astype(int), 0, p.npix_x - 1)
+        l, m = l_row[0, ix], m_col[iy, 0]  # noqa: E741
+        h = len(drift.freqs) // 2
+        chans = [np.arange(h), np.arange(h, len(drift.freqs))]
+        model_k = cl.flux[:, None] * drift.band_factors(l, m, chans)
+        resid_k = img[:, iy, ix].T
+        f0 = float(np.sqrt(f_k[0] * f_k[1]))
+        d_alpha = spectral_correction(model_k, resid_k, f_k, w_k, f0)
+        alpha = drift.alpha_at(l, m) + d_alpha
+        drift = replace(drift, measured=SkySources(l=l, m=m, flux=cl.flux, alpha=alpha,
+                                                     ref_freq=np.full(l.size, f0)))
+        frac = abs(np.log(f_k[1] / f_k[0])) / 2
+        spectral["change_jy"] = float(np.max(np.abs(d_alpha) * cl.flux * frac))
+        spectral["fits"] += 1
+        spectral["sources"] = int(l.size)
+
+    point_floor = p.point_snr * stats.expected_rms \
+        if p.point_snr > 0 and drift is not None else None
+    no_points = PointSources(np.zeros(0), np.zeros(0), np.zeros(0),
+                             np.zeros((p.npix_y, p.npix_x), np.float32))
+
+    def points_of(model: np.ndarray) -> PointSources:
+        return point_sources(model, point_floor, beam_px) if point_floor is not None \
+            else no_points
+
+    def point_vis(pts: PointSources) -> tuple[np.ndarray, np.ndarray] | None:
+        if not len(pts):
+            return None
+        # direction cosines of sub-pixel positions, as ``gridding.pixel_lm`` for pixels
+        l = -(pts.x - p.npix_x // 2) * p.cell  # noqa: E741
+        m = (pts.y - p.npix_y // 2) * p.cell
+        return drift.point_sources(l, m, pts.flux)
+
+    def cycle(model: np.ndarray, s: int) -> np.ndarray:
+        # spectra from exact cycles only: the half-bands of a channel subset are too noisy
+        # to measure, and an index that changes every cycle keeps CLEAN from converging
+        split = s == 1 and fit_floor is not None and drift is not None and bool(np.any(
+            np.abs(model) >= 0.1 * fit_floor))
+        pts = points_of(model)
+        gridded = model - pts.replaced if len(pts) else model
+        res = residual_image(gridded, s, split, point_vis(pts))
+        if split:
+            measure_spectra(model)
+        return res
+
+    def more(stop_level: float) -> bool:
+        """Whether the last spectral update moved a prediction by over half the stop
+        level (then the residual is stale: one more exact cycle)."""
+        return spectral["change_jy"] > 0.5 * stop_level
+
+    cres = deconvolve(dirty, psf_full, lambda m: cycle(m, 1), p.clean,
                       convolver=convolver,
-                      approx_residual=(lambda m: residual_image(m, stride)) if stride > 1
-                      else None, dirty_exact=stride == 1)
+                      approx_residual=(lambda m: cycle(m, stride)) if stride > 1
+                      else None, dirty_exact=stride == 1,
+                      more=more if fit_floor is not None else None)
     del convolver, psf_full
     t["clean"] = time.perf_counter() - t1
     t1 = time.perf_counter()
-    image = restore(cres.model, cres.residual, p.cell, beam, nthreads=p.nthreads)
+    pts = points_of(cres.model)
+    image = restore(cres.model - pts.replaced if len(pts) else cres.model, cres.residual,
+                    p.cell, beam, nthreads=p.nthreads)
+    add_points(image, pts, beam, p.cell)
+    spectral["points"] = len(pts)
     freq_w = stats.freq_w
     freqs = np.array(sorted(freq_w))
     fw = np.array([freq_w[f] for f in freqs])
@@ -417,4 +526,4 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                          model=cres.model.astype(np.float32), psf=psf, pb=pb, pbcor=pbcor,
                          beam=beam, freq_ref=freq_ref, bandwidth=bandwidth, weight_sum=wsum,
                          expected_rms=stats.expected_rms, clean=cres,
-                         timings=t)
+                         timings=t, spectral=spectral)

@@ -58,13 +58,18 @@ class ImagingConfig(StageConfig):
     uv_min_lambda: float = Field(0.0, ge=0)
     uv_max_lambda: float | None = Field(None, gt=0)
     taper_arcsec: float | None = Field(None, gt=0)
-    niter: int = Field(1000, ge=0)
+    #: Iteration budget: CLEAN stops on its thresholds long before (a few thousand).
+    niter: int = Field(50000, ge=0)
     gain: float = Field(0.1, gt=0, le=1)
     mgain: float = Field(0.8, gt=0, le=1)
     threshold_jy: float = Field(0.0, ge=0)
-    auto_threshold: float | None = Field(3.0, gt=0)
-    auto_mask: float | None = Field(None, gt=0)
-    max_major: int = Field(20, ge=1)
+    #: CLEAN searches the whole image down to ``auto_mask`` x the residual rms, then cleans
+    #: only where it has found flux down to ``auto_threshold`` x rms: deep on the sources
+    #: (their sidelobes go), never on noise (a free CLEAN to 3 sigma put thousands of
+    #: components on noise and stopped on its budget with bright sources half cleaned).
+    auto_threshold: float | None = Field(1.5, gt=0)
+    auto_mask: float | None = Field(4.0, gt=0)
+    max_major: int = Field(30, ge=1)
     psf_patch: int | None = Field(None, ge=8)
     #: Image-domain major cycles (double-size PSF) between the visibility-domain ones: fewer
     #: passes over the data, but only valid for a position-invariant PSF (small w-term,
@@ -110,6 +115,15 @@ class ImagingConfig(StageConfig):
     #: (``paths.survey_catalog``), else neither.
     field_catalog: str | None = None
     outlier_min_jy: float = Field(0.02, ge=0)
+    #: With pb_drift: sources brighter than this many times the thermal noise get their
+    #: spectral index measured from the data in each major cycle (a survey catalog has
+    #: none, and a wrong index leaves chromatic sidelobes); 0: catalog indices only.
+    spectral_fit_snr: float = Field(50.0, ge=0)
+    #: With pb_drift: compact sources brighter than this many times the thermal noise are
+    #: modelled as point sources at their sub-pixel position (exact prediction and
+    #: restoration); on the grid such a source grows rings of +/- components that restore
+    #: as false sources around it. 0: off.
+    point_snr: float = Field(30.0, ge=0)
     memory_limit_gb: float = Field(16.0, gt=0)
     #: "auto": hold the visibilities in memory when they fit in the memory limit.
     in_memory: Literal["auto", "always", "never"] = "auto"
@@ -277,6 +291,8 @@ class ImagingStage(PipelineStage):
                              sky=self.sky_sources(info, catalog) if info and cfg.pb_drift
                              else None,
                              outlier_min_jy=cfg.outlier_min_jy,
+                             spectral_fit_snr=cfg.spectral_fit_snr,
+                             point_snr=cfg.point_snr,
                              clean=clean, psf_oversize=cfg.psf_oversize,
                              psf_wgridding=cfg.psf_wgridding, approx_stride=cfg.approx_stride,
                              approx_epsilon=cfg.approx_epsilon,
@@ -400,6 +416,9 @@ class ImagingStage(PipelineStage):
                  "n_major": result.clean.n_major,
                  "n_approx_major": result.clean.n_approx_cycles,
                  "stop_reason": result.clean.stop_reason,
+                 "spectral_fits": result.spectral.get("fits", 0),
+                 "spectral_sources": result.spectral.get("sources", 0),
+                 "point_sources": result.spectral.get("points", 0),
                  "expected_rms_jy": result.expected_rms,
                  **{f"{k}_s": v for k, v in result.timings.items()}}
         return result, extra

@@ -157,7 +157,7 @@ def test_tables_apply_to_a_four_pol_target(solved, tmp_path):
     """apply_calibration on a four-correlation target with the tables of the solve."""
     _, ms4, out2, _ = solved
     b, g = (r.path for r in out2.outputs["caltables"])
-    dst = apply_tables_to_ms(ms4, b, g, tmp_path / "t_cal.ms", cross_hands="keep")
+    dst, _ = apply_tables_to_ms(ms4, b, g, tmp_path / "t_cal.ms", cross_hands="keep")
     (c2,) = _cols(out2.outputs["ms_calibrated"].path, "CORRECTED_DATA")
     d, c = _cols(str(dst), "DATA", "CORRECTED_DATA")
     np.testing.assert_array_equal(c[..., [1, 2]], d[..., [1, 2]])

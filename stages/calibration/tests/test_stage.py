@@ -231,7 +231,7 @@ def test_apply_tables_to_another_ms(calibrated, group, tmp_path):
 
     _, ms, _ = group
     b, g = (r.path for r in calibrated.outputs["caltables"])
-    out = apply_tables_to_ms(ms.path, b, g, tmp_path / "target_cal.ms")
+    out, _ = apply_tables_to_ms(ms.path, b, g, tmp_path / "target_cal.ms")
     with tables.table(str(out), ack=False) as t1, \
             tables.table(calibrated.outputs["ms_calibrated"].path, ack=False) as t2:
         c1, c2 = t1.getcol("CORRECTED_DATA"), t2.getcol("CORRECTED_DATA")
