@@ -49,9 +49,12 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
     ok = ~sol.flags & (np.abs(sol.gains) > 0)
     phase = np.where(ok, sol.gains / np.where(ok, np.abs(sol.gains), 1.0), 1.0)
     new = np.where(ok, np.abs(g_cal) * phase, g_cal).astype(sol.gains.dtype)
-    # the phase step the refinement made, per antenna and interval, for the metrics
+    # the phase step the refinement made, per antenna and interval, less the common phase
+    # of each interval (the two solves' reference antennas differ), for the metrics
     with np.errstate(invalid="ignore"):
-        step = np.angle(new * np.conj(g_cal))
+        d = new * np.conj(g_cal)
+        common = np.sum(np.where(ok, d, 0), axis=1, keepdims=True)
+        step = np.angle(d * np.conj(common / np.where(np.abs(common) > 0, np.abs(common), 1)))
     metrics = {"field_phase_solved_fraction": float(ok.mean()),
                "field_phase_rms_deg": float(np.degrees(np.sqrt(np.mean(step[ok] ** 2))))
                if ok.any() else None,

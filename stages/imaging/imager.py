@@ -30,6 +30,8 @@ from .weighting import apply_weighting, grid_weight_density, weight_sums
 
 #: Fewest channels per approximate major cycle: fewer would change the PSF
 _MIN_APPROX_CHANNELS = 32
+#: Most spectral-index measurements (exact major cycles) per image
+MAX_SPECTRAL_FITS = 10
 
 
 @dataclass
@@ -481,8 +483,10 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     def cycle(model: np.ndarray, s: int) -> np.ndarray:
         # spectra from exact cycles only: the half-bands of a channel subset are too noisy
         # to measure, and an index that changes every cycle keeps CLEAN from converging
-        split = s == 1 and fit_floor is not None and drift is not None and bool(np.any(
-            np.abs(model) >= 0.1 * fit_floor))
+        # (a few fits settle the indices; later ones would only stir the residual)
+        split = s == 1 and fit_floor is not None and drift is not None \
+            and spectral["fits"] < MAX_SPECTRAL_FITS \
+            and bool(np.any(np.abs(model) >= 0.1 * fit_floor))
         pts = points_of(model)
         gridded = model - pts.replaced if len(pts) else model
         res = residual_image(gridded, s, split, point_vis(pts))
@@ -493,7 +497,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     def more(stop_level: float) -> bool:
         """Whether the last spectral update moved a prediction by over half the stop
         level (then the residual is stale: one more exact cycle)."""
-        return spectral["change_jy"] > 0.5 * stop_level
+        change, spectral["change_jy"] = spectral["change_jy"], 0.0
+        return change > 0.5 * stop_level
 
     cres = deconvolve(dirty, psf_full, lambda m: cycle(m, 1), p.clean,
                       convolver=convolver,

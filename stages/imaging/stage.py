@@ -67,7 +67,7 @@ class ImagingConfig(StageConfig):
     #: only where it has found flux down to ``auto_threshold`` x rms: deep on the sources
     #: (their sidelobes go), never on noise (a free CLEAN to 3 sigma put thousands of
     #: components on noise and stopped on its budget with bright sources half cleaned).
-    auto_threshold: float | None = Field(1.5, gt=0)
+    auto_threshold: float | None = Field(2.0, gt=0)
     auto_mask: float | None = Field(4.0, gt=0)
     max_major: int = Field(30, ge=1)
     psf_patch: int | None = Field(None, ge=8)
