@@ -1,0 +1,69 @@
+"""Target phases refined on the field model: phases from the target, amplitudes from the
+calibrator; antennas without a solution keep the calibrator's gains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.calibration.field_phase import FieldPhaseParams, refine_phases
+from stages.calibration.solve import GainSolution
+
+
+def _solution(kind: str, gains: np.ndarray, times: np.ndarray, freqs: np.ndarray
+              ) -> GainSolution:
+    return GainSolution(kind, gains, np.zeros(gains.shape, bool), np.full(gains.shape, 100.0),
+                        times, np.full(times.size, 60.0), freqs, 0)
+
+
+def test_phases_come_from_the_field_and_amplitudes_from_the_calibrator():
+    rng = np.random.default_rng(2)
+    n_ant, nt, nc, npol = 8, 6, 4, 2
+    a1, a2 = np.triu_indices(n_ant, 1)
+    times = 5e9 + 12.9 * np.arange(nt)
+    freqs = np.linspace(1.35e9, 1.45e9, nc)
+    # the field: a few sources, as model visibilities with structure
+    model = (rng.normal(1, 0.3, (nt, a1.size, nc, 1))
+             * np.exp(1j * rng.uniform(-3, 3, (nt, a1.size, nc, 1)))).astype(np.complex64)
+    model = np.repeat(model, npol, axis=-1)
+    true_phase = rng.uniform(-1, 1, (n_ant, npol))
+    true_amp = rng.uniform(0.8, 1.2, (n_ant, npol))
+    g = true_amp * np.exp(1j * true_phase)
+    vis = g[None, a1, None, :] * model * np.conj(g[None, a2, None, :])
+    flags = np.zeros(vis.shape, bool)
+    bp = _solution("B", np.ones((1, n_ant, nc, npol), np.complex64), times[:1], freqs)
+    # the calibrator's gains: right amplitudes, phases an hour old, one antenna flagged
+    cal = (true_amp * np.exp(1j * (true_phase + rng.normal(0, 0.3, (n_ant, npol)))))
+    g_cal = _solution("G", cal[None, :, None, :].astype(np.complex64), times[:1] - 3600,
+                      freqs[:1])
+    new, metrics = refine_phases(vis, model, flags, a1, a2, n_ant, times, freqs, bp, g_cal,
+                                 refant=0, params=FieldPhaseParams(solint_s=None))
+    got = new.gains[0, :, 0, :]
+    np.testing.assert_allclose(np.abs(got), true_amp, rtol=1e-5)
+    # phases agree up to one common phase (the reference)
+    d = got * np.conj(g)
+    d /= d[0]
+    np.testing.assert_allclose(np.angle(d), 0, atol=1e-4)
+    assert metrics["field_phase_solved_fraction"] == 1.0
+    assert metrics["field_phase_rms_deg"] == pytest.approx(
+        np.degrees(0.3), rel=0.5)  # the hour of drift it removed
+
+
+def test_faint_field_keeps_the_calibrator_gains():
+    n_ant, nt, nc = 6, 3, 2
+    a1, a2 = np.triu_indices(n_ant, 1)
+    times = 5e9 + 12.9 * np.arange(nt)
+    freqs = np.array([1.4e9, 1.41e9])
+    rng = np.random.default_rng(0)
+    vis = (rng.normal(size=(nt, a1.size, nc, 1)) + 1j * rng.normal(size=(nt, a1.size, nc, 1))
+           ).astype(np.complex64)
+    model = np.full(vis.shape, 1e-6, np.complex64)  # no signal to speak of: S/N << 5
+    bp = _solution("B", np.ones((1, n_ant, nc, 1), np.complex64), times[:1], freqs)
+    cal = np.exp(1j * rng.uniform(-1, 1, (1, n_ant, 1, 1))).astype(np.complex64)
+    g_cal = _solution("G", cal, times[:1], freqs[:1])
+    new, metrics = refine_phases(vis, model, np.zeros(vis.shape, bool), a1, a2, n_ant, times,
+                                 freqs, bp, g_cal, refant=0)
+    np.testing.assert_allclose(new.gains[:, :, 0, 0], np.broadcast_to(cal[:, :, 0, 0],
+                                                                      new.gains[:, :, 0, 0]
+                                                                      .shape), atol=1e-6)
+    assert metrics["field_phase_solved_fraction"] == 0.0
