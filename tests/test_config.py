@@ -101,7 +101,7 @@ def test_config_pickles_as_its_data_for_dask_workers():
 
 def test_config_keys_named_in_the_docs_exist():
     """Every `branch.key` the operator docs name is a real config key (issue 20: they
-    recommended the unknown apply_calibration.field_catalog)."""
+    once recommended a key that did not exist)."""
     import re
     from pathlib import Path
 

@@ -76,6 +76,31 @@ def _check_db_agrees_with_disk(out: Path) -> None:
     assert not leftovers, f"partial products left: {leftovers}"
 
 
+def run_and_kill(inp: Path, out: Path, after_stage_runs: int) -> int:
+    """Start a night in a process group and SIGKILL the whole group (the run, its dask
+    workers and their trackers) once the state DB holds ``after_stage_runs`` stage runs;
+    returns how many it held."""
+    cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(inp),
+           "--output", str(out), "--log-json", *SMALL]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    db = out / "state.sqlite"
+    deadline = time.time() + 240
+    n = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        try:
+            with sqlite3.connect(db) as c:
+                n = c.execute("select count(*) from stage_runs").fetchone()[0]
+        except sqlite3.Error:
+            continue
+        if n >= after_stage_runs:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    return n
+
+
 def _run(inp: Path, out: Path, *extra: str) -> int:
     return main(["--input", str(inp), "--output", str(out), "--log-json", *SMALL, *extra])
 
@@ -137,24 +162,7 @@ def test_corrupt_subband_quarantines_only_its_group(night_input, tmp_path):
 
 def test_sigkill_mid_night_then_rerun_completes(night_input, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(night_input),
-           "--output", str(out), "--log-json", *SMALL]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    db = out / "state.sqlite"
-    deadline = time.time() + 240
-    killed_after = 0
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        try:
-            with sqlite3.connect(db) as c:
-                killed_after = c.execute("select count(*) from stage_runs").fetchone()[0]
-        except sqlite3.Error:
-            continue
-        if killed_after >= 3:
-            os.killpg(proc.pid, signal.SIGKILL)  # the run and its dask workers
-            break
-    proc.wait()
+    killed_after = run_and_kill(night_input, out, after_stage_runs=3)
     assert 3 <= killed_after < 12, "the run was not killed mid-night"
     assert _run(night_input, out) == 0
     assert all(g["status"] == "done" for g in _groups(out).values())

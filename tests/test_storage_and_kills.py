@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dsa110_pipeline.run import main
-from tests.test_end_to_end import SMALL, night_input  # noqa: F401 - the module's night
+from tests.test_end_to_end import SMALL, night_input, run_and_kill  # noqa: F401 - the night
 
 
 @contextmanager
@@ -170,23 +170,9 @@ def test_stale_semaphore_removed_live_one_kept(tmp_path) -> None:
 def test_sigkilled_run_leaves_no_semaphores_after_rerun(night_input, tmp_path) -> None:  # noqa: F811
     before = _stale_semaphores()
     out = tmp_path / "out"
+    run_and_kill(night_input, out, after_stage_runs=1)
     cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(night_input),
            "--output", str(out), "--log-json", *SMALL]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    db = out / "state.sqlite"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        try:
-            with sqlite3.connect(db) as c:
-                n = c.execute("select count(*) from stage_runs").fetchone()[0]
-        except sqlite3.Error:
-            continue
-        if n >= 1:
-            os.killpg(proc.pid, signal.SIGKILL)  # the run, its workers and trackers
-            break
-    proc.wait()
     time.sleep(0.5)
     leaked = _stale_semaphores() - before
     assert leaked, "the SIGKILL left no semaphores: nothing to test"
