@@ -14,6 +14,13 @@ from typing import Any
 import structlog
 
 
+def _stderr_logger(*_args: Any) -> Any:
+    """A logger writing to the ``sys.stderr`` of the moment it is made, not of the moment
+    logging was configured (a stream replaced since, e.g. by a test's capture, may be
+    closed by now)."""
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure_logging(*, json_lines: bool = False, level: str = "INFO", stream: Any = None) -> None:
     """Set up structlog once per process: console renderer or JSON lines."""
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
@@ -30,7 +37,8 @@ def configure_logging(*, json_lines: bool = False, level: str = "INFO", stream: 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream) if stream is not None
+        else _stderr_logger,
         cache_logger_on_first_use=False,
     )
 
