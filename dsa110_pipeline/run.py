@@ -425,7 +425,7 @@ def _demo_config(args: argparse.Namespace, overrides: list[str],
     from .simulate.demo import simulate_demo_night
 
     # the simulated night carries its survey catalog (NVSS-like), which discovery finds
-    # beside the files as on a real night; the truth stays with the judges
+    # beside the files as on a real night; only tests and perf scoring see the simulated sky
     incoming = simulate_demo_night(out / "incoming", cfg)
     extra = [f"paths.input_dir={incoming}"]
     n_sb = cfg.demo.n_subbands

@@ -1,7 +1,7 @@
 """The validation reference: an NVSS-format catalog file (the night's survey catalog).
 
-Validation never reads the simulator's truth: a real night has a survey catalog and no
-truth, and the judges alone (tests, perf scoring) read ``*_truth*`` files.
+Validation reads only a survey catalog, as a real night has; the simulator's own record of
+its sky is for tests and perf scoring alone.
 """
 
 from __future__ import annotations

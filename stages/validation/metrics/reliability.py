@@ -5,7 +5,7 @@ Thermal noise is symmetric, and so, to first order, are the sidelobes that calib
 errors and incomplete deconvolution leave around a source (a gain error's ghost has
 positive and negative lobes of equal size). Real sources are positive only. So the number
 of peaks of −image above a threshold estimates how many of the peaks of +image above it are
-not sources: reliability ≈ 1 − N₋/N₊. This is the test radio surveys use when no truth is
+not sources: reliability ≈ 1 − N₋/N₊. This is the test radio surveys use when no input sky is
 at hand (as for NVSS, FIRST, ASKAP/EMU); here it is a pure function on arrays.
 """
 
