@@ -3,8 +3,9 @@
 Every run is ``python -m dsa110_pipeline.run --input IN --output OUT`` in its own subprocess
 (wall time and peak RSS of the process tree: orchestrator, dask workers and their children),
 on simulated data with the calibrator 3C454.3 transiting in the first group. As for the
-demo, the simulated sky's catalog is the calibration and imaging field model (the part NVSS
-plays on a real night) and the truth is the validation reference.
+demo, the night's survey catalog (``survey_catalog.csv``, what NVSS is on a real night) is
+the calibration and imaging field model and the validation reference: no stage sees the
+truth.
 
 Scenarios:
 

@@ -30,8 +30,12 @@ from .weighting import apply_weighting, grid_weight_density, weight_sums
 
 #: Fewest channels per approximate major cycle: fewer would change the PSF
 _MIN_APPROX_CHANNELS = 32
-#: Most spectral-index measurements (exact major cycles) per image
+#: Most spectral-index measurements per image, and how many of them on exact major cycles
+#: once channel-subset cycles have made two or more (their fits settle the large errors
+#: cheaply; an exact fit refines them to the thermal noise, and each fit changes the
+#: prediction, so it costs an exact cycle more)
 MAX_SPECTRAL_FITS = 10
+MAX_EXACT_FITS = 1
 
 
 @dataclass
@@ -99,7 +103,7 @@ class ImagingParams:
     #: ducc0 accuracy of those approximate cycles (at least ``epsilon``)
     approx_epsilon: float = 1e-3
     #: bytes of predicted visibilities held at once in a major cycle (row blocks beyond)
-    predict_buffer_bytes: int = 128 * 2**20
+    predict_buffer_bytes: int = 1024 * 2**20
     #: (t_mid s, dec rad) of a meridian drift scan phased to the meridian at t_mid: the major
     #: cycles then predict the brightest model components with the moving beam (None: off)
     drift_track: tuple[float, float] | None = None
@@ -357,6 +361,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         parts = np.zeros((2, p.npix_y, p.npix_x)) if split else None
         part_w = np.zeros(2)
         part_f = np.zeros(2)
+        part_nu: list[list[np.ndarray]] = [[], []]
         wsum = 0.0
         corr = _join(drift.correction(model, p.cell) if model is not None else None, outliers,
                      extra) if drift is not None else None
@@ -406,6 +411,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                     ws = wk.sum(axis=0, dtype=np.float64)
                     part_w[k] += float(ws.sum())
                     part_f[k] += float(ws @ freq[c])
+                    if r0 == 0:
+                        part_nu[k].append(freq[c])
             del buf
             release_free_memory()
         if s not in wsums:
@@ -417,6 +424,8 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 np.float32)
             halves["freq"] = np.where(ok, part_f / np.where(ok, part_w, 1.0), np.nan)
             halves["weight"] = part_w
+            halves["chans"] = [np.unique(np.concatenate(nu)) if nu else np.zeros(0)
+                               for nu in part_nu]
         return (res / wsums[s]).astype(np.float32)
 
     drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
@@ -435,22 +444,23 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     t1 = time.perf_counter()
     fit_floor = p.spectral_fit_snr * stats.expected_rms \
         if spectral_on and drift is not None else None
-    spectral = {"change_jy": 0.0, "fits": 0, "sources": 0}
+    spectral = {"change_jy": 0.0, "fits": 0, "exact_fits": 0, "sources": 0}
     beam_px = max(beam.bmaj / p.cell, 1.0)
 
-    def measure_spectra(model: np.ndarray) -> None:
+    def measure_spectra(model: np.ndarray, exact: bool) -> None:
         """Spectral indices of the bright clusters from the half-band residuals."""
         nonlocal drift
         img, f_k, w_k = halves.pop("image"), halves.pop("freq"), halves.pop("weight")
+        nu_k = halves.pop("chans")
         cl = bright_clusters(model, fit_floor, beam_px)
-        if not len(cl.flux) or not np.all(np.isfinite(f_k)):
+        if not len(cl.flux) or not np.all(np.isfinite(f_k)) or not all(len(c) for c in nu_k):
             return
         l_row, m_col = pixel_lm(p.npix_y, p.npix_x, p.cell)
         iy = np.clip(np.round(cl.y).astype(int), 0, p.npix_y - 1)
         ix = np.clip(np.round(cl.x).astype(int), 0, p.npix_x - 1)
         l, m = l_row[0, ix], m_col[iy, 0]  # noqa: E741
-        h = len(drift.freqs) // 2
-        chans = [np.arange(h), np.arange(h, len(drift.freqs))]
+        # the channels each half actually held (a subset on approximate cycles)
+        chans = [np.searchsorted(drift.freqs, c) for c in nu_k]
         model_k = cl.flux[:, None] * drift.band_factors(l, m, chans)
         resid_k = img[:, iy, ix].T
         f0 = float(np.sqrt(f_k[0] * f_k[1]))
@@ -461,6 +471,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         frac = abs(np.log(f_k[1] / f_k[0])) / 2
         spectral["change_jy"] = float(np.max(np.abs(d_alpha) * cl.flux * frac))
         spectral["fits"] += 1
+        spectral["exact_fits"] += int(exact)
         spectral["sources"] = int(l.size)
 
     point_floor = p.point_snr * stats.expected_rms \
@@ -480,18 +491,27 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         m = (pts.y - p.npix_y // 2) * p.cell
         return drift.point_sources(l, m, pts.flux)
 
+    def exact_fit_limit() -> int:
+        """MAX_EXACT_FITS after two or more channel-subset fits; without them (no channel
+        subset: few channels) the exact cycles do all the fitting."""
+        subset_fits = spectral["fits"] - spectral["exact_fits"]
+        return MAX_EXACT_FITS if subset_fits >= 2 else MAX_SPECTRAL_FITS
+
     def cycle(model: np.ndarray, s: int) -> np.ndarray:
-        # spectra from exact cycles only: the half-bands of a channel subset are too noisy
-        # to measure, and an index that changes every cycle keeps CLEAN from converging
-        # (a few fits settle the indices; later ones would only stir the residual)
-        split = s == 1 and fit_floor is not None and drift is not None \
+        # spectra from every cycle while the budget lasts, few of them exact (see
+        # ``exact_fit_limit``): a fit's error, as flux, is about the noise of the residual it used, whatever
+        # the source's brightness (so a channel subset's fits are good to its noise and an
+        # exact fit refines them); each exact fit changes the prediction, so it costs one
+        # exact cycle more
+        split = fit_floor is not None and drift is not None \
             and spectral["fits"] < MAX_SPECTRAL_FITS \
+            and (s > 1 or spectral["exact_fits"] < exact_fit_limit()) \
             and bool(np.any(np.abs(model) >= 0.1 * fit_floor))
         pts = points_of(model)
         gridded = model - pts.replaced if len(pts) else model
         res = residual_image(gridded, s, split, point_vis(pts))
         if split:
-            measure_spectra(model)
+            measure_spectra(model, s == 1)
         return res
 
     def more(stop_level: float) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from .beam import Beam
 from .spectral import bright_clusters
@@ -52,8 +53,11 @@ def point_sources(model: np.ndarray, floor: float, beam_px: float,
     cl = bright_clusters(model, floor, beam_px)
     replaced = np.zeros(model.shape, np.float32)
     ys, xs, fs = [], [], []
+    boxes = ndimage.find_objects(cl.labels)
     for f, lab in zip(cl.flux, cl.index):
-        iy, ix = np.nonzero(cl.labels == lab)
+        box = boxes[lab - 1]
+        iy, ix = np.nonzero(cl.labels[box] == lab)
+        iy, ix = iy + box[0].start, ix + box[1].start
         k = int(np.argmax(model[iy, ix]))
         near = np.hypot(iy - iy[k], ix - ix[k]) <= radius_px
         w = model[iy[near], ix[near]]

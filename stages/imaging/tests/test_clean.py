@@ -185,7 +185,8 @@ def test_image_domain_cycles_save_visibility_cycles_and_end_exact():
 
     params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-3, auto_threshold=None)
     fast = deconvolve(dirty, psf, compute_residual,
-                      CleanParams(**{**params.__dict__, "image_domain_cycles": True}),
+                      CleanParams(**{**params.__dict__, "image_domain_cycles": True,
+                                     "image_cycle_fraction": 1.0}),
                       convolver=conv)
     n_fast = len(calls)
     calls.clear()
@@ -271,3 +272,54 @@ def test_auto_mask_keeps_deep_cleaning_on_the_sources():
     for r, c, f in srcs:
         got = masked.model[r - 2:r + 3, c - 2:c + 3].sum()
         assert got == pytest.approx(f, abs=0.03)
+
+
+def _image_cycle_case():
+    from stages.imaging.clean import PsfConvolver
+
+    n = 128
+    psf2 = np.zeros((2 * n, 2 * n), np.float32)
+    y, x = np.mgrid[:2 * n, :2 * n] - n
+    psf2[:] = np.exp(-(x**2 + y**2) / 8.0) + 0.05 * np.cos(x / 3.0) * np.exp(-(y**2) / 200.0)
+    psf = psf2[n // 2:n // 2 + n, n // 2:n // 2 + n]
+    truth = np.zeros((n, n), np.float32)
+    truth[20, 100], truth[90, 30], truth[64, 64] = 10.0, 0.05, 0.02
+    conv = PsfConvolver(psf2)
+    dirty = conv(truth)
+    calls = []
+
+    def compute_residual(model):  # the "visibility" residual: 2 % off the image-domain one
+        calls.append(1)
+        return dirty - 1.02 * conv(model)
+
+    return dirty, psf, conv, compute_residual, calls
+
+
+def test_image_cycles_wait_for_a_faint_exact_residual():
+    """Image-domain cycles carry only faint model changes: they start once an exact residual
+    is at most ``image_cycle_fraction`` of the model's peak, never on the bright bulk."""
+    dirty, psf, conv, compute_residual, calls = _image_cycle_case()
+    params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-4, auto_threshold=None,
+                         image_domain_cycles=True, image_cycle_fraction=0.01)
+    res = deconvolve(dirty, psf, compute_residual, params, convolver=conv)
+    h = res.history
+    first = next(i for i, e in enumerate(h) if e["image_cycles"] > 0)
+    # the exact residual just before the first image cycle was faint against the model
+    assert h[first - 1]["exact"] and h[first - 1]["peak"] <= 0.01 * 10.0 * 1.01
+    # not from the dirty image (peak 10): only after visibility-domain cycles
+    assert h[first - 1]["major"] >= 1
+    assert all(e["peak"] > 0.1 for e in h[:first - 1] if e["exact"])
+    assert res.stop_reason == "threshold" and h[-1]["exact"]
+    np.testing.assert_allclose(res.residual, dirty - 1.02 * conv(res.model), atol=1e-5)
+
+
+def test_max_exact_cycles_caps_the_exact_cycles_once_image_cycles_run():
+    dirty, psf, conv, compute_residual, calls = _image_cycle_case()
+    base = dict(niter=50000, gain=0.1, mgain=0.5, threshold=1e-5, auto_threshold=None,
+                image_domain_cycles=True, image_cycle_fraction=1.0)
+    res = deconvolve(dirty, psf, compute_residual, CleanParams(**base, max_exact_cycles=2),
+                     convolver=conv)
+    assert res.stop_reason == "max_exact" and res.n_major == 2 and len(calls) == 2
+    assert res.history[-1]["exact"]  # the products come from an exact residual
+    with pytest.raises(ValueError, match="max_exact_cycles"):
+        CleanParams(max_exact_cycles=0)
