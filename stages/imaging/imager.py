@@ -499,10 +499,10 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
 
     def cycle(model: np.ndarray, s: int) -> np.ndarray:
         # spectra from every cycle while the budget lasts, few of them exact (see
-        # ``exact_fit_limit``): a fit's error, as flux, is about the noise of the residual it used, whatever
-        # the source's brightness (so a channel subset's fits are good to its noise and an
-        # exact fit refines them); each exact fit changes the prediction, so it costs one
-        # exact cycle more
+        # ``exact_fit_limit``): a fit's error, as flux, is about the noise of the residual
+        # it used, whatever the source's brightness (so a channel subset's fits are good to
+        # its noise and an exact fit refines them); each exact fit changes the prediction,
+        # so it costs one exact cycle more
         split = fit_floor is not None and drift is not None \
             and spectral["fits"] < MAX_SPECTRAL_FITS \
             and (s > 1 or spectral["exact_fits"] < exact_fit_limit()) \
