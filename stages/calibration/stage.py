@@ -666,6 +666,9 @@ class ApplyConfig(StageConfig):
     field_radius_deg: float = Field(3.0, gt=0)
     field_min_flux_jy: float = Field(0.02, ge=0)
     field_phase_solint_s: float | None = Field(60.0, gt=0)
+    #: Antennas' relative amplitudes (flux scale kept) from the field too where a solution's
+    #: S/N reaches this (~1/S/N error); None: phases only (see field_phase.py)
+    field_amp_min_snr: float | None = Field(300.0, gt=0)
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
 
@@ -716,7 +719,8 @@ class ApplyCalibrationStage(PipelineStage):
         catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
         field = FieldModel(catalog, radius_deg=cfg.field_radius_deg,
                            min_flux_jy=cfg.field_min_flux_jy,
-                           solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s)) \
+                           solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s,
+                                                  amp_min_snr=cfg.field_amp_min_snr)) \
             if cfg.field_phase and catalog else None
         threads = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
         _, extra = apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"],
