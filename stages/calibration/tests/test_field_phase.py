@@ -16,16 +16,20 @@ def _solution(kind: str, gains: np.ndarray, times: np.ndarray, freqs: np.ndarray
                         times, np.full(times.size, 60.0), freqs, 0)
 
 
-def test_phases_come_from_the_field_and_amplitudes_from_the_calibrator():
-    rng = np.random.default_rng(2)
-    n_ant, nt, nc, npol = 8, 6, 4, 2
+def _field(rng: np.random.Generator, n_ant: int, nt: int, nc: int, npol: int):
+    """Baselines, times, frequencies and a field's model visibilities with structure."""
     a1, a2 = np.triu_indices(n_ant, 1)
     times = 5e9 + 12.9 * np.arange(nt)
     freqs = np.linspace(1.35e9, 1.45e9, nc)
-    # the field: a few sources, as model visibilities with structure
     model = (rng.normal(1, 0.3, (nt, a1.size, nc, 1))
              * np.exp(1j * rng.uniform(-3, 3, (nt, a1.size, nc, 1)))).astype(np.complex64)
-    model = np.repeat(model, npol, axis=-1)
+    return a1, a2, times, freqs, np.repeat(model, npol, axis=-1)
+
+
+def test_phases_come_from_the_field_and_amplitudes_from_the_calibrator():
+    rng = np.random.default_rng(2)
+    n_ant, nt, nc, npol = 8, 6, 4, 2
+    a1, a2, times, freqs, model = _field(rng, n_ant, nt, nc, npol)
     true_phase = rng.uniform(-1, 1, (n_ant, npol))
     true_amp = rng.uniform(0.8, 1.2, (n_ant, npol))
     g = true_amp * np.exp(1j * true_phase)
@@ -78,12 +82,7 @@ def test_relative_amplitudes_from_a_bright_field_keep_the_calibrators_flux_scale
 
     rng = np.random.default_rng(5)
     n_ant, nt, nc, npol = 10, 5, 4, 2
-    a1, a2 = np.triu_indices(n_ant, 1)
-    times = 5e9 + 12.9 * np.arange(nt)
-    freqs = np.linspace(1.35e9, 1.45e9, nc)
-    sky = (rng.normal(1, 0.3, (nt, a1.size, nc, 1))
-           * np.exp(1j * rng.uniform(-3, 3, (nt, a1.size, nc, 1)))).astype(np.complex64)
-    sky = np.repeat(sky, npol, axis=-1)
+    a1, a2, times, freqs, sky = _field(rng, n_ant, nt, nc, npol)
     true_amp = rng.uniform(0.8, 1.2, (n_ant, npol))
     g = true_amp * np.exp(1j * rng.uniform(-1, 1, (n_ant, npol)))
     vis = g[None, a1, None, :] * sky * np.conj(g[None, a2, None, :])
