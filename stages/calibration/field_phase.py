@@ -65,6 +65,7 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
         use = ~whole.flags & (whole.snr >= params.amp_min_snr)
         amp = relative_amplitudes(whole.gains, g_mean, use)
         new = (new * amp).astype(sol.gains.dtype)
+    changed = amp != 1.0 if amp is not None else np.zeros(1, bool)
     # the phase step the refinement made, per antenna and interval, less the common phase
     # of each interval (the two solves' reference antennas differ), for the metrics
     with np.errstate(invalid="ignore"):
@@ -75,10 +76,9 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
                "field_phase_rms_deg": float(np.degrees(np.sqrt(np.mean(step[ok] ** 2))))
                if ok.any() else None,
                "field_phase_solint_s": params.solint_s,
-               "field_amp_solved_fraction": float(np.mean(amp != 1.0)) if amp is not None
-               else 0.0,
-               "field_amp_rms_pct": float(100 * np.sqrt(np.mean(np.log(amp[amp != 1.0]) ** 2)))
-               if amp is not None and np.any(amp != 1.0) else None}
+               "field_amp_solved_fraction": float(np.mean(changed)),
+               "field_amp_rms_pct": float(100 * np.sqrt(np.mean(np.log(amp[changed]) ** 2)))
+               if changed.any() else None}
     return replace(sol, gains=new, flags=f_cal & ~ok,
                    meta={**sol.meta, "from": "calibrator amplitudes, field phases"}), metrics
 

@@ -305,8 +305,6 @@ class CalibrationStage(PipelineStage):
         lst, app_ra, app_dec = _geometry(meta.times, np.array([pra]), np.array([pdec]))
         pointing_dec = float(np.mean(app_dec))
         cal, cand = self._calibrator(meta, pointing_dec, float(lst[0]))
-        _, cal_app_ra, cal_app_dec = _geometry(meta.times, np.array([cal.ra]),
-                                               np.array([cal.dec]))
         timings["geometry_s"] = time.perf_counter() - t
 
         # flags
@@ -335,34 +333,22 @@ class CalibrationStage(PipelineStage):
                                else cal.name, meta.freqs, cal.flux_jy, DEFAULT_SPECTRAL_INDEX,
                                DEFAULT_REF_FREQ_HZ)
         src_ra, src_dec, spectra = np.array([cal.ra]), np.array([cal.dec]), spec[None]
-        app_ra_all, app_dec_all = cal_app_ra, cal_app_dec
         catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
         if catalog:
             f_ra, f_dec, f_spec = self._field_sources(catalog, cal, pra, pointing_dec,
                                                       meta.freqs)
-            if f_ra.size:
-                _, f_app_ra, f_app_dec = _geometry(meta.times, f_ra, f_dec)
-                src_ra = np.concatenate([src_ra, f_ra])
-                src_dec = np.concatenate([src_dec, f_dec])
-                spectra = np.concatenate([spectra, f_spec])
-                app_ra_all = np.concatenate([app_ra_all, f_app_ra], axis=1)
-                app_dec_all = np.concatenate([app_dec_all, f_app_dec], axis=1)
-        ha = lst[:, None] - app_ra_all
-        app_flux = apparent_spectra(spectra, ha, app_dec_all, pointing_dec, meta.freqs)
-        lmn = np.broadcast_to(radec_to_lmn(src_ra, src_dec, pra, pdec),
-                              (len(meta.times), src_ra.size, 3))
-        nt, nb = cube.vis.shape[:2]
+            src_ra = np.concatenate([src_ra, f_ra])
+            src_dec = np.concatenate([src_dec, f_dec])
+            spectra = np.concatenate([spectra, f_spec])
         timings["model_s"] = time.perf_counter() - t
 
         def make_model() -> np.ndarray:
             """The model cube (nt, nb, nchan, 1): made when the solver needs it, so that it
             can drop it once its normal-equation sums are taken (0.7 GB at full scale)."""
             t_m = time.perf_counter()
-            m = model_visibilities(cube.uvw.reshape(nt * nb, 3), np.repeat(np.arange(nt), nb),
-                                   meta.freqs, np.ascontiguousarray(lmn), app_flux,
-                                   nthreads=threads, dtype=np.complex64)
+            m = sky_model(meta, cube, src_ra, src_dec, spectra, pointing_dec, threads=threads)
             timings["model_s"] += time.perf_counter() - t_m
-            return m.reshape(nt, nb, meta.freqs.size, 1)
+            return m
 
         # solve
         t = time.perf_counter()

@@ -472,6 +472,10 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     rms = robust_rms(residual)
     n_more = 0
 
+    def exact_budget_spent() -> bool:
+        return image_on and params.max_exact_cycles is not None \
+            and n_exact_image >= params.max_exact_cycles
+
     def exact_cycle() -> None:
         nonlocal residual, exact, n_major, true_residual, true_model, approx_on, image_on, \
             n_exact_image
@@ -502,16 +506,14 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
             reason = "niter"
         elif n_major + n_approx >= params.max_major:
             reason = "max_major"
-        elif exact and image_on and params.max_exact_cycles is not None \
-                and n_exact_image >= params.max_exact_cycles:
+        elif exact and exact_budget_spent():
             reason = "max_exact"
         if reason is not None:
             if not exact:
                 exact_cycle()  # decide on the residual computed from all the visibilities
                 continue
-            if reason == "threshold" and more is not None and n_more < 3 and more(stop_level) \
-                    and not (image_on and params.max_exact_cycles is not None
-                             and n_exact_image >= params.max_exact_cycles):
+            if reason == "threshold" and more is not None and n_more < 3 \
+                    and not exact_budget_spent() and more(stop_level):
                 n_more += 1
                 exact_cycle()
                 continue

@@ -165,7 +165,9 @@ def test_psf_convolver_is_exact_on_the_image():
     np.testing.assert_allclose(out, expect, atol=1e-5)
 
 
-def test_image_domain_cycles_save_visibility_cycles_and_end_exact():
+def _image_cycle_case(fluxes: tuple[float, float, float], mismatch: float = 1.0):
+    """Three sources of ``fluxes`` under a PSF with ridges; the "visibility" residual
+    subtracts ``mismatch`` x the image-domain model image (1: the two agree)."""
     from stages.imaging.clean import PsfConvolver
 
     n = 128
@@ -174,15 +176,20 @@ def test_image_domain_cycles_save_visibility_cycles_and_end_exact():
     psf2[:] = np.exp(-(x**2 + y**2) / 8.0) + 0.05 * np.cos(x / 3.0) * np.exp(-(y**2) / 200.0)
     psf = psf2[n // 2:n // 2 + n, n // 2:n // 2 + n]
     truth = np.zeros((n, n), np.float32)
-    truth[20, 100], truth[90, 30], truth[64, 64] = 1.0, 0.5, 0.2
+    truth[20, 100], truth[90, 30], truth[64, 64] = fluxes
     conv = PsfConvolver(psf2)
     dirty = conv(truth)
     calls = []
 
     def compute_residual(model):
         calls.append(1)
-        return dirty - conv(model)  # the "visibility" residual
+        return dirty - mismatch * conv(model)
 
+    return truth, dirty, psf, conv, compute_residual, calls
+
+
+def test_image_domain_cycles_save_visibility_cycles_and_end_exact():
+    truth, dirty, psf, conv, compute_residual, calls = _image_cycle_case((1.0, 0.5, 0.2))
     params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-3, auto_threshold=None)
     fast = deconvolve(dirty, psf, compute_residual,
                       CleanParams(**{**params.__dict__, "image_domain_cycles": True,
@@ -274,31 +281,11 @@ def test_auto_mask_keeps_deep_cleaning_on_the_sources():
         assert got == pytest.approx(f, abs=0.03)
 
 
-def _image_cycle_case():
-    from stages.imaging.clean import PsfConvolver
-
-    n = 128
-    psf2 = np.zeros((2 * n, 2 * n), np.float32)
-    y, x = np.mgrid[:2 * n, :2 * n] - n
-    psf2[:] = np.exp(-(x**2 + y**2) / 8.0) + 0.05 * np.cos(x / 3.0) * np.exp(-(y**2) / 200.0)
-    psf = psf2[n // 2:n // 2 + n, n // 2:n // 2 + n]
-    truth = np.zeros((n, n), np.float32)
-    truth[20, 100], truth[90, 30], truth[64, 64] = 10.0, 0.05, 0.02
-    conv = PsfConvolver(psf2)
-    dirty = conv(truth)
-    calls = []
-
-    def compute_residual(model):  # the "visibility" residual: 2 % off the image-domain one
-        calls.append(1)
-        return dirty - 1.02 * conv(model)
-
-    return dirty, psf, conv, compute_residual, calls
-
 
 def test_image_cycles_wait_for_a_faint_exact_residual():
     """Image-domain cycles carry only faint model changes: they start once an exact residual
     is at most ``image_cycle_fraction`` of the model's peak, never on the bright bulk."""
-    dirty, psf, conv, compute_residual, calls = _image_cycle_case()
+    _, dirty, psf, conv, compute_residual, calls = _image_cycle_case((10.0, 0.05, 0.02), 1.02)
     params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-4, auto_threshold=None,
                          image_domain_cycles=True, image_cycle_fraction=0.01)
     res = deconvolve(dirty, psf, compute_residual, params, convolver=conv)
@@ -314,7 +301,7 @@ def test_image_cycles_wait_for_a_faint_exact_residual():
 
 
 def test_max_exact_cycles_caps_the_exact_cycles_once_image_cycles_run():
-    dirty, psf, conv, compute_residual, calls = _image_cycle_case()
+    _, dirty, psf, conv, compute_residual, calls = _image_cycle_case((10.0, 0.05, 0.02), 1.02)
     base = dict(niter=50000, gain=0.1, mgain=0.5, threshold=1e-5, auto_threshold=None,
                 image_domain_cycles=True, image_cycle_fraction=1.0)
     res = deconvolve(dirty, psf, compute_residual, CleanParams(**base, max_exact_cycles=2),
