@@ -107,6 +107,15 @@ def _is_stale(directory: Path) -> bool:
         return True
 
 
+def abandoned(path: str | Path) -> bool:
+    """Whether ``path`` lies in a staging directory whose owning process is gone (its
+    writer was killed); False outside any staging directory."""
+    for d in (Path(path), *Path(path).parents):
+        if d.name.startswith(STAGING_PREFIX):
+            return _is_stale(d)
+    return False
+
+
 def cleanup_stale(root: str | Path) -> list[Path]:
     """Remove staging directories under ``root`` whose owning process is gone.
 

@@ -223,18 +223,31 @@ def test_worker_killed_mid_task_night_completes(night_input, tmp_path):
 
     out = tmp_path / "out"
     with real_cluster(2, workdir=tmp_path) as (address, workers):
-        cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(night_input),
-               "--output", str(out), "--log-json", "--scheduler", address, *SMALL]
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "dsa110_pipeline.run",
+               "--input", str(night_input), "--output", str(out), "--log-json",
+               "--scheduler", address, *SMALL]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # Kill worker 0 as soon as it converts a group (its staging directory appears).
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            if _staging_of(workers[0].pid):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, "the night ended before worker 0 converted a group"
-        os.killpg(workers[0].pid, signal.SIGKILL)
-        _, err = proc.communicate(timeout=400)
+        try:
+            # Kill worker 0 as soon as it converts a group (its staging directory appears).
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                if _staging_of(workers[0].pid):
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, "the night ended before worker 0 converted a group"
+            os.killpg(workers[0].pid, signal.SIGKILL)
+            _, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack to stderr
+            _, err = proc.communicate()
+            logs = "".join(f"\n--- {p.name}\n" + p.read_text()[-3000:]
+                           for p in sorted(tmp_path.glob("*.log")))
+            pytest.fail("the night hung after the worker was killed; the run's threads:\n"
+                        + err.decode()[-6000:] + logs)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         assert proc.returncode == 0, err.decode()[-2000:]
     assert all(g["status"] == "done" for g in _groups(out).values())
     _check_db_agrees_with_disk(out)

@@ -219,3 +219,16 @@ def test_atomic_move_copy_failure_says_where_and_why(tmp_path: Path, monkeypatch
     assert str(src) in str(info.value) and "No space left on device" in str(info.value)
     assert "[(" not in str(info.value)  # one line, not copytree's list of tuples
     assert list(dst.parent.iterdir()) == [] and src.exists()
+
+
+def test_abandoned_only_inside_a_dead_owners_staging_dir(tmp_path: Path) -> None:
+    live = lease_scratch(10, root=tmp_path, fallback_dir=tmp_path / "o", clean_stale=False)
+    dead = tmp_path / f"{STAGING_PREFIX}{_dead_pid()}-abc"
+    (dead / "work").mkdir(parents=True)
+    (dead / MARKER_NAME).write_text(json.dumps({"host": staging.socket.gethostname(),
+                                                "pid": _dead_pid(), "started": 1.0}))
+    assert staging.abandoned(dead / "work" / "ms.ready")
+    assert staging.abandoned(dead)
+    assert not staging.abandoned(live.path / "work" / "ms.ready")
+    assert not staging.abandoned(tmp_path / "elsewhere" / "ms.ready")
+    live.release()

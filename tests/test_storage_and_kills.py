@@ -55,12 +55,8 @@ def _groups(out: Path) -> dict[str, dict]:
 
 # -- a full output disk ----------------------------------------------------------------
 
-@pytest.mark.parametrize("scratch_on_output", [
-    False,
-    pytest.param(True, marks=pytest.mark.skip(
-        reason="hangs intermittently (a dask worker aborted by casacore on the full disk is "
-               "sometimes never reported; seen 3 times in 4 runs on 2026-12-06): to fix")),
-], ids=["copy-to-full-output", "casacore-writes-on-full-disk"])
+@pytest.mark.parametrize("scratch_on_output", [False, True],
+                         ids=["copy-to-full-output", "casacore-writes-on-full-disk"])
 def test_full_output_disk_says_no_space_left(night_input, tmp_path, capsys,  # noqa: F811
                                              scratch_on_output) -> None:
     """A 12 MB output disk: the first MS does not fit. Copying it from /dev/shm fails with

@@ -22,7 +22,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dsa110_pipeline import instrument
+from dsa110_pipeline import instrument, staging
 from dsa110_pipeline.errors import InputError
 
 from . import coordinates, ms_writer, phasing, tiles, weights
@@ -151,12 +151,19 @@ class _LazyRegionSink:
     def _wait_ready(self) -> None:
         import time
 
-        t0 = time.monotonic()
+        t0 = last_check = time.monotonic()
         while not self._ready():
             work = os.path.dirname(self.ready_path or "")
-            if (work and not os.path.isdir(work)) or time.monotonic() - t0 > self.timeout_s:
-                raise InputError("the Measurement Set was never created (the conversion "
-                                 "was aborted)", stage=STAGE, files=[self.ms_path])
+            now = time.monotonic()
+            gone = bool(work) and not os.path.isdir(work)
+            if not gone and work and now - last_check > 0.5:
+                # the process creating the MS was killed: nobody will ever mark it ready
+                gone, last_check = staging.abandoned(work), now
+            if gone or now - t0 > self.timeout_s:
+                why = ("its creator was killed" if gone else
+                       f"not ready after {self.timeout_s:g} s")
+                raise InputError(f"the Measurement Set was never created ({why}: the "
+                                 "conversion was aborted)", stage=STAGE, files=[self.ms_path])
             time.sleep(0.01)
 
     def _open(self) -> ms_writer.RegionWriter | tiles.TileWriter:

@@ -540,3 +540,28 @@ def test_wsclean_images_brightest_source_at_right_pixel(tmp_path) -> None:
     sx, sy = wcs.world_to_pixel_values(src["ra_deg"], src["dec_deg"])
     print("wsclean peak", (px, py), "source", (sx, sy), src["apparent_flux_jy_mid"])
     assert abs(px - sx) <= 1.0 and abs(py - sy) <= 1.0, ((px, py), (sx, sy), src)
+
+
+def test_subband_writer_stops_waiting_when_the_ms_creator_is_killed(tmp_path):
+    """A subband task buffering for an MS whose creating process died (a killed worker)
+    gives up at once instead of holding its worker's thread until the timeout."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from dsa110_pipeline.errors import InputError
+    from dsa110_pipeline.staging import MARKER_NAME, STAGING_PREFIX
+    from stages.conversion.convert import _LazyRegionSink
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    lease = tmp_path / f"{STAGING_PREFIX}{proc.pid}-abc"
+    lease.mkdir()
+    (lease / MARKER_NAME).write_text(json.dumps({"host": socket.gethostname(),
+                                                 "pid": proc.pid, "started": 1.0}))
+    sink = _LazyRegionSink(str(lease / "g.ms"), str(lease / "ms.ready"), limit=1 << 20,
+                           timeout_s=600.0)
+    sink.write(0, 0, np.zeros((2, 4, 2), np.complex64), np.zeros((2, 4, 2), bool), None)
+    with pytest.raises(InputError, match="its creator was killed"):
+        sink.close()
