@@ -31,6 +31,7 @@ from dsa110_pipeline.catalogs import (
     is_flux_standard,
     read_catalog,
     read_vla_calibrators,
+    with_calibrator_positions,
 )
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError, PipelineError
@@ -144,6 +145,7 @@ def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_fl
     ``min_flux`` (Jy at their reference frequency), not within 1' of ``exclude``:
     ra, dec and spectra at ``freqs``."""
     cat = read_catalog(catalog).strip(dec0 - radius, dec0 + radius)
+    cat = with_calibrator_positions(cat)  # the survey's bright positions err by ~1-2"
 
     def dist(ra: float, dec: float) -> np.ndarray:
         return np.arccos(np.clip(np.sin(cat.dec) * np.sin(dec) + np.cos(cat.dec)
@@ -616,7 +618,8 @@ def _field_phases(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags:
                                          "calibrator gains"}
     refant = choose_refant(flags, cube.ant1, cube.ant2, meta.n_ant)
     new, m = refine_phases(vis, model, flags, cube.ant1, cube.ant2, meta.n_ant, meta.times,
-                           meta.freqs, bp, g, refant, field.solve)
+                           meta.freqs, bp, g, refant, field.solve,
+                           positions=meta.antenna_positions)
     return new, {**out, "field_phase": "refined", **m}
 
 
@@ -655,6 +658,9 @@ class ApplyConfig(StageConfig):
     #: Antennas' relative amplitudes (flux scale kept) from the field too where a solution's
     #: S/N reaches this (~1/S/N error); None: phases only (see field_phase.py)
     field_amp_min_snr: float | None = Field(300.0, gt=0)
+    #: The field solve may not shift the image (the catalog's positions are off by 1-7";
+    #: the calibrator's astrometry stands): see FieldPhaseParams.keep_astrometry
+    field_keep_astrometry: bool = True
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
 
@@ -706,7 +712,8 @@ class ApplyCalibrationStage(PipelineStage):
         field = FieldModel(catalog, radius_deg=cfg.field_radius_deg,
                            min_flux_jy=cfg.field_min_flux_jy,
                            solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s,
-                                                  amp_min_snr=cfg.field_amp_min_snr)) \
+                                                  amp_min_snr=cfg.field_amp_min_snr,
+                                                  keep_astrometry=cfg.field_keep_astrometry)) \
             if cfg.field_phase and catalog else None
         threads = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
         _, extra = apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"],
