@@ -3,7 +3,7 @@ flux-density standards. Angles are radians, fluxes Jy, frequencies Hz."""
 
 from __future__ import annotations
 
-from .astrometry import with_calibrator_positions
+from .known_sources import with_known_sources
 from .flux_standards import PB2017, flux_density, is_flux_standard, spectral_index
 from .sources import (
     DEFAULT_REF_FREQ_HZ,
@@ -31,5 +31,5 @@ __all__ = [
     "catalog_format", "read_catalog",
     "BandInfo", "VLACalibrator", "builtin_calibrators", "calibrators_in_strip",
     "default_calibrator_path", "find_calibrator", "j2000_name", "parse_vla_calibrators",
-    "read_vla_calibrators", "with_calibrator_positions",
+    "read_vla_calibrators", "with_known_sources",
 ]

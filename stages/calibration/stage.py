@@ -31,7 +31,7 @@ from dsa110_pipeline.catalogs import (
     is_flux_standard,
     read_catalog,
     read_vla_calibrators,
-    with_calibrator_positions,
+    with_known_sources,
 )
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError, PipelineError
@@ -145,7 +145,7 @@ def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_fl
     ``min_flux`` (Jy at their reference frequency), not within 1' of ``exclude``:
     ra, dec and spectra at ``freqs``."""
     cat = read_catalog(catalog).strip(dec0 - radius, dec0 + radius)
-    cat = with_calibrator_positions(cat)  # the survey's bright positions err by ~1-2"
+    cat = with_known_sources(cat)  # calibrators: the VLA list's positions, PB2017 fluxes
 
     def dist(ra: float, dec: float) -> np.ndarray:
         return np.arccos(np.clip(np.sin(cat.dec) * np.sin(dec) + np.cos(cat.dec)

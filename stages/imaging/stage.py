@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from dsa110_pipeline import __version__ as PIPELINE_VERSION
-from dsa110_pipeline.catalogs import read_catalog, with_calibrator_positions
+from dsa110_pipeline.catalogs import read_catalog, with_known_sources
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ConfigError, InputError
 from dsa110_pipeline.instrument import DISH_DIAMETER, SEFD, SPEED_OF_LIGHT, radiometer_noise
@@ -262,7 +262,7 @@ class ImagingStage(PipelineStage):
         catalog = self.config.field_catalog or catalog
         if not catalog:
             return None
-        cat = with_calibrator_positions(read_catalog(catalog))
+        cat = with_known_sources(read_catalog(catalog))
         return sources_about(cat.ra, cat.dec, cat.flux_jy, cat.spectral_index,
                              cat.ref_freq_hz, info.ra, info.dec, np.radians(10.0))
 
