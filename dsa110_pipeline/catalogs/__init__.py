@@ -3,8 +3,8 @@ flux-density standards. Angles are radians, fluxes Jy, frequencies Hz."""
 
 from __future__ import annotations
 
-from .known_sources import with_known_sources
 from .flux_standards import PB2017, flux_density, is_flux_standard, spectral_index
+from .known_sources import with_known_sources
 from .sources import (
     DEFAULT_REF_FREQ_HZ,
     DEFAULT_SPECTRAL_INDEX,
