@@ -84,21 +84,27 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
         use = ~whole.flags & (whole.snr >= params.amp_min_snr)
         amp = relative_amplitudes(whole.gains, g_mean, use)
         new = (new * amp).astype(sol.gains.dtype)
-    changed = amp != 1.0 if amp is not None else np.zeros(1, bool)
+    # the fractions count the antennas with data, not every station of the ANTENNA table
+    has = np.zeros(n_ant, bool)
+    live = ~np.all(flags, axis=(0, 2, 3))
+    has[np.asarray(ant1)[live]] = True
+    has[np.asarray(ant2)[live]] = True
+    changed = (amp != 1.0)[:, has] if amp is not None else np.zeros(1, bool)
     # the phase step the refinement made, per antenna and interval, less the common phase
     # of each interval (the two solves' reference antennas differ), for the metrics
     with np.errstate(invalid="ignore"):
         d = new * np.conj(g_cal)
         common = np.sum(np.where(ok, d, 0), axis=1, keepdims=True)
         step = np.angle(d * np.conj(common / np.where(np.abs(common) > 0, np.abs(common), 1)))
-    metrics = {"field_phase_solved_fraction": float(ok.mean()),
+    metrics = {"field_phase_solved_fraction": float(ok[:, has].mean()) if has.any() else 0.0,
                "field_phase_rms_deg": float(np.degrees(np.sqrt(np.mean(step[ok] ** 2))))
                if ok.any() else None,
                "field_phase_solint_s": params.solint_s,
                "field_shift_removed_arcsec": float(np.median(shift))
                if shift is not None and shift.size else None,
                "field_amp_solved_fraction": float(np.mean(changed)),
-               "field_amp_rms_pct": float(100 * np.sqrt(np.mean(np.log(amp[changed]) ** 2)))
+               "field_amp_rms_pct": float(100 * np.sqrt(np.mean(np.log(amp[:, has][changed])
+                                                                 ** 2)))
                if changed.any() else None}
     return replace(sol, gains=new, flags=f_cal & ~ok,
                    meta={**sol.meta, "from": "calibrator amplitudes, field phases"}), metrics

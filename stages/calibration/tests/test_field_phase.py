@@ -155,3 +155,20 @@ def test_keep_astrometry_removes_the_catalog_position_error_not_the_drift():
     assert err_kept < 0.005
     assert m_kept["field_shift_removed_arcsec"] == pytest.approx(2.0, rel=0.05)
     assert m_free["field_shift_removed_arcsec"] is None
+
+
+def test_solved_fractions_count_the_antennas_with_data_only():
+    """An ANTENNA table lists every station (117 for DSA-110) while ~96 carry data: the
+    fractions are of the antennas with data (they read 0.39 for a 48-antenna night)."""
+    rng = np.random.default_rng(3)
+    n_used, n_ant, nt, nc, npol = 8, 20, 3, 2, 1
+    a1, a2, times, freqs, model = _field(rng, n_used, nt, nc, npol)
+    g = np.exp(1j * rng.uniform(-1, 1, n_used))
+    vis = (g[None, a1, None, None] * model * np.conj(g[None, a2, None, None])).astype(
+        np.complex64)
+    bp = _solution("B", np.ones((1, n_ant, nc, npol), np.complex64), times[:1], freqs)
+    g_cal = _solution("G", np.ones((1, n_ant, 1, npol), np.complex64), times[:1] - 600,
+                      freqs[:1])
+    _, m = refine_phases(vis, model, np.zeros(vis.shape, bool), a1, a2, n_ant, times, freqs,
+                         bp, g_cal, refant=0, params=FieldPhaseParams(solint_s=None))
+    assert m["field_phase_solved_fraction"] == 1.0
