@@ -63,11 +63,12 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
     ok = ~sol.flags & (np.abs(sol.gains) > 0)
     phase = np.where(ok, sol.gains / np.where(ok, np.abs(sol.gains), 1.0), 1.0)
     shift = None
-    if params.keep_astrometry and positions is not None:
+    solved = ok.any(axis=(0, 2, 3))
+    if params.keep_astrometry and positions is not None and solved.sum() >= 4:
         cal_phase = np.where(np.abs(g_cal) > 0, g_cal / np.where(np.abs(g_cal) > 0,
                                                                 np.abs(g_cal), 1.0), 1.0)
         plane, grad = phase_gradient(phase * np.conj(cal_phase), ok,
-                                     array_plane(positions, ok.any(axis=(0, 2, 3))))
+                                     array_plane(positions, solved))
         phase = phase * np.conj(plane)
         # the shift it stood for: |gradient| lambda / 2 pi, at the band's mean frequency
         shift = np.degrees(np.hypot(*grad) * 299792458.0 / (2 * np.pi * np.mean(freqs))) \

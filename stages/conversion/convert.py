@@ -160,7 +160,7 @@ class _LazyRegionSink:
                 # the process creating the MS was killed: nobody will ever mark it ready
                 gone, last_check = staging.abandoned(work), now
             if gone or now - t0 > self.timeout_s:
-                why = ("its creator was killed" if gone else
+                why = ("its creator was killed or gave it up" if gone else
                        f"not ready after {self.timeout_s:g} s")
                 raise InputError(f"the Measurement Set was never created ({why}: the "
                                  "conversion was aborted)", stage=STAGE, files=[self.ms_path])
