@@ -262,9 +262,12 @@ class ImagingStage(PipelineStage):
         catalog = self.config.field_catalog or catalog
         if not catalog:
             return None
-        cat = with_known_sources(read_catalog(catalog))
+        radius = np.radians(10.0)
+        # the declination strip first: the cross-match with the VLA list costs per source
+        cat = with_known_sources(read_catalog(catalog).strip(max(info.dec - radius, -np.pi / 2),
+                                                              min(info.dec + radius, np.pi / 2)))
         return sources_about(cat.ra, cat.dec, cat.flux_jy, cat.spectral_index,
-                             cat.ref_freq_hz, info.ra, info.dec, np.radians(10.0))
+                             cat.ref_freq_hz, info.ra, info.dec, radius)
 
     def fixed_beam(self) -> Beam | None:
         """The configured restoring beam, or None (fit the PSF)."""
