@@ -68,8 +68,13 @@ class CalibrationConfig(StageConfig):
     #: Point-source catalog (CSV/VOTable/FITS) of field sources added to the model; None:
     #: the night's survey catalog (``paths.survey_catalog``), if any.
     field_catalog: str | None = None
-    #: Field sources brighter than this (Jy at their reference frequency) are modelled.
-    field_min_flux_jy: float = Field(0.1, ge=0)
+    #: Field sources brighter than this (Jy at their reference frequency) are modelled. A
+    #: source left out of the model is absorbed into the gains: on DSA-110's regular arms it
+    #: comes back as ghosts where the arms cannot tell it from the calibrator, at the
+    #: calibrator's column and row (0.1 Jy left out a 0.077 Jy source 30' north of a 10 Jy
+    #: calibrator: a 12 sigma ghost at the calibrator's RA, the source's declination, in a
+    #: full-scale image).
+    field_min_flux_jy: float = Field(0.02, ge=0)
     #: ... within this distance (deg) of the pointing at the middle of the observation.
     field_radius_deg: float = Field(3.0, gt=0)
     #: Known RFI frequencies (Hz), flagged in every integration.

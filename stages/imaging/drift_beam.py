@@ -168,22 +168,30 @@ class DriftBeamModel:
     def outliers(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(lmn (nt, n, 3), apparent flux (nt, n, nfreq)) of the catalog sources outside the
         image brighter than ``outlier_min_jy``, or None."""
+        return self.catalog_tracks(inside=False, min_jy=self.outlier_min_jy)
+
+    def catalog_tracks(self, inside: bool, min_jy: float, most: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(lmn (nt, n, 3), apparent flux (nt, n, nfreq)) of the catalog sources inside (or
+        outside) the image whose time-mean apparent flux is at least ``min_jy``, the
+        brightest ``most`` of them, brightest first; None if there are none."""
         sky = self.sky
-        if sky is None or not len(sky.l) or not np.isfinite(self.outlier_min_jy):
+        if sky is None or not len(sky.l) or not np.isfinite(min_jy):
             return None
-        out = np.flatnonzero((np.abs(sky.l) > self.half_extent[0])
-                             | (np.abs(sky.m) > self.half_extent[1]))
-        if out.size == 0:
+        outside = (np.abs(sky.l) > self.half_extent[0]) | (np.abs(sky.m) > self.half_extent[1])
+        sel = np.flatnonzero(~outside if inside else outside)
+        if sel.size == 0:
             return None
-        app = component_beams(sky.l[out], sky.m[out], self._drift(), self.dec, self.freqs,
+        app = component_beams(sky.l[sel], sky.m[sel], self._drift(), self.dec, self.freqs,
                               self.diameter) \
-            * sky.spectrum(out, self.freqs)[None]
+            * sky.spectrum(sel, self.freqs)[None]
         w = self.weights
         mean_app = np.einsum("tcf,tf->c", app, w) / max(w.sum(), 1e-300)
-        keep = mean_app >= self.outlier_min_jy
-        if not keep.any():
+        keep = np.flatnonzero(mean_app >= min_jy)
+        keep = keep[np.argsort(-mean_app[keep], kind="stable")][:most]
+        if keep.size == 0:
             return None
-        return (lmn_track(sky.l[out[keep]], sky.m[out[keep]], len(self.times)),
+        return (lmn_track(sky.l[sel[keep]], sky.m[sel[keep]], len(self.times)),
                 np.ascontiguousarray(app[:, keep]))
 
     def band_factors(self, l: np.ndarray, m: np.ndarray, chans: list[np.ndarray]  # noqa: E741

@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from dsa110_pipeline.catalogs.refine import FitLimits, refine_sources, refined
 from dsa110_pipeline.instrument import DISH_DIAMETER
 from dsa110_pipeline.profiling import release_free_memory
 from dsa110_pipeline.simulate.dft import predict_visibilities_drift
@@ -36,6 +37,11 @@ _MIN_APPROX_CHANNELS = 32
 #: prediction, so it costs an exact cycle more)
 MAX_SPECTRAL_FITS = 10
 MAX_EXACT_FITS = 1
+#: The most channels the outlier fit reads (evenly spread over the band), and the most
+#: sources inside the image it fits beside the outliers (nuisances: the brightest, whose
+#: sidelobes would bias the outliers')
+_OUTLIER_FIT_CHANNELS = 48
+_OUTLIER_FIT_INSIDE = 5
 
 
 @dataclass
@@ -114,6 +120,11 @@ class ImagingParams:
     #: ``outlier_min_jy`` (apparent), which every pass subtracts from the visibilities
     sky: SkySources | None = None
     outlier_min_jy: float = 0.02
+    #: outliers whose S/N in the residual is at least this get their flux, spectral index,
+    #: drift through the beam and position refined from the visibilities before CLEAN
+    #: (``catalogs.refine``), the brightest ``outlier_fit_max`` of them; 0: off
+    outlier_fit_snr: float = 20.0
+    outlier_fit_max: int = 10
     #: fixed restoring beam (None: fitted to the PSF main lobe, see ``beam.fit_beam``)
     beam: Beam | None = None
     #: dish diameter (m) of the Airy primary beam; None: no beam model, so no pb/pbcor
@@ -243,6 +254,76 @@ def _on_channels(sources: tuple[np.ndarray, np.ndarray], drift: DriftBeamModel,
     """(lmn, flux) of a source set with the flux axis cut to the channels ``freq``."""
     return sources[0], np.ascontiguousarray(sources[1][:, :, np.searchsorted(drift.freqs,
                                                                               freq)])
+
+
+def _subtract_sources(cached: list[tuple[VisChunk, np.ndarray]], drift: DriftBeamModel,
+                      sources: tuple[np.ndarray, np.ndarray], nthreads: int) -> None:
+    """Subtract sources (lmn, flux over ``drift.freqs``) from the cached chunks' visibilities
+    in place, by a direct Fourier sum with their moving beam."""
+    for ch, _ in cached:
+        lmn, flux = _on_channels(sources, drift, ch.freq)
+        predict_visibilities_drift(ch.uvw, drift.time_index(ch.time), ch.freq, lmn, -flux,
+                                   sign=1, unprojected=False, out=ch.vis, accumulate=True,
+                                   nthreads=nthreads)
+
+
+def _refine_outliers(chunks: Iterable[tuple[VisChunk, np.ndarray]], drift: DriftBeamModel,
+                     model: tuple[np.ndarray, np.ndarray], p: ImagingParams,
+                     owned: list[tuple[VisChunk, np.ndarray]] | None
+                     ) -> tuple[tuple[np.ndarray, np.ndarray], int]:
+    """The outlier model refined from the data (``catalogs.refine``), and how many sources
+    changed; with ``owned`` (visibilities from which the old model was subtracted) the
+    difference is subtracted from them as well.
+
+    The fit reads every row on at most ``_OUTLIER_FIT_CHANNELS`` channels, before any CLEAN
+    (components CLEAN put on an outlier's sidelobes would stay in the model). The brightest
+    catalog sources inside the image are fitted with it as nuisances.
+    """
+    lmn, flux = model
+    top = np.argsort(-np.abs(flux).mean(axis=(0, 2)), kind="stable")[:p.outlier_fit_max]
+    inside = drift.catalog_tracks(inside=True, min_jy=p.outlier_min_jy,
+                                  most=_OUTLIER_FIT_INSIDE)
+    blocks = []
+    for ch, w in chunks:
+        if ch.time is None or not np.any(w):
+            continue
+        q = max(1, -(-len(ch.freq) // _OUTLIER_FIT_CHANNELS))
+        blocks.append((ch.uvw, drift.time_index(ch.time), ch.freq[::q],
+                       np.array(ch.vis[:, ::q], dtype=np.complex64),
+                       np.array(w[:, ::q], dtype=np.float32)))
+    if not blocks or any(not np.array_equal(b[2], blocks[0][2]) for b in blocks):
+        return model, 0  # no times, or chunks on different channels: left as catalogued
+    freq = blocks[0][2]
+    fit_lmn, fit_flux = _on_channels((lmn[:, top], flux[:, top]), drift, freq)
+    subtracted = np.full(top.size, owned is not None)
+    if inside is not None:
+        in_lmn, in_flux = _on_channels(inside, drift, freq)
+        fit_lmn = np.concatenate([fit_lmn, in_lmn], axis=1)
+        fit_flux = np.concatenate([fit_flux, in_flux], axis=1)
+        subtracted = np.concatenate([subtracted, np.zeros(in_lmn.shape[1], bool)])
+    tau = drift.times - drift.t_mid
+    tau = tau / max(float(np.max(np.abs(tau))), 1e-9)
+    fit = refine_sources(np.concatenate([b[0] for b in blocks]),
+                       np.concatenate([b[1] for b in blocks]), freq,
+                       np.concatenate([b[3] for b in blocks]),
+                       np.concatenate([b[4] for b in blocks]),
+                       np.ascontiguousarray(fit_lmn), np.ascontiguousarray(fit_flux), tau,
+                       FitLimits(min_snr=p.outlier_fit_snr), nthreads=p.nthreads,
+                       subtracted=subtracted)
+    del blocks
+    ok = fit.fitted[:top.size]
+    if not ok.any():
+        return model, 0
+    done = top[ok]
+    new_lmn, new_flux = refined(lmn[:, done], flux[:, done], fit.params[:top.size][ok],
+                                drift.freqs, fit.ref_freq, tau)
+    if owned is not None:  # put the old prediction back and take the new one out
+        _subtract_sources(owned, drift, (np.concatenate([new_lmn, lmn[:, done]], axis=1),
+                                         np.concatenate([new_flux, -flux[:, done]], axis=1)),
+                          p.nthreads)
+    lmn, flux = lmn.copy(), flux.copy()
+    lmn[:, done], flux[:, done] = new_lmn, new_flux
+    return (np.ascontiguousarray(lmn), np.ascontiguousarray(flux)), int(done.size)
 
 
 def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
@@ -430,15 +511,23 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
 
     drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
     outliers = drift.outliers() if drift is not None else None
-    if outliers is not None and consume and cached is not None \
-            and all(ch.time is not None for ch, _ in cached):
+    #: the outlier model as subtracted (refined by ``refine_outliers``)
+    outlier_model = outliers
+    consumed = outliers is not None and consume and cached is not None \
+        and all(ch.time is not None for ch, _ in cached)
+    if consumed:
         # visibilities this call owns: subtract the fixed outlier model once, not every pass
-        for ch, _ in cached:
-            lmn, flux = _on_channels(outliers, drift, ch.freq)
-            predict_visibilities_drift(ch.uvw, drift.time_index(ch.time), ch.freq, lmn, -flux,
-                                       sign=1, unprojected=False, out=ch.vis, accumulate=True,
-                                       nthreads=p.nthreads)
+        _subtract_sources(cached, drift, outliers, p.nthreads)
         outliers = None
+    outlier_fits = {"fitted": 0, "sources": 0}
+    if outlier_model is not None:
+        outlier_fits["sources"] = int(outlier_model[0].shape[1])
+        if p.outlier_fit_snr > 0 and p.outlier_fit_max > 0:
+            outlier_model, fitted = _refine_outliers(passes(), drift, outlier_model, p,
+                                                     cached if consumed else None)
+            outlier_fits["fitted"] = fitted
+            if not consumed:
+                outliers = outlier_model
     dirty = residual_image(None, stride)
     t["dirty"] = time.perf_counter() - t0 - sum(t.values())
     t1 = time.perf_counter()
@@ -533,6 +622,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                     p.cell, beam, nthreads=p.nthreads)
     add_points(image, pts, beam, p.cell)
     spectral["points"] = len(pts)
+    spectral.update({f"outlier_{k}": v for k, v in outlier_fits.items()})
     freq_w = stats.freq_w
     freqs = np.array(sorted(freq_w))
     fw = np.array([freq_w[f] for f in freqs])

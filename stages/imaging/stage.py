@@ -121,6 +121,12 @@ class ImagingConfig(StageConfig):
     #: (``paths.survey_catalog``), else neither.
     field_catalog: str | None = None
     outlier_min_jy: float = Field(0.02, ge=0)
+    #: With pb_drift: outliers whose S/N in the residual is at least this have their flux,
+    #: spectral index, drift through the beam and position refined from the visibilities before
+    #: CLEAN starts (a survey's 3 % flux and 1-7" position errors leave sidelobe
+    #: stripes from a bright one), the brightest ``outlier_fit_max`` of them; 0: off.
+    outlier_fit_snr: float = Field(20.0, ge=0)
+    outlier_fit_max: int = Field(10, ge=0)
     #: With pb_drift: sources brighter than this many times the thermal noise get their
     #: spectral index measured from the data in each major cycle (a survey catalog has
     #: none, and a wrong index leaves chromatic sidelobes); 0: catalog indices only.
@@ -301,6 +307,8 @@ class ImagingStage(PipelineStage):
                              sky=self.sky_sources(info, catalog) if info and cfg.pb_drift
                              else None,
                              outlier_min_jy=cfg.outlier_min_jy,
+                             outlier_fit_snr=cfg.outlier_fit_snr,
+                             outlier_fit_max=cfg.outlier_fit_max,
                              spectral_fit_snr=cfg.spectral_fit_snr,
                              point_snr=cfg.point_snr,
                              clean=clean, psf_oversize=cfg.psf_oversize,
@@ -429,6 +437,8 @@ class ImagingStage(PipelineStage):
                  "spectral_fits": result.spectral.get("fits", 0),
                  "spectral_sources": result.spectral.get("sources", 0),
                  "point_sources": result.spectral.get("points", 0),
+                 "outliers_subtracted": result.spectral.get("outlier_sources", 0),
+                 "outliers_refined": result.spectral.get("outlier_fitted", 0),
                  "expected_rms_jy": result.expected_rms,
                  **{f"{k}_s": v for k, v in result.timings.items()}}
         return result, extra
