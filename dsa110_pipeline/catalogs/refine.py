@@ -116,14 +116,17 @@ def _normal_equations(uvw: np.ndarray, tidx: np.ndarray, freqs: np.ndarray, mode
 def refine_sources(uvw: np.ndarray, time_index: np.ndarray, freqs: np.ndarray,
                  resid: np.ndarray, weight: np.ndarray, lmn: np.ndarray, flux: np.ndarray,
                  tau: np.ndarray, limits: FitLimits = FitLimits(), nthreads: int = 1,
-                 subtracted: np.ndarray | None = None) -> SourceFit:
+                 subtracted: np.ndarray | None = None, fit: np.ndarray | None = None
+                 ) -> SourceFit:
     """Refine sources (``lmn`` (nt, n, 3), apparent ``flux`` (nt, n, nchan) at ``freqs``)
     from ``resid`` (nrow, nchan): the visibilities minus the current model of the sources
     marked ``subtracted`` (n,) (default: all). ``weight`` (nrow, nchan) weights the fit
     (zero: unused); ``tau`` (nt,) the times scaled to [-1, 1] for the slope. ``resid`` is
-    not modified. Sources are refined brightest first, each from the residual of every
-    other's current model, so a bright source that is not subtracted (one inside the image,
-    given as a nuisance) does not bias the fainter ones."""
+    not modified. Only sources marked ``fit`` (n,) (default: all) are refined; the rest are
+    taken out of the residual as they are. Sources are refined brightest first, each from
+    the residual of every other's current model, so a bright source that is not
+    subtracted (one inside the image, given as a nuisance) does not bias the fainter
+    ones."""
     freqs = np.asarray(freqs, np.float64)
     n_src = lmn.shape[1]
     if flux.shape != (lmn.shape[0], n_src, freqs.size):
@@ -148,7 +151,10 @@ def refine_sources(uvw: np.ndarray, time_index: np.ndarray, freqs: np.ndarray,
     # noise per unit weight: the residual's scatter (sources are a small part of it)
     sigma2 = float(np.sum(weight * (r.real ** 2 + r.imag ** 2)) / max(np.count_nonzero(weight), 1))
     mean_app = np.abs(flux).mean(axis=(0, 2))
+    wanted = np.ones(n_src, bool) if fit is None else np.asarray(fit, bool)
     for s in np.argsort(-mean_app):
+        if not wanted[s]:
+            continue
         one = slice(s, s + 1)
         cur = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
         m_cur = predict_visibilities_drift(uvw, tidx, freqs, lmn[:, one], flux[:, one],

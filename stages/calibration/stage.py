@@ -33,6 +33,7 @@ from dsa110_pipeline.catalogs import (
     read_vla_calibrators,
     with_known_sources,
 )
+from dsa110_pipeline.catalogs.refine import FitLimits
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError, PipelineError
 from dsa110_pipeline.log import get_logger
@@ -42,8 +43,15 @@ from . import flagging, msio
 from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
 from .caltable import CalTableContext, write_caltable
 from .field_phase import FieldPhaseParams, refine_phases
+from .field_refine import refine_field
 from .flagging import set_threads
-from .model import apparent_spectra, model_visibilities, radec_to_lmn, source_spectrum
+from .model import (
+    apparent_spectra,
+    lm_to_radec,
+    model_visibilities,
+    radec_to_lmn,
+    source_spectrum,
+)
 from .qa import QAThresholds, qa_gate
 from .selection import SIDEREAL_RATE, select_calibrators
 from .solve import SolveParams, solve_calibrator
@@ -77,6 +85,12 @@ class CalibrationConfig(StageConfig):
     field_min_flux_jy: float = Field(0.02, ge=0)
     #: ... within this distance (deg) of the pointing at the middle of the observation.
     field_radius_deg: float = Field(3.0, gt=0)
+    #: The brightest this many field sources whose S/N is at least ``field_refine_snr`` have
+    #: their flux, spectral index and position refined from the data calibrated by a first
+    #: solution, and the gains are solved again with them (``field_refine.py``: a survey's
+    #: errors, absorbed into the gains, make ghosts); 0: one solve on the catalog's model.
+    field_refine_max: int = Field(20, ge=0)
+    field_refine_snr: float = Field(20.0, gt=0)
     #: Known RFI frequencies (Hz), flagged in every integration.
     rfi_frequencies_hz: tuple[float, ...] = instrument.KNOWN_RFI_FREQUENCIES
     #: Channel indices flagged in every integration.
@@ -366,11 +380,48 @@ class CalibrationStage(PipelineStage):
                                  files=[meta.path])
             refant = meta.antenna_names.index(refant)
         model_s = timings["model_s"]
+        solve_params = SolveParams(gain_solint=cfg.gain_solint_s, min_snr=cfg.min_snr,
+                                   refant=refant, solve_delay=cfg.solve_delay)
         sols = solve_calibrator(vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
-                                meta.times, meta.freqs,
-                                SolveParams(gain_solint=cfg.gain_solint_s, min_snr=cfg.min_snr,
-                                            refant=refant, solve_delay=cfg.solve_delay))
+                                meta.times, meta.freqs, solve_params)
         timings["solve_s"] = time.perf_counter() - t - (timings["model_s"] - model_s)
+        refined = 0
+        if cfg.field_refine_max > 0 and src_ra.size > 1:
+            # the field model refined from the data calibrated by this solution, then the
+            # gains again (the calibrator, source 0, keeps its model: the flux scale)
+            t = time.perf_counter()
+            lst_s, ra_s, dec_s = _geometry(meta.times, src_ra, src_dec)
+            app = apparent_spectra(spectra, lst_s[:, None] - ra_s, dec_s, pointing_dec,
+                                   meta.freqs)
+            lm0 = radec_to_lmn(src_ra, src_dec, pra, pdec)
+            lmn = np.broadcast_to(lm0, (meta.times.size,) + lm0.shape)
+            order = np.argsort(-app.mean(axis=(0, 2))[1:])[:cfg.field_refine_max] + 1
+            wanted = np.zeros(src_ra.size, bool)
+            wanted[0] = True
+            wanted[order] = True
+            fit, _ = refine_field(vis, flags, cube.ant1, cube.ant2, cube.uvw, meta.times,
+                                  meta.freqs, sols.bandpass, sols.gains, lmn, app, wanted,
+                                  FitLimits(min_snr=cfg.field_refine_snr),
+                                  nthreads=threads or 1)
+            done = np.flatnonzero(fit.fitted[1:]) + 1
+            if done.size:
+                p_ = fit.params[done]
+                spectra = spectra.copy()
+                spectra[done] *= p_[:, 0, None] * (meta.freqs[None] / fit.ref_freq) \
+                    ** p_[:, 1, None]
+                ra_new, dec_new = lm_to_radec(lm0[done, 0] + p_[:, 3], lm0[done, 1] + p_[:, 4],
+                                              pra, pdec)
+                src_ra, src_dec = src_ra.copy(), src_dec.copy()
+                src_ra[done], src_dec[done] = ra_new, dec_new
+                timings["refine_s"] = time.perf_counter() - t
+                t = time.perf_counter()
+                model_s = timings["model_s"]
+                sols = solve_calibrator(vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
+                                        meta.times, meta.freqs, solve_params)
+                timings["solve_s"] += time.perf_counter() - t - (timings["model_s"] - model_s)
+            else:
+                timings["refine_s"] = time.perf_counter() - t
+            refined = int(done.size)
         qa = qa_gate(sols.bandpass, sols.gains, QAThresholds(
             min_median_snr=cfg.qa_min_median_snr,
             max_flagged_fraction=cfg.qa_max_flagged_fraction,
@@ -426,7 +477,9 @@ class CalibrationStage(PipelineStage):
                 .with_metrics(self.name, calibrator=cal.name, refant=reg["refant"],
                               flagged_fraction=fsum.total,
                               dead_antennas=[meta.antenna_names[i] for i in fsum.dead_antennas],
-                              qa_passed=qa.passed, **hands, **{f"qa_{k}": v for k, v in
+                              qa_passed=qa.passed, field_model_sources=int(src_ra.size) - 1,
+                              field_sources_refined=refined,
+                              **hands, **{f"qa_{k}": v for k, v in
                                                                qa.metrics.items()},
                               **timings))
 
