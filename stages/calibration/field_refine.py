@@ -21,12 +21,13 @@ import numpy as np
 from dsa110_pipeline.catalogs.refine import FitLimits, SourceFit, refine_sources
 
 from .apply import apply_gains_cube, combine_bg, interpolate_gains
+from .model import lm_to_radec
 
 
 def refine_field(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
                  uvw: np.ndarray, times: np.ndarray, freqs: np.ndarray, bandpass, gains,
                  lmn: np.ndarray, app_flux: np.ndarray, fit: np.ndarray,
-                 limits: FitLimits | None = None, max_channels: int = 48,
+                 limits: FitLimits | None = None, max_channels: int = 16,
                  nthreads: int = 1) -> tuple[SourceFit, np.ndarray]:
     """Sources refined from ``vis`` (n_time, n_bl, n_chan, n_pol; ``flags`` alike) corrected
     by ``bandpass``/``gains`` (``GainSolution``\\ s), on every ``ceil(n_chan / max_channels)``-th
@@ -53,3 +54,25 @@ def refine_field(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.
                             nthreads=nthreads, subtracted=np.zeros(lmn.shape[1], bool),
                             fit=fit)
     return result, chans
+
+
+def refined_model(ra: np.ndarray, dec: np.ndarray, spectra: np.ndarray, lm: np.ndarray,
+                  fit: SourceFit, freqs: np.ndarray, ra0: float, dec0: float,
+                  keep: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(ra, dec, spectra, number changed) of a model after ``fit``: each fitted source not
+    in ``keep`` takes the fit's flux scale, spectral-index change and shift (``lm`` (n, 2)
+    its direction cosines about (ra0, dec0)). The drift term is left out: the model's beam
+    stays the instrument's."""
+    ok = fit.fitted.copy()
+    if keep is not None:
+        ok[np.asarray(keep)] = False
+    done = np.flatnonzero(ok)
+    if done.size == 0:
+        return ra, dec, spectra, 0
+    p = fit.params[done]
+    spectra = np.array(spectra, copy=True)
+    spectra[done] *= p[:, 0, None] * (np.asarray(freqs)[None] / fit.ref_freq) ** p[:, 1, None]
+    ra, dec = np.array(ra, float, copy=True), np.array(dec, float, copy=True)
+    ra[done], dec[done] = lm_to_radec(lm[done, 0] + p[:, 3], lm[done, 1] + p[:, 4], ra0, dec0)
+    return ra, dec, spectra, int(done.size)

@@ -43,11 +43,10 @@ from . import flagging, msio
 from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
 from .caltable import CalTableContext, write_caltable
 from .field_phase import FieldPhaseParams, refine_phases
-from .field_refine import refine_field
+from .field_refine import refine_field, refined_model
 from .flagging import set_threads
 from .model import (
     apparent_spectra,
-    lm_to_radec,
     model_visibilities,
     radec_to_lmn,
     source_spectrum,
@@ -155,6 +154,31 @@ def _geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
     lst = local_sidereal_time(jd, loc)
     app_ra, app_dec = apparent_coordinates(ra, dec, jd, lst, loc)
     return lst, app_ra, app_dec
+
+
+def _refine_sky(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: np.ndarray,
+                bandpass: Any, gains: Any, ra: np.ndarray, dec: np.ndarray,
+                spectra: np.ndarray, pointing_dec: float, most: int, min_snr: float,
+                threads: int | None, calibrator_first: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A sky model (ICRS ra, dec, intrinsic spectra) with its brightest ``most`` sources
+    refined from ``vis`` corrected by ``bandpass``/``gains`` (``field_refine.py``); with
+    ``calibrator_first`` source 0 is fitted as a nuisance but keeps its model. Returns the
+    new model and how many sources changed."""
+    pra, pdec = meta.phase_dir
+    lst, app_ra, app_dec = _geometry(meta.times, ra, dec)
+    app = apparent_spectra(spectra, lst[:, None] - app_ra, app_dec, pointing_dec, meta.freqs)
+    lm0 = radec_to_lmn(ra, dec, pra, pdec)
+    bright = np.argsort(-app.mean(axis=(0, 2)), kind="stable")
+    if calibrator_first:
+        bright = np.concatenate([[0], bright[bright != 0][:most]])
+    wanted = np.zeros(ra.size, bool)
+    wanted[bright[:most + int(calibrator_first)]] = True
+    fit, _ = refine_field(vis, flags, cube.ant1, cube.ant2, cube.uvw, meta.times, meta.freqs,
+                          bandpass, gains, np.broadcast_to(lm0, (meta.times.size,) + lm0.shape),
+                          app, wanted, FitLimits(min_snr=min_snr), nthreads=threads or 1)
+    return refined_model(ra, dec, spectra, lm0[:, :2], fit, meta.freqs, pra, pdec,
+                         keep=[0] if calibrator_first else None)
 
 
 def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_flux: float,
@@ -390,38 +414,17 @@ class CalibrationStage(PipelineStage):
             # the field model refined from the data calibrated by this solution, then the
             # gains again (the calibrator, source 0, keeps its model: the flux scale)
             t = time.perf_counter()
-            lst_s, ra_s, dec_s = _geometry(meta.times, src_ra, src_dec)
-            app = apparent_spectra(spectra, lst_s[:, None] - ra_s, dec_s, pointing_dec,
-                                   meta.freqs)
-            lm0 = radec_to_lmn(src_ra, src_dec, pra, pdec)
-            lmn = np.broadcast_to(lm0, (meta.times.size,) + lm0.shape)
-            order = np.argsort(-app.mean(axis=(0, 2))[1:])[:cfg.field_refine_max] + 1
-            wanted = np.zeros(src_ra.size, bool)
-            wanted[0] = True
-            wanted[order] = True
-            fit, _ = refine_field(vis, flags, cube.ant1, cube.ant2, cube.uvw, meta.times,
-                                  meta.freqs, sols.bandpass, sols.gains, lmn, app, wanted,
-                                  FitLimits(min_snr=cfg.field_refine_snr),
-                                  nthreads=threads or 1)
-            done = np.flatnonzero(fit.fitted[1:]) + 1
-            if done.size:
-                p_ = fit.params[done]
-                spectra = spectra.copy()
-                spectra[done] *= p_[:, 0, None] * (meta.freqs[None] / fit.ref_freq) \
-                    ** p_[:, 1, None]
-                ra_new, dec_new = lm_to_radec(lm0[done, 0] + p_[:, 3], lm0[done, 1] + p_[:, 4],
-                                              pra, pdec)
-                src_ra, src_dec = src_ra.copy(), src_dec.copy()
-                src_ra[done], src_dec[done] = ra_new, dec_new
-                timings["refine_s"] = time.perf_counter() - t
+            src_ra, src_dec, spectra, refined = _refine_sky(
+                meta, cube, vis, flags, sols.bandpass, sols.gains, src_ra, src_dec, spectra,
+                pointing_dec, cfg.field_refine_max, cfg.field_refine_snr, threads,
+                calibrator_first=True)
+            timings["refine_s"] = time.perf_counter() - t
+            if refined:
                 t = time.perf_counter()
                 model_s = timings["model_s"]
                 sols = solve_calibrator(vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
                                         meta.times, meta.freqs, solve_params)
                 timings["solve_s"] += time.perf_counter() - t - (timings["model_s"] - model_s)
-            else:
-                timings["refine_s"] = time.perf_counter() - t
-            refined = int(done.size)
         qa = qa_gate(sols.bandpass, sols.gains, QAThresholds(
             min_median_snr=cfg.qa_min_median_snr,
             max_flagged_fraction=cfg.qa_max_flagged_fraction,
@@ -654,6 +657,10 @@ class FieldModel:
     radius_deg: float = 3.0
     min_flux_jy: float = 0.02
     solve: FieldPhaseParams = FieldPhaseParams()
+    #: the brightest this many sources refined from the data after a first phase solve,
+    #: which then runs again on them (0: off), where their S/N reaches ``refine_snr``
+    refine_max: int = 20
+    refine_snr: float = 20.0
 
 
 def _field_phases(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: np.ndarray,
@@ -678,6 +685,19 @@ def _field_phases(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags:
     new, m = refine_phases(vis, model, flags, cube.ant1, cube.ant2, meta.n_ant, meta.times,
                            meta.freqs, bp, g, refant, field.solve,
                            positions=meta.antenna_positions)
+    if field.refine_max > 0:
+        # the survey's errors went into those phases: refine the model on the data they
+        # calibrate, and solve once more on it
+        ra, dec, spectra, n_ref = _refine_sky(meta, cube, vis, flags, bp, new, ra, dec, spectra,
+                                              pointing_dec, field.refine_max, field.refine_snr,
+                                              threads)
+        out["field_sources_refined"] = n_ref
+        if n_ref:
+            del model
+            model = sky_model(meta, cube, ra, dec, spectra, pointing_dec, threads=threads)
+            new, m = refine_phases(vis, model, flags, cube.ant1, cube.ant2, meta.n_ant,
+                                   meta.times, meta.freqs, bp, g, refant, field.solve,
+                                   positions=meta.antenna_positions)
     return new, {**out, "field_phase": "refined", **m}
 
 
@@ -719,6 +739,10 @@ class ApplyConfig(StageConfig):
     #: The field solve may not shift the image (the catalog's positions are off by 1-7";
     #: the calibrator's astrometry stands): see FieldPhaseParams.keep_astrometry
     field_keep_astrometry: bool = True
+    #: The field model's brightest sources refined from the data after a first phase solve
+    #: (see CalibrationConfig.field_refine_max); 0: off
+    field_refine_max: int = Field(20, ge=0)
+    field_refine_snr: float = Field(20.0, gt=0)
     #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
     output_dir: str | None = None
 
@@ -769,6 +793,7 @@ class ApplyCalibrationStage(PipelineStage):
         catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
         field = FieldModel(catalog, radius_deg=cfg.field_radius_deg,
                            min_flux_jy=cfg.field_min_flux_jy,
+                           refine_max=cfg.field_refine_max, refine_snr=cfg.field_refine_snr,
                            solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s,
                                                   amp_min_snr=cfg.field_amp_min_snr,
                                                   keep_astrometry=cfg.field_keep_astrometry)) \

@@ -40,7 +40,7 @@ MAX_EXACT_FITS = 1
 #: The most channels the outlier fit reads (evenly spread over the band), and the most
 #: sources inside the image it fits beside the outliers (nuisances: the brightest, whose
 #: sidelobes would bias the outliers')
-_OUTLIER_FIT_CHANNELS = 48
+_OUTLIER_FIT_CHANNELS = 16
 _OUTLIER_FIT_INSIDE = 5
 
 
