@@ -119,7 +119,7 @@ class NightOrchestrator:
         self.run_id = ""
 
     # -- planning -----------------------------------------------------------------
-    def _sweep(self) -> None:
+    def sweep(self) -> None:
         """Remove what killed writers left: temporaries in the products tree whose PID is gone."""
         if not self.output_dir.is_dir():
             return
@@ -134,7 +134,7 @@ class NightOrchestrator:
 
     def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], dict[str, str]]:
         """Groups to run, and those left alone with why ("skipped": done, "quarantined")."""
-        self._sweep()
+        self.sweep()
         self.state.reconcile()
         todo: list[GroupSpec] = []
         skipped: dict[str, str] = {}
@@ -262,7 +262,7 @@ class NightOrchestrator:
         result = runner.run(ctx._derive(inputs=inputs))
         # again at the end: a writer of a killed run still dying (or unreaped) at the start
         # is gone now, so its temporary does not outlive this run
-        self._sweep()
+        self.sweep()
         status.update(self._finish(live, result, owner))
         status.update(skipped)
         return NightResult(result, status, list(skipped))
@@ -272,7 +272,7 @@ class NightOrchestrator:
         def record(stage: PipelineStage, rec: StageRecord, out: PipelineContext | None) -> None:
             gid = owner[stage.name]
             if rec.error_type == "StorageError":
-                self._sweep()  # what a writer that died on the full disk left: room for the DB
+                self.sweep()  # what a writer that died on the full disk left: room for the DB
             d = rec.to_dict()
             d["name"] = stage.name.split(SEP, 1)[1]
             self.state.record_stage_run(self.run_id, gid, d)

@@ -267,10 +267,12 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
             with report_cm:
                 night = orch.run(specs, factory, ctx)
         except (StorageError, OSError) as exc:  # the state DB or dask's report: disk full
+            err = exc if isinstance(exc, StorageError) else storage_error(exc, str(out))
+            _stop_running(orch, state, str(err), log)
             _emergency_manifest(cfg, out, state, ctx.run_id, started, log)
-            if isinstance(exc, StorageError):
+            if err is exc:
                 raise
-            raise storage_error(exc, str(out)) from exc
+            raise err from exc
         finally:
             if profiler is not None:
                 profiler.stop()
@@ -301,6 +303,20 @@ def _storage_failure(night: NightResult) -> str | None:
         if rec.status == "failed" and rec.error_type == "StorageError":
             return rec.error
     return None
+
+
+def _stop_running(orch: Any, state: StateDB, message: str, log: Any) -> None:
+    """After a storage error stopped the night: free what writers that died on the full
+    disk left, then record the groups still marked running as failed (a full disk is not
+    their fault: no quarantine count), so that the state says what happened; never
+    raises."""
+    try:
+        orch.sweep()
+        for g in state.groups():
+            if g["status"] == "running":
+                state.set_group_status(g["group_id"], "failed", message, failed=False)
+    except Exception as exc:  # noqa: BLE001 - the storage error is what gets reported
+        log.error("group states not recorded", reason=str(exc))
 
 
 def _emergency_manifest(cfg: FrameworkConfig, out: Path, state: StateDB, run_id: str,

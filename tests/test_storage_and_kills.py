@@ -75,8 +75,9 @@ def test_full_output_disk_says_no_space_left(night_input, tmp_path, capsys,  # n
         where = line.split("no space left on ", 1)[1].split()[0]
         assert where.startswith(str(disk)), line
         groups = _groups(out)
-        assert groups and all(g["status"] == "failed" for g in groups.values()), groups
-        assert all(g["failures"] == 0 for g in groups.values())  # never quarantined for it
+        status = {k: (g["status"], g["failures"]) for k, g in groups.items()}
+        assert groups and all(g["status"] == "failed" for g in groups.values()), status
+        assert all(g["failures"] == 0 for g in groups.values()), status  # never quarantined
         manifest = json.loads((out / "manifest.json").read_text())
         assert set(manifest["groups"]) == set(groups)
         assert not list(out.glob("*.partial-*")) and not list(out.glob(".staging/dsa110-*"))
