@@ -32,7 +32,8 @@ class Thresholds(StageConfig):
     min_matches: int = Field(3, ge=1)
     #: Reliability estimated from the image's sign (1 - negative / positive peaks at 5σ)
     #: below which the verdict is WARN / REJECT: an image whose catalog would be this
-    #: full of sidelobes and calibration errors is not science-ready.
+    #: full of sidelobes and calibration errors is not science-ready. REJECT also needs the
+    #: counts' 1σ-optimistic reliability below the limit (see ``verdict.decide``).
     reliability_warn: float = Field(0.90, ge=0, le=1)
     reliability_reject: float = Field(0.70, ge=0, le=1)
     #: Fewest positive peaks at 5σ the reliability verdict may rest on (below: reported,

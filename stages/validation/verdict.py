@@ -83,6 +83,13 @@ def _low(metric: str, value: float, warn: float, reject: float, text: str,
     return Reason(metric, Verdict.ACCEPT, f"{text} is within limits", value, warn, reject)
 
 
+def poisson_lower(n: int) -> float:
+    """Gehrels' (1986) approximate 1σ lower confidence limit of a Poisson count ``n``."""
+    if n <= 0:
+        return 0.0
+    return float(n * (1.0 - 1.0 / (9.0 * n) - 1.0 / (3.0 * np.sqrt(n))) ** 3)
+
+
 def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: float | None,
            n_astrometry: int, completeness: float | None, n_completeness: int,
            noise_ratio: float | None, thresholds: Thresholds,
@@ -130,10 +137,18 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
                               f"{t.reliability_min_peaks})", reliability,
                               t.reliability_warn, t.reliability_reject))
     else:
-        reasons.append(_low("reliability", reliability, t.reliability_warn,
-                            t.reliability_reject,
-                            f"estimated reliability {100 * reliability:.0f}% ({n_neg_peaks} "
-                            f"negative against {n_peaks} positive peaks above 5σ)"))
+        # a handful of peaks is a count: REJECT only where even the count's 1σ-optimistic
+        # reliability (Gehrels' lower limit on the negatives) is below the REJECT limit
+        best = 1.0 - poisson_lower(n_neg_peaks) / n_peaks
+        text = (f"estimated reliability {100 * reliability:.0f}% ({n_neg_peaks} negative "
+                f"against {n_peaks} positive peaks above 5σ; {100 * best:.0f}% allowing for "
+                "the counts' noise)")
+        r = _low("reliability", reliability, t.reliability_warn, t.reliability_reject, text)
+        if r.level == Verdict.REJECT and best >= t.reliability_reject:
+            r = Reason("reliability", Verdict.WARN,
+                       f"{text} is below the WARN limit {100 * t.reliability_warn:g}%",
+                       reliability, t.reliability_warn, t.reliability_reject)
+        reasons.append(r)
     # noise
     if noise_ratio is None or not np.isfinite(noise_ratio):
         reasons.append(Reason("noise", Verdict.NOT_VALIDATED,
@@ -163,4 +178,4 @@ def worst(verdicts: list[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: _RANK[v]) if verdicts else Verdict.NOT_VALIDATED
 
 
-__all__ = ["Verdict", "Reason", "VerdictResult", "decide", "not_validated", "worst"]
+__all__ = ["Verdict", "Reason", "VerdictResult", "decide", "not_validated", "poisson_lower", "worst"]

@@ -148,3 +148,23 @@ def test_verdict_rules():
     assert worst([Verdict.ACCEPT, Verdict.WARN]) == Verdict.WARN
     with pytest.raises(ValueError):
         Thresholds(noise_warn=3.0, noise_reject=2.0)
+
+
+def test_reliability_gate_allows_for_small_counts():
+    """1 - neg/pos from a handful of peaks is a count: 2 negative against 6 positive peaks
+    (0.67) is WARN, not REJECT (1σ-optimistic: 1 - 0.71/6 = 0.88); the same fraction
+    from 200 against 600 peaks is REJECT; Gehrels' limits against tabulated values."""
+    from stages.validation.verdict import poisson_lower
+
+    assert poisson_lower(0) == 0.0
+    # Gehrels (1986) table 2, S = 1: 0.173, 0.708, 1.367, 6.891 (n = 1, 2, 3, 10)
+    for n, want in ((1, 0.173), (2, 0.708), (3, 1.367), (10, 6.891)):
+        assert poisson_lower(n) == pytest.approx(want, rel=0.02)
+    t = Thresholds()
+    ok = dict(flux_ratio=1.0, n_flux=20, astrometric_rms_arcsec=0.8, n_astrometry=20,
+              completeness=0.98, n_completeness=30, noise_ratio=1.0, thresholds=t)
+    few = decide(**ok, reliability=1 - 2 / 6, n_peaks=6, n_neg_peaks=2)
+    assert few.verdict == Verdict.WARN and "88%" in few.failing[0].message
+    many = decide(**ok, reliability=1 - 200 / 600, n_peaks=600, n_neg_peaks=200)
+    assert many.verdict == Verdict.REJECT
+    assert decide(**ok, reliability=0.1, n_peaks=10, n_neg_peaks=9).verdict == Verdict.REJECT
