@@ -178,4 +178,5 @@ def worst(verdicts: list[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: _RANK[v]) if verdicts else Verdict.NOT_VALIDATED
 
 
-__all__ = ["Verdict", "Reason", "VerdictResult", "decide", "not_validated", "poisson_lower", "worst"]
+__all__ = ["Verdict", "Reason", "VerdictResult", "decide", "not_validated", "poisson_lower",
+           "worst"]
