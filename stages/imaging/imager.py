@@ -304,12 +304,12 @@ def _refine_outliers(chunks: Iterable[tuple[VisChunk, np.ndarray]], drift: Drift
     tau = drift.times - drift.t_mid
     tau = tau / max(float(np.max(np.abs(tau))), 1e-9)
     fit = refine_sources(np.concatenate([b[0] for b in blocks]),
-                       np.concatenate([b[1] for b in blocks]), freq,
-                       np.concatenate([b[3] for b in blocks]),
-                       np.concatenate([b[4] for b in blocks]),
-                       np.ascontiguousarray(fit_lmn), np.ascontiguousarray(fit_flux), tau,
-                       FitLimits(min_snr=p.outlier_fit_snr), nthreads=p.nthreads,
-                       subtracted=subtracted)
+                         np.concatenate([b[1] for b in blocks]), freq,
+                         np.concatenate([b[3] for b in blocks]),
+                         np.concatenate([b[4] for b in blocks]),
+                         np.ascontiguousarray(fit_lmn), np.ascontiguousarray(fit_flux), tau,
+                         FitLimits(min_snr=p.outlier_fit_snr), nthreads=p.nthreads,
+                         subtracted=subtracted)
     del blocks
     ok = fit.fitted[:top.size]
     if not ok.any():
@@ -511,7 +511,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
 
     drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
     outliers = drift.outliers() if drift is not None else None
-    #: the outlier model as subtracted (refined by ``refine_outliers``)
+    #: the outlier model as subtracted (refined by ``_refine_outliers``)
     outlier_model = outliers
     consumed = outliers is not None and consume and cached is not None \
         and all(ch.time is not None for ch, _ in cached)
