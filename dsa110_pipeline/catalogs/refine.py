@@ -161,17 +161,17 @@ def refine_sources(uvw: np.ndarray, time_index: np.ndarray, freqs: np.ndarray,
                                            sign=1, unprojected=False, dtype=np.complex64,
                                            nthreads=nthreads)
         w_m2 = float(np.sum(weight * (m_cur.real ** 2 + m_cur.imag ** 2)))
-        # the flux's S/N from the residual's weights: |M|^2 w summed over the noise of it
-        snr[s] = w_m2 / np.sqrt(max(sigma2 * w_m2, 1e-300)) if w_m2 > 0 else 0.0
+        # the flux's S/N from the residual's weights: sqrt(sum w |M|^2 / noise per weight)
+        snr[s] = np.sqrt(w_m2 / sigma2) if w_m2 > 0 and sigma2 > 0 else 0.0
         if snr[s] < limits.min_snr:
             continue
         m_start = m_cur
+        cur_lmn = lmn[:, one]
         ok = True
         for _ in range(limits.iterations):
-            s_lmn, _ = refined(lmn[:, one], flux[:, one], cur[None], freqs, ref_freq, tau)
             # d M / d slope = M tau / (1 + slope tau)
             a, b = _normal_equations(uvw, tidx, freqs, m_cur, r + m_start - m_cur, weight,
-                                     s_lmn[:, 0], ref_freq, tau / (1.0 + cur[2] * tau))
+                                     cur_lmn[:, 0], ref_freq, tau / (1.0 + cur[2] * tau))
             try:
                 step = np.linalg.solve(a + 1e-9 * np.diag(np.diag(a)), b)
             except np.linalg.LinAlgError:
@@ -179,9 +179,9 @@ def refine_sources(uvw: np.ndarray, time_index: np.ndarray, freqs: np.ndarray,
                 break
             cur = np.array([cur[0] * (1 + step[0]), cur[1] + step[1], cur[2] + step[2],
                             cur[3] + step[3], cur[4] + step[4]])
-            new_lmn, new_flux = refined(lmn[:, one], flux[:, one], cur[None], freqs, ref_freq,
+            cur_lmn, cur_flux = refined(lmn[:, one], flux[:, one], cur[None], freqs, ref_freq,
                                         tau)
-            m_cur = predict_visibilities_drift(uvw, tidx, freqs, new_lmn, new_flux, sign=1,
+            m_cur = predict_visibilities_drift(uvw, tidx, freqs, cur_lmn, cur_flux, sign=1,
                                                unprojected=False, dtype=np.complex64,
                                                nthreads=nthreads)
         if not ok or abs(cur[0] - 1) > limits.max_scale_change \
