@@ -24,6 +24,11 @@ from .apply import apply_gains_cube, combine_bg, interpolate_gains
 from .model import lm_to_radec
 
 
+def refine_channels(n_chan: int, max_channels: int = 16) -> np.ndarray:
+    """The channels a field refinement uses: every ``ceil(n_chan / max_channels)``-th."""
+    return np.arange(0, n_chan, max(1, -(-n_chan // max_channels)))
+
+
 def refine_field(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
                  uvw: np.ndarray, times: np.ndarray, freqs: np.ndarray, bandpass, gains,
                  lmn: np.ndarray, app_flux: np.ndarray, fit: np.ndarray,
@@ -35,7 +40,7 @@ def refine_field(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.
     and apparent ``app_flux`` (n_time, n_src, n_chan) of the model's sources, ``fit`` (n_src,)
     which to refine. Returns the fit (on the subset's channels) and those channel indices."""
     nt, nb, nc, npol = vis.shape
-    chans = np.arange(0, nc, max(1, -(-nc // max_channels)))
+    chans = refine_channels(nc, max_channels)
     g_t, gf_t = interpolate_gains(gains.times, gains.gains, gains.flags, times)
     total, tflags = combine_bg(bandpass.gains[0][:, chans], bandpass.flags[0][:, chans],
                                g_t, gf_t)

@@ -43,7 +43,7 @@ from . import flagging, msio
 from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
 from .caltable import CalTableContext, write_caltable
 from .field_phase import FieldPhaseParams, refine_phases
-from .field_refine import refine_field, refined_model
+from .field_refine import refine_channels, refine_field, refined_model
 from .flagging import set_threads
 from .model import (
     apparent_spectra,
@@ -159,22 +159,26 @@ def _geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
 def _refine_sky(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: np.ndarray,
                 bandpass: Any, gains: Any, ra: np.ndarray, dec: np.ndarray,
                 spectra: np.ndarray, pointing_dec: float, most: int, min_snr: float,
-                threads: int | None, calibrator_first: bool = False
+                threads: int | None, calibrator_first: bool = False,
+                chans: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """A sky model (ICRS ra, dec, intrinsic spectra) with its brightest ``most`` sources
     refined from ``vis`` corrected by ``bandpass``/``gains`` (``field_refine.py``); with
-    ``calibrator_first`` source 0 is fitted as a nuisance but keeps its model. Returns the
-    new model and how many sources changed."""
+    ``calibrator_first`` source 0 is fitted as a nuisance but keeps its model. ``chans``:
+    the MS channels that ``vis``, ``flags`` and ``bandpass`` hold (None: all). Returns the
+    new model (over all channels) and how many sources changed."""
     pra, pdec = meta.phase_dir
+    freqs = meta.freqs if chans is None else meta.freqs[chans]
     lst, app_ra, app_dec = _geometry(meta.times, ra, dec)
-    app = apparent_spectra(spectra, lst[:, None] - app_ra, app_dec, pointing_dec, meta.freqs)
+    app = apparent_spectra(spectra if chans is None else spectra[:, chans],
+                           lst[:, None] - app_ra, app_dec, pointing_dec, freqs)
     lm0 = radec_to_lmn(ra, dec, pra, pdec)
     bright = np.argsort(-app.mean(axis=(0, 2)), kind="stable")
     if calibrator_first:
         bright = np.concatenate([[0], bright[bright != 0][:most]])
     wanted = np.zeros(ra.size, bool)
     wanted[bright[:most + int(calibrator_first)]] = True
-    fit, _ = refine_field(vis, flags, cube.ant1, cube.ant2, cube.uvw, meta.times, meta.freqs,
+    fit, _ = refine_field(vis, flags, cube.ant1, cube.ant2, cube.uvw, meta.times, freqs,
                           bandpass, gains, np.broadcast_to(lm0, (meta.times.size,) + lm0.shape),
                           app, wanted, FitLimits(min_snr=min_snr), nthreads=threads or 1)
     return refined_model(ra, dec, spectra, lm0[:, :2], fit, meta.freqs, pra, pdec,
@@ -203,19 +207,21 @@ def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_fl
 
 def sky_model(meta: msio.MSMeta, cube: msio.VisCube, ra: np.ndarray, dec: np.ndarray,
               spectra: np.ndarray, pointing_dec: float, n_pol: int = 1,
-              threads: int | None = None) -> np.ndarray:
+              threads: int | None = None, chans: np.ndarray | None = None) -> np.ndarray:
     """Model visibilities (n_time, n_bl, n_chan, n_pol) of point sources (ICRS ra, dec;
-    intrinsic ``spectra`` (n_src, n_chan)) seen through the drifting primary beam."""
+    intrinsic ``spectra`` (n_src, n_chan)) seen through the drifting primary beam, on the
+    MS channels ``chans`` (None: all)."""
+    freqs = meta.freqs if chans is None else meta.freqs[chans]
     lst, app_ra, app_dec = _geometry(meta.times, ra, dec)
-    app_flux = apparent_spectra(spectra, lst[:, None] - app_ra, app_dec, pointing_dec,
-                                meta.freqs)
+    app_flux = apparent_spectra(spectra if chans is None else spectra[:, chans],
+                                lst[:, None] - app_ra, app_dec, pointing_dec, freqs)
     pra, pdec = meta.phase_dir
     nt, nb = cube.vis.shape[:2]
     lmn = np.broadcast_to(radec_to_lmn(ra, dec, pra, pdec), (nt, ra.size, 3))
     m = model_visibilities(cube.uvw.reshape(nt * nb, 3), np.repeat(np.arange(nt), nb),
-                           meta.freqs, np.ascontiguousarray(lmn), app_flux,
+                           freqs, np.ascontiguousarray(lmn), app_flux,
                            nthreads=threads, dtype=np.complex64)
-    m = m.reshape(nt, nb, meta.freqs.size, 1)
+    m = m.reshape(nt, nb, freqs.size, 1)
     return np.broadcast_to(m, m.shape[:3] + (n_pol,)) if n_pol > 1 else m
 
 
@@ -387,44 +393,55 @@ class CalibrationStage(PipelineStage):
             spectra = np.concatenate([spectra, f_spec])
         timings["model_s"] = time.perf_counter() - t
 
-        def make_model() -> np.ndarray:
-            """The model cube (nt, nb, nchan, 1): made when the solver needs it, so that it
-            can drop it once its normal-equation sums are taken (0.7 GB at full scale)."""
+        def make_model(chans: np.ndarray | None = None) -> np.ndarray:
+            """The model cube (nt, nb, nchan, 1) on ``chans`` (None: all): made when the
+            solver needs it, so that it can drop it once its normal-equation sums are taken
+            (0.7 GB at full scale)."""
             t_m = time.perf_counter()
-            m = sky_model(meta, cube, src_ra, src_dec, spectra, pointing_dec, threads=threads)
+            m = sky_model(meta, cube, src_ra, src_dec, spectra, pointing_dec, threads=threads,
+                          chans=chans)
             timings["model_s"] += time.perf_counter() - t_m
             return m
 
         # solve
-        t = time.perf_counter()
         refant = cfg.refant
         if isinstance(refant, str):
             if refant not in meta.antenna_names:
                 raise InputError(f"reference antenna {refant!r} is not in the MS", stage=STAGE,
                                  files=[meta.path])
             refant = meta.antenna_names.index(refant)
-        model_s = timings["model_s"]
         solve_params = SolveParams(gain_solint=cfg.gain_solint_s, min_snr=cfg.min_snr,
                                    refant=refant, solve_delay=cfg.solve_delay)
-        sols = solve_calibrator(vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
-                                meta.times, meta.freqs, solve_params)
-        timings["solve_s"] = time.perf_counter() - t - (timings["model_s"] - model_s)
+        timings["solve_s"] = timings["refine_s"] = 0.0
+
+        def solve(chans: np.ndarray | None = None):
+            t_s, model_s = time.perf_counter(), timings["model_s"]
+            if chans is None:
+                v, f, nu = vis, flags, meta.freqs
+            else:
+                v, f = (np.ascontiguousarray(a[:, :, chans]) for a in (vis, flags))
+                nu = meta.freqs[chans]
+            out = solve_calibrator(v, lambda: make_model(chans), f, cube.ant1, cube.ant2,
+                                   n_ant, meta.times, nu, solve_params)
+            timings["solve_s"] += time.perf_counter() - t_s - (timings["model_s"] - model_s)
+            return out
+
         refined = 0
         if cfg.field_refine_max > 0 and src_ra.size > 1:
-            # the field model refined from the data calibrated by this solution, then the
-            # gains again (the calibrator, source 0, keeps its model: the flux scale)
+            # the field model refined from the data calibrated by a first solution on the
+            # refinement's channels only (all it needs); the calibrator, source 0, keeps its
+            # model: the flux scale
+            chans = refine_channels(meta.freqs.size)
+            first = solve(chans)
             t = time.perf_counter()
             src_ra, src_dec, spectra, refined = _refine_sky(
-                meta, cube, vis, flags, sols.bandpass, sols.gains, src_ra, src_dec, spectra,
-                pointing_dec, cfg.field_refine_max, cfg.field_refine_snr, threads,
-                calibrator_first=True)
+                meta, cube, np.ascontiguousarray(vis[:, :, chans]),
+                np.ascontiguousarray(flags[:, :, chans]), first.bandpass, first.gains, src_ra,
+                src_dec, spectra, pointing_dec, cfg.field_refine_max, cfg.field_refine_snr,
+                threads, calibrator_first=True, chans=chans)
             timings["refine_s"] = time.perf_counter() - t
-            if refined:
-                t = time.perf_counter()
-                model_s = timings["model_s"]
-                sols = solve_calibrator(vis, make_model, flags, cube.ant1, cube.ant2, n_ant,
-                                        meta.times, meta.freqs, solve_params)
-                timings["solve_s"] += time.perf_counter() - t - (timings["model_s"] - model_s)
+            del first
+        sols = solve()
         qa = qa_gate(sols.bandpass, sols.gains, QAThresholds(
             min_median_snr=cfg.qa_min_median_snr,
             max_flagged_fraction=cfg.qa_max_flagged_fraction,

@@ -119,7 +119,7 @@ class ImagingParams:
     #: bright components, and the sources outside the image brighter than
     #: ``outlier_min_jy`` (apparent), which every pass subtracts from the visibilities
     sky: SkySources | None = None
-    outlier_min_jy: float = 0.02
+    outlier_min_jy: float = 0.003
     #: outliers whose S/N in the residual is at least this get their flux, spectral index,
     #: drift through the beam and position refined from the visibilities before CLEAN
     #: (``catalogs.refine``), the brightest ``outlier_fit_max`` of them; 0: off
