@@ -10,6 +10,11 @@ Gaussian through the 3x3 pixels at the brightest pixel within a beam of the true
 of the restored image against the truth's apparent flux, the mean over the group's
 integrations and channels of flux x primary beam (what an MFS image of a drifting source
 shows); positions against the true positions, in beams.
+
+Thermal noise alone gives peaks above 5σ: how many depends on the number of independent
+beams in the image, not on the imaging. :func:`gaussian_peaks` counts them in images of pure
+Gaussian noise whose correlation is the image's PSF, through the validation stage's own peak
+finder, so that a group's false peaks can be set against what noise alone would give.
 """
 
 from __future__ import annotations
@@ -38,10 +43,41 @@ def apparent_flux(truth: dict[str, np.ndarray]) -> np.ndarray:
     return np.mean(truth["source_flux"][:, None, :] * truth["source_beam"], axis=(1, 2))
 
 
+def gaussian_peaks(psf: np.ndarray, valid: np.ndarray, bmaj_px: float, level: float = 5.0,
+                   n_real: int = 8, seed: int = 0) -> float:
+    """Mean number of peaks at or above ``level`` σ, per sign, in ``n_real`` images of
+    Gaussian noise correlated like ``psf`` (the noise's autocorrelation is the PSF for
+    natural weighting; close to it for robust 0), inside ``valid``, found as the
+    validation stage finds them (one local maximum per ``bmaj_px`` window, S/N against the
+    robust rms)."""
+    from stages.validation.metrics.reliability import local_peaks
+
+    ny, nx = psf.shape
+    amp = np.sqrt(np.clip(np.fft.rfft2(np.fft.ifftshift(np.nan_to_num(psf))).real, 0, None))
+    rng = np.random.default_rng(seed)
+    counts = []
+    for _ in range(n_real):
+        f = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((ny, nx))) * amp, s=(ny, nx))
+        v = f[valid]
+        med = np.median(v)
+        z = ((f - med) / (1.4826 * np.median(np.abs(v - med)))).astype(np.float32)
+        counts.append(local_peaks(z, valid, level, bmaj_px).above(level)
+                      + local_peaks(-z, valid, level, bmaj_px).above(level))
+    return float(np.mean(counts)) / 2.0
+
+
+def poisson_tail(n: int, mean: float) -> float:
+    """P(N >= n) for a Poisson count of ``mean``."""
+    from scipy.stats import poisson
+
+    return float(poisson.sf(n - 1, mean)) if n > 0 else 1.0
+
+
 def score(image_fits: str | Path, metrics: dict[str, Any], truth: dict[str, np.ndarray],
-          pb: np.ndarray | None = None, pb_cut: float = 0.2, snr_bright: float = 50.0
-          ) -> dict[str, Any]:
-    """Truth-based figures of one restored image (see the module docstring)."""
+          pb: np.ndarray | None = None, pb_cut: float = 0.2, snr_bright: float = 50.0,
+          psf_fits: str | Path | None = None) -> dict[str, Any]:
+    """Truth-based figures of one restored image (see the module docstring); with
+    ``psf_fits``, also the false and negative 5σ peaks against pure noise's."""
     from stages.imaging.peaks import gaussian_peak
 
     img, wcs, bmaj_px, _ = _image(image_fits)
@@ -101,6 +137,21 @@ def score(image_fits: str | Path, metrics: dict[str, Any], truth: dict[str, np.n
     out["n_bright"] = len(ratios)
     out["flux_ratio_median"] = float(np.median(ratios)) if ratios else None
     out["astrometry_beam_median"] = float(np.median(offs)) if offs else None
+    if psf_fits is not None:
+        psf, _, _, _ = _image(psf_fits)
+        valid = np.isfinite(img) & (pb >= pb_cut if pb is not None else True)
+        g = gaussian_peaks(psf, valid, bmaj_px)
+        sel = psnr >= 5.0
+        n_false = int((~real[sel]).sum())
+        n_neg = int(sign["n_neg"]["5sigma"]) if "n_neg" in sign else None
+        out["noise_peaks_5sigma"] = g
+        out["false_5sigma"] = n_false
+        out["neg_5sigma"] = n_neg
+        out["p_false_5sigma"] = poisson_tail(n_false, g)
+        out["p_neg_5sigma"] = poisson_tail(n_neg, g) if n_neg is not None else None
+        # what an image with these true peaks and noise alone would score, on average
+        n_true = int(real[sel].sum())
+        out["noise_limited_reliability_5sigma"] = n_true / (n_true + g) if n_true else None
     return out
 
 
@@ -122,4 +173,4 @@ def acceptance(s: dict[str, Any]) -> dict[str, bool | None]:
     }
 
 
-__all__ = ["LEVELS", "apparent_flux", "score", "acceptance"]
+__all__ = ["LEVELS", "acceptance", "apparent_flux", "gaussian_peaks", "poisson_tail", "score"]

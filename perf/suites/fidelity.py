@@ -18,7 +18,14 @@ Cost: the imaging stage's wall time and the pipeline's peak RSS.
 ``python -m perf fidelity`` runs everything; ``--quick`` runs one demo-scale night.
 Environment: ``DSA110_FIDELITY_NIGHTS`` = comma-separated indices of NIGHTS to run,
 ``DSA110_FIDELITY_SCALES`` = ``demo``, ``full`` or both, ``DSA110_FIDELITY_WSCLEAN=0`` to
-skip WSClean.
+skip WSClean, ``DSA110_FIDELITY_EXTRA`` = nights the suite does not list, as
+``dec:calibrator:seed`` separated by ``;`` (for example ``33.2:3C48:51;52.2:3C295:71``),
+run after the listed ones (``DSA110_FIDELITY_NIGHTS=none`` runs only those).
+
+Beside each group's figures: the number of 5σ peaks that pure Gaussian noise with the
+image's PSF gives per sign (``noise_peaks_5sigma``), the Poisson probability of the group's
+false and negative peaks given it, and the 5σ reliability that noise alone would leave
+with the group's true peaks (``noise_limited_reliability_5sigma``).
 """
 
 from __future__ import annotations
@@ -132,10 +139,26 @@ def validate_foreign(image: Path, residual: Path, pb_path: str, survey: Path, ou
     return json.loads(o.metrics_json.read_text())
 
 
+def extra_nights() -> list[tuple[str, float, str, int]]:
+    """Nights named in ``DSA110_FIDELITY_EXTRA`` (``dec:calibrator:seed;...``)."""
+    out = []
+    for item in os.environ.get("DSA110_FIDELITY_EXTRA", "").split(";"):
+        if not item.strip():
+            continue
+        try:
+            dec, cal, seed = item.split(":")
+            out.append((f"dec{float(dec):+.1f} {cal.strip()} seed {int(seed)}", float(dec),
+                        cal.strip(), int(seed)))
+        except ValueError:
+            raise SystemExit(f"DSA110_FIDELITY_EXTRA: {item!r} is not dec:calibrator:seed"
+                             ) from None
+    return out
+
+
 def night_rows(label: str, scale: str, work: Path, threads: int, wsclean: bool,
                sets: list[str] = ()) -> tuple[list[dict], list[str]]:
     """Simulate, run, and score one night; rows per group for ours (and WSClean)."""
-    _, dec, cal, seed = next(n for n in NIGHTS if n[0] == label)
+    _, dec, cal, seed = next(n for n in NIGHTS + extra_nights() if n[0] == label)
     size = SCALES[scale]
     inp, judges, out = work / "in", work / "judges", work / "out"
     notes: list[str] = []
@@ -160,7 +183,7 @@ def night_rows(label: str, scale: str, work: Path, threads: int, wsclean: bool,
         images = {p["path"].rsplit("-", 1)[-1].removesuffix(".fits"): p["path"]
                   for p in g["products"] if p["key"] == "images"}
         pb = _pb(images["pb"])
-        s = score(images["image"], metrics, truth, pb)
+        s = score(images["image"], metrics, truth, pb, psf_fits=images.get("psf"))
         rec = {r["name"]: r for r in g["records"]}
         img_rec = rec.get("imaging") or {}
         base = dict(night=label, scale=scale, group=gid, role=g.get("role"),
@@ -181,7 +204,8 @@ def night_rows(label: str, scale: str, work: Path, threads: int, wsclean: bool,
             wm = validate_foreign(wimg, wdir / "wsclean-residual.fits", images["pb"], survey,
                                   wdir / "val", metrics["metrics"]["noise"]
                                   .get("theoretical_rms_jy"))
-            ws = score(wimg, wm, truth, pb)
+            wpsf = Path(wimg).with_name(Path(wimg).name.replace("-image", "-psf"))
+            ws = score(wimg, wm, truth, pb, psf_fits=wpsf if wpsf.exists() else None)
             rows.append(row(f"{label} {scale}", "WSClean 3.1", round(wall, 2), None,
                             **{**base, "verdict": wm["verdict"]}, **_round(ws),
                             failing=[k for k, v in acceptance(ws).items() if v is False]))
@@ -200,9 +224,10 @@ def _round(d: dict[str, Any]) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict:
     threads = os.cpu_count() or 1
-    nights = [NIGHTS[int(i)] for i in os.environ.get(
-        "DSA110_FIDELITY_NIGHTS", "0" if quick else ",".join(str(i) for i in
-                                                            range(len(NIGHTS)))).split(",")]
+    listed = os.environ.get("DSA110_FIDELITY_NIGHTS", "0" if quick else ",".join(
+        str(i) for i in range(len(NIGHTS))))
+    nights = [NIGHTS[int(i)] for i in listed.split(",") if i.strip() not in ("", "none")]
+    nights += extra_nights()
     scales = os.environ.get("DSA110_FIDELITY_SCALES", "demo" if quick else "demo,full"
                             ).split(",")
     wsclean = os.environ.get("DSA110_FIDELITY_WSCLEAN", "1") != "0"
