@@ -37,6 +37,19 @@ def test_calibrators_take_the_list_position_and_standards_their_spectrum():
     assert out.source == "survey.csv"
 
 
+def test_a_calibrator_with_a_coarse_position_code_takes_the_list_position_too():
+    """3C295's list position has code T (worse than 0.15"); calibration models it there, so
+    the survey's entry 2" off must move to it (what the calibrated data show)."""
+    c = find_calibrator("3C295")
+    assert c.position_code == "T"
+    cat = SourceCatalog.from_arrays(np.array([c.ra + 0.4 * ARCSEC / np.cos(c.dec)]),
+                                    np.array([c.dec - 1.9 * ARCSEC]), [22.8],
+                                    source="survey.csv")
+    out = with_known_sources(cat)
+    assert out.ra[0] == c.ra and out.dec[0] == c.dec
+    assert out.flux_jy[0] == 22.8  # not among the standards known here: the survey flux
+
+
 def test_nearest_within_matches_by_great_circle():
     ref_ra, ref_dec = np.radians([10.0, 10.0]), np.radians([80.0, 80.01])
     # near the pole 0.05 deg of RA is 31" on the sky: outside a 20" radius
