@@ -8,6 +8,7 @@ otherwise the framework's demo pipeline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
 import sys
@@ -246,7 +247,8 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     progress = Progress(n_stages, enabled=not (args.log_json or cfg.logging.json_lines))
     started = time.time()
     ctx = PipelineContext(config=cfg.model_dump(mode="json"))
-    with StateDB(state_path) as state, ClientHandle(cfg.orchestrator) as client:
+    with StateDB(state_path) as state, _SweepAfterAbort() as final_sweep, \
+            ClientHandle(cfg.orchestrator) as client:
         orch = NightOrchestrator(
             state, output_dir=out, cache=ResultCache(cfg.paths.cache_dir or out / ".cache"),
             runtime=Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir,
@@ -257,6 +259,7 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
             retry_backoff_s=cfg.orchestrator.retry_backoff_s,
             runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
             on_stage_done=progress.update)
+        final_sweep.orch = orch
         from distributed import performance_report
 
         client.get()  # a night always fans out: start the cluster before the report opens
@@ -303,6 +306,25 @@ def _storage_failure(night: NightResult) -> str | None:
         if rec.status == "failed" and rec.error_type == "StorageError":
             return rec.error
     return None
+
+
+class _SweepAfterAbort:
+    """Entered before the dask cluster, so left after it has stopped: when a storage error
+    ends the night, sweep once more. A worker still writing when the first sweep ran (its
+    process alive, its staging directory not yet stale) has gone by then."""
+
+    def __init__(self) -> None:
+        self.orch: Any = None
+
+    def __enter__(self) -> _SweepAfterAbort:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if self.orch is not None and exc_type is not None \
+                and issubclass(exc_type, (StorageError, OSError)):
+            with contextlib.suppress(Exception):  # the storage error is what gets reported
+                self.orch.sweep()
+        return False
 
 
 def _stop_running(orch: Any, state: StateDB, message: str, log: Any) -> None:
