@@ -75,15 +75,14 @@ def with_known_sources(cat: SourceCatalog, radius_arcsec: float = 10.0,
     if calibrators is None:
         lo, hi = float(cat.dec.min()) - radius, float(cat.dec.max()) + radius
         calibrators = calibrators_in_strip(max(lo, -np.pi / 2), min(hi, np.pi / 2), path=path)
-    good = list(calibrators)
-    j, matched = nearest_within(cat.ra, cat.dec, np.array([c.ra for c in good]),
-                                np.array([c.dec for c in good]), radius)
+    j, matched = nearest_within(cat.ra, cat.dec, np.array([c.ra for c in calibrators]),
+                                np.array([c.dec for c in calibrators]), radius)
     if not matched.any():
         return cat
     ra, dec = cat.ra.copy(), cat.dec.copy()
     flux, alpha = cat.flux_jy.copy(), cat.spectral_index.copy()
     for i in np.flatnonzero(matched):
-        c = good[j[i]]
+        c = calibrators[j[i]]
         ra[i], dec[i] = c.ra, c.dec
         std = _standard(c)
         if std is not None:

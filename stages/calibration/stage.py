@@ -414,13 +414,10 @@ class CalibrationStage(PipelineStage):
                                    refant=refant, solve_delay=cfg.solve_delay)
         timings["solve_s"] = timings["refine_s"] = 0.0
 
-        def solve(chans: np.ndarray | None = None):
+        def solve(v: np.ndarray, f: np.ndarray, chans: np.ndarray | None = None):
+            """Bandpass and gains from ``v``/``f``: the cube, or its channels ``chans``."""
             t_s, model_s = time.perf_counter(), timings["model_s"]
-            if chans is None:
-                v, f, nu = vis, flags, meta.freqs
-            else:
-                v, f = (np.ascontiguousarray(a[:, :, chans]) for a in (vis, flags))
-                nu = meta.freqs[chans]
+            nu = meta.freqs if chans is None else meta.freqs[chans]
             out = solve_calibrator(v, lambda: make_model(chans), f, cube.ant1, cube.ant2,
                                    n_ant, meta.times, nu, solve_params)
             timings["solve_s"] += time.perf_counter() - t_s - (timings["model_s"] - model_s)
@@ -432,16 +429,16 @@ class CalibrationStage(PipelineStage):
             # refinement's channels only (all it needs); the calibrator, source 0, keeps its
             # model: the flux scale
             chans = refine_channels(meta.freqs.size)
-            first = solve(chans)
+            vis_c, flags_c = (np.ascontiguousarray(a[:, :, chans]) for a in (vis, flags))
+            first = solve(vis_c, flags_c, chans)
             t = time.perf_counter()
             src_ra, src_dec, spectra, refined = _refine_sky(
-                meta, cube, np.ascontiguousarray(vis[:, :, chans]),
-                np.ascontiguousarray(flags[:, :, chans]), first.bandpass, first.gains, src_ra,
-                src_dec, spectra, pointing_dec, cfg.field_refine_max, cfg.field_refine_snr,
-                threads, calibrator_first=True, chans=chans)
+                meta, cube, vis_c, flags_c, first.bandpass, first.gains, src_ra, src_dec,
+                spectra, pointing_dec, cfg.field_refine_max, cfg.field_refine_snr, threads,
+                calibrator_first=True, chans=chans)
             timings["refine_s"] = time.perf_counter() - t
-            del first
-        sols = solve()
+            del first, vis_c, flags_c
+        sols = solve(vis, flags)
         qa = qa_gate(sols.bandpass, sols.gains, QAThresholds(
             min_median_snr=cfg.qa_min_median_snr,
             max_flagged_fraction=cfg.qa_max_flagged_fraction,

@@ -123,7 +123,8 @@ class ImagingConfig(StageConfig):
     #: Apparent (time-mean) flux floor of those outliers. A full-scale group's thermal rms is
     #: about 0.26 mJy and an outlier's far sidelobes a few per cent of it: at 20 mJy the
     #: unsubtracted outliers left a noise-free image 0.31x thermal rms of stripes (3.5x at
-    #: worst) and a quarter of its 5-sigma peaks; at 3 mJy, 0.09x (see the imaging README).
+    #: worst); at 1 mJy, 0.09x. With noise and the survey, 3 mJy and 1 mJy gave the same
+    #: figures, 20 mJy a quarter more 5-sigma peaks (see the imaging README).
     outlier_min_jy: float = Field(0.003, ge=0)
     #: With pb_drift: outliers whose S/N in the residual is at least this have their flux,
     #: spectral index, drift through the beam and position refined from the visibilities before
