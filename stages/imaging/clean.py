@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 import scipy.fft
+from scipy import ndimage
 
 
 def robust_rms(image: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -420,6 +421,22 @@ def _unsubtracted_sidelobe(psf: np.ndarray, shape: tuple[int, int],
     return float(min(1.0, max(band.max(), edge.max())))
 
 
+def clean_support(model: np.ndarray, strong: float) -> np.ndarray:
+    """Pixels CLEAN may still clean once the auto-mask is on: those holding model flux, and
+    the 8 neighbours of those holding at least ``strong`` (Jy/beam).
+
+    A bright source between pixel centres needs flux on the neighbours of its peak pixel
+    (Högbom's dipole, the sub-pixel position ``points.point_sources`` reads). Where that
+    dipole is below the auto-mask level when the free search stops, a support of the
+    flux-holding pixels alone can never add it: CLEAN then puts the source at the pixel
+    centre and over-fits it. Measured on the full-scale dec +52.2 group: two 35-39 mJy
+    sources 0.1 px off their columns took 7 % too much flux and left a ring of 25 negative
+    peaks (5-16 sigma) around them (imaging README, session 15).
+    """
+    near = ndimage.binary_dilation(np.abs(model) >= strong, structure=np.ones((3, 3), bool))
+    return (model != 0) | near
+
+
 def deconvolve(dirty: np.ndarray, psf: np.ndarray,
                compute_residual: Callable[[np.ndarray], np.ndarray],
                params: CleanParams, mask: np.ndarray | None = None,
@@ -439,7 +456,9 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
     (a visibility-domain major cycle). The stop level is
     ``max(threshold, auto_threshold x robust rms)``. With ``auto_mask``, cleaning is free
     until the minor cycles reach ``auto_mask x rms``; from then on only pixels that already
-    hold model flux are cleaned (down to the auto threshold). ``mask`` restricts cleaning.
+    hold model flux, and the neighbours of those holding at least ``auto_mask x rms``, are
+    cleaned (down to the auto threshold; see ``clean_support``). ``mask`` restricts
+    cleaning.
 
     Cheaper, approximate major cycles: ``approx_residual(model)`` (for example the residual
     of a subset of the channels; ``dirty_exact=False`` says ``dirty`` is such an
@@ -547,7 +566,7 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
             # the free search reached the auto-mask level: from now on clean only where
             # flux has been found
             auto_mask_on = True
-            active_mask = free_mask & (model != 0)
+            active_mask = free_mask & clean_support(model, params.auto_mask * rms)
         if n == 0 and not auto_mask_on:
             stop_reason = "stalled"
             if not exact:
