@@ -84,6 +84,9 @@ class CalibrationConfig(StageConfig):
     field_min_flux_jy: float = Field(0.02, ge=0)
     #: ... within this distance (deg) of the pointing at the middle of the observation.
     field_radius_deg: float = Field(3.0, gt=0)
+    #: ... and beyond it, out to this distance (deg), sources whose apparent flux (through the
+    #: primary beam's sidelobes as they drift) reaches ``field_min_flux_jy``.
+    field_sidelobe_radius_deg: float = Field(10.0, gt=0)
     #: The brightest this many field sources whose S/N is at least ``field_refine_snr`` have
     #: their flux, spectral index and position refined from the data calibrated by a first
     #: solution, and the gains are solved again with them (``field_refine.py``: a survey's
@@ -205,6 +208,31 @@ def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_fl
     return cat.ra, cat.dec, cat.flux_at(freqs)
 
 
+def field_sources(catalog: str, times: np.ndarray, ra0: float, pointing_dec: float,
+                  freqs: np.ndarray, radius: float, min_flux: float, sidelobe_radius: float,
+                  exclude: tuple[float, float] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A field model's sources: those within ``radius`` (rad) of (``ra0``, ``pointing_dec``)
+    brighter than ``min_flux`` (Jy at their reference frequency), and those out to
+    ``sidelobe_radius`` whose apparent flux through the drifting beam (mean over ``times``
+    and ``freqs``) reaches ``min_flux``: a 33 Jy source 4 deg out, in the first sidelobe,
+    is 0.55 Jy apparent, 7 % of a 7.5 Jy calibrator, and left out of the model it went
+    into the gains (a cross of 5-10 sigma errors through 3C309.1 at dec +71.7; calibration
+    README). ra, dec and intrinsic spectra, the inner sources first."""
+    ra, dec, spec = catalog_sources(catalog, ra0, pointing_dec, sidelobe_radius, min_flux,
+                                    freqs, exclude=exclude)
+    inner = np.arccos(np.clip(np.sin(dec) * np.sin(pointing_dec) + np.cos(dec)
+                              * np.cos(pointing_dec) * np.cos(ra - ra0), -1, 1)) <= radius
+    keep = inner.copy()
+    if (~inner).any():
+        out = np.flatnonzero(~inner)
+        lst, app_ra, app_dec = _geometry(times, ra[out], dec[out])
+        app = apparent_spectra(spec[out], lst[:, None] - app_ra, app_dec, pointing_dec, freqs)
+        keep[out] = app.mean(axis=(0, 2)) >= min_flux
+    order = np.concatenate([np.flatnonzero(inner), np.flatnonzero(keep & ~inner)])
+    return ra[order], dec[order], spec[order]
+
+
 def sky_model(meta: msio.MSMeta, cube: msio.VisCube, ra: np.ndarray, dec: np.ndarray,
               spectra: np.ndarray, pointing_dec: float, n_pol: int = 1,
               threads: int | None = None, chans: np.ndarray | None = None) -> np.ndarray:
@@ -313,12 +341,14 @@ class CalibrationStage(PipelineStage):
                              files=[meta.path])
         return next(c for c in cals if c.name == sel.best.name), sel.best
 
-    def _field_sources(self, catalog: str, cal, ra0: float, dec0: float, freqs: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Catalog sources near the pointing (not the calibrator itself): ra, dec, spectra."""
+    def _field_sources(self, catalog: str, cal, times: np.ndarray, ra0: float, dec0: float,
+                       freqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Catalog sources of the field model (not the calibrator itself): ra, dec, spectra."""
         cfg = self.config
-        return catalog_sources(catalog, ra0, dec0, math.radians(cfg.field_radius_deg),
-                               cfg.field_min_flux_jy, freqs, exclude=(cal.ra, cal.dec))
+        return field_sources(catalog, times, ra0, dec0, freqs,
+                             math.radians(cfg.field_radius_deg), cfg.field_min_flux_jy,
+                             math.radians(cfg.field_sidelobe_radius_deg),
+                             exclude=(cal.ra, cal.dec))
 
     # -- contract -----------------------------------------------------------------------
     def execute(self, ctx: PipelineContext) -> PipelineContext:
@@ -386,8 +416,8 @@ class CalibrationStage(PipelineStage):
         src_ra, src_dec, spectra = np.array([cal.ra]), np.array([cal.dec]), spec[None]
         catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
         if catalog:
-            f_ra, f_dec, f_spec = self._field_sources(catalog, cal, pra, pointing_dec,
-                                                      meta.freqs)
+            f_ra, f_dec, f_spec = self._field_sources(catalog, cal, meta.times, pra,
+                                                      pointing_dec, meta.freqs)
             src_ra = np.concatenate([src_ra, f_ra])
             src_dec = np.concatenate([src_dec, f_dec])
             spectra = np.concatenate([spectra, f_spec])
@@ -670,6 +700,9 @@ class FieldModel:
     catalog: str
     radius_deg: float = 3.0
     min_flux_jy: float = 0.02
+    #: beyond ``radius_deg`` and out to this, sources whose apparent flux reaches
+    #: ``min_flux_jy`` (see ``field_sources``)
+    sidelobe_radius_deg: float = 10.0
     solve: FieldPhaseParams = FieldPhaseParams()
     #: the brightest this many sources refined from the data after a first phase solve,
     #: which then runs again on them (0: off), where their S/N reaches ``refine_snr``
@@ -684,9 +717,9 @@ def _field_phases(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags:
     pra, _ = meta.phase_dir
     _, _, app_dec = _geometry(meta.times, np.array([pra]), np.array([meta.phase_dir[1]]))
     pointing_dec = float(np.mean(app_dec))
-    ra, dec, spectra = catalog_sources(field.catalog, pra, pointing_dec,
-                                       math.radians(field.radius_deg), field.min_flux_jy,
-                                       meta.freqs)
+    ra, dec, spectra = field_sources(field.catalog, meta.times, pra, pointing_dec, meta.freqs,
+                                     math.radians(field.radius_deg), field.min_flux_jy,
+                                     math.radians(field.sidelobe_radius_deg))
     out: dict[str, Any] = {"field_sources": int(ra.size)}
     if ra.size == 0:
         return g, {**out, "field_phase": "no catalog sources: calibrator gains"}
@@ -746,6 +779,7 @@ class ApplyConfig(StageConfig):
     field_catalog: str | None = None
     field_radius_deg: float = Field(3.0, gt=0)
     field_min_flux_jy: float = Field(0.02, ge=0)
+    field_sidelobe_radius_deg: float = Field(10.0, gt=0)
     field_phase_solint_s: float | None = Field(60.0, gt=0)
     #: Antennas' relative amplitudes (flux scale kept) from the field too where a solution's
     #: S/N reaches this (~1/S/N error); None: phases only (see field_phase.py)
@@ -807,6 +841,7 @@ class ApplyCalibrationStage(PipelineStage):
         catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
         field = FieldModel(catalog, radius_deg=cfg.field_radius_deg,
                            min_flux_jy=cfg.field_min_flux_jy,
+                           sidelobe_radius_deg=cfg.field_sidelobe_radius_deg,
                            refine_max=cfg.field_refine_max, refine_snr=cfg.field_refine_snr,
                            solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s,
                                                   amp_min_snr=cfg.field_amp_min_snr,
