@@ -217,8 +217,8 @@ def field_sources(catalog: str, times: np.ndarray, ra0: float, pointing_dec: flo
     ``sidelobe_radius`` whose apparent flux through the drifting beam (mean over ``times``
     and ``freqs``) reaches ``min_flux``: a 33 Jy source 4 deg out, in the first sidelobe,
     is 0.55 Jy apparent, 7 % of a 7.5 Jy calibrator, and left out of the model it went
-    into the gains (a cross of 5-10 sigma errors through 3C309.1 at dec +71.7; calibration
-    README). ra, dec and intrinsic spectra, the inner sources first."""
+    into the gains (a cross of 5-10 sigma errors through 3C309.1 at dec +71.7; imaging
+    README, session 15). ra, dec and intrinsic spectra, the inner sources first."""
     ra, dec, spec = catalog_sources(catalog, ra0, pointing_dec, sidelobe_radius, min_flux,
                                     freqs, exclude=exclude)
     inner = np.arccos(np.clip(np.sin(dec) * np.sin(pointing_dec) + np.cos(dec)
