@@ -292,6 +292,10 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
     full = _storage_failure(night)
     if full is not None:  # a full or unwritable disk: one line says where
+        # the cluster has stopped: a worker still writing at the night's own sweep (alive,
+        # so its staging directory was not stale yet) has gone now
+        with contextlib.suppress(Exception):
+            orch.sweep()
         print(f"error: {full}; {len(bad)} group(s) not finished, rerun when there is space",
               file=sys.stderr)
         return 2
