@@ -188,6 +188,12 @@ def _refine_sky(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: n
                          keep=[0] if calibrator_first else None)
 
 
+def _separation(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
+    """Angular distance (rad) of (ra, dec) from (ra0, dec0)."""
+    return np.arccos(np.clip(np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0)
+                             * np.cos(ra - ra0), -1, 1))
+
+
 def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_flux: float,
                     freqs: np.ndarray, exclude: tuple[float, float] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -196,14 +202,9 @@ def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_fl
     ra, dec and spectra at ``freqs``."""
     cat = read_catalog(catalog).strip(dec0 - radius, dec0 + radius)
     cat = with_known_sources(cat)  # calibrators: the VLA list's positions, PB2017 fluxes
-
-    def dist(ra: float, dec: float) -> np.ndarray:
-        return np.arccos(np.clip(np.sin(cat.dec) * np.sin(dec) + np.cos(cat.dec)
-                                 * np.cos(dec) * np.cos(cat.ra - ra), -1, 1))
-
-    keep = (dist(ra0, dec0) <= radius) & (cat.flux_jy >= min_flux)
+    keep = (_separation(cat.ra, cat.dec, ra0, dec0) <= radius) & (cat.flux_jy >= min_flux)
     if exclude is not None:
-        keep &= dist(*exclude) > math.radians(1 / 60)
+        keep &= _separation(cat.ra, cat.dec, *exclude) > math.radians(1 / 60)
     cat = cat.select(keep)
     return cat.ra, cat.dec, cat.flux_at(freqs)
 
@@ -221,8 +222,7 @@ def field_sources(catalog: str, times: np.ndarray, ra0: float, pointing_dec: flo
     README, session 15). ra, dec and intrinsic spectra, the inner sources first."""
     ra, dec, spec = catalog_sources(catalog, ra0, pointing_dec, sidelobe_radius, min_flux,
                                     freqs, exclude=exclude)
-    inner = np.arccos(np.clip(np.sin(dec) * np.sin(pointing_dec) + np.cos(dec)
-                              * np.cos(pointing_dec) * np.cos(ra - ra0), -1, 1)) <= radius
+    inner = _separation(ra, dec, ra0, pointing_dec) <= radius
     keep = inner.copy()
     if (~inner).any():
         out = np.flatnonzero(~inner)
