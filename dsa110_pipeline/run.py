@@ -280,6 +280,7 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
             if profiler is not None:
                 profiler.stop()
         finished = time.time()
+        final_sweep.failed = _storage_failure(night) is not None
         try:
             reasons = _night_reports(cfg, out, night, state, profiler, ctx.run_id, started,
                                      finished, log)
@@ -292,10 +293,6 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
     full = _storage_failure(night)
     if full is not None:  # a full or unwritable disk: one line says where
-        # the cluster has stopped: a worker still writing at the night's own sweep (alive,
-        # so its staging directory was not stale yet) has gone now
-        with contextlib.suppress(Exception):
-            orch.sweep()
         print(f"error: {full}; {len(bad)} group(s) not finished, rerun when there is space",
               file=sys.stderr)
         return 2
@@ -314,18 +311,20 @@ def _storage_failure(night: NightResult) -> str | None:
 
 class _SweepAfterAbort:
     """Entered before the dask cluster, so left after it has stopped: when a storage error
-    ends the night, sweep once more. A worker still writing when the first sweep ran (its
-    process alive, its staging directory not yet stale) has gone by then."""
+    ends the night (raised, or recorded by a group's stage: ``failed``), sweep once more. A
+    worker still writing when the first sweep ran (its process alive, its staging directory
+    not yet stale) has gone by then."""
 
     def __init__(self) -> None:
         self.orch: Any = None
+        self.failed = False
 
     def __enter__(self) -> _SweepAfterAbort:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if self.orch is not None and exc_type is not None \
-                and issubclass(exc_type, (StorageError, OSError)):
+        raised = exc_type is not None and issubclass(exc_type, (StorageError, OSError))
+        if self.orch is not None and (raised or self.failed):
             with contextlib.suppress(Exception):  # the storage error is what gets reported
                 self.orch.sweep()
         return False
