@@ -194,6 +194,15 @@ class CleanParams:
     #: Högbom with sub-minor loops over the brightest pixels (needs a double-size PSF and
     #: gives the same components as plain Högbom, much faster on large images).
     subminor: bool = True
+    #: Accuracy guard of the approximate cycles: when a residual from a channel subset, or an
+    #: exact one after image-domain cycles, peaks above this many times what the last minor
+    #: cycle left, those approximations no longer describe the data; from then on CLEAN runs
+    #: exact cycles only (the exact-cycle budget starting again). None: off.
+    approx_tolerance: float | None = 2.0
+    #: Divergence guard: an exact residual whose peak exceeds this many times the last exact
+    #: one after new components undoes them; CLEAN goes on with exact cycles alone if
+    #: approximate cycles made them, else stops ("diverging"). None: off.
+    divergence_limit: float | None = 1.1
 
     def __post_init__(self) -> None:
         if self.niter < 0:
@@ -207,6 +216,10 @@ class CleanParams:
         if self.auto_mask is not None and self.auto_threshold is not None \
                 and self.auto_mask < self.auto_threshold:
             raise ValueError("auto_mask must be >= auto_threshold")
+        if self.approx_tolerance is not None and self.approx_tolerance < 1:
+            raise ValueError(f"approx_tolerance must be >= 1, got {self.approx_tolerance}")
+        if self.divergence_limit is not None and self.divergence_limit < 1:
+            raise ValueError(f"divergence_limit must be >= 1, got {self.divergence_limit}")
         if self.max_exact_cycles is not None and self.max_exact_cycles < 1:
             raise ValueError(f"max_exact_cycles must be >= 1, got {self.max_exact_cycles}")
 
@@ -225,6 +238,11 @@ class CleanResult:
     n_approx_cycles: int = 0
 
 
+#: A Högbom round whose peak grows beyond this many times its start diverges (Högbom on a
+#: positive definite PSF only lets a peak rise by a sidelobe step at a time)
+_DIVERGED = 2.0
+
+
 @numba.njit(cache=True, nogil=True)
 def _subminor(ys, xs, vals, psf, comps, gain, stop, max_iter):  # pragma: no cover - numba
     """Högbom on an active pixel list: exact PSF values between listed pixels."""
@@ -232,6 +250,7 @@ def _subminor(ys, xs, vals, psf, comps, gain, stop, max_iter):  # pragma: no cov
     pcy, pcx = py // 2, px // 2
     n_act = len(vals)
     n = 0
+    start = np.inf
     while n < max_iter:
         best = -1.0
         k = 0
@@ -240,8 +259,10 @@ def _subminor(ys, xs, vals, psf, comps, gain, stop, max_iter):  # pragma: no cov
             if a > best:
                 best = a
                 k = j
-        if best <= stop:
+        if best <= stop or best > _DIVERGED * start:  # done, or diverging (undone by the caller)
             break
+        if n == 0:
+            start = best
         comp = gain * vals[k]
         comps[k] += comp
         yk, xk = ys[k], xs[k]
@@ -275,10 +296,37 @@ def subminor_cycle(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, 
         mask = np.ones(residual.shape, dtype=bool)
     absr = np.empty(residual.shape, dtype=np.float32)
     n_total, peak = 0, 0.0
+    last: tuple[float, int, np.ndarray] | None = None  # the last round: start peak, n, delta
+
+    def subtract(delta: np.ndarray, hit_idx: np.ndarray, sign: float) -> None:
+        """residual -= sign x PSF * delta (delta non-zero at the flat indices ``hit_idx``)."""
+        nonlocal convolver
+        if hit_idx.size > 16:
+            if convolver is None:
+                convolver = PsfConvolver(psf, image_shape=residual.shape)
+            residual[...] -= sign * convolver(delta).astype(np.float32)
+            return
+        for k in hit_idx:
+            y, x = divmod(int(k), nx)
+            r0, r1 = max(0, y - cy), min(ny, y - cy + py)
+            c0, c1 = max(0, x - cx), min(nx, x - cx + px)
+            residual[r0:r1, c0:c1] -= np.float32(sign * delta.flat[k]) * psf[
+                r0 - y + cy:r1 - y + cy, c0 - x + cx:c1 - x + cx]
+
     while n_total < max_iter:
         np.abs(residual, out=absr)
         absr[~mask] = 0.0
         peak = float(absr.max())
+        if last is not None and peak > last[0]:
+            # the last round raised the peak it started from well beyond what Högbom's
+            # sidelobe steps do: the PSF does not describe these data here (a w-term PSF far
+            # from the phase centre is not positive definite). Undo it and stop.
+            start, n_last, delta = last
+            model -= delta
+            subtract(delta, np.flatnonzero(delta), -1.0)
+            n_total -= n_last
+            peak = start
+            break
         if peak <= threshold:
             break
         level = max(threshold, fraction * peak)
@@ -301,17 +349,8 @@ def subminor_cycle(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, 
         delta = np.zeros(residual.shape, dtype=np.float32)
         delta.ravel()[idx[hit]] = comps[hit]
         model += delta
-        if hit.size > 16:
-            if convolver is None:
-                convolver = PsfConvolver(psf, image_shape=residual.shape)
-            residual -= convolver(delta).astype(np.float32)
-        else:
-            for k in hit:
-                y, x = int(ys[k]), int(xs[k])
-                r0, r1 = max(0, y - cy), min(ny, y - cy + py)
-                c0, c1 = max(0, x - cx), min(nx, x - cx + px)
-                residual[r0:r1, c0:c1] -= comps[k] * psf[r0 - y + cy:r1 - y + cy,
-                                                          c0 - x + cx:c1 - x + cx]
+        subtract(delta, idx[hit], 1.0)
+        last = (peak, n, delta)
     return n_total, peak
 
 
@@ -509,6 +548,17 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
                                     <= params.image_cycle_fraction * top)
             n_exact_image += int(image_on)
 
+    # guards. ``left``: the peak the last minor cycle left (or the last approximate residual
+    # showed), which the next residual should show if the approximations were right;
+    # ``added``: components were added since the last residual; ``best``: the last exact
+    # residual (peak, model, residual), and whether approximate cycles ran since it
+    left = np.inf
+    added = False
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    approx_since_best = False
+    image_since_exact = False
+    approx_ok = True  # image-domain cycles allowed (a guard turns them off)
+
     while True:
         rms = robust_rms(residual)
         stop_level = params.threshold
@@ -518,6 +568,47 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
         history.append({"major": n_major, "image_cycles": n_image, "approx_cycles": n_approx,
                         "exact": exact,
                         "peak": peak, "rms": rms, "n_iter": n_iter})
+        tol, limit = params.approx_tolerance, params.divergence_limit
+        # below the auto-mask level an exact residual's peak is a noise peak, whatever the
+        # approximate one showed
+        floor = params.auto_mask * rms if params.auto_mask is not None else stop_level
+        if tol is not None and peak > tol * max(left, floor) \
+                and (not exact and added or image_since_exact):
+            # the approximate cycles disagree with the data: a channel subset aliases a bright
+            # source into the image, or the image-domain update misses how the prediction of
+            # bright sources (sub-pixel points, spectra) moves with the model. Exact only now.
+            history[-1]["inaccurate"] = "image-domain" if image_since_exact else "approximate"
+            approx_ok = False
+            if image_since_exact and exact:
+                n_exact_image = 0  # the exact-cycle budget starts again
+            image_since_exact = False
+            if not exact:
+                exact_cycle()
+                added = False
+                continue
+        if added and limit is not None and exact and best is not None \
+                and peak > limit * best[0]:
+            # the model change since the last exact residual made it worse: undo it; go on
+            # with exact cycles alone if approximate ones made it, else stop
+            history[-1]["diverged"] = True
+            model[...] = best[1]
+            residual = best[2].copy()
+            if use_image:
+                true_residual, true_model = best[2].copy(), best[1].copy()
+            added = False
+            if not approx_since_best:
+                stop_reason = "diverging"
+                break
+            approx_ok = approx_on = False
+            approx_since_best = False
+            continue
+        if exact and (best is None or added or peak < best[0]):
+            best = (peak, model.copy(), residual.copy())
+            approx_since_best = False
+        added = False
+        image_since_exact = image_since_exact and not exact
+        if not exact:
+            left = peak  # what an exact residual should show now
         reason = None
         if peak <= stop_level:
             reason = "threshold"
@@ -567,20 +658,27 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
             # flux has been found
             auto_mask_on = True
             active_mask = free_mask & clean_support(model, params.auto_mask * rms)
-        if n == 0 and not auto_mask_on:
-            stop_reason = "stalled"
+        if n == 0:
+            # nothing could be cleaned (or the minor cycle undid a round that diverged): decide
+            # on an exact residual
             if not exact:
                 exact_cycle()
+                continue
+            stop_reason = "stalled"
             break
         n_iter += n
+        added, left = True, last
         if approx_on and n_iter < params.niter and n_major + n_approx < params.max_major - 1:
             residual = np.asarray(approx_residual(model), dtype=np.float32)
             n_approx += 1
             exact = False
-        elif image_on and n_image < params.max_image_cycles and n_iter < params.niter:
+            approx_since_best = True
+        elif image_on and approx_ok and n_image < params.max_image_cycles \
+                and n_iter < params.niter:
             residual = (true_residual - convolver(model - true_model)).astype(np.float32)
             n_image += 1
             exact = False
+            approx_since_best = image_since_exact = True
         else:
             exact_cycle()
     return CleanResult(model=model, residual=residual, n_iter=n_iter, n_major=n_major,
