@@ -27,14 +27,16 @@ from .metrics import (
     image_noise,
 )
 from .metrics.completeness import log_edges
+from .metrics.noise_peaks import gaussian_noise_peaks
 from .metrics.reliability import (
     SNR_LEVELS,
     Peaks,
     artefact_metrics,
     local_peaks,
+    peak_window,
     sign_reliability,
 )
-from .verdict import VerdictResult, decide
+from .verdict import VerdictResult, decide, poisson_tail
 
 ARCSEC = np.degrees(1.0) * 3600.0
 DETECTION_SNR = 5.0
@@ -176,6 +178,9 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
     neg = local_peaks(-snr_map, valid, DETECTION_SNR, bmaj_px)
     del snr_map
     sign = sign_reliability(pos, neg)
+    bmaj_b, bmin_b, bpa_b = image.beam_pixels()
+    noise5 = gaussian_noise_peaks(float(valid.sum()), bmaj_b, bmin_b, bpa_b, DETECTION_SNR,
+                                  peak_window(bmaj_px), seed=cfg.seed)
     art = artefact_metrics(data, valid, pos, data[pos.y.astype(int), pos.x.astype(int)],
                            bmaj_px)
     rel5 = sign.estimate(DETECTION_SNR)
@@ -185,7 +190,7 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
                      n_astrometry=ast.n, completeness=comp, n_completeness=n_comp,
                      noise_ratio=ratio, thresholds=cfg.thresholds, reliability=rel5,
                      n_peaks=sign.n_pos[0], n_neg_peaks=sign.n_neg[0],
-                     artefact_ratio=art.worst_annulus_ratio)
+                     artefact_ratio=art.worst_annulus_ratio, noise_peaks=noise5)
     metrics: dict[str, Any] = {
         "finder": found.method,
         "n_sources": len(src),
@@ -225,6 +230,8 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
             "neg_over_pos": {f"{t:g}sigma": sign.neg_over_pos(t) for t in SNR_LEVELS},
             "n_pos": {f"{t:g}sigma": n for t, n in zip(SNR_LEVELS, sign.n_pos)},
             "n_neg": {f"{t:g}sigma": n for t, n in zip(SNR_LEVELS, sign.n_neg)},
+            "noise_peaks": {"5sigma": _f(noise5)},
+            "p_noise": {"5sigma": _f(poisson_tail(sign.n_neg[0], noise5))},
             "peaks": {"x": pos.x.tolist(), "y": pos.y.tolist(),
                       "snr": [round(v, 2) for v in pos.snr.tolist()]},
             "neg_peaks": {"x": neg.x.tolist(), "y": neg.y.tolist(),

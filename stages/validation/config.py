@@ -39,6 +39,11 @@ class Thresholds(StageConfig):
     #: Fewest positive peaks at 5σ the reliability verdict may rest on (below: reported,
     #: not judged).
     reliability_min_peaks: int = Field(5, ge=1)
+    #: A reliability estimate below the limits is still ACCEPT where Gaussian noise gives
+    #: at least this often as many negative 5σ peaks as the image holds (the image's beam
+    #: and area set the noise's count): few sources share their image with its noise peaks.
+    #: 0 judges the estimate alone.
+    reliability_noise_p: float = Field(0.05, ge=0, le=1)
     #: Robust rms in the annulus 3-15 beams around the brightest sources over the rms far
     #: from them, above which WARN / REJECT: sidelobes of uncleaned flux or calibration
     #: errors around bright sources (a good image: about 1).

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 import numpy as np
+from scipy import stats
 
 from .config import Thresholds
 
@@ -90,13 +91,25 @@ def poisson_lower(n: int) -> float:
     return float(n * (1.0 - 1.0 / (9.0 * n) - 1.0 / (3.0 * np.sqrt(n))) ** 3)
 
 
+def poisson_tail(n: int, mean: float) -> float:
+    """P(N ≥ n) for a Poisson count of ``mean``."""
+    if n <= 0:
+        return 1.0
+    return float(stats.poisson.sf(n - 1, mean))
+
+
 def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: float | None,
            n_astrometry: int, completeness: float | None, n_completeness: int,
            noise_ratio: float | None, thresholds: Thresholds,
            reliability: float | None = None, n_peaks: int = 0,
-           n_neg_peaks: int = 0, artefact_ratio: float | None = None) -> VerdictResult:
+           n_neg_peaks: int = 0, artefact_ratio: float | None = None,
+           noise_peaks: float | None = None) -> VerdictResult:
     """Judge each metric against ``thresholds`` and combine: any REJECT → REJECT; else a
-    metric that could not be judged → NOT_VALIDATED; else any WARN → WARN; else ACCEPT."""
+    metric that could not be judged → NOT_VALIDATED; else any WARN → WARN; else ACCEPT.
+
+    ``noise_peaks``: how many negative peaks above 5σ Gaussian noise alone gives this image
+    on average (``metrics.noise_peaks``); a negative count that noise explains is no sign of
+    artefacts, whatever the reliability estimate says."""
     t = thresholds
     reasons: list[Reason] = []
     # flux scale
@@ -144,7 +157,16 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
                 f"against {n_peaks} positive peaks above 5σ; {100 * best:.0f}% allowing for "
                 "the counts' noise)")
         r = _low("reliability", reliability, t.reliability_warn, t.reliability_reject, text)
-        if r.level == Verdict.REJECT and best >= t.reliability_reject:
+        p_noise = poisson_tail(n_neg_peaks, noise_peaks) if noise_peaks is not None else 0.0
+        if r.level != Verdict.ACCEPT and t.reliability_noise_p > 0 \
+                and p_noise >= t.reliability_noise_p:
+            # as many negatives as the noise gives: the shortfall is the few sources' share
+            # of the noise peaks, not artefacts
+            r = Reason("reliability", Verdict.ACCEPT,
+                       f"{text} is what Gaussian noise leaves: it gives {noise_peaks:.1f} "
+                       f"negative peaks above 5σ on average (P = {p_noise:.2f})",
+                       reliability, t.reliability_warn, t.reliability_reject)
+        elif r.level == Verdict.REJECT and best >= t.reliability_reject:
             r = Reason("reliability", Verdict.WARN,
                        f"{text} is below the WARN limit {100 * t.reliability_warn:g}%",
                        reliability, t.reliability_warn, t.reliability_reject)
@@ -179,4 +201,5 @@ def worst(verdicts: list[Verdict]) -> Verdict:
 
 
 __all__ = ["Verdict", "Reason", "VerdictResult", "decide", "not_validated", "poisson_lower",
+           "poisson_tail",
            "worst"]

@@ -32,13 +32,18 @@ class Peaks:
         return int((self.snr >= t).sum())
 
 
+def peak_window(separation_px: float) -> int:
+    """Side (pixels, odd, at least 3) of the square window in which a peak is the largest."""
+    return max(3, int(round(separation_px)) | 1)
+
+
 def local_peaks(snr: np.ndarray, valid: np.ndarray, threshold: float,
                 separation_px: float) -> Peaks:
     """Local maxima of ``snr`` at or above ``threshold`` inside ``valid``, at most one per
     ``separation_px``-wide window (about a beam: a source gives one peak, not one per
     pixel of its beam)."""
     s = np.where(valid & np.isfinite(snr), snr, -np.inf).astype(np.float32)
-    size = max(3, int(round(separation_px)) | 1)
+    size = peak_window(separation_px)
     top = ndimage.maximum_filter(s, size=size, mode="constant", cval=-np.inf)
     y, x = np.nonzero((s == top) & (s >= threshold))
     return Peaks(x.astype(float), y.astype(float), s[y, x].astype(float))
@@ -137,5 +142,5 @@ def artefact_metrics(image: np.ndarray, valid: np.ndarray, peaks: Peaks, peak_jy
     return Artefacts(np.asarray(ratios, float), np.asarray(peaks_used, float), far, neg)
 
 
-__all__ = ["SNR_LEVELS", "Peaks", "local_peaks", "SignReliability", "sign_reliability",
-           "Artefacts", "artefact_metrics"]
+__all__ = ["SNR_LEVELS", "Peaks", "peak_window", "local_peaks", "SignReliability",
+           "sign_reliability", "Artefacts", "artefact_metrics"]

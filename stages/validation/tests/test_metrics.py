@@ -168,3 +168,29 @@ def test_reliability_gate_allows_for_small_counts():
     many = decide(**ok, reliability=1 - 200 / 600, n_peaks=600, n_neg_peaks=200)
     assert many.verdict == Verdict.REJECT
     assert decide(**ok, reliability=0.1, n_peaks=10, n_neg_peaks=9).verdict == Verdict.REJECT
+
+
+def test_reliability_gate_forgives_negatives_that_the_noise_explains():
+    """One negative 5σ peak against eight positive (estimate 0.875) where Gaussian noise
+    gives 1.2 per image is noise, not artefacts: ACCEPT. Five against 1.2 (P = 0.008), or
+    the same one where noise gives 0.01, stays WARN; many stay REJECT."""
+    from stages.validation.verdict import poisson_tail
+
+    assert poisson_tail(0, 1.2) == 1.0
+    assert poisson_tail(1, 1.2) == pytest.approx(1 - np.exp(-1.2))
+    assert poisson_tail(5, 1.2) == pytest.approx(0.00775, rel=0.01)  # 1 - sum_{k<5}
+    t = Thresholds()
+    ok = dict(flux_ratio=1.0, n_flux=20, astrometric_rms_arcsec=0.8, n_astrometry=20,
+              completeness=0.98, n_completeness=30, noise_ratio=1.0, thresholds=t)
+    one = decide(**ok, reliability=1 - 1 / 8, n_peaks=8, n_neg_peaks=1, noise_peaks=1.2)
+    assert one.verdict == Verdict.ACCEPT
+    assert "Gaussian noise" in next(r.message for r in one.reasons if r.metric == "reliability")
+    assert decide(**ok, reliability=1 - 1 / 8, n_peaks=8, n_neg_peaks=1,
+                  noise_peaks=0.01).verdict == Verdict.WARN
+    assert decide(**ok, reliability=1 - 5 / 40, n_peaks=40, n_neg_peaks=5,
+                  noise_peaks=1.2).verdict == Verdict.WARN
+    assert decide(**ok, reliability=0.1, n_peaks=100, n_neg_peaks=90,
+                  noise_peaks=1.2).verdict == Verdict.REJECT
+    off = Thresholds(reliability_noise_p=0.0)
+    assert decide(**{**ok, "thresholds": off}, reliability=1 - 1 / 8, n_peaks=8,
+                  n_neg_peaks=1, noise_peaks=1.2).verdict == Verdict.WARN
