@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from stages.validation.verdict import poisson_tail
+
 LEVELS = (5.0, 7.0, 10.0)
 
 
@@ -64,13 +66,6 @@ def gaussian_peaks(psf: np.ndarray, valid: np.ndarray, bmaj_px: float, level: fl
         counts.append(local_peaks(z, valid, level, bmaj_px).above(level)
                       + local_peaks(-z, valid, level, bmaj_px).above(level))
     return float(np.mean(counts)) / 2.0
-
-
-def poisson_tail(n: int, mean: float) -> float:
-    """P(N >= n) for a Poisson count of ``mean``."""
-    from scipy.stats import poisson
-
-    return float(poisson.sf(n - 1, mean)) if n > 0 else 1.0
 
 
 def score(image_fits: str | Path, metrics: dict[str, Any], truth: dict[str, np.ndarray],
