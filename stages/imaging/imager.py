@@ -216,25 +216,23 @@ class _Stats:
         return float(np.sqrt(self.var_sum)) / self.wsum
 
 
-def _longest_baseline(ch: VisChunk) -> float:
-    """Longest projected baseline (m) of a chunk's rows."""
-    if not len(ch.uvw):
-        return 0.0
-    return float(np.sqrt(np.max(ch.uvw[:, 0] ** 2 + ch.uvw[:, 1] ** 2)))
+def _sampling(ch: VisChunk) -> tuple[float, float]:
+    """(longest projected baseline (m), narrowest channel step (Hz)) of a chunk."""
+    b = float(np.sqrt(np.max(ch.uvw[:, 0] ** 2 + ch.uvw[:, 1] ** 2))) if len(ch.uvw) else 0.0
+    step = float(np.min(np.abs(np.diff(np.sort(ch.freq))))) if len(ch.freq) > 1 else np.inf
+    return b, step
 
 
-def _alias_free_stride(max_baseline: float, cached: list | None, source: Iterable[VisChunk],
-                       p: ImagingParams) -> int:
+def _alias_free_stride(sampling: list[tuple[float, float]], p: ImagingParams) -> int:
     """The channel stride whose aliasing of a source at the phase centre stays outside the
-    image (``channel_subset``)."""
-    first = cached[0][0] if cached else next(iter(source), None)
-    if first is None or len(first.freq) < 2:
+    image (``channel_subset``), from the chunks' ``_sampling``."""
+    width = min((w for _, w in sampling), default=np.inf)
+    if not np.isfinite(width):
         return 1
-    width = float(np.min(np.abs(np.diff(np.sort(first.freq)))))
     # a source at the phase centre keeps its rings outside the image: the image's half
     # diagonal (the full one, for sources at a corner, cost a full-scale group 48 s of 196)
     half_diagonal = 0.5 * float(np.hypot(p.npix_x, p.npix_y)) * p.cell
-    return alias_free_stride(max_baseline, width, half_diagonal)
+    return alias_free_stride(max((b for b, _ in sampling), default=0.0), width, half_diagonal)
 
 
 def _data_weight(ch: VisChunk) -> np.ndarray:
@@ -366,12 +364,12 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 nthreads=p.nthreads, do_wgridding=p.do_wgridding)
     density = None
     nchans: list[int] = []
-    baselines: list[float] = []  # longest projected baseline (m) per chunk
+    sampling: list[tuple[float, float]] = []  # per chunk: longest baseline, channel step
     if p.weighting != "natural":
         density = np.zeros((p.npix_y, p.npix_x))
         for ch in source:
             nchans.append(len(ch.freq))
-            baselines.append(_longest_baseline(ch))
+            sampling.append(_sampling(ch))
             grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, npix_x=p.npix_x,
                                 npix_y=p.npix_y, cell=p.cell, uv_min=p.uv_min,
                                 uv_max=p.uv_max, out=density)
@@ -407,17 +405,17 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     psf = np.zeros((k * p.npix_y, k * p.npix_x))
     if cached is not None:
         nchans = [len(ch.freq) for ch, _ in cached]
-        baselines = [_longest_baseline(ch) for ch, _ in cached]
+        sampling = [_sampling(ch) for ch, _ in cached]
     elif not nchans:  # natural weighting, streamed: no pass has read the chunks yet
         for ch in source:
             nchans.append(len(ch.freq))
-            baselines.append(_longest_baseline(ch))
+            sampling.append(_sampling(ch))
     nchan_min = min(nchans)
     # a channel subset only stands for all channels when it samples the band densely, and
     # sparsely enough sampled channels alias every source into rings across the image
     stride = max(1, min(p.approx_stride, nchan_min // _MIN_APPROX_CHANNELS))
     if stride > 1:
-        stride = min(stride, _alias_free_stride(max(baselines, default=0.0), cached, source, p))
+        stride = min(stride, _alias_free_stride(sampling, p))
     if stride > 1:
         # the PSF only guides the minor cycles (and its main lobe gives the restoring beam):
         # the approximate cycles' channel subset and accuracy make it to ~1e-3 of its peak

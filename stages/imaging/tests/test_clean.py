@@ -26,6 +26,16 @@ def _shift_add(img, psf, r, c, s):
     img[r - n // 2:r + n // 2, c - n // 2:c + n // 2] += s * psf
 
 
+def _residual_of(dirty, psf, scale=1.0):
+    """compute_residual for data whose response to the model is ``scale`` x the PSF."""
+    def compute(model):
+        out = dirty.copy()
+        for r, c in zip(*np.nonzero(model)):
+            _shift_add(out, psf, r, c, -scale * model[r, c])
+        return out
+    return compute
+
+
 def test_hogbom_recovers_components_of_an_exact_convolution():
     psf = _gauss_psf()
     dirty = np.zeros((128, 128), np.float32)
@@ -131,12 +141,7 @@ def test_deconvolve_stops_at_absolute_threshold():
     psf = _gauss_psf()
     dirty = np.zeros((128, 128), np.float32)
     _shift_add(dirty, psf, 64, 64, 1.0)
-
-    def compute_residual(model):
-        out = dirty.copy()
-        for r, c in zip(*np.nonzero(model)):
-            _shift_add(out, psf, r, c, -model[r, c])
-        return out
+    compute_residual = _residual_of(dirty, psf)
 
     res = deconvolve(dirty, psf, compute_residual,
                      CleanParams(niter=10_000, gain=0.1, mgain=0.5, threshold=0.05,
@@ -382,15 +387,7 @@ def test_approximate_cycles_that_disagree_with_the_data_give_way_to_exact_ones()
     _shift_add(dirty, psf, 64, 64, 10.0)
     _shift_add(dirty, psf, 50, 80, 0.5)
 
-    def residual_for(scale):
-        def compute(model):
-            out = dirty.copy()
-            for r, c in zip(*np.nonzero(model)):
-                _shift_add(out, psf, r, c, -scale * model[r, c])
-            return out
-        return compute
-
-    exact, approx = residual_for(1.0), residual_for(3.0)
+    exact, approx = _residual_of(dirty, psf), _residual_of(dirty, psf, 3.0)
     params = CleanParams(niter=3000, gain=0.1, mgain=0.8, threshold=0.01, auto_threshold=None)
     res = deconvolve(dirty, psf, exact, params, approx_residual=approx)
     assert [e["approx_cycles"] for e in res.history if e.get("inaccurate")] == [1]
@@ -409,12 +406,7 @@ def test_exact_cycles_that_diverge_are_undone():
     psf = _gauss_psf()
     dirty = np.zeros((128, 128), np.float32)
     _shift_add(dirty, psf, 64, 64, 1.0)
-
-    def compute_residual(model):
-        out = dirty.copy()
-        for r, c in zip(*np.nonzero(model)):
-            _shift_add(out, psf, r, c, -3.0 * model[r, c])
-        return out
+    compute_residual = _residual_of(dirty, psf, 3.0)
 
     res = deconvolve(dirty, psf, compute_residual,
                      CleanParams(niter=5000, gain=0.1, mgain=0.8, threshold=1e-3,
