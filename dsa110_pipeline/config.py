@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -137,6 +145,28 @@ class PipelineSection(_Branch):
     #: Stage name -> where it runs: "thread" (in the runner), "process" (a child process)
     #: or "dask" (one task on a dask worker); stages not named keep their class default.
     executors: dict[str, Literal["thread", "process", "dask"]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_are_stages(self) -> PipelineSection:
+        """Every stage named in ``roles``, ``wiring`` and ``executors`` is one of ``stages``,
+        and with ``roles`` every stage runs in at least one role (else it never would)."""
+        known = list(self.stages)
+        if not known:
+            return self
+        listed = ", ".join(known)
+        named = [(f"roles.{role}", n) for role, names in self.roles.items() for n in names]
+        named += [(f"wiring.{n}", n) for n in self.wiring]
+        named += [(f"executors.{n}", n) for n in self.executors]
+        for key, n in named:
+            if n not in self.stages:
+                raise ValueError(f"pipeline.{key}: {n!r} is not a stage (stages: {listed})")
+        in_roles = {n for names in self.roles.values() for n in names}
+        idle = [n for n in known if n not in in_roles]
+        if self.roles and idle:
+            raise ValueError(f"pipeline.roles.*: stage(s) {', '.join(idle)} are in no role and "
+                             "would never run (add them to a role or remove them from "
+                             "pipeline.stages)")
+        return self
 
 
 class DemoConfig(_Branch):
@@ -297,6 +327,10 @@ def _format_errors(exc: ValidationError) -> str:
         msg = "unknown key" if extra else err["msg"]
         got = err.get("input")
         shown = "" if extra or isinstance(got, dict) else f" (got {got!r})"
+        cause = str((err.get("ctx") or {}).get("error", ""))
+        if err["type"] == "value_error" and cause.startswith(f"{loc}."):
+            lines.append(cause)  # a section's own check, which names the key itself
+            continue
         lines.append(f"{loc}: {msg}{shown}")
     return "; ".join(lines)
 

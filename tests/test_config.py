@@ -116,3 +116,22 @@ def test_config_keys_named_in_the_docs_exist():
             if branch in branches and key not in type(getattr(cfg, branch)).model_fields:
                 bad.append(f"{md.name}: {branch}.{key}")
     assert not bad, bad
+
+
+@pytest.mark.parametrize("override, message", [
+    ("pipeline.roles.target=[conversion, apply_calibration, imagng, validation]",
+     "pipeline.roles.target: 'imagng' is not a stage"),
+    ("pipeline.wiring.imagin={ms: ms_calibrated}",
+     "pipeline.wiring.imagin: 'imagin' is not a stage"),
+    ("pipeline.executors.valdation=dask",
+     "pipeline.executors.valdation: 'valdation' is not a stage"),
+    ("pipeline.roles.target=[conversion, imaging, validation]",
+     "stage(s) apply_calibration are in no role and would never run"),
+])
+def test_stage_names_in_the_pipeline_section_are_checked(override, message):
+    """A typo in roles, wiring or executors, or a stage that no role runs, is a config error
+    that names the key, not a KeyError later or a stage that silently never runs."""
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides=[override])
+    assert message in str(err.value)
+    assert "Value error" not in str(err.value)
