@@ -579,9 +579,27 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
             # bright sources (sub-pixel points, spectra) moves with the model. Exact only now.
             history[-1]["inaccurate"] = "image-domain" if image_since_exact else "approximate"
             approx_ok = False
+            # ... and when they gained less than one exact cycle would have (``mgain``),
+            # their components are worth less than the exact cycles that must correct them
+            undo = image_since_exact and exact and best is not None \
+                and peak > (1.0 - params.mgain) * best[0]
             if image_since_exact and exact:
                 n_exact_image = 0  # the exact-cycle budget starts again
             image_since_exact = False
+            if undo:
+                # the components the image-domain cycles placed answer a residual the data
+                # disagree with: cleaning the exact residual would spend the exact cycles
+                # undoing them (at demo scale it left noise-like components that came back
+                # restored as false peaks of both signs): back to the last exact model and
+                # its residual
+                history[-1]["undone"] = True
+                model[...] = best[1]
+                residual = best[2].copy()
+                true_residual, true_model = best[2].copy(), best[1].copy()
+                added = False
+                # and the auto-mask they shaped goes with them: the free search resumes
+                auto_mask_on, active_mask = False, free_mask
+                continue
             if not exact:
                 exact_cycle()
                 added = False

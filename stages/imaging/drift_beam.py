@@ -23,6 +23,7 @@ import numpy as np
 from dsa110_pipeline.instrument import DISH_DIAMETER, SIDEREAL_RATE, airy_beam
 
 from .gridding import pixel_lm
+from .pointing import direction_cosines
 
 
 def component_beams(l: np.ndarray, m: np.ndarray, drift: np.ndarray,  # noqa: E741
@@ -38,6 +39,19 @@ def component_beams(l: np.ndarray, m: np.ndarray, drift: np.ndarray,  # noqa: E7
     cos_dec_s = np.sqrt(np.maximum(0.0, 1.0 - sin_dec_s ** 2))
     cosang = sin_dec_s[None, :] * np.sin(dec) + cos_dec_s[None, :] * np.cos(dec) \
         * np.cos(ra_s[None, :] - np.asarray(drift, np.float64)[:, None])
+    theta = np.arccos(np.clip(cosang, -1.0, 1.0))
+    return airy_beam(theta[:, :, None], np.asarray(freqs)[None, None, :], diameter)
+
+
+def track_beams(l: np.ndarray, m: np.ndarray, track: np.ndarray,  # noqa: E741
+                freqs: np.ndarray, diameter: float = DISH_DIAMETER) -> np.ndarray:
+    """Airy power beam (nt, ncomp, nfreq) at directions (l, m) about the phase centre, for a
+    beam centre at ``track`` (nt, 2): its own (l, m) at each time (exact spherical distance)."""
+    l, m = np.asarray(l, np.float64), np.asarray(m, np.float64)  # noqa: E741
+    tl, tm = np.asarray(track, np.float64).T
+    n = np.sqrt(np.maximum(0.0, 1.0 - l * l - m * m))
+    tn = np.sqrt(np.maximum(0.0, 1.0 - tl * tl - tm * tm))
+    cosang = tl[:, None] * l[None] + tm[:, None] * m[None] + tn[:, None] * n[None]
     theta = np.arccos(np.clip(cosang, -1.0, 1.0))
     return airy_beam(theta[:, :, None], np.asarray(freqs)[None, None, :], diameter)
 
@@ -97,10 +111,7 @@ def sources_about(ra: np.ndarray, dec: np.ndarray, flux: np.ndarray, alpha: np.n
     ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
     cosd = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra - ra0)
     keep = cosd >= np.cos(radius)
-    da = ra[keep] - ra0
-    dk = dec[keep]
-    l = np.cos(dk) * np.sin(da)  # noqa: E741
-    m = np.sin(dk) * np.cos(dec0) - np.cos(dk) * np.sin(dec0) * np.cos(da)
+    l, m = direction_cosines(ra[keep], dec[keep], ra0, dec0).T  # noqa: E741
     return SkySources(l=l, m=m, flux=np.asarray(flux, np.float64)[keep],
                       alpha=np.asarray(alpha, np.float64)[keep],
                       ref_freq=np.asarray(ref_freq, np.float64)[keep])
@@ -133,11 +144,19 @@ class DriftBeamModel:
     #: spectral indices measured from the data (``spectral.py``) at bright sources: a
     #: component within ``match_radius`` of one takes its index before the catalog's
     measured: SkySources | None = None
+    #: (nt, 2) the beam centre's own (l, m) about the phase centre at each of ``times``
+    #: (``pointing.beam_centre_track``); None: drifting along the phase centre's declination
+    #: at the sidereal rate, which misses how the precession of the equinoxes turns the
+    #: apparent meridian's track in the ICRS frame (3e-4 of the beam at dec +52, 0.3 %)
+    track: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.weights.shape != (len(self.times), len(self.freqs)):
             raise ValueError(f"weights shape {self.weights.shape} is not (ntimes, nfreqs) = "
                              f"{(len(self.times), len(self.freqs))}")
+        if self.track is not None and np.shape(self.track) != (len(self.times), 2):
+            raise ValueError(f"track shape {np.shape(self.track)} is not (ntimes, 2) = "
+                             f"{(len(self.times), 2)}")
 
     def time_index(self, times: np.ndarray) -> np.ndarray:
         """Index of each row's time in ``times`` (the rows' own integration times)."""
@@ -146,6 +165,16 @@ class DriftBeamModel:
     def _drift(self) -> np.ndarray:
         """RA offset (rad) of the beam centre east of the phase centre at each time."""
         return SIDEREAL_RATE * (self.times - self.t_mid)
+
+    def _beams(self, l: np.ndarray, m: np.ndarray, ts: np.ndarray | slice = slice(None),  # noqa: E741
+               fs: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """Beam (nt, ncomp, nfreq) of components at (l, m) at times ``ts`` and channels
+        ``fs``: about the pointing ``track`` when known, else about a beam centre drifting
+        along the phase centre's declination at the sidereal rate."""
+        if self.track is not None:
+            return track_beams(l, m, self.track[ts], self.freqs[fs], self.diameter)
+        return component_beams(l, m, self._drift()[ts], self.dec, self.freqs[fs],
+                               self.diameter)
 
     def _spectral_shape(self, l: np.ndarray, m: np.ndarray) -> np.ndarray:  # noqa: E741
         """(ncomp, nfreq) relative spectra ``(nu / nu_mid) ** alpha`` of components at (l, m)."""
@@ -182,9 +211,7 @@ class DriftBeamModel:
         sel = np.flatnonzero(~outside if inside else outside)
         if sel.size == 0:
             return None
-        app = component_beams(sky.l[sel], sky.m[sel], self._drift(), self.dec, self.freqs,
-                              self.diameter) \
-            * sky.spectrum(sel, self.freqs)[None]
+        app = self._beams(sky.l[sel], sky.m[sel]) * sky.spectrum(sel, self.freqs)[None]
         w = self.weights
         mean_app = np.einsum("tcf,tf->c", app, w) / max(w.sum(), 1e-300)
         keep = np.flatnonzero(mean_app >= min_jy)
@@ -199,9 +226,7 @@ class DriftBeamModel:
         """(n, K) mean over the data's weights of ``B S / mean(B S)`` of components at (l, m)
         over each channel group ``chans[k]`` (indices into ``freqs``): what the prediction
         gives each sub-band relative to the component's flux."""
-        ratio = beam_ratio(component_beams(l, m, self._drift(), self.dec, self.freqs,
-                                           self.diameter)
-                           * self._spectral_shape(l, m)[None], self.weights)
+        ratio = beam_ratio(self._beams(l, m) * self._spectral_shape(l, m)[None], self.weights)
         out = np.empty((len(l), len(chans)))
         for k, c in enumerate(chans):
             w = self.weights[:, c]
@@ -212,9 +237,7 @@ class DriftBeamModel:
                       ) -> tuple[np.ndarray, np.ndarray]:
         """(lmn (nt, n, 3), flux (nt, n, nfreq)) of point sources at (l, m) whose apparent
         (data-weighted mean) flux is ``flux``: each with its moving beam and spectrum."""
-        ratio = beam_ratio(component_beams(l, m, self._drift(), self.dec, self.freqs,
-                                           self.diameter)
-                           * self._spectral_shape(l, m)[None], self.weights)
+        ratio = beam_ratio(self._beams(l, m) * self._spectral_shape(l, m)[None], self.weights)
         return lmn_track(l, m, len(self.times)), \
             np.ascontiguousarray(np.asarray(flux, np.float64)[None, :, None] * ratio)
 
@@ -231,7 +254,6 @@ class DriftBeamModel:
         flux = model[iy, ix].astype(np.float64)
         l_row, m_col = pixel_lm(*model.shape, cell)
         l, m = l_row[0, ix], m_col[iy, 0]  # noqa: E741
-        drift = self._drift()
         # score on a coarse (time, freq) sampling: the beam is smooth in both
         ts = np.unique(np.linspace(0, len(self.times) - 1, min(len(self.times), 7)).round()
                        .astype(int))
@@ -242,14 +264,11 @@ class DriftBeamModel:
             w_c = np.ones_like(w_c)
         shape = self._spectral_shape(l, m)
         score = np.abs(flux) * ratio_rms(beam_ratio(
-            component_beams(l, m, drift[ts], self.dec, self.freqs[fs], self.diameter)
-            * shape[None, :, fs], w_c), w_c)
+            self._beams(l, m, ts, fs) * shape[None, :, fs], w_c), w_c)
         order = np.argsort(score)[::-1][:self.max_components]
         order = order[score[order] > self.floor_jy]
         if order.size == 0:
             return None
-        ratio = beam_ratio(component_beams(l[order], m[order], drift, self.dec, self.freqs,
-                                           self.diameter)
-                           * shape[None, order], self.weights)
+        ratio = beam_ratio(self._beams(l[order], m[order]) * shape[None, order], self.weights)
         delta = flux[order][None, :, None] * (ratio - 1.0)
         return lmn_track(l[order], m[order], len(self.times)), delta

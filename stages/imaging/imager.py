@@ -114,6 +114,10 @@ class ImagingParams:
     #: (t_mid s, dec rad) of a meridian drift scan phased to the meridian at t_mid: the major
     #: cycles then predict the brightest model components with the moving beam (None: off)
     drift_track: tuple[float, float] | None = None
+    #: (times (k,) s, (k, 2) l, m) of the beam centre about the phase centre at a few times
+    #: (``pointing.beam_centre_track``), interpolated to every integration; None: the beam
+    #: centre drifts along the phase centre's declination (see ``DriftBeamModel.track``)
+    pointing_track: tuple[np.ndarray, np.ndarray] | None = None
     #: most model components predicted with the moving beam (see ``drift_beam``)
     drift_components: int = 100
     #: catalog sources around the field (with ``drift_track``): spectral indices of the
@@ -202,7 +206,13 @@ class _Stats:
         for t, f, sums in self.time_w:
             np.add.at(wtf, (np.searchsorted(times, t)[:, None], np.searchsorted(freqs, f)[None]),
                       sums)
+        track = None
+        if p.pointing_track is not None:
+            t_k, lm_k = (np.asarray(a, np.float64) for a in p.pointing_track)
+            track = np.stack([np.interp(times, t_k, lm_k[:, 0]),
+                              np.interp(times, t_k, lm_k[:, 1])], axis=-1)
         return DriftBeamModel(times=times, t_mid=p.drift_track[0], dec=p.drift_track[1],
+                              track=track,
                               freqs=freqs, weights=wtf, max_components=p.drift_components,
                               diameter=p.dish_diameter,
                               floor_jy=0.05 * self.expected_rms,

@@ -32,6 +32,7 @@ from .drift_beam import SkySources, sources_about
 from .fits_writer import ImageGeometry, build_header, mjd_seconds_to_isot, write_fits
 from .imager import ImagingParams, ImagingResult, make_images
 from .ms_reader import MSChunkSource, MSInfo, read_ms_info, scan_usable
+from .pointing import beam_centre_track
 from .primary_beam import drift_pointings, pb_correct, pb_image
 from .telescope import TelescopeInfo, pb_header_cards, read_telescope
 
@@ -278,6 +279,15 @@ class ImagingStage(PipelineStage):
         pts = drift_pointings(info.time_start, info.time_end, info.dec)
         return tuple((float(a), float(b)) for a, b in pts)
 
+    def pointing_track(self, info: MSInfo, tel: TelescopeInfo | None
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The beam centre's (l, m) at nine times across the observation (None without the
+        array's position: the beam then drifts along the phase centre's declination)."""
+        if tel is None or tel.position is None:
+            return None
+        t = np.linspace(info.time_start, info.time_end, 9)
+        return t, beam_centre_track(t, info.ra, info.dec, tel.position)
+
     def sky_sources(self, info: MSInfo, catalog: str | None = None) -> SkySources | None:
         """The field catalog's sources within 10 deg of the phase centre, or None."""
         catalog = self.config.field_catalog or catalog
@@ -317,6 +327,8 @@ class ImagingStage(PipelineStage):
                              do_wgridding=cfg.do_wgridding, pb_cut=cfg.pb_cut,
                              pb_pointings=self.pb_pointings(info) if info else ((0.0, 0.0),),
                              drift_track=(0.5 * (info.time_start + info.time_end), info.dec)
+                             if info and cfg.pb_drift else None,
+                             pointing_track=self.pointing_track(info, telescope)
                              if info and cfg.pb_drift else None,
                              drift_components=cfg.drift_components,
                              sky=self.sky_sources(info, catalog) if info and cfg.pb_drift

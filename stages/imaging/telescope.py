@@ -28,6 +28,9 @@ class TelescopeInfo:
     dish_diameter: float | None
     #: why there is no primary-beam model ("" when there is one)
     note: str = ""
+    #: ITRF position (m) of the array centre (the mean of the antennas that carry data), or
+    #: None when the ANTENNA table has no usable positions
+    position: np.ndarray | None = None
 
 
 def beam_diameter(diameters: np.ndarray) -> tuple[float | None, str]:
@@ -59,14 +62,19 @@ def read_telescope(ms: str | Path, telescope_name: str = "") -> TelescopeInfo:
             nant = t.nrows()
             diam = (np.asarray(t.getcol("DISH_DIAMETER"), dtype=np.float64)
                     if "DISH_DIAMETER" in t.colnames() and nant else np.full(nant, np.nan))
+            xyz = (np.asarray(t.getcol("POSITION"), dtype=np.float64)
+                   if "POSITION" in t.colnames() and nant else np.full((nant, 3), np.nan))
     except Exception as exc:  # casacore raises RuntimeError for damaged tables
         raise InputError("cannot read the ANTENNA table", files=[str(p)], cause=exc) from exc
     if used.size and (used.min() < 0 or used.max() >= nant):
         raise InputError(f"rows name antenna {int(used.max())} but the ANTENNA table has "
                          f"{nant} rows", files=[str(p)])
     diameter, note = beam_diameter(diam[used])
+    centre = xyz[used].mean(axis=0) if used.size else np.full(3, np.nan)
+    # a position on the ground (not zeros, not the geocentre): within 100 km of the surface
+    on_earth = bool(np.all(np.isfinite(centre))) and abs(np.linalg.norm(centre) - 6.371e6) < 1e5
     return TelescopeInfo(name=telescope_name.strip() or "UNKNOWN", dish_diameter=diameter,
-                         note=note)
+                         note=note, position=centre if on_earth else None)
 
 
 def pb_header_cards(tel: TelescopeInfo) -> dict[str, tuple[object, str]]:
