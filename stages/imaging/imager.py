@@ -25,7 +25,7 @@ from .channel_subset import alias_free_stride
 from .clean import CleanParams, CleanResult, PsfConvolver, deconvolve
 from .drift_beam import DriftBeamModel, SkySources
 from .gridding import image_to_vis, pixel_lm, vis_to_image
-from .points import PointSources, add_points, point_sources
+from .points import PointSources, add_points, point_sources, refine_positions
 from .primary_beam import pb_correct, pb_image
 from .spectral import bright_clusters, spectral_correction
 from .weighting import apply_weighting, grid_weight_density, weight_sums
@@ -142,6 +142,9 @@ class ImagingParams:
     #: times the thermal noise are modelled as point sources at their sub-pixel centre
     #: (predicted by a direct Fourier sum, restored there: ``points.py``); 0: off
     point_snr: float = 30.0
+    #: point sources brighter than this many times the thermal noise get their position
+    #: refined from each exact residual (``points.refine_positions``); 0: off
+    point_refine_snr: float = 100.0
 
 
 @dataclass
@@ -606,6 +609,13 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     no_points = PointSources(np.zeros(0), np.zeros(0), np.zeros(0),
                              np.zeros((p.npix_y, p.npix_x), np.float32))
 
+    refine_floor = p.point_refine_snr * stats.expected_rms \
+        if point_floor is not None and p.point_refine_snr > 0 and p.psf_oversize == 2 \
+        else None
+    spectral["refined"] = 0
+    #: the double-size PSF for the refinement (emptied with ``psf_full`` after CLEAN)
+    psf_refine = {"psf": psf_full} if refine_floor is not None else {}
+
     def points_of(model: np.ndarray) -> PointSources:
         return point_sources(model, point_floor, beam_px) if point_floor is not None \
             else no_points
@@ -639,6 +649,12 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         res = residual_image(gridded, s, split, point_vis(pts))
         if split:
             measure_spectra(model, s == 1)
+        if s == 1 and psf_refine and len(pts):
+            # positions from the exact residual; the model moves, the residual with it
+            steps, change = refine_positions(model, res, psf_refine["psf"], pts, refine_floor,
+                                             beam_px)
+            spectral["refined"] += int(np.count_nonzero(np.any(steps != 0, axis=1)))
+            spectral["change_jy"] = max(spectral["change_jy"], change)
         return res
 
     def more(stop_level: float) -> bool:
@@ -653,6 +669,7 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                       else None, dirty_exact=stride == 1,
                       more=more if fit_floor is not None else None)
     del convolver, psf_full
+    psf_refine.clear()
     t["clean"] = time.perf_counter() - t1
     t1 = time.perf_counter()
     pts = points_of(cres.model)

@@ -26,6 +26,10 @@ from scipy import ndimage
 from .beam import Beam
 from .spectral import bright_clusters
 
+#: the largest position step (pixels) one refinement takes (a Newton step on a dipole far
+#: larger than this is not the small position error it models)
+MAX_STEP_PX = 0.1
+
 
 @dataclass(frozen=True)
 class PointSources:
@@ -94,4 +98,88 @@ def add_points(image: np.ndarray, pts: PointSources, beam: Beam, cell: float) ->
     return image
 
 
-__all__ = ["PointSources", "point_sources", "add_points"]
+def _derivatives(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(d/dy, d/dx) of ``patch`` by the five-point central difference (edges: zero)."""
+    gy = np.zeros_like(patch)
+    gx = np.zeros_like(patch)
+    gy[2:-2] = (patch[:-4] - 8 * patch[1:-3] + 8 * patch[3:-1] - patch[4:]) / 12.0
+    gx[:, 2:-2] = (patch[:, :-4] - 8 * patch[:, 1:-3] + 8 * patch[:, 3:-1] - patch[:, 4:]) / 12.0
+    return gy, gx
+
+
+def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
+                     pts: PointSources, min_flux: float, beam_px: float,
+                     max_step: float = MAX_STEP_PX) -> tuple[np.ndarray, float]:
+    """Newton steps on the positions of the points brighter than ``min_flux``, in place.
+
+    A point at x_m whose true position is x_t leaves ``S (x_m - x_t) . grad PSF`` in the
+    residual: a dipole, at 1e-3 pixel and 20 Jy already ~20 times DSA-110's demo noise,
+    which CLEAN would otherwise model with positive and negative components around the
+    source (restored, false peaks of both signs). The residual within a beam of each point
+    is fitted (least squares) by the PSF's two derivatives and the PSF itself, all shifted
+    to the point's sub-pixel position; the step ``-a / S`` (at most ``max_step`` pixels per
+    axis) moves the point's centroid (``point_sources``) by moving flux between its
+    brightest pixel and a neighbour, and the fitted dipole is taken out of ``residual``
+    over the whole image (the PSF's derivatives at that pixel; ``psf`` double size, peak at
+    its centre). Returns ((n, 2) steps (dy, dx) in pixels, zero where not refined; the
+    largest dipole removed, Jy/beam).
+    """
+    ny, nx = residual.shape
+    py, px = psf.shape
+    cy, cx = py // 2, px // 2
+    steps = np.zeros((len(pts), 2))
+    change = 0.0
+    h = max(2, int(np.ceil(beam_px)))
+    m = h + 32  # the PSF at the sub-pixel position this far out (and the stencil's margin)
+    for i in np.flatnonzero(pts.flux >= min_flux):
+        ys, xs, s = float(pts.y[i]), float(pts.x[i]), float(pts.flux[i])
+        # the point's brightest pixel, as ``point_sources`` found it
+        r0, c0 = int(np.floor(ys)), int(np.floor(xs))
+        box = model[max(0, r0 - 1):r0 + 3, max(0, c0 - 1):c0 + 3]
+        if box.size == 0:
+            continue
+        by, bx = np.unravel_index(int(np.argmax(box)), box.shape)
+        y0, x0 = max(0, r0 - 1) + int(by), max(0, c0 - 1) + int(bx)
+        if not (h <= y0 < ny - h and h <= x0 < nx - h):
+            continue
+        # the PSF about the point's sub-pixel position, on the window's pixels
+        patch = psf[cy - h - m:cy + h + m + 1, cx - h - m:cx + h + m + 1].astype(np.float64)
+        shifted = ndimage.shift(patch, (ys - y0, xs - x0), order=3, mode="nearest")
+        gy, gx = _derivatives(shifted)
+        win = (slice(m, m + 2 * h + 1), slice(m, m + 2 * h + 1))
+        basis = np.stack([gy[win].ravel(), gx[win].ravel(), shifted[win].ravel()], axis=1)
+        rhs = residual[y0 - h:y0 + h + 1, x0 - h:x0 + h + 1].astype(np.float64).ravel()
+        coef, *_ = np.linalg.lstsq(basis, rhs, rcond=None)
+        a_y, a_x = float(coef[0]), float(coef[1])
+        # R = S (x_m - x_t) . grad PSF: the step x_t - x_m is -a / S
+        dy = float(np.clip(-a_y / s, -max_step, max_step))
+        dx = float(np.clip(-a_x / s, -max_step, max_step))
+        if dy == 0.0 and dx == 0.0:
+            continue
+        # the centroid moves by eps / S when eps moves one pixel along an axis
+        for d, (oy, ox) in ((dy, (1, 0)), (dx, (0, 1))):
+            sgn = 1 if d > 0 else -1
+            eps = np.float32(abs(d) * s)
+            model[y0, x0] -= eps
+            model[y0 + sgn * oy, x0 + sgn * ox] += eps
+        steps[i] = dy, dx
+        # residual -= the dipole removed, -S d . grad PSF: the PSF at the point's pixel over
+        # the image, at its sub-pixel position within ``m`` pixels of it
+        full = psf[cy - y0:cy - y0 + ny, cx - x0:cx - x0 + nx].astype(np.float64)
+        fy, fx = _derivatives(full)
+        near = (slice(y0 - h - m + 2, y0 + h + m - 1), slice(x0 - h - m + 2, x0 + h + m - 1))
+        inner = (slice(2, 2 * (h + m) - 1), slice(2, 2 * (h + m) - 1))
+        lo = (max(0, -near[0].start), max(0, -near[1].start))
+        hi = (max(0, near[0].stop - ny), max(0, near[1].stop - nx))
+        dst = (slice(near[0].start + lo[0], near[0].stop - hi[0]),
+               slice(near[1].start + lo[1], near[1].stop - hi[1]))
+        src = (slice(inner[0].start + lo[0], inner[0].stop - hi[0]),
+               slice(inner[1].start + lo[1], inner[1].stop - hi[1]))
+        fy[dst], fx[dst] = gy[src], gx[src]
+        removed = -s * (dy * fy + dx * fx)
+        residual -= removed.astype(residual.dtype)
+        change = max(change, float(np.max(np.abs(removed))))
+    return steps, change
+
+
+__all__ = ["MAX_STEP_PX", "PointSources", "add_points", "point_sources", "refine_positions"]
