@@ -12,7 +12,7 @@ from stages.imaging.beam import Beam, restore
 from stages.imaging.clean import CleanParams
 from stages.imaging.imager import ImagingParams, VisChunk, make_images
 from stages.imaging.peaks import gaussian_peak
-from stages.imaging.points import add_points, point_sources
+from stages.imaging.points import add_points, point_sources, refine_positions
 from stages.imaging.spectral import bright_clusters, spectral_correction
 
 from ._sim import point_source_vis, t_layout, uvw_tracks
@@ -31,6 +31,57 @@ def test_point_takes_the_centre_its_components_encode():
     assert pts.x[0] == pytest.approx(40 + 0.2 / 1.2) and pts.y[0] == pytest.approx(30.0)
     assert pts.flux[0] == pytest.approx(1.2)
     assert pts.replaced[30, 40] == 1.0 and pts.replaced[10, 10] == 0.0
+
+
+def _psf_at(weights: np.ndarray, y: float, x: float) -> np.ndarray:
+    """The PSF of uv ``weights`` (an FFT grid) peaked at (y, x): an exact Fourier shift of a
+    band-limited image (independent of the spline and the stencil in ``refine_positions``)."""
+    n = weights.shape[0]
+    fy = np.fft.fftfreq(n)[:, None]
+    fx = np.fft.fftfreq(n)[None, :]
+    img = np.fft.ifft2(weights * np.exp(-2j * np.pi * (fy * y + fx * x))).real
+    return img / np.fft.ifft2(weights).real[0, 0]
+
+
+def test_refined_point_moves_to_the_true_position():
+    # a band-limited PSF with sidelobes: a random sparse uv coverage inside a disc
+    rng = np.random.default_rng(3)
+    n, h = 128, 64  # double-size PSF (n) for an image of h pixels
+    f = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :])
+    w = ((f < 0.2) & (rng.random((n, n)) < 0.3)).astype(float)
+    w = 0.5 * (w + np.roll(w[::-1, ::-1], (1, 1), axis=(0, 1)))  # Hermitian: a real PSF
+    psf = np.fft.fftshift(_psf_at(w, 0.0, 0.0)).astype(np.float32)
+    s, true = 20.0, (31.3, 30.7)  # Jy; the true position in the image (rows, columns)
+
+    def image_of(y: float, x: float) -> np.ndarray:  # a point's dirty image, image-size
+        full = np.fft.fftshift(_psf_at(w, y - h // 2, x - h // 2))
+        return full[n // 2 - h // 2:n // 2 + h // 2, n // 2 - h // 2:n // 2 + h // 2]
+
+    data = s * image_of(*true)
+    model = np.zeros((h, h), np.float32)
+    model[31, 31], model[31, 30], model[32, 31] = 0.62 * s, 0.2 * s, 0.18 * s
+    errors = []
+    for _ in range(3):  # three major cycles: residual of the model's point, then refine
+        pts = point_sources(model, floor=1.0, beam_px=3.0)
+        errors.append(np.hypot(pts.y[0] - true[0], pts.x[0] - true[1]))
+        residual = (data - pts.flux[0] * image_of(pts.y[0], pts.x[0])).astype(np.float32)
+        before = float(np.abs(residual).max())
+        steps, change = refine_positions(model, residual, psf, pts, min_flux=1.0,
+                                         beam_px=3.0)
+        after = float(np.abs(residual).max())
+        assert after < before and change > 0
+        # the residual taken in place is the exact residual of the moved point (to 2nd order)
+        moved = point_sources(model, floor=1.0, beam_px=3.0)
+        exact = data - moved.flux[0] * image_of(moved.y[0], moved.x[0])
+        assert float(np.abs(residual - exact).max()) < 0.1 * before
+    pts = point_sources(model, floor=1.0, beam_px=3.0)
+    errors.append(np.hypot(pts.y[0] - true[0], pts.x[0] - true[1]))
+    assert pts.flux[0] == pytest.approx(s)  # the flux stays the components'
+    assert errors[0] > 0.05 and errors[-1] < 1e-3 * errors[0], errors
+    # a point below ``min_flux`` is left alone
+    frozen = model.copy()
+    assert not refine_positions(frozen, residual, psf, pts, min_flux=50.0, beam_px=3.0)[0].any()
+    np.testing.assert_array_equal(frozen, model)
 
 
 def test_restored_point_on_a_pixel_equals_restore_of_that_component():
