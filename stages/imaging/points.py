@@ -107,9 +107,23 @@ def _derivatives(patch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return gy, gx
 
 
+def _psf_window(psf: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+    """PSF values (float64) at offsets rows r0..r1-1, columns c0..c1-1 from its peak (at
+    ``shape // 2``); zero beyond the array."""
+    py, px = psf.shape
+    out = np.zeros((r1 - r0, c1 - c0))
+    a0, a1 = max(0, r0 + py // 2), min(py, r1 + py // 2)
+    b0, b1 = max(0, c0 + px // 2), min(px, c1 + px // 2)
+    if a0 < a1 and b0 < b1:
+        out[a0 - r0 - py // 2:a1 - r0 - py // 2, b0 - c0 - px // 2:b1 - c0 - px // 2] = \
+            psf[a0:a1, b0:b1]
+    return out
+
+
 def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
                      pts: PointSources, min_flux: float, beam_px: float,
-                     max_step: float = MAX_STEP_PX) -> tuple[np.ndarray, float]:
+                     max_step: float = MAX_STEP_PX, reach: int = 256
+                     ) -> tuple[np.ndarray, float]:
     """Newton steps on the positions of the points brighter than ``min_flux``, in place.
 
     A point at x_m whose true position is x_t leaves ``S (x_m - x_t) . grad PSF`` in the
@@ -120,9 +134,9 @@ def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
     to the point's sub-pixel position; the step ``-a / S`` (at most ``max_step`` pixels per
     axis) moves the point's centroid (``point_sources``) by moving flux between its
     brightest pixel and a neighbour, and the fitted dipole is taken out of ``residual``
-    over the whole image (the PSF's derivatives at that pixel; ``psf`` double size, peak at
-    its centre). Returns ((n, 2) steps (dy, dx) in pixels, zero where not refined; the
-    largest dipole removed, Jy/beam).
+    within ``reach`` pixels of the point (the PSF's derivatives; ``psf`` peaked at its
+    centre; the next exact residual shows what is left beyond). Returns ((n, 2) steps
+    (dy, dx) in pixels, zero where not refined; the largest dipole removed, Jy/beam).
     """
     ny, nx = residual.shape
     py, px = psf.shape
@@ -163,21 +177,21 @@ def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
             model[y0, x0] -= eps
             model[y0 + sgn * oy, x0 + sgn * ox] += eps
         steps[i] = dy, dx
-        # residual -= the dipole removed, -S d . grad PSF: the PSF at the point's pixel over
-        # the image, at its sub-pixel position within ``m`` pixels of it
-        full = psf[cy - y0:cy - y0 + ny, cx - x0:cx - x0 + nx].astype(np.float64)
-        fy, fx = _derivatives(full)
-        near = (slice(y0 - h - m + 2, y0 + h + m - 1), slice(x0 - h - m + 2, x0 + h + m - 1))
-        inner = (slice(2, 2 * (h + m) - 1), slice(2, 2 * (h + m) - 1))
-        lo = (max(0, -near[0].start), max(0, -near[1].start))
-        hi = (max(0, near[0].stop - ny), max(0, near[1].stop - nx))
-        dst = (slice(near[0].start + lo[0], near[0].stop - hi[0]),
-               slice(near[1].start + lo[1], near[1].stop - hi[1]))
-        src = (slice(inner[0].start + lo[0], inner[0].stop - hi[0]),
-               slice(inner[1].start + lo[1], inner[1].stop - hi[1]))
-        fy[dst], fx[dst] = gy[src], gx[src]
+        # residual -= the dipole removed, -S d . grad PSF, within ``reach`` pixels of the
+        # point (the next exact cycle sees the rest): the PSF at the point's pixel, at its
+        # sub-pixel position within ``m`` pixels of it
+        b0, b1 = max(0, y0 - reach), min(ny, y0 + reach + 1)
+        c0, c1 = max(0, x0 - reach), min(nx, x0 + reach + 1)
+        fy, fx = _derivatives(_psf_window(psf, b0 - y0 - 2, b1 - y0 + 2, c0 - x0 - 2,
+                                          c1 - x0 + 2))
+        fy, fx = fy[2:-2, 2:-2], fx[2:-2, 2:-2]
+        r0n, r1n = max(b0, y0 - h - m + 2), min(b1, y0 + h + m - 1)
+        c0n, c1n = max(c0, x0 - h - m + 2), min(c1, x0 + h + m - 1)
+        box = (slice(r0n - b0, r1n - b0), slice(c0n - c0, c1n - c0))
+        src = (slice(r0n - y0 + h + m, r1n - y0 + h + m), slice(c0n - x0 + h + m, c1n - x0 + h + m))
+        fy[box], fx[box] = gy[src], gx[src]
         removed = -s * (dy * fy + dx * fx)
-        residual -= removed.astype(residual.dtype)
+        residual[b0:b1, c0:c1] -= removed.astype(residual.dtype)
         change = max(change, float(np.max(np.abs(removed))))
     return steps, change
 
