@@ -20,13 +20,13 @@ parallel over blocks of baseline-times that share one time sample.
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
 from numba import prange
 
 from ..instrument import SPEED_OF_LIGHT
+from ..threads import set_numba_threads
 
 _TWO_PI_OVER_C = 2.0 * math.pi / SPEED_OF_LIGHT
 #: Baseline-times per block of the parallel loop (fits the accumulators in L1/L2).
@@ -171,12 +171,6 @@ def _blocks(tidx: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(lo).astype(np.int64), np.concatenate(hi).astype(np.int64)
 
 
-def set_threads(nthreads: int | None) -> None:
-    """Set numba's thread count (None: leave as is)."""
-    if nthreads is not None:
-        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
-
-
 def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_hz: np.ndarray,
                                lmn: np.ndarray, flux: np.ndarray, *, sign: int = 1,
                                unprojected: bool = True, out: np.ndarray | None = None,
@@ -219,7 +213,7 @@ def predict_visibilities_drift(uvw_m: np.ndarray, time_index: np.ndarray, freqs_
         raise ValueError(f"out must have shape {(nblt, nchan)}, got {out.shape}")
     if nblt == 0 or nchan == 0:
         return out
-    set_threads(nthreads)
+    set_numba_threads(nthreads)
     rows = np.arange(nblt, dtype=np.int64)
     if np.count_nonzero(np.diff(tidx)) + 1 > 2 * len(np.unique(tidx)):
         # rows not grouped by time (e.g. sorted by w): visit them in time order
@@ -261,10 +255,3 @@ def predict_visibilities(uvw_m: np.ndarray, freqs_hz: np.ndarray, l: np.ndarray,
                                       flux[None], sign=sign, unprojected=unprojected,
                                       dtype=dtype, nthreads=nthreads, precision="double")
 
-
-def default_threads() -> int:
-    """Threads to use: NUMBA_NUM_THREADS / OMP_NUM_THREADS when set, else all cores."""
-    for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    return numba.config.NUMBA_NUM_THREADS

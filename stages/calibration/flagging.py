@@ -37,6 +37,8 @@ import numba
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from dsa110_pipeline.threads import set_numba_threads
+
 from .rfi_kernels import (
     MAD_TO_SIGMA,
     changed_baselines,
@@ -54,12 +56,6 @@ from .rfi_kernels import (
 MAD_MAX_SAMPLES = 2048
 #: Most baselines (evenly spread) in the baseline median of the strong-RFI prefilter.
 PREFILTER_MAX_BASELINES = 1024
-
-
-def set_threads(nthreads: int | None) -> None:
-    """numba's thread count for this thread (its parallel loops), bounded by the pool."""
-    if nthreads is not None:
-        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
@@ -443,7 +439,7 @@ def flag_rfi(vis: np.ndarray, flags: np.ndarray, params: RFIParams | None = None
         raise ValueError(f"vis and flags must have the same 4-d shape, got {vis.shape} "
                          f"and {flags.shape}")
     nt, nb, nc, npol = vis.shape
-    set_threads(nthreads)
+    set_numba_threads(nthreads)
     fin = flags if inplace and _writable_bool(flags) else np.array(flags, dtype=bool, order="C")
     if p.prefilter and nb > 1:
         strong = strong_rfi_cells(vis, fin, p.prefilter_threshold, p.model_tolerance)
@@ -704,7 +700,7 @@ def flag_all(vis: np.ndarray, flags: np.ndarray, ant1: np.ndarray, ant2: np.ndar
     """The whole flagging sequence: bad samples and autos, known RFI channels, SumThreshold,
     dead antennas. Returns (new flags, summary). With ``inplace`` the input ``flags`` are
     used as scratch (their content afterwards is unspecified): two cubes of booleans less."""
-    set_threads(nthreads)
+    set_numba_threads(nthreads)
     out = flag_bad_samples(vis, flags, ant1, ant2, inplace=inplace)
     if freqs is not None and (len(rfi_freqs) or len(rfi_channels)):
         out[:, :, channel_mask(freqs, rfi_freqs, rfi_channels=rfi_channels)] = True

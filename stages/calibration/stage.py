@@ -38,13 +38,13 @@ from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError, PipelineError
 from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
+from dsa110_pipeline.threads import set_numba_threads
 
 from . import flagging, msio
 from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
 from .caltable import CalTableContext, write_caltable
 from .field_phase import FieldPhaseParams, refine_phases
 from .field_refine import refine_channels, refine_field, refined_model
-from .flagging import set_threads
 from .model import (
     apparent_spectra,
     model_visibilities,
@@ -613,7 +613,7 @@ def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
         cube, fl = flags
         nt, nb, nc, npol = cube.vis.shape
         step = max(1, chunk_rows // nb)
-        set_threads(nthreads)
+        set_numba_threads(nthreads)
 
         def chunks():
             for t0 in range(0, nt, step):

@@ -17,6 +17,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage
 
+from dsa110_pipeline.threads import set_numba_threads
+
 
 def robust_rms(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Robust rms: 1.4826 x median absolute deviation from the median (finite pixels)."""
@@ -109,8 +111,7 @@ def hogbom_minor(residual: np.ndarray, psf: np.ndarray, model: np.ndarray, *, ga
     if mask is None:
         mask = np.ones(residual.shape, dtype=np.bool_)
     patch = max(psf.shape) if patch is None else int(patch)
-    if nthreads is not None:
-        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
+    set_numba_threads(nthreads)
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
     n, peak = _hogbom(residual, model, np.asarray(psf, dtype=residual.dtype), mask,
                       bool(mask.all()), float(gain), float(threshold), int(max_iter), patch)
