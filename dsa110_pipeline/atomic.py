@@ -67,6 +67,13 @@ def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         raise
 
 
+def write_text_atomic(final: str | Path, text: str) -> Path:
+    """Write ``text`` to ``final`` through a temporary (``atomic_path``)."""
+    with atomic_path(final) as tmp:
+        tmp.write_text(text)
+    return Path(final)
+
+
 def _writer_pid(name: str) -> int | None:
     try:
         return int(name.split(TMP_MARK, 1)[1].split("-", 1)[0])

@@ -235,14 +235,13 @@ class ProfileReport:
         out.mkdir(parents=True, exist_ok=True)
         paths = {"json": out / f"{stem}.json", "md": out / f"{stem}.md",
                  "png": out / f"{stem}.png"}
-        _atomic_text(paths["json"], json.dumps(self.to_dict(), indent=1))
-        _atomic_text(paths["md"], self.to_markdown())
-        tmp = out / f".{stem}.tmp{os.getpid()}.png"
-        try:
-            self.plot(tmp)
-            os.replace(tmp, paths["png"])
-        finally:
-            tmp.unlink(missing_ok=True)
+        from .atomic import atomic_path, write_text_atomic
+
+        write_text_atomic(paths["json"], json.dumps(self.to_dict(), indent=1))
+        write_text_atomic(paths["md"], self.to_markdown())
+        with atomic_path(paths["png"]) as tmp:
+            self.plot(tmp.with_name(tmp.name + ".png"))  # matplotlib picks the format by suffix
+            tmp.with_name(tmp.name + ".png").rename(tmp)
         return paths
 
 
@@ -818,13 +817,6 @@ def _downsample(series: list[tuple[float, float, float]], n: int
         chunk = series[i:i + step]
         out.append((chunk[-1][0], max(c[1] for c in chunk), max(c[2] for c in chunk)))
     return out
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    from .atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def _md_rule(head: str) -> str:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dsa110_pipeline.atomic import write_text_atomic
+
 PERF_DIR = Path(__file__).resolve().parent
 REPO_DIR = PERF_DIR.parent
 RESULTS_DIR = PERF_DIR / "results"
@@ -360,13 +362,6 @@ def format_markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    from dsa110_pipeline.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 def write_results(result: Mapping[str, Any], out_dir: str | Path = RESULTS_DIR
                   ) -> tuple[Path, Path]:
     """Write ``SUITE.json`` and ``SUITE.md`` into ``out_dir``."""
@@ -374,6 +369,6 @@ def write_results(result: Mapping[str, Any], out_dir: str | Path = RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     name = result["suite"]
     jp, mp = out / f"{name}.json", out / f"{name}.md"
-    _atomic_write(jp, json.dumps(result, indent=1, default=str) + "\n")
-    _atomic_write(mp, format_markdown(result))
+    write_text_atomic(jp, json.dumps(result, indent=1, default=str) + "\n")
+    write_text_atomic(mp, format_markdown(result))
     return jp, mp

@@ -7,7 +7,7 @@ import time
 import psutil
 import pytest
 
-from dsa110_pipeline.atomic import atomic_path, clean_stale_temporaries
+from dsa110_pipeline.atomic import atomic_path, clean_stale_temporaries, write_text_atomic
 
 WRITER = """
 import sys, time
@@ -95,3 +95,11 @@ def test_temporaries_of_zombie_or_reused_pids_are_removed(tmp_path):
         dead.wait()
     assert sorted(removed) == sorted([zombie, reused])
     assert not zombie.exists() and not reused.exists()
+
+
+def test_text_written_atomically_replaces_and_leaves_nothing_else(tmp_path):
+    final = tmp_path / "sub" / "report.md"
+    assert write_text_atomic(final, "first") == final
+    write_text_atomic(final, "second")
+    assert final.read_text() == "second"
+    assert sorted(p.name for p in final.parent.iterdir()) == ["report.md"]

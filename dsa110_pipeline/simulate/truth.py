@@ -17,38 +17,21 @@ npz keys (per group):
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_path, write_text_atomic
 from ..catalogs import DEFAULT_REF_FREQ_HZ, DEFAULT_SPECTRAL_INDEX, SourceCatalog
 from ..errors import InputError
 
 
-def _atomic(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_truth(json_path: Path, npz_path: Path, summary: dict, arrays: dict) -> None:
     """Write the JSON summary and the npz of arrays (each under a temporary name first)."""
-    def wj(p: Path) -> None:
-        p.write_text(json.dumps(summary, indent=1, default=_jsonable))
-
-    def wn(p: Path) -> None:
-        with open(p, "wb") as f:
-            np.savez(f, **arrays)
-
-    _atomic(Path(npz_path), wn)
-    _atomic(Path(json_path), wj)
+    with atomic_path(npz_path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    write_text_atomic(json_path, json.dumps(summary, indent=1, default=_jsonable))
 
 
 def _jsonable(o):

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dsa110_pipeline.atomic import atomic_path
 from perf.harness import PERF_DIR, REPO_DIR, Venv, make_venv, row, run_measured
 
 COMPETITORS = PERF_DIR / "competitors"
@@ -124,10 +125,8 @@ class _Ours:
         def array64(ctx: Any) -> Any:
             arr = _array(0)
             p = out_dir / "arr.npy"
-            tmp = out_dir / ".arr.npy.tmp"
-            with open(tmp, "wb") as f:
+            with atomic_path(p) as tmp, open(tmp, "wb") as f:
                 np.save(f, arr)
-            os.replace(tmp, p)
             return ctx.with_output("arr", self.Ref.for_path("array", p))
 
         stage = self.FS(array64, name="array64", produces=("arr",))

@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from dsa110_pipeline import instrument, staging
+from dsa110_pipeline.atomic import write_text_atomic
 from dsa110_pipeline.errors import InputError
 
 from . import coordinates, ms_writer, phasing, tiles, weights
@@ -79,10 +80,7 @@ class _PieceSink:
         for fh, arr in zip(self.files, (data, flags, weights), strict=False):
             fh.write(np.ascontiguousarray(arr).data)
             fh.flush()
-        tmp = f"{self.prefix}.rows.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(str(stop))
-        os.replace(tmp, self.prefix + ".rows")
+        write_text_atomic(self.prefix + ".rows", str(stop))
 
     def close(self) -> None:
         for fh in self.files:
@@ -98,11 +96,9 @@ class _PieceSink:
 def mark_ready(ready_path: str | Path, layouts: dict[str, tiles.TileLayout] | None) -> None:
     """Tell the workers the MS exists, and how to write it: straight into the tile files
     (``layouts``) or through casacore (None)."""
-    tmp = f"{ready_path}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump({"layouts": None if layouts is None else
-                   {c: lay.to_dict() for c, lay in layouts.items()}}, fh)
-    os.replace(tmp, ready_path)
+    write_text_atomic(ready_path, json.dumps(
+        {"layouts": None if layouts is None else
+         {c: lay.to_dict() for c, lay in layouts.items()}}))
 
 
 def open_region_writer(ms_path: str | Path, ready_path: str | Path | None

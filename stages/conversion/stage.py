@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from dsa110_pipeline import instrument
+from dsa110_pipeline.atomic import write_text_atomic
 from dsa110_pipeline.checksum import path_checksum
 from dsa110_pipeline.cluster import same_host_workers
 from dsa110_pipeline.context import PipelineContext, ProductRef
@@ -274,9 +274,7 @@ def safe_name(text: str) -> str:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-json")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def _reuse(final: Path, sidecar: Path, expected: dict[str, Any]) -> ProductRef | None:
