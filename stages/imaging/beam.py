@@ -6,42 +6,16 @@ FWHM in radians; the position angle is in degrees, east of north (FITS/AIPS BPA)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.fft
 
+from dsa110_pipeline.beam import Beam
+
 _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-_ARCSEC = np.pi / (180 * 3600)
 
 
 class BeamFitError(ValueError):
     """The PSF main lobe cannot be described by a Gaussian (a ridge, a spike, no curvature)."""
-
-
-@dataclass(frozen=True)
-class Beam:
-    """An elliptical Gaussian beam: FWHM major/minor axes (rad), position angle (deg E of N)."""
-
-    bmaj: float
-    bmin: float
-    bpa: float
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.bmaj) and np.isfinite(self.bmin) and self.bmin > 0):
-            raise ValueError(f"beam axes must be finite and positive, got {self}")
-        if self.bmin > self.bmaj * (1 + 1e-9):
-            raise ValueError(f"bmin {self.bmin} exceeds bmaj {self.bmaj}")
-
-    @property
-    def solid_angle(self) -> float:
-        """Beam area (sr) = pi bmaj bmin / (4 ln 2)."""
-        return float(np.pi * self.bmaj * self.bmin / (4.0 * np.log(2.0)))
-
-    @classmethod
-    def from_arcsec(cls, bmaj_arcsec: float, bmin_arcsec: float, bpa_deg: float) -> Beam:
-        """A beam given as FWHM axes in arcsec and a position angle in degrees E of N."""
-        return cls(bmaj_arcsec * _ARCSEC, bmin_arcsec * _ARCSEC, float(bpa_deg))
 
 
 def normalise_psf(psf: np.ndarray) -> np.ndarray:

@@ -87,9 +87,8 @@ def build_header(geom: ImageGeometry, *, role: str, beam: Beam | None = None,
     h["OBSRA"] = np.degrees(geom.ra) % 360.0
     h["OBSDEC"] = np.degrees(geom.dec)
     if beam is not None:
-        h["BMAJ"] = (np.degrees(beam.bmaj), "restoring beam major axis FWHM (deg)")
-        h["BMIN"] = (np.degrees(beam.bmin), "restoring beam minor axis FWHM (deg)")
-        h["BPA"] = (beam.bpa, "restoring beam position angle (deg, E of N)")
+        for key, card in beam.header_cards().items():
+            h[key] = card
     if date_obs:
         from astropy.time import Time
 

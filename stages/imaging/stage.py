@@ -532,8 +532,7 @@ class ImagingStage(PipelineStage):
                     arrays[role] = np.asarray(hdul[0].data[0, 0], dtype=np.float32)
                     if role == "image":
                         h = hdul[0].header
-                        beam = Beam(np.radians(h["BMAJ"]), np.radians(h["BMIN"]),
-                                    float(h["BPA"]))
+                        beam = Beam.from_header(h)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         freqs = info.freqs

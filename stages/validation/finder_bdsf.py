@@ -66,9 +66,8 @@ def run_bdsf(image: SkyImage, *, thresh_pix: float, thresh_isl: float, rms_box: 
     if mask is not None:
         data[~mask] = np.nan
     hdr = image.wcs.to_header()
-    hdr["BMAJ"] = np.degrees(image.beam.bmaj)
-    hdr["BMIN"] = np.degrees(image.beam.bmin)
-    hdr["BPA"] = image.beam.bpa
+    for key, (value, _) in image.beam.header_cards().items():
+        hdr[key] = value
     hdr["BUNIT"] = "JY/BEAM"
     if threading.current_thread() is not threading.main_thread():
         ncores = 1  # more than one core makes PyBDSF fork helpers: not from a thread

@@ -14,32 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from dsa110_pipeline.beam import Beam
 from dsa110_pipeline.errors import InputError
 
 
 class MissingBeamError(InputError):
     """The image header has no usable restoring beam (BMAJ/BMIN/BPA)."""
-
-
-@dataclass(frozen=True)
-class Beam:
-    """Restoring beam: FWHM major/minor axes (rad), position angle (deg, east of north)."""
-
-    bmaj: float
-    bmin: float
-    bpa: float
-
-    def __post_init__(self) -> None:
-        for v in (self.bmaj, self.bmin, self.bpa):
-            if not np.isfinite(v):
-                raise ValueError(f"beam values must be finite, got {self}")
-        if not 0 < self.bmin <= self.bmaj * (1 + 1e-9):
-            raise ValueError(f"beam needs 0 < bmin <= bmaj, got {self}")
-
-    @property
-    def solid_angle(self) -> float:
-        """Beam area (sr) = pi bmaj bmin / (4 ln 2)."""
-        return float(np.pi * self.bmaj * self.bmin / (4.0 * np.log(2.0)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,18 +85,6 @@ class SkyImage:
         return np.asarray(x, float), np.asarray(y, float)
 
 
-def _beam_from_header(hdr: Any) -> Beam | None:
-    try:
-        bmaj, bmin, bpa = float(hdr["BMAJ"]), float(hdr["BMIN"]), float(hdr.get("BPA", 0.0))
-    except (KeyError, TypeError, ValueError):
-        return None
-    if not (np.isfinite(bmaj) and np.isfinite(bmin)) or bmaj <= 0 or bmin <= 0:
-        return None
-    if bmin > bmaj:
-        bmaj, bmin, bpa = bmin, bmaj, bpa + 90.0
-    return Beam(np.radians(bmaj), np.radians(bmin), ((bpa + 90.0) % 180.0) - 90.0)
-
-
 def _freq_from_header(hdr: Any) -> float | None:
     naxis = int(hdr.get("NAXIS", 0))
     for i in range(1, naxis + 1):
@@ -160,7 +128,7 @@ def read_fits_image(path: str | Path, *, require_beam: bool = True) -> SkyImage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(hdr).celestial
-    beam = _beam_from_header(hdr)
+    beam = Beam.from_header(hdr)
     if beam is None and require_beam:
         raise MissingBeamError("image header has no restoring beam (BMAJ/BMIN)",
                                files=[str(p)])
@@ -172,4 +140,4 @@ def read_fits_image(path: str | Path, *, require_beam: bool = True) -> SkyImage:
                     path=str(p), unit=str(hdr.get("BUNIT", "")), header=keep)
 
 
-__all__ = ["Beam", "SkyImage", "MissingBeamError", "read_fits_image"]
+__all__ = ["SkyImage", "MissingBeamError", "read_fits_image"]
