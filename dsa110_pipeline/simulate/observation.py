@@ -17,6 +17,7 @@ from .. import instrument as ins
 from ..array_layout import ArrayLayout, load_layout
 from ..catalogs import SourceCatalog, find_calibrator, read_catalog
 from ..errors import InputError
+from ..uvh5 import UVH5Header
 from . import geometry as geo
 from .config import SimulationConfig
 from .corruptions import (
@@ -30,7 +31,7 @@ from .dft import predict_visibilities_drift
 from .sky import angular_distance, concatenate, random_sky, spectra
 from .survey import SURVEY_CATALOG, survey_view, write_survey_catalog
 from .truth import write_truth
-from .uvh5_writer import PYUVDATA_READ_KWARGS, UVH5Header, write_uvh5
+from .uvh5_writer import PYUVDATA_READ_KWARGS, write_uvh5
 
 log = logging.getLogger(__name__)
 

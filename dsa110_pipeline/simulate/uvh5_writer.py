@@ -13,13 +13,13 @@ strict checks on real files). The simulated files also pass ``run_check=True``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..uvh5 import UVH5Header
 
 #: pyuvdata ``UVData.read`` options that real DSA-110 files need.
 PYUVDATA_READ_KWARGS = {
@@ -31,53 +31,10 @@ PYUVDATA_READ_KWARGS = {
 }
 
 
-@dataclass
-class UVH5Header:
-    """Metadata of one subband file. Arrays as pyuvdata names them (JD times, radians)."""
-
-    telescope_name: str
-    instrument: str
-    latitude_deg: float
-    longitude_deg: float
-    altitude_m: float
-    antenna_names: list[str]
-    antenna_numbers: np.ndarray
-    antenna_positions: np.ndarray  # ECEF offsets from the telescope location (m)
-    antenna_diameters: np.ndarray
-    ant_1_array: np.ndarray
-    ant_2_array: np.ndarray
-    time_array: np.ndarray  # JD, (Nblts,)
-    lst_array: np.ndarray  # rad, (Nblts,)
-    integration_time: np.ndarray  # s, (Nblts,)
-    uvw_array: np.ndarray  # m, (Nblts, 3)
-    freq_array: np.ndarray  # Hz, (Nfreqs,)
-    channel_width: float  # Hz
-    polarization_array: np.ndarray
-    vis_units: str = "uncalib"
-    history: str = ""
-    object_name: str = "drift"
-    extra_keywords: dict = field(default_factory=dict)
-
-    def check(self) -> None:
-        nblt = self.time_array.size
-        for name in ("ant_1_array", "ant_2_array", "lst_array", "integration_time"):
-            if getattr(self, name).shape != (nblt,):
-                raise ValueError(f"{name} must have shape ({nblt},)")
-        if self.uvw_array.shape != (nblt, 3):
-            raise ValueError(f"uvw_array must have shape ({nblt}, 3)")
-        nant = len(self.antenna_names)
-        if self.antenna_numbers.shape != (nant,) or self.antenna_positions.shape != (nant, 3):
-            raise ValueError("antenna numbers/positions must have one row per antenna")
-        known = set(self.antenna_numbers.tolist())
-        if not set(np.unique(np.r_[self.ant_1_array, self.ant_2_array]).tolist()) <= known:
-            raise ValueError("ant_1_array/ant_2_array name antennas not in antenna_numbers")
-
-
 def write_uvh5(path: str | Path, hdr: UVH5Header, visdata: np.ndarray,
                flags: np.ndarray | None = None, nsamples: np.ndarray | None = None) -> Path:
     """Write one UVH5 file (temporary name, then renamed). ``visdata`` is (Nblts, Nfreqs,
     Npols) complex; flags default to False and nsamples to 1."""
-    hdr.check()
     path = Path(path)
     nblt, nfreq, npol = visdata.shape
     if nblt != hdr.time_array.size or nfreq != hdr.freq_array.size or \
@@ -108,15 +65,18 @@ def write_uvh5(path: str | Path, hdr: UVH5Header, visdata: np.ndarray,
         h["antenna_names"] = np.array([np.bytes_(n) for n in hdr.antenna_names])
         h["antenna_numbers"] = hdr.antenna_numbers.astype(np.int64)
         h["antenna_positions"] = hdr.antenna_positions.astype(np.float64)
-        h["antenna_diameters"] = hdr.antenna_diameters.astype(np.float64)
+        if hdr.antenna_diameters is not None:
+            h["antenna_diameters"] = hdr.antenna_diameters.astype(np.float64)
         h["ant_1_array"] = hdr.ant_1_array.astype(np.int64)
         h["ant_2_array"] = hdr.ant_2_array.astype(np.int64)
         h["uvw_array"] = hdr.uvw_array.astype(np.float32)
         h["time_array"] = hdr.time_array.astype(np.float64)
-        h["lst_array"] = hdr.lst_array.astype(np.float64)
+        if hdr.lst_array is not None:
+            h["lst_array"] = hdr.lst_array.astype(np.float64)
         h["integration_time"] = hdr.integration_time.astype(np.float64)
         h["freq_array"] = hdr.freq_array.astype(np.float64)[None, :]
-        h["channel_width"] = float(hdr.channel_width)
+        width = np.asarray(hdr.channel_width, np.float64)
+        h["channel_width"] = float(width[0]) if np.all(width == width[0]) else width
         h["spw_array"] = np.array([0], dtype=np.int64)
         h["polarization_array"] = hdr.polarization_array.astype(np.int64)
         ek = h.create_group("extra_keywords")

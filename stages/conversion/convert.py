@@ -25,10 +25,11 @@ import numpy as np
 from dsa110_pipeline import instrument, staging
 from dsa110_pipeline.atomic import write_text_atomic
 from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.uvh5 import UVH5Header
 
 from . import coordinates, ms_writer, phasing, tiles, weights
 from .discovery import parse_name
-from .reader import STAGE, UVH5Header, check_same_layout, read_header, read_nsamples, read_rows
+from .reader import STAGE, check_same_layout, read_header, read_nsamples, read_rows
 
 _DEC_KEYS = ("phase_center_dec", "pointing_dec", "dec_pointing", "pointing_dec_rad",
              "dec_rad", "pointing_dec_deg", "dec_deg")

@@ -17,13 +17,11 @@ import h5py
 import numpy as np
 
 from dsa110_pipeline import instrument
+from dsa110_pipeline.uvh5 import JD_RANGE
 
 SUBBAND_NAME = re.compile(r"^(?P<stamp>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(?P<sb>\d{2})\.hdf5$")
 #: Suffixes of files that look like visibility data: ignored ones are reported.
 DATA_SUFFIXES = (".hdf5", ".h5", ".uvh5")
-#: Plausible observation times (JD): 1858-11-17 .. 2132-08-31. Anything else is garbage
-#: that would make ERFA fail (or lie) far from the file it came from.
-JD_RANGE = (2400000.5, 2500000.5)
 JD_UNIX_EPOCH = 2440587.5
 
 

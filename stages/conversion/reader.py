@@ -8,7 +8,6 @@ held in memory. Every problem raises :class:`InputError` naming the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ import h5py
 import numpy as np
 
 from dsa110_pipeline.errors import InputError
-
-from .discovery import JD_RANGE
+from dsa110_pipeline.uvh5 import UVH5Header
 
 STAGE = "conversion"
 
@@ -38,119 +36,6 @@ def _text(value: Any) -> str:
     if isinstance(value, np.ndarray) and value.shape == ():
         return _text(value[()])
     return str(value)
-
-
-@dataclass(frozen=True, eq=False)
-class UVH5Header:
-    """The metadata of one UVH5 file, checked on construction. Angles in deg as stored."""
-
-    path: Path
-    telescope_name: str
-    instrument: str
-    latitude_deg: float
-    longitude_deg: float
-    altitude_m: float
-    antenna_numbers: np.ndarray
-    antenna_names: tuple[str, ...]
-    antenna_positions: np.ndarray  # (nants, 3) ECEF relative to the array centre, m
-    antenna_diameters: np.ndarray | None
-    ant_1_array: np.ndarray
-    ant_2_array: np.ndarray
-    time_array: np.ndarray  # JD (UTC)
-    integration_time: np.ndarray  # s
-    lst_array: np.ndarray | None  # rad
-    uvw_array: np.ndarray  # float64 (nblts, 3)
-    freq_array: np.ndarray  # Hz, file order
-    channel_width: np.ndarray  # Hz, file order (may be negative in some writers)
-    polarization_array: np.ndarray
-    vis_units: str
-    phase_type: str  # "unprojected", "sidereal", ...
-    phase_center: dict[str, Any] | None
-    extra_keywords: dict[str, Any] = field(default_factory=dict)
-    history: str = ""
-    ntimes: int = 0
-
-    def __post_init__(self) -> None:
-        n = self.nblts
-        for name in ("ant_1_array", "ant_2_array", "time_array", "integration_time"):
-            arr = getattr(self, name)
-            if arr.shape != (n,):
-                raise _err(self.path, f"header field {name} has shape {arr.shape}, "
-                                      f"expected ({n},)")
-        if self.uvw_array.shape != (n, 3):
-            raise _err(self.path, f"header field uvw_array has shape {self.uvw_array.shape}, "
-                                  f"expected ({n}, 3)")
-        if self.lst_array is not None and self.lst_array.shape != (n,):
-            raise _err(self.path, f"header field lst_array has shape {self.lst_array.shape}")
-        nants = self.antenna_numbers.shape[0]
-        if self.antenna_positions.shape != (nants, 3):
-            raise _err(self.path, f"antenna_positions has shape {self.antenna_positions.shape},"
-                                  f" expected ({nants}, 3)")
-        if self.freq_array.ndim != 1 or self.freq_array.size < 1:
-            raise _err(self.path, f"freq_array has shape {self.freq_array.shape}")
-        if self.channel_width.shape != self.freq_array.shape:
-            raise _err(self.path, "channel_width does not match freq_array in shape")
-        known = set(self.antenna_numbers.tolist())
-        used = set(np.unique(self.ant_1_array).tolist()) | set(np.unique(self.ant_2_array)
-                                                                .tolist())
-        if not used <= known:
-            raise _err(self.path, f"baselines use antennas {sorted(used - known)[:5]} that are "
-                                  "not in antenna_numbers")
-        for name in ("time_array", "uvw_array", "freq_array", "antenna_positions",
-                     "integration_time"):
-            if not np.all(np.isfinite(getattr(self, name))):
-                raise _err(self.path, f"header field {name} holds non-finite values")
-        lo, hi = JD_RANGE
-        bad_t = (self.time_array < lo) | (self.time_array > hi)
-        if np.any(bad_t):
-            raise _err(self.path, f"time_array holds {self.time_array[bad_t][0]:.6g}, not a "
-                                  f"plausible Julian date ({lo:.0f}..{hi:.0f})")
-        if np.any(self.freq_array <= 0):
-            raise _err(self.path, "freq_array holds non-positive frequencies")
-        if np.any(self.integration_time <= 0):
-            raise _err(self.path, "integration_time holds non-positive values")
-
-    @property
-    def nblts(self) -> int:
-        return int(self.time_array.shape[0])
-
-    @property
-    def nfreqs(self) -> int:
-        return int(self.freq_array.shape[0])
-
-    @property
-    def npols(self) -> int:
-        return int(self.polarization_array.shape[0])
-
-    @property
-    def nbls(self) -> int:
-        return self.nblts // max(self.ntimes, 1)
-
-    @property
-    def descending(self) -> bool:
-        return self.nfreqs > 1 and bool(self.freq_array[0] > self.freq_array[-1])
-
-    @property
-    def freqs_ascending(self) -> np.ndarray:
-        return self.freq_array[::-1] if self.descending else self.freq_array
-
-    @property
-    def widths_ascending(self) -> np.ndarray:
-        w = np.abs(self.channel_width)
-        return w[::-1] if self.descending else w
-
-    @property
-    def nbytes_per_row(self) -> int:
-        """Bytes of one row of (vis complex64, flag bool, nsamples float32) in the MS."""
-        return self.nfreqs * self.npols * (8 + 1 + 4)
-
-    def integration_rows(self) -> list[tuple[int, int]]:
-        """Row ranges [start, stop) of each integration (rows are time-ordered blocks)."""
-        t = self.time_array
-        edges = np.flatnonzero(np.diff(t) != 0) + 1
-        starts = np.concatenate([[0], edges])
-        stops = np.concatenate([edges, [t.size]])
-        return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
 def _get(h: h5py.Group, name: str, path: Path, dtype: Any = None) -> np.ndarray:
@@ -245,35 +130,39 @@ def _read_header(p: Path) -> UVH5Header:
         names = (tuple(_text(n) for n in _get(h, "antenna_names", p))
                  if "antenna_names" in h else ())
         ptype, centre = _phase_info(h)
-        hdr = UVH5Header(
-            path=p,
-            telescope_name=_text(_get(h, "telescope_name", p)),
-            instrument=_text(h["instrument"][()]) if "instrument" in h else "",
-            latitude_deg=float(_get(h, "latitude", p, np.float64)),
-            longitude_deg=float(_get(h, "longitude", p, np.float64)),
-            altitude_m=float(_get(h, "altitude", p, np.float64)),
-            antenna_numbers=_get(h, "antenna_numbers", p, np.int64),
-            antenna_names=names,
-            antenna_positions=_get(h, "antenna_positions", p, np.float64),
-            antenna_diameters=(_get(h, "antenna_diameters", p, np.float64)
-                               if "antenna_diameters" in h else None),
-            ant_1_array=_get(h, "ant_1_array", p, np.int64),
-            ant_2_array=_get(h, "ant_2_array", p, np.int64),
-            time_array=_get(h, "time_array", p, np.float64),
-            integration_time=_get(h, "integration_time", p, np.float64),
-            lst_array=(_get(h, "lst_array", p, np.float64) if "lst_array" in h
-                       else None),
-            uvw_array=_get(h, "uvw_array", p, np.float64),
-            freq_array=freq,
-            channel_width=width,
-            polarization_array=_get(h, "polarization_array", p, np.int64).ravel(),
-            vis_units=_text(h["vis_units"][()]) if "vis_units" in h else "uncalib",
-            phase_type=ptype,
-            phase_center=centre,
-            extra_keywords=_extra_keywords(h),
-            history=_text(h["history"][()]) if "history" in h else "",
-            ntimes=int(_get(h, "Ntimes", p, np.int64)),
-        )
+        try:
+            hdr = UVH5Header(
+                path=p,
+                telescope_name=_text(_get(h, "telescope_name", p)),
+                instrument=_text(h["instrument"][()]) if "instrument" in h else "",
+                latitude_deg=float(_get(h, "latitude", p, np.float64)),
+                longitude_deg=float(_get(h, "longitude", p, np.float64)),
+                altitude_m=float(_get(h, "altitude", p, np.float64)),
+                antenna_numbers=_get(h, "antenna_numbers", p, np.int64),
+                antenna_names=names,
+                antenna_positions=_get(h, "antenna_positions", p, np.float64),
+                antenna_diameters=(_get(h, "antenna_diameters", p, np.float64)
+                                   if "antenna_diameters" in h else None),
+                ant_1_array=_get(h, "ant_1_array", p, np.int64),
+                ant_2_array=_get(h, "ant_2_array", p, np.int64),
+                time_array=_get(h, "time_array", p, np.float64),
+                integration_time=_get(h, "integration_time", p, np.float64),
+                lst_array=(_get(h, "lst_array", p, np.float64) if "lst_array" in h
+                           else None),
+                uvw_array=_get(h, "uvw_array", p, np.float64),
+                freq_array=freq,
+                channel_width=width,
+                polarization_array=_get(h, "polarization_array", p, np.int64).ravel(),
+                vis_units=_text(h["vis_units"][()]) if "vis_units" in h else "uncalib",
+                phase_type=ptype,
+                phase_center=centre,
+                extra_keywords=_extra_keywords(h),
+                history=_text(h["history"][()]) if "history" in h else "",
+                object_name=_text(h["object_name"][()]) if "object_name" in h else "",
+                ntimes=int(_get(h, "Ntimes", p, np.int64)),
+            )
+        except InputError as exc:
+            raise _err(p, exc.detail) from exc
         if hdr.nblts != nblts:
             raise _err(p, f"Nblts={nblts} but time_array has {hdr.nblts} entries")
         if hdr.nfreqs != nfreqs:
