@@ -277,10 +277,15 @@ class ImagingStage(PipelineStage):
                            rows_per_chunk=int(rows), uv_max_m=uv_max_m, image_bytes=image_bytes,
                            vis_bytes=vis_bytes)
 
-    def pb_pointings(self, info: MSInfo) -> tuple[tuple[float, float], ...]:
+    def pb_pointings(self, info: MSInfo, tel: TelescopeInfo | None = None
+                     ) -> tuple[tuple[float, float], ...]:
+        """Beam-centre offsets (l, m) over which the pb image averages the beam: the
+        pointing track (``pointing_track``) where the array's position is known."""
         if not self.config.pb_drift:
             return ((0.0, 0.0),)
-        pts = drift_pointings(info.time_start, info.time_end, info.dec)
+        track = self.pointing_track(info, tel)
+        pts = track[1] if track is not None else drift_pointings(info.time_start,
+                                                                  info.time_end, info.dec)
         return tuple((float(a), float(b)) for a, b in pts)
 
     def pointing_track(self, info: MSInfo, tel: TelescopeInfo | None
@@ -329,7 +334,8 @@ class ImagingStage(PipelineStage):
                              taper_fwhm=cfg.taper_arcsec * _ARCSEC if cfg.taper_arcsec else None,
                              epsilon=cfg.epsilon, nthreads=plan.nthreads,
                              do_wgridding=cfg.do_wgridding, pb_cut=cfg.pb_cut,
-                             pb_pointings=self.pb_pointings(info) if info else ((0.0, 0.0),),
+                             pb_pointings=self.pb_pointings(info, telescope) if info
+                             else ((0.0, 0.0),),
                              drift_track=(0.5 * (info.time_start + info.time_end), info.dec)
                              if info and cfg.pb_drift else None,
                              pointing_track=self.pointing_track(info, telescope)
@@ -538,7 +544,7 @@ class ImagingStage(PipelineStage):
         freqs = info.freqs
         pb = None if tel.dish_diameter is None else pb_image(
             plan.npix, plan.npix, plan.cell, freqs, diameter=tel.dish_diameter,
-            pointing_lm=np.array(self.pb_pointings(info)))
+            pointing_lm=np.array(self.pb_pointings(info, tel)))
         bandwidth = float(np.ptp(freqs) + (np.median(np.diff(freqs)) if len(freqs) > 1 else 0))
         from .clean import CleanResult
 
