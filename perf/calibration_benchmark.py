@@ -236,8 +236,9 @@ def _model_rows(meta, out, ti: np.ndarray) -> np.ndarray:
     from casacore import tables
 
     from dsa110_pipeline.catalogs import find_calibrator, is_flux_standard
+    from dsa110_pipeline.projection import radec_to_lmn
 
-    from .model import apparent_spectra, model_visibilities, radec_to_lmn, source_spectrum
+    from .model import apparent_spectra, model_visibilities, source_spectrum
     from .stage import _geometry
 
     cal = find_calibrator(out.metrics["calibration"]["calibrator"])

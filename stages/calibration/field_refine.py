@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from dsa110_pipeline.catalogs.refine import FitLimits, SourceFit, refine_sources
+from dsa110_pipeline.projection import lm_to_radec
 
 from .apply import apply_gains_cube, combine_bg, interpolate_gains
-from .model import lm_to_radec
 
 
 def refine_channels(n_chan: int, max_channels: int = 16) -> np.ndarray:

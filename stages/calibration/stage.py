@@ -37,6 +37,7 @@ from dsa110_pipeline.catalogs.refine import FitLimits
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError, PipelineError
 from dsa110_pipeline.log import get_logger
+from dsa110_pipeline.projection import radec_to_lmn
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 from dsa110_pipeline.threads import set_numba_threads
 
@@ -48,7 +49,6 @@ from .field_refine import refine_channels, refine_field, refined_model
 from .model import (
     apparent_spectra,
     model_visibilities,
-    radec_to_lmn,
     source_spectrum,
 )
 from .qa import QAThresholds, qa_gate

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsa110_pipeline.projection import radec_to_lmn
+
 
 def beam_centre_track(times_s: np.ndarray, ra: float, dec: float,
                 location_itrf_m: np.ndarray) -> np.ndarray:
@@ -41,9 +43,5 @@ def beam_centre_track(times_s: np.ndarray, ra: float, dec: float,
 
 def direction_cosines(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
     """(n, 2) SIN-projection direction cosines (l east, m north) of (ra, dec) about
-    (ra0, dec0), all in rad."""
-    ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
-    da = ra - ra0
-    l = np.cos(dec) * np.sin(da)  # noqa: E741
-    m = np.sin(dec) * np.cos(dec0) - np.cos(dec) * np.sin(dec0) * np.cos(da)
-    return np.stack([l, m], axis=-1)
+    (ra0, dec0), all in rad (``projection.radec_to_lmn`` without n)."""
+    return radec_to_lmn(ra, dec, ra0, dec0)[..., :2]

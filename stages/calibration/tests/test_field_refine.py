@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dsa110_pipeline.instrument import SPEED_OF_LIGHT
+from dsa110_pipeline.projection import lm_to_radec, radec_to_lmn
 from stages.calibration.field_refine import refine_field
-from stages.calibration.model import lm_to_radec, radec_to_lmn
 from stages.calibration.solve import GainSolution
 
 ARCSEC = np.pi / 180 / 3600

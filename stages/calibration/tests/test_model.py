@@ -3,10 +3,10 @@ import pytest
 
 from dsa110_pipeline.catalogs import flux_density
 from dsa110_pipeline.instrument import SPEED_OF_LIGHT, airy_beam
+from dsa110_pipeline.projection import radec_to_lmn
 from stages.calibration.model import (
     apparent_spectra,
     model_visibilities,
-    radec_to_lmn,
     source_spectrum,
 )
 

@@ -10,10 +10,11 @@ import pytest
 from dsa110_pipeline.checksum import path_checksum
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.projection import radec_to_lmn
 from stages.calibration import CalibrationStage
 from stages.calibration.apply import interpolate_gains
 from stages.calibration.caltable import read_caltable
-from stages.calibration.model import model_visibilities, radec_to_lmn
+from stages.calibration.model import model_visibilities
 
 pytestmark = pytest.mark.slow
 
