@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsa110_pipeline.dft import predict_visibilities_drift
 from dsa110_pipeline.instrument import SPEED_OF_LIGHT
-from dsa110_pipeline.simulate.dft import predict_visibilities_drift
 
 #: Parameter names, in the order of :attr:`SourceFit.params`
 PARAMS = ("scale", "d_alpha", "slope", "dl", "dm")

@@ -16,6 +16,7 @@ import numpy as np
 from .. import instrument as ins
 from ..array_layout import ArrayLayout, load_layout
 from ..catalogs import SourceCatalog, find_calibrator, read_catalog
+from ..dft import predict_visibilities_drift
 from ..errors import InputError
 from ..uvh5 import UVH5Header
 from . import geometry as geo
@@ -27,7 +28,6 @@ from .corruptions import (
     rfi_antenna_phases,
     rfi_power,
 )
-from .dft import predict_visibilities_drift
 from .sky import angular_distance, concatenate, random_sky, spectra
 from .survey import SURVEY_CATALOG, survey_view, write_survey_catalog
 from .truth import write_truth

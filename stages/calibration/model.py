@@ -1,7 +1,7 @@
 """Model visibilities of the calibrator (and optional field sources) for the solvers.
 
 The kernel is the simulator's exact direct Fourier sum with the w-term
-(:func:`dsa110_pipeline.simulate.dft.predict_visibilities_drift`; sign +1 for MS DATA with
+(:func:`dsa110_pipeline.dft.predict_visibilities_drift`; sign +1 for MS DATA with
 MS UVW, since both are pyuvdata's conjugated and negated), fed with source directions in
 the phase centre's (ICRS) frame and apparent fluxes: the intrinsic spectrum (Perley-Butler
 2017 for flux standards, else S (ν/ν0)^α) times the Airy power beam of a dish pointed at
@@ -20,8 +20,8 @@ from dsa110_pipeline.catalogs import (
     flux_density,
     is_flux_standard,
 )
+from dsa110_pipeline.dft import predict_visibilities_drift
 from dsa110_pipeline.instrument import airy_beam
-from dsa110_pipeline.simulate.dft import predict_visibilities_drift
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Literal
 import numpy as np
 
 from dsa110_pipeline.catalogs.refine import FitLimits, refine_sources, refined
+from dsa110_pipeline.dft import predict_visibilities_drift
 from dsa110_pipeline.instrument import DISH_DIAMETER
 from dsa110_pipeline.profiling import release_free_memory
-from dsa110_pipeline.simulate.dft import predict_visibilities_drift
 
 from .beam import Beam, fit_beam, normalise_psf, restore
 from .channel_subset import alias_free_stride

@@ -64,7 +64,7 @@ def _scene(seed: int = 0, noise: float = 0.05):
 
 
 def _subtract(uvw, tidx, vis, lmn, flux):
-    from dsa110_pipeline.simulate.dft import predict_visibilities_drift
+    from dsa110_pipeline.dft import predict_visibilities_drift
 
     return vis - predict_visibilities_drift(uvw, tidx, FREQS, lmn, flux, sign=1,
                                             unprojected=False, dtype=np.complex128)

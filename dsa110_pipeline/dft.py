@@ -25,8 +25,8 @@ import numba
 import numpy as np
 from numba import prange
 
-from ..instrument import SPEED_OF_LIGHT
-from ..threads import set_numba_threads
+from .instrument import SPEED_OF_LIGHT
+from .threads import set_numba_threads
 
 _TWO_PI_OVER_C = 2.0 * math.pi / SPEED_OF_LIGHT
 #: Baseline-times per block of the parallel loop (fits the accumulators in L1/L2).

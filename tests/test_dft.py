@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsa110_pipeline.instrument import SPEED_OF_LIGHT, subband_frequencies
-from dsa110_pipeline.simulate.dft import (
+from dsa110_pipeline.dft import (
     predict_visibilities,
     predict_visibilities_drift,
     sincos,
 )
+from dsa110_pipeline.instrument import SPEED_OF_LIGHT, subband_frequencies
 
 
 def _brute(uvw, freqs, lmn, flux, sign=1, unprojected=False):
