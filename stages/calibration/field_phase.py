@@ -39,9 +39,7 @@ class FieldPhaseParams:
     min_model_flux_jy: float = 0.05
     #: An amplitude solved at S/N s is good to ~1/s: at 300, 0.3 %, about the few 0.1 % the
     #: gain amplitudes drift in the minutes since the calibrator's transit, which leave a
-    #: cross of ±5-8 sigma along the arms of a 5 Jy source (the demo's first target group).
-    #: One solution over the group where only it reaches this S/N, one per interval where
-    #: each interval's does.
+    #: cross of ±5-8 sigma along the arms of a 5 Jy source (the demo's first target group)
     amp_min_snr: float | None = 300.0
 
 
@@ -55,8 +53,7 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
     through the calibrator's ``bandpass``. Intervals or antennas whose phase solution is
     flagged (low S/N) keep the calibrator's gain. With antenna ``positions`` (n_ant, 3) m
     and ``params.keep_astrometry``, the phase gradient across the array that the solve
-    adds to the calibrator's phases, averaged over the group, is removed. Returns (gains,
-    metrics)."""
+    adds to the calibrator's phases is removed. Returns (gains, metrics)."""
     sol = solve_gains(vis, model, flags, ant1, ant2, n_ant, times, freqs, refant=refant,
                       solint=params.solint_s, bandpass=bandpass.gains[0],
                       min_snr=params.min_snr)
@@ -70,18 +67,8 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
     if params.keep_astrometry and positions is not None and solved.sum() >= 4:
         cal_phase = np.where(np.abs(g_cal) > 0, g_cal / np.where(np.abs(g_cal) > 0,
                                                                 np.abs(g_cal), 1.0), 1.0)
-        xy = array_plane(positions, solved)
-        _, grad = phase_gradient(phase * np.conj(cal_phase), ok, xy)
-        # a catalog position error is one gradient over the group; the antennas' phase drift
-        # since the calibrator's transit projects onto a gradient too, one that grows with
-        # time: removing it per interval left 0.1-0.3 deg of antenna phase error growing
-        # across the demo's first target group (a time-variable shift of its 17 Jy source,
-        # ±5 sigma ghosts along the arms). So the group's mean gradient goes.
-        n_ok = ok.sum(axis=1)  # (n_time, n_chan, n_pol)
-        w = (n_ok >= 4).astype(np.float64)
-        grad = np.sum(grad * w[None], axis=1, keepdims=True) \
-            / np.maximum(w.sum(axis=0), 1.0)[None, None]
-        plane = np.exp(1j * np.einsum("ad,dtcp->tacp", xy, grad))
+        plane, grad = phase_gradient(phase * np.conj(cal_phase), ok,
+                                     array_plane(positions, solved))
         phase = phase * np.conj(plane)
         # the shift it stood for: |gradient| lambda / 2 pi, at the band's mean frequency
         shift = np.degrees(np.hypot(*grad) * 299792458.0 / (2 * np.pi * np.mean(freqs))) \
@@ -97,13 +84,6 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
         g_mean = np.mean(np.abs(g_cal), axis=0, keepdims=True)
         use = ~whole.flags & (whole.snr >= params.amp_min_snr)
         amp = relative_amplitudes(whole.gains, g_mean, use)
-        # ... and per interval where the interval's own solution reaches that S/N: the
-        # amplitudes drift ~0.1 % within a group, which one solution leaves at the group's
-        # ends (±5 sigma ghosts along the arms of a 17 Jy source at demo scale)
-        each = ok & (sol.snr >= params.amp_min_snr)
-        if each.any():
-            amp_each = relative_amplitudes(sol.gains, np.abs(g_cal), each)
-            amp = np.where(each & (each.sum(axis=1, keepdims=True) >= 4), amp_each, amp)
         new = (new * amp).astype(sol.gains.dtype)
     # the fractions count the antennas with data, not every station of the ANTENNA table
     has = np.zeros(n_ant, bool)

@@ -163,48 +163,6 @@ def test_keep_astrometry_removes_the_catalog_position_error_not_the_drift():
     assert m_free["field_shift_removed_arcsec"] is None
 
 
-def test_keep_astrometry_keeps_the_drift_that_grows_across_the_group():
-    """The antennas' phases drift linearly in time, in part along a gradient across the
-    array (any random drift projects onto one). Solved per integration, the catalog's
-    position error is one gradient over the group, the drift's gradient grows: removing
-    each interval's gradient left the drift's growth uncorrected (a source moving during
-    the group); removing the group's mean leaves only one small constant gradient."""
-    rng = np.random.default_rng(11)
-    n_ant, nt, nc, npol = 12, 8, 4, 1
-    a1, a2 = np.triu_indices(n_ant, 1)
-    times = 5e9 + 12.9 * np.arange(nt)
-    freqs = np.linspace(1.38e9, 1.42e9, nc)
-    pos = np.c_[rng.uniform(-1300, 1300, (n_ant, 2)), rng.normal(0, 2, n_ant)]
-    uv = pos[a2, :2] - pos[a1, :2]
-    lam = 299792458.0 / freqs
-    off = np.radians(2.0 / 3600) * np.array([0.6, 0.8])
-
-    def point(l, m):  # noqa: E741
-        ph = 2 * np.pi * (uv[:, 0, None] * l + uv[:, 1, None] * m) / lam[None]
-        return np.broadcast_to(np.exp(1j * ph)[None, :, :, None], (nt, a1.size, nc, npol))
-
-    # per antenna: a random rate plus a gradient's, 0.1 rad across the group
-    rate = rng.normal(0, 0.02, n_ant) + pos[:, :2] @ np.array([3e-5, -2e-5])
-    drift = rate[None, :] * np.arange(nt)[:, None]  # (nt, n_ant) rad
-    g = np.exp(1j * drift)
-    vis = (g[:, a1, None, None] * point(0.01, -0.004) * np.conj(g[:, a2, None, None])
-           ).astype(np.complex64)
-    model = point(0.01 + off[0], -0.004 + off[1]).astype(np.complex64)
-    bp = _solution("B", np.ones((1, n_ant, nc, npol), np.complex64), times[:1], freqs)
-    g_cal = _solution("G", np.ones((1, n_ant, 1, npol), np.complex64), times[:1] - 600,
-                      freqs[:1])
-    new, _ = refine_phases(vis, model, np.zeros(vis.shape, bool), a1, a2, n_ant, times, freqs,
-                           bp, g_cal, refant=0,
-                           params=FieldPhaseParams(solint_s=12.9, amp_min_snr=None),
-                           positions=pos)
-    err = np.angle(new.gains[:, :, 0, 0] * np.conj(g))  # (nt, n_ant)
-    err = err - err[:, :1]  # the reference antenna's phase is arbitrary
-    growth = np.abs(err[-1] - err[0]).max()
-    drift_growth = np.abs((drift[-1] - drift[0]) - (drift[-1, 0] - drift[0, 0])).max()
-    assert drift_growth > 0.1
-    assert growth < 0.01 * drift_growth, (growth, drift_growth)
-
-
 def test_solved_fractions_count_the_antennas_with_data_only():
     """An ANTENNA table lists every station (117 for DSA-110) while ~96 carry data: the
     fractions are of the antennas with data (they read 0.39 for a 48-antenna night)."""
