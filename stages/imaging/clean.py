@@ -493,7 +493,9 @@ def deconvolve(dirty: np.ndarray, psf: np.ndarray,
 
     Each major cycle cleans down to ``max(stop level, (1 - mgain) x peak)`` with Högbom (or
     multi-scale) minor cycles, then replaces the residual by ``compute_residual(model)``
-    (a visibility-domain major cycle). The stop level is
+    (a visibility-domain major cycle; it may move flux within ``model`` in place, as the
+    imager's point refinement does, and returns the residual of the model it leaves). The
+    stop level is
     ``max(threshold, auto_threshold x robust rms)``. With ``auto_mask``, cleaning is free
     until the minor cycles reach ``auto_mask x rms``; from then on only pixels that already
     hold model flux, and the neighbours of those holding at least ``auto_mask x rms``, are
