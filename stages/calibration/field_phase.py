@@ -41,6 +41,13 @@ class FieldPhaseParams:
     #: gain amplitudes drift in the minutes since the calibrator's transit, which leave a
     #: cross of ±5-8 sigma along the arms of a 5 Jy source (the demo's first target group)
     amp_min_snr: float | None = 300.0
+    #: The phase gradient is measured against the calibrator's phases carried forward at
+    #: their own drift rate (a straight line through its solutions, ``drift_phases``) for
+    #: up to this many seconds past its last solution (then held): the antennas' drift since
+    #: transit has a gradient part, which held calibrator phases would count as a catalog
+    #: error and remove (0.1-0.9 deg of antenna phase left on demo targets 5-15 minutes
+    #: after transit, north-south ghosts of a 17 Jy source). 0: the calibrator's phases held.
+    drift_extrapolation_s: float = 1800.0
 
 
 def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: np.ndarray,
@@ -65,8 +72,8 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
     shift = None
     solved = ok.any(axis=(0, 2, 3))
     if params.keep_astrometry and positions is not None and solved.sum() >= 4:
-        cal_phase = np.where(np.abs(g_cal) > 0, g_cal / np.where(np.abs(g_cal) > 0,
-                                                                np.abs(g_cal), 1.0), 1.0)
+        cal_phase = drift_phases(gains.times, gains.gains, gains.flags, sol.times,
+                                 params.drift_extrapolation_s).reshape(sol.gains.shape)
         plane, grad = phase_gradient(phase * np.conj(cal_phase), ok,
                                      array_plane(positions, solved))
         phase = phase * np.conj(plane)
@@ -109,6 +116,32 @@ def refine_phases(vis: np.ndarray, model: np.ndarray, flags: np.ndarray, ant1: n
                if changed.any() else None}
     return replace(sol, gains=new, flags=f_cal & ~ok,
                    meta={**sol.meta, "from": "calibrator amplitudes, field phases"}), metrics
+
+
+def drift_phases(sol_times: np.ndarray, gains: np.ndarray, flags: np.ndarray,
+                 times: np.ndarray, max_extrapolation_s: float) -> np.ndarray:
+    """Unit phasors of ``gains`` (n_sol, ...) at ``times``: per series, the least-squares
+    straight line of its unwrapped phase against time through its unflagged solutions,
+    evaluated no further than ``max_extrapolation_s`` beyond their first and last (held
+    there). A series with one solution is held; with none it is 1."""
+    t_sol = np.asarray(sol_times, np.float64)
+    g = np.asarray(gains).reshape(len(t_sol), -1)
+    ok = ~np.asarray(flags, bool).reshape(g.shape) & (np.abs(g) > 0) & np.isfinite(g)
+    n = ok.sum(axis=0)
+    ph = np.unwrap(np.angle(np.where(ok, g, 1.0)), axis=0)
+    w = ok.astype(np.float64)
+    tm = np.sum(w * t_sol[:, None], axis=0) / np.maximum(n, 1)
+    pm = np.sum(w * ph, axis=0) / np.maximum(n, 1)
+    dt = np.where(ok, t_sol[:, None] - tm, 0.0)
+    var = np.sum(dt * dt, axis=0)
+    rate = np.where(var > 0, np.sum(dt * (ph - pm), axis=0) / np.where(var > 0, var, 1.0), 0.0)
+    first = np.where(n > 0, np.min(np.where(ok, t_sol[:, None], np.inf), axis=0), 0.0)
+    last = np.where(n > 0, np.max(np.where(ok, t_sol[:, None], -np.inf), axis=0), 0.0)
+    t = np.clip(np.asarray(times, np.float64)[:, None], first - max_extrapolation_s,
+                last + max_extrapolation_s)
+    out = np.exp(1j * (pm + rate * (t - tm)))
+    out = np.where(n > 0, out, 1.0)
+    return out.reshape((len(times),) + np.asarray(gains).shape[1:])
 
 
 def array_plane(positions: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -162,5 +195,5 @@ def relative_amplitudes(solved: np.ndarray, calibrator: np.ndarray, use: np.ndar
     return np.where(use & (n >= 4), np.exp(lr - mean), 1.0)
 
 
-__all__ = ["FieldPhaseParams", "array_plane", "phase_gradient", "refine_phases",
+__all__ = ["FieldPhaseParams", "array_plane", "drift_phases", "phase_gradient", "refine_phases",
            "relative_amplitudes"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.calibration.field_phase import FieldPhaseParams, refine_phases
+from stages.calibration.field_phase import FieldPhaseParams, drift_phases, refine_phases
 from stages.calibration.solve import GainSolution
 
 
@@ -161,6 +161,72 @@ def test_keep_astrometry_removes_the_catalog_position_error_not_the_drift():
     assert err_kept < 0.005
     assert m_kept["field_shift_removed_arcsec"] == pytest.approx(2.0, rel=0.05)
     assert m_free["field_shift_removed_arcsec"] is None
+
+
+def test_drift_phases_carry_a_straight_line_forward_and_hold_beyond_the_limit():
+    t = np.arange(5) * 60.0
+    rate = np.array([0.01, -0.004])  # rad/s: the first wraps past pi within the solutions
+    g = np.exp(1j * (np.array([3.0, 0.5]) + rate * t[:, None]))[:, :, None]
+    flags = np.zeros(g.shape, bool)
+    flags[2, 1] = True  # a flagged solution does not count
+    got = drift_phases(t, g, flags, np.array([300.0, 600.0, 9000.0]), 1800.0)
+    want = np.exp(1j * (np.array([3.0, 0.5]) + rate * np.array([300.0, 600.0, 2040.0])[:, None]))
+    np.testing.assert_allclose(got[:, :, 0], want, atol=1e-9)
+    one = drift_phases(t[:1], g[:1], flags[:1], np.array([500.0]), 1800.0)
+    np.testing.assert_allclose(one, g[:1])  # one solution: held
+    none = drift_phases(t, g, np.ones(g.shape, bool), np.array([500.0]), 1800.0)
+    np.testing.assert_array_equal(none, np.ones((1, 2, 1)))
+
+
+def test_keep_astrometry_keeps_the_drift_the_calibrator_shows():
+    """The antennas' phases drift linearly, in part along a gradient across the array (any
+    random drift projects onto one), from the calibrator's transit through the target. With
+    the calibrator's phases held, the solve's gradient is the catalog's position error plus
+    the drift's gradient since transit, and removing it left the drift's gradient in the
+    target (growing across the group); against the calibrator's phases carried forward at
+    their own rate only the catalog's error goes."""
+    rng = np.random.default_rng(11)
+    n_ant, nt, nc, npol = 12, 8, 4, 1
+    a1, a2 = np.triu_indices(n_ant, 1)
+    times = 5e9 + 600 + 12.9 * np.arange(nt)  # the target, 10 minutes after the calibrator
+    freqs = np.linspace(1.38e9, 1.42e9, nc)
+    pos = np.c_[rng.uniform(-1300, 1300, (n_ant, 2)), rng.normal(0, 2, n_ant)]
+    uv = pos[a2, :2] - pos[a1, :2]
+    lam = 299792458.0 / freqs
+    off = np.radians(2.0 / 3600) * np.array([0.6, 0.8])
+
+    def point(l, m):  # noqa: E741
+        ph = 2 * np.pi * (uv[:, 0, None] * l + uv[:, 1, None] * m) / lam[None]
+        return np.broadcast_to(np.exp(1j * ph)[None, :, :, None], (nt, a1.size, nc, npol))
+
+    # per antenna: a random rate plus a gradient's (rad/s)
+    rate = rng.normal(0, 1.5e-4, n_ant) + pos[:, :2] @ np.array([2e-7, -1.5e-7])
+    t0 = 5e9
+    g = np.exp(1j * rate[None, :] * (times[:, None] - t0))
+    vis = (g[:, a1, None, None] * point(0.01, -0.004) * np.conj(g[:, a2, None, None])
+           ).astype(np.complex64)
+    model = point(0.01 + off[0], -0.004 + off[1]).astype(np.complex64)
+    bp = _solution("B", np.ones((1, n_ant, nc, npol), np.complex64), times[:1], freqs)
+    t_cal = t0 + 60.0 * np.arange(5)  # the calibrator's solutions, drifting likewise
+    g_cal = _solution("G", np.exp(1j * rate[None, :, None, None]
+                                  * (t_cal[:, None, None, None] - t0)).astype(np.complex64),
+                      t_cal, freqs[:1])
+
+    def error(extrapolate: float) -> np.ndarray:
+        new, _ = refine_phases(vis, model, np.zeros(vis.shape, bool), a1, a2, n_ant, times,
+                               freqs, bp, g_cal, refant=0,
+                               params=FieldPhaseParams(solint_s=12.9, amp_min_snr=None,
+                                                       drift_extrapolation_s=extrapolate),
+                               positions=pos)
+        err = np.angle(new.gains[:, :, 0, 0] * np.conj(g))  # (nt, n_ant)
+        return err - err[:, :1]  # the reference antenna's phase is arbitrary
+
+    drift = np.angle(g * np.conj(g[:, :1]))
+    held, carried = error(0.0), error(1800.0)
+    assert np.abs(held).max() > 0.05  # the drift's gradient since transit, left in
+    assert np.abs(carried).max() < 0.1 * np.abs(held).max(), (np.abs(carried).max(),
+                                                              np.abs(held).max())
+    assert np.abs(drift).max() > 0.1
 
 
 def test_solved_fractions_count_the_antennas_with_data_only():
