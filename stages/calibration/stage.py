@@ -787,6 +787,9 @@ class ApplyConfig(StageConfig):
     #: The field solve may not shift the image (the catalog's positions are off by 1-7";
     #: the calibrator's astrometry stands): see FieldPhaseParams.keep_astrometry
     field_keep_astrometry: bool = True
+    #: ... measured against the calibrator's phases carried forward at their own drift rate
+    #: for up to this many seconds (see FieldPhaseParams.drift_extrapolation_s); 0: held
+    field_drift_extrapolation_s: float = Field(1800.0, ge=0)
     #: The field model's brightest sources refined from the data after a first phase solve
     #: (see CalibrationConfig.field_refine_max); 0: off
     field_refine_max: int = Field(20, ge=0)
@@ -845,7 +848,9 @@ class ApplyCalibrationStage(PipelineStage):
                            refine_max=cfg.field_refine_max, refine_snr=cfg.field_refine_snr,
                            solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s,
                                                   amp_min_snr=cfg.field_amp_min_snr,
-                                                  keep_astrometry=cfg.field_keep_astrometry)) \
+                                                  keep_astrometry=cfg.field_keep_astrometry,
+                                                  drift_extrapolation_s=cfg
+                                                  .field_drift_extrapolation_s)) \
             if cfg.field_phase and catalog else None
         threads = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
         _, extra = apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"],
