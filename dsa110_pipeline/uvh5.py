@@ -68,16 +68,16 @@ class UVH5Header:
             arr = getattr(self, name)
             if arr.shape != (n,):
                 raise self._err(f"header field {name} has shape {arr.shape}, "
-                                      f"expected ({n},)")
+                                f"expected ({n},)")
         if self.uvw_array.shape != (n, 3):
             raise self._err(f"header field uvw_array has shape {self.uvw_array.shape}, "
-                                  f"expected ({n}, 3)")
+                            f"expected ({n}, 3)")
         if self.lst_array is not None and self.lst_array.shape != (n,):
             raise self._err(f"header field lst_array has shape {self.lst_array.shape}")
         nants = self.antenna_numbers.shape[0]
         if self.antenna_positions.shape != (nants, 3):
             raise self._err(f"antenna_positions has shape {self.antenna_positions.shape},"
-                                  f" expected ({nants}, 3)")
+                            f" expected ({nants}, 3)")
         if self.freq_array.ndim != 1 or self.freq_array.size < 1:
             raise self._err(f"freq_array has shape {self.freq_array.shape}")
         if self.channel_width.shape != self.freq_array.shape:
@@ -87,7 +87,7 @@ class UVH5Header:
                                                                 .tolist())
         if not used <= known:
             raise self._err(f"baselines use antennas {sorted(used - known)[:5]} that are "
-                                  "not in antenna_numbers")
+                            "not in antenna_numbers")
         for name in ("time_array", "uvw_array", "freq_array", "antenna_positions",
                      "integration_time"):
             if not np.all(np.isfinite(getattr(self, name))):
@@ -96,7 +96,7 @@ class UVH5Header:
         bad_t = (self.time_array < lo) | (self.time_array > hi)
         if np.any(bad_t):
             raise self._err(f"time_array holds {self.time_array[bad_t][0]:.6g}, not a "
-                                  f"plausible Julian date ({lo:.0f}..{hi:.0f})")
+                            f"plausible Julian date ({lo:.0f}..{hi:.0f})")
         if np.any(self.freq_array <= 0):
             raise self._err("freq_array holds non-positive frequencies")
         if np.any(self.integration_time <= 0):

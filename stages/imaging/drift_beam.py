@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from dsa110_pipeline.instrument import DISH_DIAMETER, SIDEREAL_RATE, airy_beam
+from dsa110_pipeline.projection import radec_to_lmn
 
 from .gridding import pixel_lm
-from .pointing import direction_cosines
 
 
 def component_beams(l: np.ndarray, m: np.ndarray, drift: np.ndarray,  # noqa: E741
@@ -111,7 +111,7 @@ def sources_about(ra: np.ndarray, dec: np.ndarray, flux: np.ndarray, alpha: np.n
     ra, dec = np.asarray(ra, np.float64), np.asarray(dec, np.float64)
     cosd = np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0) * np.cos(ra - ra0)
     keep = cosd >= np.cos(radius)
-    l, m = direction_cosines(ra[keep], dec[keep], ra0, dec0).T  # noqa: E741
+    l, m = radec_to_lmn(ra[keep], dec[keep], ra0, dec0)[:, :2].T  # noqa: E741
     return SkySources(l=l, m=m, flux=np.asarray(flux, np.float64)[keep],
                       alpha=np.asarray(alpha, np.float64)[keep],
                       ref_freq=np.asarray(ref_freq, np.float64)[keep])

@@ -38,10 +38,5 @@ def beam_centre_track(times_s: np.ndarray, ra: float, dec: float,
     track = SkyCoord(ha=np.full(t.size, fixed.ha.rad) * u.rad,
                      dec=np.full(t.size, fixed.dec.rad) * u.rad,
                      frame=HADec(obstime=t, location=loc)).transform_to(ICRS())
-    return direction_cosines(track.ra.rad, track.dec.rad, ra, dec)
+    return radec_to_lmn(track.ra.rad, track.dec.rad, ra, dec)[..., :2]
 
-
-def direction_cosines(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
-    """(n, 2) SIN-projection direction cosines (l east, m north) of (ra, dec) about
-    (ra0, dec0), all in rad (``projection.radec_to_lmn`` without n)."""
-    return radec_to_lmn(ra, dec, ra0, dec0)[..., :2]

@@ -145,6 +145,7 @@ def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
     change = 0.0
     h = max(2, int(np.ceil(beam_px)))
     m = h + 32  # the PSF at the sub-pixel position this far out (and the stencil's margin)
+    patch = psf[cy - h - m:cy + h + m + 1, cx - h - m:cx + h + m + 1].astype(np.float64)
     for i in np.flatnonzero(pts.flux >= min_flux):
         ys, xs, s = float(pts.y[i]), float(pts.x[i]), float(pts.flux[i])
         # the point's brightest pixel, as ``point_sources`` found it
@@ -157,7 +158,6 @@ def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
         if not (h <= y0 < ny - h and h <= x0 < nx - h):
             continue
         # the PSF about the point's sub-pixel position, on the window's pixels
-        patch = psf[cy - h - m:cy + h + m + 1, cx - h - m:cx + h + m + 1].astype(np.float64)
         shifted = ndimage.shift(patch, (ys - y0, xs - x0), order=3, mode="nearest")
         gy, gx = _derivatives(shifted)
         win = (slice(m, m + 2 * h + 1), slice(m, m + 2 * h + 1))
@@ -187,9 +187,9 @@ def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
         fy, fx = fy[2:-2, 2:-2], fx[2:-2, 2:-2]
         r0n, r1n = max(b0, y0 - h - m + 2), min(b1, y0 + h + m - 1)
         c0n, c1n = max(c0, x0 - h - m + 2), min(c1, x0 + h + m - 1)
-        box = (slice(r0n - b0, r1n - b0), slice(c0n - c0, c1n - c0))
+        near = (slice(r0n - b0, r1n - b0), slice(c0n - c0, c1n - c0))
         src = (slice(r0n - y0 + h + m, r1n - y0 + h + m), slice(c0n - x0 + h + m, c1n - x0 + h + m))
-        fy[box], fx[box] = gy[src], gx[src]
+        fy[near], fx[near] = gy[src], gx[src]
         removed = -s * (dy * fy + dx * fx)
         residual[b0:b1, c0:c1] -= removed.astype(residual.dtype)
         change = max(change, float(np.max(np.abs(removed))))

@@ -7,9 +7,10 @@ import numpy as np
 
 from dsa110_pipeline import instrument
 from dsa110_pipeline.instrument import SIDEREAL_RATE
+from dsa110_pipeline.projection import radec_to_lmn
 from dsa110_pipeline.simulate import geometry as geo
 from stages.imaging.drift_beam import component_beams, track_beams
-from stages.imaging.pointing import beam_centre_track, direction_cosines
+from stages.imaging.pointing import beam_centre_track
 
 
 def _group(dec_app_deg: float):
@@ -48,7 +49,7 @@ def test_the_beam_along_the_track_is_the_simulators_and_the_icrs_circle_is_not()
     enu = geo.hadec_to_enu(lst[:, None] - app_ra, app_dec, lat)
     pointing = geo.hadec_to_enu(0.0, math.radians(52.2), lat)
     truth = geo.beam_power(enu, pointing, freqs)[:, 0]
-    l_s, m_s = direction_cosines(np.array([ra_s]), np.array([dec_s]), ra0, dec0).T
+    l_s, m_s = radec_to_lmn(np.array([ra_s]), np.array([dec_s]), ra0, dec0)[:, :2].T
     ours = track_beams(l_s, m_s, track, freqs)[:, 0]
     circle = component_beams(l_s, m_s, SIDEREAL_RATE * (times - times.mean()), dec0, freqs)[:, 0]
     assert np.abs(ours / truth - 1).max() < 1e-4
