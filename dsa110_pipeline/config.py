@@ -145,11 +145,15 @@ class PipelineSection(_Branch):
     #: Stage name -> where it runs: "thread" (in the runner), "process" (a child process)
     #: or "dask" (one task on a dask worker); stages not named keep their class default.
     executors: dict[str, Literal["thread", "process", "dask"]] = Field(default_factory=dict)
+    #: Window stage name -> its window length: seconds, "hour" or "night" (a UTC day);
+    #: window stages not named keep their class default.
+    windows: dict[str, float | Literal["hour", "night"]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _names_are_stages(self) -> PipelineSection:
-        """Every stage named in ``roles``, ``wiring`` and ``executors`` is one of ``stages``,
-        and with ``roles`` every stage runs in at least one role (else it never would)."""
+        """Every stage named in ``roles``, ``wiring``, ``executors`` and ``windows`` is one
+        of ``stages``, and with ``roles`` every stage runs in at least one role (else it
+        never would)."""
         known = list(self.stages)
         if not known:
             return self
@@ -157,6 +161,7 @@ class PipelineSection(_Branch):
         named = [(f"roles.{role}", n) for role, names in self.roles.items() for n in names]
         named += [(f"wiring.{n}", n) for n in self.wiring]
         named += [(f"executors.{n}", n) for n in self.executors]
+        named += [(f"windows.{n}", n) for n in self.windows]
         for key, n in named:
             if n not in self.stages:
                 raise ValueError(f"pipeline.{key}: {n!r} is not a stage (stages: {listed})")

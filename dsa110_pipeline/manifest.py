@@ -65,6 +65,14 @@ def manifest_markdown(m: dict[str, Any]) -> str:
                 f"{(r.get('error') or '').replace('|', '/')[:120]} |")
         if g.get("verdict"):
             lines.append(f"| {gid} | verdict | {g['verdict']} | | | | | | | | |")
+    windows = m.get("windows") or []
+    if windows:
+        lines += ["", "## Windows", "", "| window | status | groups | left out |",
+                  "|---|---|---|---|"]
+        for w in windows:
+            gaps = "; ".join(f"{g}: {why}" for g, why in w["gaps"].items()) or "-"
+            lines.append(f"| {w['window_id']} | {w['status']} | {len(w['groups'])} | "
+                         f"{gaps.replace('|', '/')[:200]} |")
     failed = failed_groups(m)
     if failed:
         lines += ["", "## Failed groups", "", "| group | status | reason |", "|---|---|---|"]

@@ -14,6 +14,14 @@ from typing import Any
 from .context import PipelineContext
 from .stage import PipelineStage
 
+#: Separates an owner (a group, a window) from a product or stage name in a night's keys.
+SEP = "/"
+
+
+def key(owner: str, inner: str) -> str:
+    """The night-wide key of ``inner`` owned by a group or window: ``<owner>/<inner>``."""
+    return f"{owner}{SEP}{inner}"
+
 
 class MappedStage(PipelineStage):
     """Runs ``inner`` with ``inputs``/``outputs`` maps of inner key -> outer key."""

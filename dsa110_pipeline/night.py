@@ -20,13 +20,13 @@ from typing import Any
 from .atomic import clean_stale_temporaries
 from .cache import ResultCache
 from .context import PipelineContext, Product, ProductRef
-from .mapped import MappedStage
+from .mapped import SEP, MappedStage, key
 from .runner import Runner, RunResult, Runtime, StageRecord
 from .stage import PipelineStage
 from .staging import DEFAULT_SCRATCH_ROOT, FALLBACK_DIRNAME, cleanup_stale
 from .state import StateDB
+from .window import WINDOW_META, MappedWindowStage, WindowPlan, plan_windows
 
-SEP = "/"
 #: The product key of calibration solutions: registered in the state DB's calibration
 #: registry when made, and looked up there when a group needs it and none is made tonight.
 CALTABLES = "caltables"
@@ -52,10 +52,6 @@ class GroupSpec:
 
 
 StageFactory = Callable[[GroupSpec], Sequence[PipelineStage]]
-
-
-def key(group_id: str, inner: str) -> str:
-    return f"{group_id}{SEP}{inner}"
 
 
 def group_stages(spec: GroupSpec, stages: Sequence[PipelineStage],
@@ -86,10 +82,25 @@ class NightResult:
     result: RunResult | None
     status: dict[str, str]
     skipped: list[str]
+    #: window id -> done | failed | skipped | empty, for the windows run tonight
+    windows: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return all(s in ("done", "skipped") for s in self.status.values())
+        return (all(s in ("done", "skipped") for s in self.status.values())
+                and all(s == "done" for s in self.windows.values()))
+
+
+def group_scoped(factory: StageFactory) -> StageFactory:
+    """The factory's per-group stages only (window stages are planned per window)."""
+    return lambda spec: [st for st in factory(spec) if st.scope != "window"]
+
+
+def night_windows(specs: Sequence[GroupSpec], factory: StageFactory
+                  ) -> list[tuple[WindowPlan, PipelineStage]]:
+    """The windows the factory's window stages make of these groups."""
+    return plan_windows((s.group_id, s.start_mjd, st) for s in specs for st in factory(s)
+                        if st.scope == "window")
 
 
 class NightOrchestrator:
@@ -117,6 +128,8 @@ class NightOrchestrator:
         self.on_stage_done = on_stage_done
         self.wiring = wiring or {}
         self.run_id = ""
+        #: window id -> the :class:`WindowInfo` (as a dict) its stage ran with tonight
+        self._window_runs: dict[str, dict[str, Any]] = {}
 
     # -- planning -----------------------------------------------------------------
     def sweep(self) -> None:
@@ -152,6 +165,60 @@ class NightOrchestrator:
     def _complete(self, spec: GroupSpec) -> bool:
         prods = self.state.products(spec.group_id)
         return bool(prods) and all(Path(p["path"]).exists() for p in prods)
+
+    def windows(self, specs: Sequence[GroupSpec], factory: StageFactory
+                ) -> list[tuple[WindowPlan, PipelineStage]]:
+        """The night's windows: of tonight's groups and of groups earlier runs recorded
+        (an ``--start``/``--end`` run still fills its windows with the groups already
+        done)."""
+        listed = {s.group_id for s in specs}
+        earlier = [GroupSpec(r["group_id"], {}, role=r["role"] or "target",
+                             start_mjd=r["start_mjd"], dec_deg=r["dec_deg"])
+                   for r in self.state.groups() if r["group_id"] not in listed]
+        return night_windows([*specs, *earlier], factory)
+
+    def _window_todo(self, plans: list[tuple[WindowPlan, PipelineStage]],
+                     running: set[str]) -> list[tuple[WindowPlan, PipelineStage]]:
+        """Windows to run: those with a group running tonight, not done, missing a
+        product, or done on other groups than those finished now."""
+        todo = []
+        for plan, stage in plans:
+            row = self.state.window(plan.window_id)
+            done_now = {g for g in plan.members
+                        if (self.state.group(g) or {}).get("status") == "done"}
+            prods = self.state.products(plan.window_id)
+            current = (row is not None and row["status"] == "done" and bool(prods)
+                       and all(Path(p["path"]).exists() for p in prods)
+                       and set(row["groups"]) == done_now)
+            if self.rerun or running & set(plan.members) or not current:
+                todo.append((plan, stage))
+        return todo
+
+    def _window_stage(self, plan: WindowPlan, stage: PipelineStage,
+                      planned: Sequence[MappedStage], inputs: dict[str, Product]
+                      ) -> MappedWindowStage:
+        """The window's stage wired to its members' products: made tonight, else recorded
+        by earlier runs; a member with neither is a gap, with the group's state as why."""
+        produced = {k for st in planned for k in st.produces}
+        wires = self.wiring.get(stage.name, {})
+        group_inputs: dict[str, dict[str, str]] = {}
+        gaps: dict[str, str] = {}
+        for gid in plan.members:
+            outer = {k: key(gid, wires.get(k, k)) for k in stage.requires}
+            missing = []
+            for k, o in outer.items():
+                if o in produced or o in inputs:
+                    continue
+                found = self._recorded(o)
+                if found is None:
+                    missing.append(k)
+                else:
+                    inputs[o] = found
+            if missing:
+                gaps[gid] = f"no {', '.join(missing)} ({self._group_state(gid)})"
+            else:
+                group_inputs[gid] = outer
+        return MappedWindowStage(stage, plan, group_inputs, gaps)
 
     def plan(self, specs: Sequence[GroupSpec], factory: StageFactory) -> list[MappedStage]:
         stages: list[MappedStage] = []
@@ -240,22 +307,34 @@ class NightOrchestrator:
         todo, skipped = self._todo(specs)
         ctx = ctx or PipelineContext()
         self.run_id = ctx.run_id
-        if not todo:
+        window_todo = self._window_todo(self.windows(specs, factory),
+                                        {s.group_id for s in todo})
+        if not todo and not window_todo:
             return NightResult(None, dict(skipped), list(skipped))
         inputs: dict[str, Product] = dict(ctx.inputs)
         for spec in todo:
             for k, v in spec.inputs.items():
                 inputs[key(spec.group_id, k)] = v
-        stages, unplannable = self._resolve(todo, factory, inputs)
+        stages, unplannable = self._resolve(todo, group_scoped(factory), inputs)
         status: dict[str, str] = {}
         for gid, message in unplannable.items():
             self.state.set_group_status(gid, "failed", message, failed=True)
             status[gid] = "failed"
-        live = [s for s in todo if s.group_id not in unplannable]
+        # a group none of whose stages runs tonight (--only-stage of a window stage) keeps
+        # its state
+        planned = {st.group_id for st in stages}
+        live = [s for s in todo if s.group_id not in unplannable and s.group_id in planned]
+        for spec in todo:
+            if spec.group_id not in unplannable and spec.group_id not in planned:
+                kept = (self.state.group(spec.group_id) or {}).get("status")
+                status[spec.group_id] = "skipped" if kept in ("done", None) else str(kept)
         for spec in live:
             self.state.set_group_status(spec.group_id, "running")
-        owner = {st.name: st.group_id or "" for st in stages}
-        runner = Runner(stages, cache=self.cache, runtime=self.runtime, profiler=self.profiler,
+        windows, window_status = self._start_windows(window_todo, stages, inputs)
+        owner = {st.name: st.group_id or "" for st in [*stages, *windows]}
+        self._window_runs = {}
+        runner = Runner([*stages, *windows], cache=self.cache, runtime=self.runtime,
+                        profiler=self.profiler,
                         rerun=self.rerun, max_workers=self.max_groups_in_flight,
                         retry_backoff_s=self.retry_backoff_s, on_done=self._recorder(owner),
                         **self.runner_options)
@@ -265,7 +344,53 @@ class NightOrchestrator:
         self.sweep()
         status.update(self._finish(live, result, owner))
         status.update(skipped)
-        return NightResult(result, status, list(skipped))
+        window_status.update(self._finish_windows(windows, result))
+        return NightResult(result, status, list(skipped), window_status)
+
+    def _start_windows(self, todo: list[tuple[WindowPlan, PipelineStage]],
+                       stages: Sequence[MappedStage], inputs: dict[str, Product]
+                       ) -> tuple[list[MappedWindowStage], dict[str, str]]:
+        """The window stages to run, recorded as running; a window none of whose groups
+        can give products is recorded as empty instead."""
+        out: list[MappedWindowStage] = []
+        status: dict[str, str] = {}
+        for plan, stage in todo:
+            w = self._window_stage(plan, stage, stages, inputs)
+            running = "running" if w.group_inputs else "empty"
+            self.state.set_window(plan.window_id, stage=plan.stage, start_mjd=plan.start_mjd,
+                                  end_mjd=plan.end_mjd, status=running, gaps=w.gaps,
+                                  message=None if w.group_inputs else "no group has products")
+            if w.group_inputs:
+                out.append(w)
+            else:
+                status[plan.window_id] = "empty"
+        return out, status
+
+    def _group_state(self, gid: str) -> str:
+        """A group's state in words, for a window's gap: "group quarantined: <why>"."""
+        row = self.state.group(gid) or {}
+        why = f": {row['message']}" if row.get("message") else ""
+        return f"group {row.get('status', 'unknown')}{why}"
+
+    def _finish_windows(self, windows: Sequence[MappedWindowStage], result: RunResult
+                        ) -> dict[str, str]:
+        status: dict[str, str] = {}
+        for w in windows:
+            rec, plan = result.records[w.name], w.plan
+            run = self._window_runs.get(plan.window_id)
+            if rec.status in ("ok", "cached") and run is not None:
+                state, groups, message = "done", run["groups"], None
+            else:  # failed, or skipped: every member failed upstream
+                state, groups, message = rec.status, [], rec.error
+            # the groups left out (failed tonight), with what the state DB now says of them
+            left = [g for g in plan.members if g not in groups] if state == "done" else [
+                g for g in plan.members if (self.state.group(g) or {}).get("status") != "done"]
+            gaps = {**{g: self._group_state(g) for g in left}, **w.gaps}
+            self.state.set_window(plan.window_id, stage=plan.stage, start_mjd=plan.start_mjd,
+                                  end_mjd=plan.end_mjd, status=state, groups=groups,
+                                  gaps=gaps, message=message)
+            status[plan.window_id] = state
+        return status
 
     def _recorder(self, owner: dict[str, str]) -> Callable[[PipelineStage, StageRecord, Any],
                                                             None]:
@@ -283,6 +408,9 @@ class NightOrchestrator:
                     self._register(gid, produced[CALTABLES])
                 if VALIDATION in produced:
                     self._record_verdict(gid, produced[VALIDATION])
+                window = out.metadata.get(key(gid, WINDOW_META))
+                if window is not None:
+                    self._window_runs[gid] = window
             if self.on_stage_done is not None:
                 self.on_stage_done(gid, d["name"], rec)
 

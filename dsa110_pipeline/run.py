@@ -25,11 +25,12 @@ from .errors import ConfigError, PipelineError, StorageError, storage_error
 from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
 from .manifest import build_manifest, failed_groups, write_manifest
-from .night import GroupSpec, NightOrchestrator, NightResult
+from .night import GroupSpec, NightOrchestrator, NightResult, group_scoped, night_windows
 from .progress import Progress
 from .runner import Runner, RunResult, Runtime, expand_sweep
 from .stage import PipelineStage
 from .state import StateDB
+from .window import window_length
 
 FRAMEWORK_DEMO_STAGES = {
     "make_array": "dsa110_pipeline.demo:MakeArrayStage",
@@ -104,6 +105,11 @@ def build_stage(cfg: FrameworkConfig, name: str) -> PipelineStage:
     stage.name = name  # type: ignore[misc]
     if name in cfg.pipeline.executors:
         stage.executor = cfg.pipeline.executors[name]
+    if name in cfg.pipeline.windows:
+        if stage.scope != "window":
+            raise ConfigError(f"pipeline.windows.{name}: stage {name!r} runs per group, not "
+                              "over a window (its class is no WindowStage)")
+        stage.window_s = window_length(cfg.pipeline.windows[name])  # type: ignore[attr-defined]
     stage.retries = max(stage.retries, cfg.orchestrator.retries)
     if stage.timeout is None:
         stage.timeout = cfg.orchestrator.stage_timeout_s
@@ -210,9 +216,9 @@ def describe_night(specs: Sequence[GroupSpec], cfg: FrameworkConfig,
                    args: argparse.Namespace) -> str:
     lines = [f"night: {len(specs)} group(s) in {cfg.paths.input_dir}"]
     disk = mem = 0.0
+    factory = make_factory(cfg, args)
     for s in specs:
-        names = role_stage_names(cfg, s.role, from_stage=args.from_stage,
-                                 only_stage=args.only_stage)
+        names = [st.name for st in group_scoped(factory)(s)]
         cal = s.metadata.get("calibrator")
         shared = ", ".join(f"{k} <- {v}" for k, v in s.shared.items())
         lines.append(f"  {s.group_id}  {s.role:<10} dec={_fmt_dec(s.dec_deg)} "
@@ -224,6 +230,12 @@ def describe_night(specs: Sequence[GroupSpec], cfg: FrameworkConfig,
         mem = max(mem, est.get("memory_gb", 0.0))
     lines.append(f"estimated products: {disk:.1f} GB on disk; peak memory per group "
                  f"{mem:.1f} GB; groups in flight: {cfg.orchestrator.max_groups_in_flight}")
+    windows = night_windows(specs, factory)
+    if windows:
+        lines.append(f"windows: {len(windows)}, each run once its groups have finished")
+    for plan, stage in windows:
+        lines.append(f"  {plan.window_id}  ({stage.window_s:.0f} s)  "  # type: ignore[attr-defined]
+                     f"{len(plan.members)} group(s): {', '.join(plan.members)}")
     return "\n".join(lines)
 
 
@@ -243,7 +255,8 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     state_path = Path(cfg.paths.state_db or out / "state.sqlite")
     profiler = make_profiler(cfg, force=args.profile)
     factory = make_factory(cfg, args)
-    n_stages = sum(len(factory(s)) for s in specs)
+    n_stages = (sum(len(group_scoped(factory)(s)) for s in specs)
+                + len(night_windows(specs, factory)))
     progress = Progress(n_stages, enabled=not (args.log_json or cfg.logging.json_lines))
     started = time.time()
     ctx = PipelineContext(config=cfg.model_dump(mode="json"))
@@ -281,6 +294,7 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
                 profiler.stop()
         finished = time.time()
         final_sweep.failed = _storage_failure(night) is not None
+        state_windows = state.windows()
         try:
             reasons = _night_reports(cfg, out, night, state, profiler, ctx.run_id, started,
                                      finished, log)
@@ -290,7 +304,14 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     for gid, status, reason in reasons:  # each failed group says why, on the console too
         log.error("group " + status, group=gid, reason=reason)
     bad = [g for g, s in night.status.items() if s not in ("done", "skipped")]
-    log.info("night finished", groups=len(specs), failed=len(bad), wall_s=finished - started)
+    bad += [w for w, s in night.windows.items() if s != "done"]
+    for wid, status in night.windows.items():
+        row = next((w for w in state_windows if w["window_id"] == wid), {})
+        (log.info if status == "done" else log.error)(
+            "window " + status, window=wid, groups=len(row.get("groups", [])),
+            gaps=row.get("gaps"), reason=row.get("message"))
+    log.info("night finished", groups=len(specs), windows=len(night.windows), failed=len(bad),
+             wall_s=finished - started)
     full = _storage_failure(night)
     if full is not None:  # a full or unwritable disk: one line says where
         print(f"error: {full}; {len(bad)} group(s) not finished, rerun when there is space",
@@ -389,8 +410,10 @@ def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: S
                                     for p in state.products(gid)]}
     for g in groups.values():
         g["for_science"] = g["status"] in ("done", "skipped") and g["verdict"] != "REJECT"
+    windows = [w for w in state.windows() if w["window_id"] in night.windows]
     manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"), groups=groups,
-                              started=started, finished=finished)
+                              started=started, finished=finished,
+                              extra={"windows": windows} if windows else None)
     paths = write_manifest(manifest, out)
     log.info("manifest written", path=str(paths["md"]))
     failed = failed_groups(manifest)

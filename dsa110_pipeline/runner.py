@@ -597,6 +597,8 @@ class Runner:
         carried = [False] * n
         keep: list[PipelineContext] = []
         waiting = [len(p) for p in plan.parents]
+        #: per stage: None while pending or running, else whether it produced its outputs
+        outcome: list[bool | None] = [None] * n
         ready = deque(i for i in range(n) if waiting[i] == 0)
         done: queue.SimpleQueue = queue.SimpleQueue()
         in_flight = 0
@@ -612,7 +614,8 @@ class Runner:
                 i = max(ready, key=lambda j: (prio[j], -j))
                 ready.remove(i)
                 parents = plan.parents[i]
-                stage_ctx = merge_contexts(ctx, [results[p] for p in parents])  # type: ignore[misc]
+                stage_ctx = merge_contexts(ctx, [results[p] for p in parents
+                                                 if results[p] is not None])
                 for p in parents:
                     undispatched[p] -= 1
                     if undispatched[p] == 0:
@@ -632,6 +635,7 @@ class Runner:
             if self.on_done is not None:
                 st = plan.stages[i]
                 self.on_done(st, records[st.name], out)
+            outcome[i] = out is not None
             if out is not None:
                 for p in plan.parents[i]:
                     carried[p] = True
@@ -646,7 +650,7 @@ class Runner:
             else:
                 if plan.parents[i]:
                     keep.append(given)
-                self._skip_descendants(plan, i, records)
+                ready.extend(self._skip_descendants(plan, i, records, waiting, outcome))
                 rec_i = records[plan.stages[i].name]
                 if rec_i.error_type == "StorageError" and not stop:
                     # a full disk fails every stage after it: start no more
@@ -679,16 +683,32 @@ class Runner:
             self._pool = None
 
     @staticmethod
-    def _skip_descendants(plan: Plan, i: int, records: dict[str, StageRecord]) -> None:
+    def _skip_descendants(plan: Plan, i: int, records: dict[str, StageRecord],
+                          waiting: list[int], outcome: list[bool | None]) -> list[int]:
+        """Mark what stage ``i``'s failure starves as skipped; return the stages that take
+        partial inputs (:attr:`PipelineStage.partial_inputs`) and may now start: their
+        producers have all finished and at least one of them succeeded."""
         todo = list(plan.children[i])
         failed = plan.stages[i].name
+        freed: list[int] = []
         while todo:
             c = todo.pop()
-            rec = records[plan.stages[c].name]
-            if rec.status == "pending":
-                rec.status = "skipped"
-                rec.error = f"upstream stage '{failed}' failed"
-                todo.extend(plan.children[c])
+            stage = plan.stages[c]
+            rec = records[stage.name]
+            if rec.status != "pending":
+                continue
+            if stage.partial_inputs:
+                waiting[c] -= 1
+                if waiting[c] > 0:
+                    continue
+                if any(outcome[p] for p in plan.parents[c]):
+                    freed.append(c)
+                    continue
+            rec.status = "skipped"
+            rec.error = f"upstream stage '{failed}' failed"
+            outcome[c] = False
+            todo.extend(plan.children[c])
+        return freed
 
     def _job(self, stage: PipelineStage, ctx: PipelineContext, rec: StageRecord, i: int,
              done: queue.SimpleQueue) -> None:

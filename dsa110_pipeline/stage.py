@@ -62,6 +62,12 @@ class PipelineStage:
     timeout: float | None = None
     #: Whether results may be taken from the cache.
     cacheable: ClassVar[bool] = True
+    #: "group": runs once per observation group; "window": once per window of groups
+    #: (see :class:`dsa110_pipeline.window.WindowStage`).
+    scope: ClassVar[Literal["group", "window"]] = "group"
+    #: Whether the stage still runs when some of its inputs' producers failed (on the
+    #: inputs that exist, once every producer has finished): a window over groups.
+    partial_inputs: bool = False
 
     def __init__(self, config: StageConfig | dict[str, Any] | None = None, *,
                  name: str | None = None, requires: Iterable[str] | None = None,
@@ -92,9 +98,12 @@ class PipelineStage:
 
     # -- contract ---------------------------------------------------------
     def validate(self, ctx: PipelineContext) -> None:
-        """Check preconditions; the default checks required products exist."""
+        """Check preconditions; the default checks required products exist (those whose
+        producer failed may be absent for a stage taking partial inputs)."""
         for key in self.requires:
             if not ctx.has(key):
+                if self.partial_inputs:
+                    continue
                 raise ContractError(f"required input '{key}' is missing", stage=self.name)
             for ref in _refs(ctx.get(key)):
                 if not ref.exists():

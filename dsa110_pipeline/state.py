@@ -82,6 +82,17 @@ CREATE TABLE IF NOT EXISTS calibrations (
     qa TEXT,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS windows (
+    window_id TEXT PRIMARY KEY,  -- <stage>@<UTC start>: its stage runs and products use it
+    stage TEXT NOT NULL,
+    start_mjd REAL,
+    end_mjd REAL,
+    status TEXT NOT NULL,        -- running | done | failed | skipped | empty
+    groups TEXT,                 -- JSON list: the groups whose products it used
+    gaps TEXT,                   -- JSON object: group -> why it was left out
+    message TEXT,
+    updated REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS verdicts (
     group_id TEXT PRIMARY KEY,
     verdict TEXT NOT NULL,
@@ -212,6 +223,24 @@ class StateDB:
                                "group_id", (status,))
         return [dict(r) for r in rows]
 
+    # -- windows ---------------------------------------------------------------------
+    def set_window(self, window_id: str, *, stage: str, start_mjd: float | None,
+                   end_mjd: float | None, status: str, groups: Iterable[str] = (),
+                   gaps: dict[str, str] | None = None, message: str | None = None) -> None:
+        """Record a window stage's run over a window of groups."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO windows VALUES (?,?,?,?,?,?,?,?,?)",
+                      (window_id, stage, start_mjd, end_mjd, status, json.dumps(list(groups)),
+                       json.dumps(gaps or {}), message, time.time()))
+
+    def window(self, window_id: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT * FROM windows WHERE window_id=?", (window_id,))
+        return _window_row(rows[0]) if rows else None
+
+    def windows(self) -> list[dict[str, Any]]:
+        rows = self._query("SELECT * FROM windows ORDER BY stage, start_mjd")
+        return [_window_row(r) for r in rows]
+
     # -- stage runs and products ------------------------------------------------------
     def record_stage_run(self, run_id: str, group_id: str, record: dict[str, Any]) -> None:
         p = record.get("profile") or {}
@@ -257,8 +286,9 @@ class StateDB:
         groups = sorted({r["group_id"] for r in gone})
         with self._tx() as c:
             c.executemany("DELETE FROM products WHERE path=?", [(r["path"],) for r in gone])
-            c.executemany("UPDATE groups SET status='pending', updated=? WHERE group_id=? "
-                          "AND status='done'", [(time.time(), g) for g in groups])
+            for table, col in (("groups", "group_id"), ("windows", "window_id")):
+                c.executemany(f"UPDATE {table} SET status='pending', updated=? WHERE {col}=? "
+                              "AND status='done'", [(time.time(), g) for g in groups])
         return gone
 
     # -- calibration registry --------------------------------------------------------------
@@ -317,3 +347,10 @@ class StateDB:
     def verdict(self, group_id: str) -> dict[str, Any] | None:
         rows = self._query("SELECT * FROM verdicts WHERE group_id=?", (group_id,))
         return dict(rows[0]) if rows else None
+
+
+def _window_row(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["groups"] = json.loads(d["groups"] or "[]")
+    d["gaps"] = json.loads(d["gaps"] or "{}")
+    return d

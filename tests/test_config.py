@@ -125,6 +125,7 @@ def test_config_keys_named_in_the_docs_exist():
      "pipeline.wiring.imagin: 'imagin' is not a stage"),
     ("pipeline.executors.valdation=dask",
      "pipeline.executors.valdation: 'valdation' is not a stage"),
+    ("pipeline.windows.mosiac=hour", "pipeline.windows.mosiac: 'mosiac' is not a stage"),
     ("pipeline.roles.target=[conversion, imaging, validation]",
      "stage(s) apply_calibration are in no role and would never run"),
 ])
@@ -135,3 +136,12 @@ def test_stage_names_in_the_pipeline_section_are_checked(override, message):
         load_config(None, overrides=[override])
     assert message in str(err.value)
     assert "Value error" not in str(err.value)
+
+
+def test_a_window_length_for_a_group_stage_is_a_config_error():
+    from dsa110_pipeline.run import build_stage
+
+    cfg = load_config(None, overrides=["pipeline.windows.imaging=hour"])
+    with pytest.raises(ConfigError, match=r"pipeline\.windows\.imaging: stage 'imaging' runs "
+                                          "per group"):
+        build_stage(cfg, "imaging")

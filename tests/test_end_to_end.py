@@ -263,3 +263,89 @@ def test_worker_killed_mid_task_night_completes(night_input, tmp_path):
         attempts = c.execute("select attempts from stage_runs where group_id=? and "
                              "stage='conversion'", (group,)).fetchall()
     assert attempts == [(2,)]
+
+
+TOY_STAGE = '''
+"""A toy window stage: the night's verdicts in one JSON file."""
+import json
+from pathlib import Path
+
+from dsa110_pipeline.atomic import atomic_path
+from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.window import WindowStage
+
+
+class NightLog(WindowStage):
+    name = "night_log"
+    requires = ("validation",)
+    produces = ("night_log",)
+
+    def execute(self, ctx: PipelineContext) -> PipelineContext:
+        info = self.window(ctx)
+        verdicts = {g: ref.meta["verdict"]
+                    for g, ref in self.group_products(ctx, "validation").items()}
+        final = self.products_dir(ctx, "windows") / (info.window_id.replace(":", "") + ".json")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(final) as tmp:
+            tmp.write_text(json.dumps({"verdicts": verdicts, "gaps": info.gaps}))
+        return ctx.with_output("night_log", ProductRef.for_path("json", final))
+'''
+
+TOY_CONFIG = """
+pipeline:
+  stages:
+    night_log: toy_night_log:NightLog
+  roles:
+    calibrator: [conversion, calibration, imaging, validation, night_log]
+    target: [conversion, apply_calibration, imaging, validation, night_log]
+  windows:
+    night_log: night
+"""
+
+
+def test_a_toy_window_stage_is_a_folder_and_config_lines(night_input, tmp_path, monkeypatch,
+                                                          capsys):
+    """The stage guide's walk-through: a window stage added with no framework edit runs once
+    for the night, after every group, names the quarantined group as a gap, and is rerun
+    alone with --only-stage."""
+    pkg = tmp_path / "site" / "toy_night_log"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(TOY_STAGE)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    config = tmp_path / "toy.yaml"
+    config.write_text(TOY_CONFIG)
+    inp = _copy_input(night_input, tmp_path / "in")
+    victim = sorted(inp.glob("*_sb02.hdf5"))[-1]  # the last target group's subband
+    with open(victim, "r+b") as fh:
+        fh.truncate(victim.stat().st_size // 3)
+    out = tmp_path / "out"
+    assert _run(inp, out, "--config", str(config), "--dry-run") == 0
+    dry = capsys.readouterr().out
+    assert "windows: 1" in dry and "night_log@2026-01-25T00:00:00" in dry
+    assert _run(inp, out, "--config", str(config)) == 1  # the quarantined group
+    groups = _groups(out)
+    bad = next(g for g, r in groups.items() if r["status"] == "quarantined")
+    with sqlite3.connect(out / "state.sqlite") as c:
+        c.row_factory = sqlite3.Row
+        (win,) = [dict(r) for r in c.execute("select * from windows")]
+        runs = c.execute("select group_id, stage from stage_runs where stage='night_log'"
+                         ).fetchall()
+    assert win["status"] == "done" and len(runs) == 1
+    import json
+
+    log = json.loads(next((out / "windows").glob("*.json")).read_text())
+    assert set(log["verdicts"]) == set(groups) - {bad}
+    with sqlite3.connect(out / "state.sqlite") as c:
+        assert log["verdicts"] == dict(c.execute("select group_id, verdict from verdicts"))
+    gaps = json.loads(win["gaps"])
+    assert list(log["gaps"]) == [bad] and list(gaps) == [bad]
+    assert victim.name in gaps[bad]  # the state DB says why
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["windows"][0]["window_id"] == win["window_id"]
+    # the window alone, again: group stages do not run and the groups keep their states
+    assert _run(inp, out, "--config", str(config), "--rerun", "--only-stage", "night_log") == 1
+    with sqlite3.connect(out / "state.sqlite") as c:
+        n = c.execute("select stage, count(*) from stage_runs group by stage").fetchall()
+    assert dict(n)["night_log"] == 2 and dict(n)["imaging"] == 2
+    assert _groups(out)[bad]["status"] == "quarantined"
+    _check_db_agrees_with_disk(out)

@@ -125,6 +125,37 @@ def test_failure_skips_descendants_but_independent_branches_continue(tmp_path):
     assert "z" in res.context.outputs
 
 
+def test_a_stage_taking_partial_inputs_runs_on_what_its_producers_made(tmp_path):
+    """A window-like stage waits for every producer, then runs on the inputs that exist;
+    when every producer failed it is skipped, and so is what depends on it."""
+    def gather(ctx: PipelineContext) -> PipelineContext:
+        have = sorted(k for k in ("a", "b", "c") if ctx.has(k))
+        out = tmp_path / f"gathered_{len(have)}.txt"
+        out.write_text(",".join(have))
+        return ctx.with_output("all", ProductRef.for_path("text", out))
+
+    def stages(fail: set[str]):
+        makers = [file_stage(k, tmp_path, k, sleep=0.05 * i) if k not in fail
+                  else FunctionStage(_boom, name=k, produces=(k,))
+                  for i, k in enumerate(("a", "b", "c"))]
+        gatherer = FunctionStage(gather, name="gather", requires=("a", "b", "c"),
+                                 produces=("all",))
+        gatherer.partial_inputs = True
+        return [*makers, gatherer, file_stage("after", tmp_path, "z", requires=("all",))]
+
+    res = Runner(stages({"b"})).run()
+    assert res.records["gather"].status == "ok" and res.records["after"].status == "ok"
+    assert (tmp_path / "gathered_2.txt").read_text() == "a,c"
+    res = Runner(stages({"a", "b", "c"})).run()
+    assert res.records["gather"].status == "skipped"
+    assert res.records["after"].status == "skipped"
+    assert "upstream stage" in res.records["gather"].error
+
+
+def _boom(ctx: PipelineContext) -> PipelineContext:
+    raise RuntimeError("boom")
+
+
 # -- parallelism -----------------------------------------------------------------------
 
 def test_independent_branches_overlap_in_time(tmp_path):
