@@ -138,6 +138,12 @@ class PipelineSection(_Branch):
     discover: str | None = None
     #: "module:function" (groups, config) -> groups with roles and shared products set.
     assign_roles: str | None = None
+    #: Product key -> "module:function" (state DB, group id, product) called when a group
+    #: makes that product: a stage's registry (calibration solutions), the QA verdict.
+    on_product: dict[str, str] = Field(default_factory=dict)
+    #: Product key -> "module:function" (state DB, group spec) -> product or None, for a
+    #: product a group needs that no stage makes tonight and no earlier run recorded.
+    find_product: dict[str, str] = Field(default_factory=dict)
     #: "module:function" (path, [(group, verdict, report path)]) writing the night summary.
     night_report: str | None = None
     #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.

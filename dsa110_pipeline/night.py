@@ -27,13 +27,12 @@ from .staging import DEFAULT_SCRATCH_ROOT, FALLBACK_DIRNAME, cleanup_stale
 from .state import StateDB
 from .window import WINDOW_META, MappedWindowStage, WindowPlan, plan_windows
 
-#: The product key of calibration solutions: registered in the state DB's calibration
-#: registry when made, and looked up there when a group needs it and none is made tonight.
-CALTABLES = "caltables"
-#: The product key of a group's QA report; its meta carries the verdict.
-VALIDATION = "validation"
-_REGISTRY_META = ("transit_mjd", "valid_start_mjd", "valid_end_mjd", "dec_deg",
-                  "dec_halfwidth_deg")
+#: (state DB, group id, product) -> None: records a product a group made (the registry of
+#: a stage); the orchestrator, the DB's one writer, calls it (``pipeline.on_product``).
+ProductHook = Callable[[StateDB, str, Product], None]
+#: (state DB, group spec) -> product or None: finds a product a group needs that no stage
+#: makes tonight and no earlier run of the group recorded (``pipeline.find_product``).
+ProductFinder = Callable[[StateDB, "GroupSpec"], Product | None]
 
 
 @dataclass
@@ -113,7 +112,8 @@ class NightOrchestrator:
                  on_group_done: Callable[[str, PipelineContext | None], None] | None = None,
                  wiring: dict[str, dict[str, str]] | None = None,
                  on_stage_done: Callable[[str, str, StageRecord], None] | None = None,
-                 ) -> None:
+                 on_product: dict[str, ProductHook] | None = None,
+                 find_product: dict[str, ProductFinder] | None = None) -> None:
         self.state = state
         self.output_dir = Path(output_dir)
         self.cache = cache
@@ -127,6 +127,10 @@ class NightOrchestrator:
         self.on_group_done = on_group_done
         self.on_stage_done = on_stage_done
         self.wiring = wiring or {}
+        #: product key -> hook called when a group makes it (registries, verdicts)
+        self.on_product = on_product or {}
+        #: product key -> finder of it for a group when nothing makes it tonight
+        self.find_product = find_product or {}
         self.run_id = ""
         #: window id -> the :class:`WindowInfo` (as a dict) its stage ran with tonight
         self._window_runs: dict[str, dict[str, Any]] = {}
@@ -236,42 +240,6 @@ class NightOrchestrator:
                            meta=json.loads(p["meta"] or "{}")) for p in rows]
         return refs if len(refs) > 1 else refs[0]
 
-    def _registered(self, gid: str, specs: Sequence[GroupSpec]) -> Product | None:
-        """The registry's valid solution nearest in time for the group's declination."""
-        spec = next((s for s in specs if s.group_id == gid), None)
-        if spec is None or spec.start_mjd is None or spec.dec_deg is None:
-            return None
-        cal = self.state.best_calibration(spec.start_mjd, spec.dec_deg)
-        if cal is None or not all(Path(t).exists() for t in cal.tables):
-            return None
-        refs = [ProductRef.for_path("caltable", t, registry_id=cal.id,
-                                    calibrator=cal.calibrator) for t in cal.tables]
-        return refs
-
-    def _register(self, gid: str, product: Product) -> None:
-        """Register solutions whose references carry their validity (and passed QA)."""
-        refs = product if isinstance(product, list) else [product]
-        meta = refs[0].meta
-        if not all(k in meta for k in _REGISTRY_META) or meta.get("qa_passed") is False:
-            return
-        transit = float(meta["transit_mjd"])
-        self.state.register_calibration(
-            gid, [r.path for r in refs], transit_mjd=transit,
-            valid_before_s=(transit - float(meta["valid_start_mjd"])) * 86400.0,
-            valid_after_s=(float(meta["valid_end_mjd"]) - transit) * 86400.0,
-            dec_deg=float(meta["dec_deg"]), dec_halfwidth_deg=float(meta["dec_halfwidth_deg"]),
-            calibrator=meta.get("calibrator"), qa=meta.get("qa") or {})
-
-    def _record_verdict(self, gid: str, product: Product) -> None:
-        ref = product[0] if isinstance(product, list) else product
-        verdict = ref.meta.get("verdict")
-        if verdict is None:
-            return
-        reasons = [r.get("message", str(r)) if isinstance(r, dict) else str(r)
-                   for r in ref.meta.get("reasons", [])]
-        self.state.set_verdict(gid, str(verdict), reasons=reasons,
-                               metrics=ref.meta.get("metrics") or {}, report=ref.path)
-
     def _resolve(self, specs: list[GroupSpec], factory: StageFactory,
                  inputs: dict[str, Product]) -> tuple[list[MappedStage], dict[str, str]]:
         """Plan the night; inputs no stage makes tonight come from earlier runs' products.
@@ -289,8 +257,11 @@ class NightOrchestrator:
                     if outer in produced or outer in inputs:
                         continue
                     found = self._recorded(outer)
-                    if found is None and outer.endswith(SEP + CALTABLES):
-                        found = self._registered(st.group_id or "", specs)
+                    finder = self.find_product.get(outer.partition(SEP)[2])
+                    if found is None and finder is not None:
+                        # asked for the group that needs it (which may share another's)
+                        spec = next((s for s in specs if s.group_id == st.group_id), None)
+                        found = finder(self.state, spec) if spec is not None else None
                     if found is not None:
                         inputs[outer] = found
                         continue
@@ -404,10 +375,9 @@ class NightOrchestrator:
             if out is not None:
                 produced = {k.split(SEP, 1)[1]: out.outputs[k] for k in stage.produces}
                 self.state.record_products(gid, produced)
-                if CALTABLES in produced:
-                    self._register(gid, produced[CALTABLES])
-                if VALIDATION in produced:
-                    self._record_verdict(gid, produced[VALIDATION])
+                for k, product in produced.items():
+                    if k in self.on_product:
+                        self.on_product[k](self.state, gid, product)
                 window = out.metadata.get(key(gid, WINDOW_META))
                 if window is not None:
                     self._window_runs[gid] = window

@@ -271,7 +271,9 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
             quarantine_after=cfg.orchestrator.quarantine_after,
             retry_backoff_s=cfg.orchestrator.retry_backoff_s,
             runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
-            on_stage_done=progress.update)
+            on_stage_done=progress.update,
+            on_product={k: resolve_stage(v) for k, v in cfg.pipeline.on_product.items()},
+            find_product={k: resolve_stage(v) for k, v in cfg.pipeline.find_product.items()})
         final_sweep.orch = orch
         from distributed import performance_report
 

@@ -1,8 +1,10 @@
 """The state database: one SQLite file (WAL) per output root, one writer.
 
-It holds observation groups, their files, stage runs, products, the calibration
-registry and verdicts. Only the orchestrator process writes (an exclusive lock
-file enforces it); workers return results and the orchestrator records them.
+It holds observation groups and windows, their files, stage runs, products and
+verdicts; stages keep their own tables in it (the calibration registry) through
+:meth:`StateDB.ensure_schema` and :meth:`StateDB.transaction`. Only the orchestrator
+process writes (an exclusive lock file enforces it); workers return results and the
+orchestrator records them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,6 @@ CREATE TABLE IF NOT EXISTS products (
     created REAL NOT NULL,
     PRIMARY KEY (group_id, key, path)
 );
-CREATE TABLE IF NOT EXISTS calibrations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    group_id TEXT NOT NULL,
-    tables TEXT NOT NULL,      -- JSON list of caltable paths
-    transit_mjd REAL NOT NULL,
-    valid_start_mjd REAL NOT NULL,
-    valid_end_mjd REAL NOT NULL,
-    dec_deg REAL NOT NULL,
-    dec_halfwidth_deg REAL NOT NULL,
-    calibrator TEXT,
-    qa TEXT,
-    created REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS windows (
     window_id TEXT PRIMARY KEY,  -- <stage>@<UTC start>: its stage runs and products use it
     stage TEXT NOT NULL,
@@ -102,20 +90,6 @@ CREATE TABLE IF NOT EXISTS verdicts (
     created REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class Calibration:
-    id: int
-    group_id: str
-    tables: list[str]
-    transit_mjd: float
-    valid_start_mjd: float
-    valid_end_mjd: float
-    dec_deg: float
-    dec_halfwidth_deg: float
-    calibrator: str | None
-    qa: dict[str, Any]
 
 
 class StateDB:
@@ -291,50 +265,21 @@ class StateDB:
                               "AND status='done'", [(time.time(), g) for g in groups])
         return gone
 
-    # -- calibration registry --------------------------------------------------------------
-    def register_calibration(self, group_id: str, tables: list[str], *, transit_mjd: float,
-                             valid_before_s: float, valid_after_s: float, dec_deg: float,
-                             dec_halfwidth_deg: float, calibrator: str | None,
-                             qa: dict[str, Any]) -> int:
-        """Register solutions valid both before and after the calibrator transit.
+    # -- tables of the stages' own (e.g. the calibration registry) ---------------------
+    def ensure_schema(self, ddl: str) -> None:
+        """Create a stage's own tables (``CREATE TABLE IF NOT EXISTS`` statements)."""
+        with self._lock:
+            self._conn.executescript(ddl)
 
-        Idempotent: the same tables of the same group (a resumed run's cached solve)
-        update their row instead of adding one."""
-        day = 86400.0
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on the connection, for a stage's own tables."""
         with self._tx() as c:
-            old = c.execute("SELECT id FROM calibrations WHERE group_id=? AND tables=?",
-                            (group_id, json.dumps(tables))).fetchone()
-            if old is not None:
-                c.execute("UPDATE calibrations SET transit_mjd=?, valid_start_mjd=?, "
-                          "valid_end_mjd=?, dec_deg=?, dec_halfwidth_deg=?, calibrator=?, "
-                          "qa=? WHERE id=?",
-                          (transit_mjd, transit_mjd - valid_before_s / day,
-                           transit_mjd + valid_after_s / day, dec_deg, dec_halfwidth_deg,
-                           calibrator, json.dumps(qa, default=str), old[0]))
-                return int(old[0])
-            cur = c.execute(
-                "INSERT INTO calibrations(group_id, tables, transit_mjd, valid_start_mjd, "
-                "valid_end_mjd, dec_deg, dec_halfwidth_deg, calibrator, qa, created) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (group_id, json.dumps(tables), transit_mjd, transit_mjd - valid_before_s / day,
-                 transit_mjd + valid_after_s / day, dec_deg, dec_halfwidth_deg, calibrator,
-                 json.dumps(qa, default=str), time.time()))
-            return int(cur.lastrowid)
+            yield c
 
-    def best_calibration(self, mjd: float, dec_deg: float) -> Calibration | None:
-        """The valid solution nearest in time whose declination strip covers ``dec_deg``."""
-        rows = self._query(
-            "SELECT * FROM calibrations WHERE valid_start_mjd <= ? AND valid_end_mjd >= ? "
-            "AND abs(dec_deg - ?) <= dec_halfwidth_deg ORDER BY abs(transit_mjd - ?), id DESC "
-            "LIMIT 1", (mjd, mjd, dec_deg, mjd))
-        if not rows:
-            return None
-        r = dict(rows[0])
-        return Calibration(id=r["id"], group_id=r["group_id"], tables=json.loads(r["tables"]),
-                           transit_mjd=r["transit_mjd"], valid_start_mjd=r["valid_start_mjd"],
-                           valid_end_mjd=r["valid_end_mjd"], dec_deg=r["dec_deg"],
-                           dec_halfwidth_deg=r["dec_halfwidth_deg"],
-                           calibrator=r["calibrator"], qa=json.loads(r["qa"] or "{}"))
+    def query(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query, as dicts."""
+        return [dict(r) for r in self._query(sql, args)]
 
     # -- verdicts ----------------------------------------------------------------------------
     def set_verdict(self, group_id: str, verdict: str, *, reasons: list[str] | None = None,

@@ -125,43 +125,30 @@ def test_bad_group_is_quarantined_and_the_night_goes_on(tmp_path):
         assert "sb03.hdf5" in json.loads(qfile.read_text())["stages"][0]["error"]
 
 
-def _cal_with_registry_meta(ctx):
-    out = ctx.metadata["out_dir"] + f"/{ctx.group_id}.G"
-    with open(out, "w") as fh:
-        fh.write("gains")
-    meta = {"transit_mjd": 61000.0, "valid_start_mjd": 60999.5, "valid_end_mjd": 61000.5,
-            "dec_deg": 16.0, "dec_halfwidth_deg": 1.5, "calibrator": "3C454.3",
-            "qa_passed": True, "qa": {"median_snr": 90}}
-    return ctx.with_output("caltables", [ProductRef.for_path("caltable", out, **meta)])
+def test_product_hooks_record_and_find_what_no_stage_makes(tmp_path):
+    """``on_product`` sees each product as a group makes it (the DB's one writer calls it);
+    ``find_product`` supplies one a group needs that no stage makes tonight."""
+    seen: list[tuple[str, str]] = []
+    found: list[str] = []
+    spare = tmp_path / "spare.txt"
+    spare.write_text("s")
 
+    def finder(state, spec):
+        found.append(spec.group_id)
+        return ProductRef.for_path("text", spare) if spec.dec_deg < 30 else None
 
-def test_target_without_calibrator_tonight_uses_the_registry(tmp_path):
     with StateDB(tmp_path / "state.sqlite") as db:
-        raw = tmp_path / "raw.txt"
-        raw.write_text("r")
-        cal = GroupSpec("cal", {"raw": ProductRef.for_path("text", raw)}, role="calibrator",
-                        start_mjd=61000.0, dec_deg=16.0)
-
-        def factory(spec):
-            if spec.role == "calibrator":
-                return [FunctionStage(_cal_with_registry_meta, name="calibrate",
-                                      requires=("raw",), produces=("caltables",))]
-            return [_writer("apply", "calibrated", ("raw", "caltables"))]
-
-        _orch(tmp_path, db).run([cal], factory, _ctx(tmp_path))
-        entry = db.best_calibration(61000.1, 16.4)
-        assert entry is not None and entry.calibrator == "3C454.3"
-        # Next night: only a target, no calibrator group in the plan.
-        tgt = GroupSpec("tgt", {"raw": ProductRef.for_path("text", raw)}, start_mjd=61000.2,
-                        dec_deg=16.3)
-        res = _orch(tmp_path, db).run([tgt], factory, _ctx(tmp_path))
-        assert res.status["tgt"] == "done"
-        # Too far in declination: no valid solution -> the group fails alone, clearly.
-        far = GroupSpec("far", {"raw": ProductRef.for_path("text", raw)}, start_mjd=61000.2,
-                        dec_deg=40.0)
-        res = _orch(tmp_path, db).run([far], factory, _ctx(tmp_path))
-        assert res.status["far"] == "failed"
-        assert "caltables" in db.group("far")["message"]
+        specs = _specs(tmp_path)
+        for s in specs[1:]:
+            s.shared = {}  # targets share nothing: their caltables must be found
+        specs[2].dec_deg = 40.0
+        orch = _orch(tmp_path, db, on_product={"ms": lambda st, g, p: seen.append((g, p.path))},
+                     find_product={"caltables": finder})
+        res = orch.run(specs[1:], _factory(), _ctx(tmp_path))
+        assert res.status == {specs[1].group_id: "done", specs[2].group_id: "failed"}
+        assert found == [specs[1].group_id, specs[2].group_id]
+        assert [g for g, _ in seen] == [specs[1].group_id]  # the other never started
+        assert "caltables" in db.group(specs[2].group_id)["message"]
 
 
 def test_night_start_sweeps_temporaries_of_dead_writers(tmp_path):

@@ -29,29 +29,6 @@ def test_only_one_writer(tmp_path):
     StateDB(path).close()  # free again once the first writer is gone
 
 
-def test_calibration_registry_validity_both_sides_of_transit(tmp_path):
-    with StateDB(tmp_path / "s.sqlite") as db:
-        transit = 61000.50
-        db.register_calibration("cal", ["/p/cal.B", "/p/cal.G"], transit_mjd=transit,
-                                valid_before_s=6 * 3600, valid_after_s=6 * 3600, dec_deg=16.0,
-                                dec_halfwidth_deg=1.5, calibrator="3C454.3", qa={"snr": 80})
-        before = db.best_calibration(transit - 0.2, 16.5)
-        after = db.best_calibration(transit + 0.2, 15.0)
-        assert before is not None and after is not None and before.tables[0] == "/p/cal.B"
-        assert db.best_calibration(transit + 0.3, 16.0) is None  # outside 6 h
-        assert db.best_calibration(transit, 30.0) is None  # other declination strip
-
-
-def test_nearest_solution_in_time_wins(tmp_path):
-    with StateDB(tmp_path / "s.sqlite") as db:
-        for gid, t in (("early", 61000.0), ("late", 61000.4)):
-            db.register_calibration(gid, [gid], transit_mjd=t, valid_before_s=86400,
-                                    valid_after_s=86400, dec_deg=16, dec_halfwidth_deg=2,
-                                    calibrator=None, qa={})
-        assert db.best_calibration(61000.35, 16).group_id == "late"
-        assert db.best_calibration(61000.1, 16).group_id == "early"
-
-
 def test_products_reconcile_with_disk(tmp_path):
     f = tmp_path / "img.fits"
     f.write_text("x")
@@ -103,16 +80,3 @@ def test_full_disk_is_one_storage_error_and_the_db_stays_consistent(tmp_path):
         groups = db.groups()
         assert all(len(db._query("SELECT * FROM files WHERE group_id=?", (g["group_id"],)))
                    == (1 if g["group_id"] == "g0" else 16) for g in groups)
-
-
-def test_registering_the_same_solution_again_adds_no_row(tmp_path):
-    """A resumed run that hits a cached calibration registers it again: one row stays."""
-    with StateDB(tmp_path / "s.sqlite") as db:
-        kw = dict(transit_mjd=61000.5, valid_before_s=3600, valid_after_s=3600, dec_deg=16.0,
-                  dec_halfwidth_deg=1.5, calibrator="3C454.3", qa={"snr": 80})
-        ids = {db.register_calibration("cal", ["/p/cal.B", "/p/cal.G"], **kw)
-               for _ in range(4)}
-        assert len(ids) == 1
-        assert db._query("SELECT count(*) FROM calibrations")[0][0] == 1
-        other = db.register_calibration("cal", ["/p/cal2.B", "/p/cal2.G"], **kw)
-        assert other not in ids  # a new solve is a new row

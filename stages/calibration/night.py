@@ -17,8 +17,9 @@ import numpy as np
 
 from dsa110_pipeline import instrument
 from dsa110_pipeline.catalogs import find_calibrator, read_vla_calibrators
-from dsa110_pipeline.night import CALTABLES, GroupSpec, key
+from dsa110_pipeline.night import GroupSpec, key
 
+from .registry import CALTABLES
 from .selection import select_calibrators
 
 JD_MJD = 2400000.5
