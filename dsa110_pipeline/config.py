@@ -125,6 +125,41 @@ class ProfilingConfig(_Branch):
 class LoggingConfig(_Branch):
     level: str = "INFO"
     json_lines: bool = False
+    #: Log file (rotated) instead of standard error; None: standard error.
+    file: str | None = None
+    #: Size at which the log file is rotated, and how many old files are kept.
+    max_bytes: int = Field(50_000_000, ge=10_000)
+    backup_count: int = Field(5, ge=0)
+
+
+class WatchConfig(_Branch):
+    """A live night (``--watch``): groups processed as their files land."""
+
+    #: Rescan period (s); inotify wakes the service sooner where it is available.
+    poll_s: float = Field(2.0, gt=0)
+    #: A file has landed once its size and mtime have not changed for this long (s).
+    settle_s: float = Field(5.0, ge=0)
+    #: When set (e.g. ".done"), a file has landed only once <file><suffix> exists.
+    marker_suffix: str | None = None
+    #: Wait this long (s) after a group's first file has landed for the rest of it.
+    late_timeout_s: float = Field(120.0, ge=0)
+    #: What a group still incomplete after the timeout does: "proceed" (converted with
+    #: the missing files' channels flagged) when it has at least ``min_files``, else
+    #: "quarantine".
+    partial: Literal["proceed", "quarantine"] = "proceed"
+    min_files: int = Field(12, ge=1)
+    #: A group that failed, or waits for calibration, is offered again after this (s).
+    retry_s: float = Field(60.0, ge=0)
+    #: No file for this long (s): the night is over. Open windows close and groups still
+    #: waiting for calibration fail.
+    idle_close_s: float = Field(1800.0, gt=0)
+    #: Run ``pipeline.redo_after`` hooks (re-apply tonight's calibration to targets done
+    #: with an earlier night's).
+    redo: bool = True
+    #: Status file (JSON: in flight, waiting, last latencies); None: <output>/watch_status.json.
+    status_file: str | None = None
+    #: Use inotify (watchdog) to wake on new files; False: poll only.
+    inotify: bool = True
 
 
 class PipelineSection(_Branch):
@@ -144,6 +179,10 @@ class PipelineSection(_Branch):
     #: Product key -> "module:function" (state DB, group spec) -> product or None, for a
     #: product a group needs that no stage makes tonight and no earlier run recorded.
     find_product: dict[str, str] = Field(default_factory=dict)
+    #: Product key -> "module:function" (state DB, group id, product) -> group ids: on a
+    #: live night (``--watch``), finished groups to run again once a group makes that
+    #: product (targets calibrated before tonight's calibrator was solved).
+    redo_after: dict[str, str] = Field(default_factory=dict)
     #: "module:function" (path, [(group, verdict, report path)]) writing the night summary.
     night_report: str | None = None
     #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.
@@ -207,6 +246,7 @@ class FrameworkConfig(_Branch):
     orchestrator: OrchestratorConfig = OrchestratorConfig()
     profiling: ProfilingConfig = ProfilingConfig()
     logging: LoggingConfig = LoggingConfig()
+    watch: WatchConfig = WatchConfig()
     pipeline: PipelineSection = PipelineSection()
     demo: DemoConfig = DemoConfig()
 

@@ -21,8 +21,28 @@ def _stderr_logger(*_args: Any) -> Any:
     return structlog.PrintLogger(file=sys.stderr)
 
 
-def configure_logging(*, json_lines: bool = False, level: str = "INFO", stream: Any = None) -> None:
-    """Set up structlog once per process: console renderer or JSON lines."""
+class RotatingFile:
+    """A file-like log target that rotates at ``max_bytes``, keeping ``backup_count`` old
+    files (``log``, ``log.1``, ...): a service's log never fills the disk."""
+
+    def __init__(self, path: str, max_bytes: int, backup_count: int) -> None:
+        from logging.handlers import RotatingFileHandler
+
+        self.handler = RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backup_count,
+                                           encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        self.handler.handle(logging.makeLogRecord({"msg": text.rstrip("\n")}))
+
+    def flush(self) -> None:
+        self.handler.flush()
+
+
+def configure_logging(*, json_lines: bool = False, level: str = "INFO", stream: Any = None,
+                      file: str | None = None, max_bytes: int = 50_000_000,
+                      backup_count: int = 5) -> None:
+    """Set up structlog once per process: console renderer or JSON lines, to standard
+    error, ``stream``, or a rotated ``file``."""
     lvl = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(lvl, int):
         raise ValueError(f"unknown log level {level!r}")
@@ -37,8 +57,10 @@ def configure_logging(*, json_lines: bool = False, level: str = "INFO", stream: 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=stream) if stream is not None
-        else _stderr_logger,
+        logger_factory=(structlog.WriteLoggerFactory(
+            file=RotatingFile(file, max_bytes, backup_count)) if file is not None  # type: ignore[arg-type]
+            else structlog.PrintLoggerFactory(file=stream) if stream is not None
+            else _stderr_logger),
         cache_logger_on_first_use=False,
     )
 

@@ -48,6 +48,10 @@ class GroupSpec:
     shared: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     files: list[tuple[str, int | None, int | None]] = field(default_factory=list)
+    #: Whether every file of the group is in (a live night waits for the rest, see
+    #: :mod:`dsa110_pipeline.realtime`); what is missing, in words.
+    complete: bool = True
+    missing: list[str] = field(default_factory=list)
 
 
 StageFactory = Callable[[GroupSpec], Sequence[PipelineStage]]
@@ -132,6 +136,8 @@ class NightOrchestrator:
         #: product key -> finder of it for a group when nothing makes it tonight
         self.find_product = find_product or {}
         self.run_id = ""
+        self._runner: Runner | None = None
+        self._stop_reason: str | None = None
         #: window id -> the :class:`WindowInfo` (as a dict) its stage ran with tonight
         self._window_runs: dict[str, dict[str, Any]] = {}
 
@@ -273,13 +279,32 @@ class NightOrchestrator:
                 return stages, failed
 
     # -- running ----------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Start no more stages (SIGTERM): the stages running finish and the groups not
+        finished go back to pending, no failure counted. Safe from a signal handler."""
+        self._stop_reason = reason
+        runner = self._runner
+        if runner is not None:
+            runner.stop_dispatch(reason)
+
     def run(self, specs: Sequence[GroupSpec], factory: StageFactory,
-            ctx: PipelineContext | None = None) -> NightResult:
+            ctx: PipelineContext | None = None, *, windows_closed_before: float | None = None,
+            defer_unplannable: bool = False) -> NightResult:
+        """Run the groups not finished yet, then the windows they touch.
+
+        ``windows_closed_before`` (MJD): only windows ending by then run; later ones may
+        still get groups (a live night). ``defer_unplannable``: a group needing a product
+        that nothing gives yet (tonight's calibrator has not come) is left ``waiting``,
+        no failure counted, instead of failed.
+        """
         todo, skipped = self._todo(specs)
         ctx = ctx or PipelineContext()
         self.run_id = ctx.run_id
-        window_todo = self._window_todo(self.windows(specs, factory),
-                                        {s.group_id for s in todo})
+        plans = self.windows(specs, factory)
+        if windows_closed_before is not None:
+            plans = [(p, st) for p, st in plans
+                     if p.end_mjd is not None and p.end_mjd <= windows_closed_before]
+        window_todo = self._window_todo(plans, {s.group_id for s in todo})
         if not todo and not window_todo:
             return NightResult(None, dict(skipped), list(skipped))
         inputs: dict[str, Product] = dict(ctx.inputs)
@@ -289,8 +314,9 @@ class NightOrchestrator:
         stages, unplannable = self._resolve(todo, group_scoped(factory), inputs)
         status: dict[str, str] = {}
         for gid, message in unplannable.items():
-            self.state.set_group_status(gid, "failed", message, failed=True)
-            status[gid] = "failed"
+            state = "waiting" if defer_unplannable else "failed"
+            self.state.set_group_status(gid, state, message, failed=not defer_unplannable)
+            status[gid] = state
         # a group none of whose stages runs tonight (--only-stage of a window stage) keeps
         # its state
         planned = {st.group_id for st in stages}
@@ -304,12 +330,17 @@ class NightOrchestrator:
         windows, window_status = self._start_windows(window_todo, stages, inputs)
         owner = {st.name: st.group_id or "" for st in [*stages, *windows]}
         self._window_runs = {}
-        runner = Runner([*stages, *windows], cache=self.cache, runtime=self.runtime,
+        self._runner = runner = Runner([*stages, *windows], cache=self.cache, runtime=self.runtime,
                         profiler=self.profiler,
                         rerun=self.rerun, max_workers=self.max_groups_in_flight,
                         retry_backoff_s=self.retry_backoff_s, on_done=self._recorder(owner),
                         **self.runner_options)
-        result = runner.run(ctx._derive(inputs=inputs))
+        if self._stop_reason is not None:
+            runner.stop_dispatch(self._stop_reason)
+        try:
+            result = runner.run(ctx._derive(inputs=inputs))
+        finally:
+            self._runner = None
         # again at the end: a writer of a killed run still dying (or unreaped) at the start
         # is gone now, so its temporary does not outlive this run
         self.sweep()
@@ -401,6 +432,10 @@ class NightOrchestrator:
                 continue
             first = next((r for r in bad if r.status == "failed"), bad[0])
             message = f"{first.name}: {first.error}"
+            if first.error_type == "Stopped":  # the service stopped first: not a failure
+                self.state.set_group_status(gid, "pending", message)
+                status[gid] = "pending"
+                continue
             # a full disk is not the group's fault: it neither counts towards nor triggers
             # quarantine, so the group runs again once there is space
             storage = first.error_type == "StorageError"

@@ -61,6 +61,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true",
                    help="memory_profiler and cProfile for every stage")
     p.add_argument("--log-json", action="store_true", help="JSON-lines logging, no progress")
+    p.add_argument("--log-file", help="log to this file (rotated, see logging.max_bytes)")
+    p.add_argument("--watch", action="store_true",
+                   help="a live night: process groups as their files land in --input, until "
+                        "SIGTERM (see the watch config branch)")
+    p.add_argument("--stop-after", type=int, metavar="N",
+                   help="with --watch: exit once the state DB holds N done groups and "
+                        "none is open (replays, tests)")
     args = p.parse_args(argv)
     _check_window(p, args.start, args.end)
     return args
@@ -243,6 +250,70 @@ def _fmt_dec(dec: float | None) -> str:
     return "?" if dec is None else f"{dec:+.2f}"
 
 
+def make_orchestrator(cfg: FrameworkConfig, args: argparse.Namespace, state: StateDB,
+                      out: Path, client: ClientHandle, profiler: Any,
+                      on_stage_done: Any) -> NightOrchestrator:
+    """The night's orchestrator: the run's cache, cluster, profiler and config hooks."""
+    return NightOrchestrator(
+        state, output_dir=out, cache=ResultCache(cfg.paths.cache_dir or out / ".cache"),
+        runtime=Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir, config=cfg),
+        profiler=profiler, rerun=not args.resume,
+        max_groups_in_flight=cfg.orchestrator.max_groups_in_flight,
+        quarantine_after=cfg.orchestrator.quarantine_after,
+        retry_backoff_s=cfg.orchestrator.retry_backoff_s,
+        runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
+        on_stage_done=on_stage_done,
+        on_product={k: resolve_stage(v) for k, v in cfg.pipeline.on_product.items()},
+        find_product={k: resolve_stage(v) for k, v in cfg.pipeline.find_product.items()})
+
+
+def watch_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
+    """``--watch``: process groups as their files land, until SIGTERM (see
+    :mod:`dsa110_pipeline.realtime`)."""
+    from .realtime import LiveNight
+
+    if not cfg.pipeline.discover:
+        raise ConfigError("pipeline.discover is not set: no way to find observation groups")
+    inp = Path(cfg.paths.input_dir)
+    if not inp.is_dir():
+        raise ConfigError(f"--watch: input directory {inp} does not exist")
+    out = prepare_output(Path(cfg.paths.output_dir))
+    discover = resolve_stage(cfg.pipeline.discover)
+    assign = resolve_stage(cfg.pipeline.assign_roles) if cfg.pipeline.assign_roles else None
+
+    def group(files: Sequence[Path]) -> list[GroupSpec]:
+        specs = list(discover(inp, cfg, files=files))
+        return list(assign(specs, cfg)) if assign is not None else specs
+
+    with StateDB(Path(cfg.paths.state_db or out / "state.sqlite")) as state, \
+            ClientHandle(cfg.orchestrator) as client:
+        # no run profiler and no dask report: their records grow with the run
+        orch = make_orchestrator(cfg, args, state, out, client, None, None)
+        live = LiveNight(
+            cfg=cfg, state=state, orch=orch, factory=make_factory(cfg, args), group=group,
+            make_ctx=lambda: PipelineContext(config=cfg.model_dump(mode="json")), log=log,
+            redo_after={k: resolve_stage(v) for k, v in cfg.pipeline.redo_after.items()},
+            after_batch=lambda: _summary(cfg, out, state, log))
+        client.get()
+        return live.serve(max_groups=args.stop_after)
+
+
+def _summary(cfg: FrameworkConfig, out: Path, state: StateDB, log: Any) -> None:
+    """The night summary page of every group the state DB holds (a live night's view)."""
+    if not cfg.pipeline.night_report:
+        return
+    rows: list[tuple[str, ...]] = []
+    for g in state.groups():
+        verdict = state.verdict(g["group_id"])
+        if verdict is not None:
+            rows.append((g["group_id"], verdict["verdict"], verdict["report"]))
+        elif g["status"] in ("quarantined", "failed", "waiting"):
+            qdir = out / "quarantine" / g["group_id"].replace(":", "")
+            rows.append((g["group_id"], g["status"].upper(), str(qdir / "errors.json"),
+                         g["message"] or ""))
+    resolve_stage(cfg.pipeline.night_report)(out / "night_summary.html", rows)
+
+
 def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     specs = discover_groups(cfg, args)
     if args.dry_run:
@@ -262,18 +333,7 @@ def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     ctx = PipelineContext(config=cfg.model_dump(mode="json"))
     with StateDB(state_path) as state, _SweepAfterAbort() as final_sweep, \
             ClientHandle(cfg.orchestrator) as client:
-        orch = NightOrchestrator(
-            state, output_dir=out, cache=ResultCache(cfg.paths.cache_dir or out / ".cache"),
-            runtime=Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir,
-                            config=cfg),
-            profiler=profiler, rerun=not args.resume,
-            max_groups_in_flight=cfg.orchestrator.max_groups_in_flight,
-            quarantine_after=cfg.orchestrator.quarantine_after,
-            retry_backoff_s=cfg.orchestrator.retry_backoff_s,
-            runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
-            on_stage_done=progress.update,
-            on_product={k: resolve_stage(v) for k, v in cfg.pipeline.on_product.items()},
-            find_product={k: resolve_stage(v) for k, v in cfg.pipeline.find_product.items()})
+        orch = make_orchestrator(cfg, args, state, out, client, profiler, progress.update)
         final_sweep.orch = orch
         from distributed import performance_report
 
@@ -514,12 +574,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, overrides=overrides)
         configure_logging(json_lines=args.log_json or cfg.logging.json_lines,
-                          level=cfg.logging.level)
+                          level=cfg.logging.level, file=args.log_file or cfg.logging.file,
+                          max_bytes=cfg.logging.max_bytes,
+                          backup_count=cfg.logging.backup_count)
         log = get_logger()
         if not args.dry_run:
             prepare_output(Path(cfg.paths.output_dir))
         if args.demo:
             cfg = _demo_config(args, overrides, cfg)
+        if args.watch:
+            return watch_night(cfg, args, log)
         if cfg.pipeline.discover:
             return run_night(cfg, args, log)
         return run_single(cfg, args, log)

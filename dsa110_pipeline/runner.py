@@ -575,8 +575,16 @@ class Runner:
         #: Called in the dispatching thread as on_done(stage, record, context or None)
         #: after each stage; the orchestrator records state there (one writer).
         self.on_done = on_done
+        #: set by :meth:`stop_dispatch`
+        self._stop_reason: str | None = None
         self._host = socket.gethostname()
         self._log = structlog.get_logger("dsa110.runner")
+
+    def stop_dispatch(self, reason: str) -> None:
+        """Start no more stages (a service draining on SIGTERM): stages running finish,
+        those not started are skipped with ``reason`` (error type ``Stopped``). Safe to
+        call from a signal handler or another thread."""
+        self._stop_reason = reason
 
     def plan(self, ctx: PipelineContext | None = None) -> Plan:
         available = set(ctx.inputs) | set(ctx.outputs) if ctx is not None else set()
@@ -609,6 +617,8 @@ class Runner:
         prio = plan.priority
         self._priority = {plan.stages[j].name: prio[j] for j in range(n)}
         while ready or in_flight:
+            if self._stop_reason is not None:
+                stop = True
             while ready and not stop:
                 # highest priority first; among equals, plan order (a night's groups in time)
                 i = max(ready, key=lambda j: (prio[j], -j))
@@ -658,11 +668,13 @@ class Runner:
                     storage_stop = rec_i.error
                 if not self.continue_on_failure:
                     stop = True
-        if storage_stop is not None:
+        if storage_stop is not None or self._stop_reason is not None:
+            why, kind = ((storage_stop, "StorageError") if storage_stop is not None
+                         else (self._stop_reason, "Stopped"))
             for r in records.values():
                 if r.status == "pending":
-                    r.status, r.error = "skipped", f"not started: {storage_stop}"
-                    r.error_type = "StorageError"
+                    r.status, r.error = "skipped", f"not started: {why}"
+                    r.error_type = kind
         # Stages whose children never ran (stopped early) still count.
         keep.extend(r for i, r in enumerate(results) if r is not None and not carried[i])
         final = merge_contexts(ctx, keep) if keep else ctx

@@ -178,6 +178,12 @@ class StateDB:
             c.executemany("INSERT OR REPLACE INTO files(path, group_id, subband, size) "
                           "VALUES (?,?,?,?)", [(p, group_id, sb, sz) for p, sb, sz in files])
 
+    def file_group(self, path: str) -> dict[str, Any] | None:
+        """The group a file was recorded in (its row), if any."""
+        rows = self._query("SELECT g.* FROM files f JOIN groups g USING(group_id) "
+                           "WHERE f.path=?", (path,))
+        return dict(rows[0]) if rows else None
+
     def set_group_status(self, group_id: str, status: str, message: str | None = None,
                          *, failed: bool = False) -> None:
         with self._tx() as c:

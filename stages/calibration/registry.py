@@ -127,3 +127,26 @@ def find_solutions(state: StateDB, spec: GroupSpec) -> Product | None:
         return None
     return [ProductRef.for_path("caltable", t, registry_id=cal.id, calibrator=cal.calibrator)
             for t in cal.tables]
+
+
+def groups_to_recalibrate(state: StateDB, group_id: str, product: Product) -> list[str]:
+    """Hook (``pipeline.redo_after.caltables``, live nights): when a calibrator group's
+    solutions are registered, the finished target groups inside their validity (time and
+    declination strip) that were calibrated with other solutions (an earlier night's,
+    taken before tonight's calibrator had come), to be re-applied and re-imaged."""
+    refs = product if isinstance(product, list) else [product]
+    meta = refs[0].meta
+    if not all(k in meta for k in REGISTRY_META) or meta.get("qa_passed") is False:
+        return []
+    new = {r.path for r in refs}
+    redo = []
+    for g in state.query(
+            "SELECT group_id FROM groups WHERE status='done' AND role='target' AND "
+            "start_mjd BETWEEN ? AND ? AND abs(dec_deg - ?) <= ?",
+            (float(meta["valid_start_mjd"]), float(meta["valid_end_mjd"]),
+             float(meta["dec_deg"]), float(meta["dec_halfwidth_deg"]))):
+        used = [json.loads(p["meta"] or "{}").get("caltables") for p in
+                state.products(g["group_id"]) if p["key"] == "ms_calibrated"]
+        if used and used[0] is not None and set(used[0]) != new:
+            redo.append(g["group_id"])
+    return redo

@@ -9,6 +9,7 @@ with the subbands they miss; unreadable files are reported, never silently dropp
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -160,12 +161,15 @@ def group_files(entries: list[SubbandFile], *, tolerance_s: float = instrument.F
 
 
 def discover(directory: str | Path, *, tolerance_s: float = instrument.FILENAME_JITTER,
-             expected: tuple[int, ...] | None = None) -> DiscoveryResult:
-    """Find ``*_sbNN.hdf5`` files in ``directory`` and group them into observations."""
+             expected: tuple[int, ...] | None = None,
+             files: Sequence[str | Path] | None = None) -> DiscoveryResult:
+    """Find ``*_sbNN.hdf5`` files in ``directory`` (or only ``files``) and group them into
+    observations."""
     entries: list[SubbandFile] = []
     bad: dict[Path, str] = {}
     ignored: dict[Path, str] = {}
-    for p in sorted(Path(directory).iterdir()):
+    listed = Path(directory).iterdir() if files is None else (Path(f) for f in files)
+    for p in sorted(listed):
         why = _ignored_reason(p)
         if why is not None:
             ignored[p] = why

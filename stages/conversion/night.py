@@ -9,6 +9,7 @@ quarantined) instead of the file silently vanishing from the night.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,13 @@ def survey_catalog(input_dir: Path, cfg: Any = None) -> Path | None:
     return p if p.is_file() else None
 
 
+def _expected(cfg: Any) -> tuple[int, ...] | None:
+    """The subbands a group must have: ``conversion.expected_subbands``, else all."""
+    conv = getattr(cfg, "conversion", None)
+    exp = getattr(conv, "expected_subbands", None)
+    return tuple(exp) if exp is not None else None
+
+
 def _spec(group: SubbandGroup, extra: list[Path]) -> GroupSpec:
     # duplicates go to conversion too, which refuses the group naming both files
     files = sorted([*group.files.values(), *group.duplicates, *extra], key=lambda p: p.name)
@@ -69,17 +77,19 @@ def _spec(group: SubbandGroup, extra: list[Path]) -> GroupSpec:
         group_id=group.group_id, inputs={"subband_files": refs},
         start_mjd=group.start_jd - JD_MJD, dec_deg=dec,
         files=[(str(p), subband.get(p), p.stat().st_size) for p in files],
-        metadata={"missing_subbands": group.missing, "complete": group.complete,
-                  "estimate": {"disk_gb": 1.3 * size / 1e9, "memory_gb": 1.5}})
+        complete=group.complete, missing=[f"sb{sb:02d}" for sb in group.missing],
+        metadata={"estimate": {"disk_gb": 1.3 * size / 1e9, "memory_gb": 1.5}})
 
 
-def discover_night(input_dir: Path, cfg: Any = None) -> list[GroupSpec]:
-    """Group the subband files of ``input_dir`` by the time inside them."""
+def discover_night(input_dir: Path, cfg: Any = None,
+                   files: Sequence[Path] | None = None) -> list[GroupSpec]:
+    """Group the subband files of ``input_dir`` (only ``files`` of it, when given: those a
+    live night has seen land) by the time inside them."""
     if not Path(input_dir).is_dir():
         from dsa110_pipeline.errors import InputError
 
         raise InputError("input directory does not exist", files=[str(input_dir)])
-    found = discover(input_dir)
+    found = discover(input_dir, expected=_expected(cfg), files=files)
     log = get_logger()
     for path, why in found.ignored.items():
         log.warning("input file ignored", file=str(path), reason=why)

@@ -118,7 +118,9 @@ class ConversionStage(PipelineStage):
                                  files=[r.path])
         t0 = time.perf_counter()
         plan = convert.plan_conversion(
-            files, allow_partial=cfg.allow_partial, expected_subbands=cfg.expected_subbands,
+            # a live night lets a group that timed out with enough subbands proceed
+            files, allow_partial=cfg.allow_partial or bool(ctx.metadata.get("allow_partial")),
+            expected_subbands=cfg.expected_subbands,
             spw_per_subband=cfg.spw_per_subband, chunk_integrations=cfg.chunk_integrations,
             pointing_dec_deg=cfg.pointing_dec_deg, station_csv=cfg.station_csv)
         out_dir = self.products_dir(ctx)
