@@ -148,8 +148,8 @@ class LiveNight:
         self.watcher.changed.set()
 
     def serve(self, *, max_groups: int | None = None) -> int:
-        """Run until stopped (or, for replays, until the state DB holds ``max_groups`` done
-        groups and nothing is open). Returns the exit code."""
+        """Run until stopped (or, for replays, until the state DB holds ``max_groups``
+        finished groups, done or quarantined, and nothing is open). Returns the exit code."""
         handlers = {s: signal.signal(s, lambda n, _f: self.stop(signal.Signals(n).name))
                     for s in (signal.SIGTERM, signal.SIGINT)}
         self.log.info("watching", input_dir=str(self.watcher.directory),
@@ -157,8 +157,8 @@ class LiveNight:
         try:
             while self.stopping is None:
                 self.step()
-                if (max_groups is not None and not self.open
-                        and len(self.state.groups("done")) >= max_groups):
+                if max_groups is not None and not self.open and sum(
+                        len(self.state.groups(s)) for s in FINISHED) >= max_groups:
                     break
                 self.watcher.wait(self.cfg.watch.poll_s)
         finally:
@@ -330,6 +330,8 @@ class LiveNight:
         doc = {"pid": os.getpid(), "state": state, "updated": time.time(),
                "started": self.started, "input_dir": str(self.watcher.directory),
                "in_flight": self.in_flight, "open_groups": sorted(self.open),
+               "groups": {r["status"]: r["n"] for r in self.state.query(
+                   "SELECT status, count(*) AS n FROM groups GROUP BY status")},
                "waiting_or_failed": waiting, "groups_done": self.n_done,
                "files_pending": len(self.pending), "late_files": list(self.late),
                "last_latencies": [x.to_dict() for x in list(self.latencies)[-20:]],

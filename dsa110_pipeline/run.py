@@ -66,8 +66,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="a live night: process groups as their files land in --input, until "
                         "SIGTERM (see the watch config branch)")
     p.add_argument("--stop-after", type=int, metavar="N",
-                   help="with --watch: exit once the state DB holds N done groups and "
-                        "none is open (replays, tests)")
+                   help="with --watch: exit once the state DB holds N finished groups "
+                        "(done or quarantined) and none is open (replays, tests)")
     args = p.parse_args(argv)
     _check_window(p, args.start, args.end)
     return args
@@ -299,11 +299,16 @@ def watch_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int
 
 
 def _summary(cfg: FrameworkConfig, out: Path, state: StateDB, log: Any) -> None:
-    """The night summary page of every group the state DB holds (a live night's view)."""
+    """The night summary page of the state DB's groups of the last day (a live night's
+    view)."""
     if not cfg.pipeline.night_report:
         return
     rows: list[tuple[str, ...]] = []
-    for g in state.groups():
+    groups = state.groups()
+    latest = max((g["start_mjd"] for g in groups if g["start_mjd"] is not None), default=0.0)
+    for g in groups:
+        if g["start_mjd"] is not None and g["start_mjd"] < latest - 1.0:
+            continue
         verdict = state.verdict(g["group_id"])
         if verdict is not None:
             rows.append((g["group_id"], verdict["verdict"], verdict["report"]))

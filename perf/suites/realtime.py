@@ -1,0 +1,255 @@
+"""realtime: ``run --watch`` on replayed nights: latency and sustained throughput beside the
+telescope's rate (a group every 309 s: 11.65 groups per hour).
+
+The service runs as ``python -m dsa110_pipeline.run --watch`` in its own process (2
+single-thread dask workers), with its default watch settings (files landed after 5 s of
+settled size, 2 s polls plus inotify, 120 s for late subbands). Files are dropped into its
+input by :func:`dsa110_pipeline.simulate.replay.replay` (per-file jitter, out-of-order
+arrival, 10 % of the files written in chunks over 10 s under their final name). Latency is
+the service's own ``latency.jsonl``: a group's last file landed (its mtime) -> its last
+stage finished. The simulated nights have the calibrator 3C454.3 in their first group and
+their survey catalog beside the files: no stage sees the truth.
+
+Scenarios:
+
+1. demo scale (48 antennas, 16 x 8 channels, 24 integrations), 12 groups replayed at 10x
+   real time: every group processed, latency p50 / p95 / max.
+2. full scale (96 antennas, 16 x 48 channels), 3 groups replayed at 1x real time (16 min): latency
+   p50 / p95 / max. Goal: p95 <= 120 s.
+3. full scale, as fast as files can land: the same 3 groups dropped at once into a
+   fresh service; sustained throughput = groups / (last group done - first file landed), as
+   a multiple of the telescope's rate. Goal >= 2.5x (stretch 5x).
+4. demo scale, 50 groups dropped at once: the service process's RSS (and the process
+   tree's, workers included) when 10 and when 50 groups are done. Goal: within 10 %.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from dsa110_pipeline.simulate.replay import replay
+from perf.harness import row
+from perf.suites.end_to_end import _simulate, _subbands
+
+REPO = Path(__file__).resolve().parents[2]
+TELESCOPE_GROUPS_PER_HOUR = 3600.0 / 309.0
+GOAL_P95_S, GOAL_THROUGHPUT, STRETCH_THROUGHPUT, GOAL_RSS = 120.0, 2.5, 5.0, 0.10
+
+
+def _service(inp: Path, out: Path, sets: list[str], stop_after: int | None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--watch", "--input", str(inp),
+           "--output", str(out), "--log-json", "--log-file", str(out / "watch.log"),
+           "--set", "orchestrator.n_workers=2"]
+    for s in sets:
+        cmd += ["--set", s]
+    if stop_after is not None:
+        cmd += ["--stop-after", str(stop_after)]
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=open(out / "stderr.txt", "w"),  # noqa: SIM115
+                            start_new_session=True)
+
+
+def _status(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / "watch_status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _tree_rss(pid: int) -> tuple[float, float]:
+    """(service RSS, service + children RSS) in GB."""
+    p = psutil.Process(pid)
+    own = p.memory_info().rss
+    kids = 0
+    for c in p.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # a child that just exited
+            kids += c.memory_info().rss
+    return own / 1e9, (own + kids) / 1e9
+
+
+def _latencies(out: Path) -> list[dict[str, Any]]:
+    path = out / "latency.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x]
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 120) -> int | None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def _wait_done(proc: subprocess.Popen, out: Path, n: int, timeout: float,
+               on_count: dict[int, Any] | None = None) -> bool:
+    """Wait until ``n`` groups are done (or the service died); ``on_count[k]`` is filled
+    with the tree's RSS when k groups are done."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        st = _status(out)
+        done = st.get("groups_done", 0)
+        finished = sum((st.get("groups") or {}).get(k, 0) for k in ("done", "quarantined"))
+        if on_count is not None:
+            for k in on_count:
+                if on_count[k] is None and done >= k:
+                    on_count[k] = _tree_rss(proc.pid)
+        if done >= n or (finished >= n and not st.get("open_groups")):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _replayed(src: Path, work: Path, name: str, n: int, speed: float, sets: list[str],
+              timeout: float) -> tuple[list[dict[str, Any]], float, str | None]:
+    """Replay ``src`` into a fresh service at ``speed``: (latencies, wall s, error)."""
+    inp, out = work / f"{name}_in", work / f"{name}_out"
+    inp.mkdir()
+    proc = _service(inp, out, sets, None)
+    t0 = time.time()
+    feeder = threading.Thread(target=replay, args=(src, inp), kwargs=dict(
+        speed=speed, jitter_s=2.0, slow_write_s=10.0, slow_fraction=0.1, seed=1))
+    feeder.start()
+    ok = _wait_done(proc, out, n, timeout)
+    feeder.join()
+    rc = _stop(proc)
+    return _latencies(out), time.time() - t0, _outcome(out, ok, rc)
+
+
+def _caught_up(src: Path, work: Path, name: str, n: int, sets: list[str], timeout: float,
+               rss_at: dict[int, Any] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Every file already landed, then a fresh service: (latencies, error)."""
+    inp, out = work / f"{name}_in", work / f"{name}_out"
+    replay(src, inp, speed=1e9, jitter_s=0.0)
+    proc = _service(inp, out, sets, None)
+    ok = _wait_done(proc, out, n, timeout, rss_at)
+    rc = _stop(proc)
+    return _latencies(out), _outcome(out, ok, rc)
+
+
+def _outcome(out: Path, ok: bool, rc: int | None) -> str | None:
+    """None when every group was done and the service exited cleanly, else what went wrong
+    (with the reasons of the groups that failed)."""
+    st = _status(out)
+    bad = {g: m for g, m in (st.get("waiting_or_failed") or {}).items()}
+    quarantined = (st.get("groups") or {}).get("quarantined", 0)
+    if ok and rc == 0 and not quarantined and not bad:
+        return None
+    return (f"service rc={rc}, groups {st.get('groups')}, late files "
+            f"{len(st.get('late_files') or [])}; {bad or ''}")
+
+
+def _lat_row(scen: str, lats: list[dict[str, Any]], **extra: Any) -> dict:
+    vals = [x["latency_s"] for x in lats if not x["redo"]]
+    p95 = _pct(vals, 95)
+    return row(scen, "dsa110_pipeline.run --watch (2 workers)", None, None,
+               groups=len(vals), latency_p50_s=_round(_pct(vals, 50)),
+               latency_p95_s=_round(p95), latency_max_s=_round(max(vals, default=None)),
+               **extra)
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 1)
+
+
+def run(quick: bool = False) -> dict:
+    demo = ({"ants": 24, "sb": 4, "ch": 8, "ints": 6, "sources": 20} if quick
+            else {"ants": 48, "sb": 16, "ch": 8, "ints": 24, "sources": 40})
+    full = ({"ants": 32, "sb": 4, "ch": 16, "ints": 6, "sources": 40} if quick
+            else {"ants": 96, "sb": 16, "ch": 48, "ints": 24, "sources": 200})
+    n_demo, n_full, n_mem = (4, 2, 12) if quick else (12, 2, 50)
+    speed_full = 20.0 if quick else 1.0
+    demo_sets = [_subbands(demo)] + (["imaging.npix=512"] if quick else [])
+    full_sets = [_subbands(full), "orchestrator.stage_threads=2"] + (
+        ["imaging.npix=512"] if quick else [])
+    rows: list[dict] = []
+    notes: list[str] = []
+    work = Path(tempfile.mkdtemp(prefix="perf-realtime-"))
+    try:
+        # 1. demo scale at 10x real time
+        _simulate(work / "demo", n_demo, demo)
+        lats, wall, err = _replayed(work / "demo", work, "demo10x", n_demo, 10.0, demo_sets,
+                                    timeout=n_demo * 31 + 600)
+        rows.append(_lat_row(f"demo scale, {n_demo} groups replayed at 10x real time", lats,
+                             replay_wall_s=round(wall, 1)))
+        if err:
+            notes.append(f"demo 10x: {err}")
+        # 2. full scale at 1x real time
+        _simulate(work / "full", n_full + 1, full)
+        lats, wall, err = _replayed(work / "full", work, "full1x", n_full + 1, speed_full,
+                                    full_sets, timeout=(n_full + 1) * 309 / speed_full + 900)
+        p95 = _pct([x["latency_s"] for x in lats], 95)
+        rows.append(_lat_row(
+            f"full scale, {n_full + 1} groups replayed at {speed_full:g}x real time", lats,
+            replay_wall_s=round(wall, 1),
+            goal=f"p95 <= {GOAL_P95_S:g} s: " + ("met" if p95 is not None
+                                                 and p95 <= GOAL_P95_S else "not met")))
+        if err:
+            notes.append(f"full 1x: {err}")
+        # 3. full scale, as fast as files land
+        lats, err = _caught_up(work / "full", work, "fullcatchup", n_full + 1, full_sets,
+                               timeout=1800)
+        if lats:
+            first = min(x["landed"] for x in lats)
+            span = max(x["done"] for x in lats) - first
+            per_hour = len(lats) / span * 3600.0
+            ratio = per_hour / TELESCOPE_GROUPS_PER_HOUR
+            rows.append(row(f"full scale, {len(lats)} groups landed at once", "dsa110_pipeline."
+                            "run --watch (2 workers)", span, None,
+                            groups_per_hour=round(per_hour, 1),
+                            telescope_groups_per_hour=round(TELESCOPE_GROUPS_PER_HOUR, 2),
+                            x_telescope=round(ratio, 2),
+                            goal=f">= {GOAL_THROUGHPUT:g}x (stretch {STRETCH_THROUGHPUT:g}x): "
+                                 + ("met" if ratio >= GOAL_THROUGHPUT else "not met")
+                                 + (", stretch met" if ratio >= STRETCH_THROUGHPUT else "")))
+        if err:
+            notes.append(f"full catch-up: {err}")
+        # 4. memory over a long run
+        _simulate(work / "mem", n_mem, demo)
+        at: dict[int, Any] = {10 if not quick else 4: None, n_mem: None}
+        lats, err = _caught_up(work / "mem", work, "mem", n_mem, demo_sets, timeout=3600,
+                               rss_at=at)
+        k0, k1 = sorted(at)
+        if at[k0] is not None and at[k1] is not None:
+            growth = at[k1][0] / at[k0][0] - 1.0
+            rows.append(row(f"demo scale, {n_mem} groups landed at once", "dsa110_pipeline."
+                            "run --watch (2 workers)", None, at[k1][1],
+                            **{f"service_rss_gb_after_{k0}": round(at[k0][0], 3),
+                               f"service_rss_gb_after_{k1}": round(at[k1][0], 3),
+                               f"tree_rss_gb_after_{k0}": round(at[k0][1], 2),
+                               f"tree_rss_gb_after_{k1}": round(at[k1][1], 2)},
+                            service_growth_pct=round(100 * growth, 1),
+                            goal=f"within {100 * GOAL_RSS:g} %: "
+                                 + ("met" if abs(growth) <= GOAL_RSS else "not met")))
+        if err:
+            notes.append(f"memory run: {err}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    notes.append("latency: last file of a group landed (mtime) -> its last stage finished, "
+                 "from the service's latency.jsonl; settle 5 s and 2 s polls included")
+    return {"suite": "realtime", "rows": rows, "notes": notes}
