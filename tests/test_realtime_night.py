@@ -115,7 +115,7 @@ def test_sigkill_mid_night_then_restart_loses_and_duplicates_nothing(night, tmp_
     proc.wait()
     feeder.join()
     killed_at = stage_runs()
-    assert killed_at < 4 * N_GROUPS, "the night finished before the kill"
+    assert killed_at < 5 * N_GROUPS, "the night finished before the kill"
     again = _service(inp, out, "--stop-after", str(N_GROUPS))
     assert again.wait(180) == 0, again.stderr.read().decode()[-2000:]
     groups = _groups(out)
@@ -126,8 +126,9 @@ def test_sigkill_mid_night_then_restart_loses_and_duplicates_nothing(night, tmp_
                        "('ok', 'cached') group by group_id, stage").fetchall()
     assert len(prods) == len(set(prods)) and all(Path(p).exists() for *_, p in prods)
     assert {(g, s) for g, s, _ in ok} == {(g, s) for g in groups for s in (
-        ("conversion", "calibration", "imaging", "validation") if groups[g]["role"] ==
-        "calibrator" else ("conversion", "apply_calibration", "imaging", "validation"))}
+        ("conversion", "calibration", "imaging", "validation", "photometry")
+        if groups[g]["role"] == "calibrator" else
+        ("conversion", "apply_calibration", "imaging", "validation", "photometry"))}
     lat = [json.loads(x)["group_id"] for x in (out / "latency.jsonl").read_text().splitlines()]
     assert len(lat) == len(set(lat))  # no group reported twice
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]

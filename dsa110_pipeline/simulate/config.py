@@ -63,6 +63,15 @@ class SimulationConfig:
     #: Catalog sources farther than this (deg) from the pointing at all times are left out.
     max_source_distance_deg: float = 10.0
     rfi_frequencies_hz: tuple[float, ...] = field(default=KNOWN_RFI_FREQUENCIES)
+    #: Variable sources injected (flares, dips and steps in turn), chosen among the field
+    #: sources of at least ``variable_min_flux_jy``; their per-group flux factor is in the
+    #: truth (``source_variability``). 0: a steady sky.
+    n_variables: int = 0
+    #: Fractional amplitudes the variables cycle through (a dip of 0.5 halves the flux).
+    variable_amplitudes: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8)
+    #: Groups a flare or a dip lasts.
+    variable_duration_groups: int = 3
+    variable_min_flux_jy: float = 0.02
     #: Threads for the numba kernels (None: all cores).
     nthreads: int | None = None
 

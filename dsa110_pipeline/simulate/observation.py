@@ -162,8 +162,8 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
     location = geo.earth_location(layout.site_lat_rad, layout.site_lon_rad, layout.site_height_m)
     lat = layout.site_lat_rad
     nthreads = cfg.nthreads
-    seeds = np.random.SeedSequence(cfg.seed).spawn(7)
-    rng_sky, rng_gain, rng_bp, rng_dead, rng_rfi, rng_jit, rng_survey = (
+    seeds = np.random.SeedSequence(cfg.seed).spawn(8)  # the first 7 as before: same skies
+    rng_sky, rng_gain, rng_bp, rng_dead, rng_rfi, rng_jit, rng_survey, rng_var = (
         np.random.default_rng(s) for s in seeds)
 
     # frequencies, file by file (descending within and across subbands)
@@ -211,6 +211,8 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         sky = concatenate(sky.select(keep), cal_cat)
         overrides[len(sky) - 1] = cal_spec
     flux_all = spectra(sky, all_freqs, overrides)  # (nsrc, nfreq)
+    # variable sources: a flux factor per group and source (1 = steady)
+    var_factor, var_kind = variability(rng_var, sky.flux_jy, cfg, exclude=set(overrides))
     # what the night knows of its sky: a survey catalog, never the truth
     survey_path = write_survey_catalog(survey_view(sky, rng_survey), out_dir / SURVEY_CATALOG)
 
@@ -251,7 +253,7 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         lmn_use = lmn[:, use]
         beam = geo.beam_power(lmn_use, pointing, all_freqs) if cfg.beam else \
             np.ones((nint, use.size, all_freqs.size))
-        app_flux = flux_all[use][None, :, :] * beam  # (nt, nuse, nfreq)
+        app_flux = flux_all[use][None, :, :] * var_factor[g, use][None, :, None] * beam
         gains = gains_all[g * nint:(g + 1) * nint]
         rfi_p = rfi_power(rng_rfi, all_freqs, nint, cfg.rfi_frequencies_hz) if cfg.rfi else \
             np.zeros((nint, all_freqs.size))
@@ -321,7 +323,9 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
             "source_ra": sky.ra[use], "source_dec": sky.dec[use],
             "source_flux_ref": sky.flux_jy[use], "source_spectral_index":
                 sky.spectral_index[use], "source_ref_freq_hz": sky.ref_freq_hz[use],
-            "source_flux": flux_all[use].astype(np.float32),
+            "source_flux": (flux_all[use] * var_factor[g, use][:, None]).astype(np.float32),
+            "source_variability": var_factor[g, use].astype(np.float32),
+            "source_variable_kind": np.asarray(var_kind[use], dtype=str),
             "source_beam": np.transpose(beam, (1, 0, 2)).astype(np.float32),
             "source_lmn": lmn_use, "freq_array": freqs, "time_array": jd_t,
             "time_mjd_s": (jd_t - 2400000.5) * 86400.0,
@@ -375,3 +379,34 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
 def start_iso_of(jd: float) -> str:
     """ISO time (UTC, milliseconds) of a Julian date."""
     return _jd_to_datetime(jd).isoformat(timespec="milliseconds")
+
+
+def variability(rng: np.random.Generator, flux_ref: np.ndarray, cfg: SimulationConfig,
+                exclude: set[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per group and source, the flux factor of the injected variables (``n_groups``,
+    ``nsrc``; 1 for steady sources), and each source's kind ("" steady, "flare", "dip",
+    "step"). A flare or dip lasts ``variable_duration_groups`` groups, starting at a random
+    group with a steady group on either side where the night allows; a step starts at a
+    random group after the first."""
+    n, ng = len(flux_ref), cfg.n_groups
+    factor = np.ones((ng, n))
+    kind = np.full(n, "", dtype=object)
+    pool = [i for i in np.flatnonzero(flux_ref >= cfg.variable_min_flux_jy)
+            if i not in exclude]
+    if cfg.n_variables <= 0 or not pool or ng < 2:
+        return factor, kind.astype(str)
+    chosen = rng.choice(pool, min(cfg.n_variables, len(pool)), replace=False)
+    d = max(1, min(cfg.variable_duration_groups, ng - 2 if ng > 2 else 1))
+    for j, i in enumerate(chosen):
+        k = ("flare", "dip", "step")[j % 3]
+        a = cfg.variable_amplitudes[(j // 3) % len(cfg.variable_amplitudes)]
+        if k == "step":
+            g0 = int(rng.integers(1, ng))
+            factor[g0:, i] = 1.0 + a
+        else:
+            lo, hi = (1, ng - d) if ng - d > 1 else (0, ng - d + 1)
+            g0 = int(rng.integers(lo, max(hi, lo + 1)))
+            factor[g0:g0 + d, i] = 1.0 + a if k == "flare" else max(1.0 - a, 0.05)
+        kind[i] = k
+    return factor, kind.astype(str)
+

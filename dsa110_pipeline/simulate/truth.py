@@ -3,7 +3,9 @@
 npz keys (per group):
   source_name, source_ra, source_dec (rad, ICRS), source_flux_ref (Jy at source_ref_freq_hz),
   source_spectral_index, source_ref_freq_hz, source_flux (nsrc, nfreq: intrinsic Jy per
-  channel), source_beam (nsrc, ntime, nfreq: primary-beam power; apparent = flux * beam),
+  channel, in this group: a variable's factor applied), source_variability (nsrc: that
+  factor, 1 for steady sources), source_variable_kind (nsrc: "", "flare", "dip", "step"),
+  source_beam (nsrc, ntime, nfreq: primary-beam power; apparent = flux * beam),
   source_lmn (ntime, nsrc, 3: ENU direction cosines), freq_array (nsub, nchan: Hz, file
   order, descending), time_array (ntime: JD), time_mjd_s (ntime: MJD seconds, as in the
   MS), lst_array (ntime: rad),

@@ -1,0 +1,35 @@
+"""Injected variable sources: the per-group flux factors the truth records."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsa110_pipeline.simulate.config import SimulationConfig
+from dsa110_pipeline.simulate.observation import variability
+
+
+def test_flares_dips_and_steps_with_their_amplitudes(tmp_path):
+    cfg = SimulationConfig(out_dir=tmp_path, n_groups=12, n_variables=6,
+                           variable_amplitudes=(0.3, 0.6), variable_duration_groups=3)
+    flux = np.r_[np.full(20, 0.1), 0.001, 10.0]
+    factor, kind = variability(np.random.default_rng(0), flux, cfg, exclude={21})
+    assert factor.shape == (12, 22)
+    var = np.flatnonzero(kind != "")
+    assert len(var) == 6 and 20 not in var and 21 not in var  # too faint; the calibrator
+    assert (factor[:, kind == ""] == 1).all()
+    for i in var:
+        f = factor[:, i]
+        if kind[i] == "flare":
+            assert np.sum(f > 1) == 3 and f[0] == 1 and f[-1] == 1
+        elif kind[i] == "dip":
+            assert np.sum(f < 1) == 3 and f[0] == 1 and f[-1] == 1
+        else:
+            assert f[0] == 1 and f[-1] > 1 and np.all(np.diff(f) >= 0)
+    amps = sorted({round(abs(f - 1), 3) for i in var for f in factor[:, i] if f != 1})
+    assert amps == [0.3, 0.6]
+
+
+def test_no_variables_by_default(tmp_path):
+    cfg = SimulationConfig(out_dir=tmp_path, n_groups=3)
+    factor, kind = variability(np.random.default_rng(0), np.ones(5), cfg, exclude=set())
+    assert (factor == 1).all() and (kind == "").all()

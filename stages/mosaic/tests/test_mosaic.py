@@ -1,0 +1,133 @@
+"""The mosaic of drift-scan group images of a known sky: fluxes in the overlaps, noise
+against the inverse-variance expectation, REJECTed groups left out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dsa110_pipeline.cache import ResultCache
+from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.night import GroupSpec, NightOrchestrator
+from dsa110_pipeline.stage import FunctionStage
+from dsa110_pipeline.state import StateDB
+from stages.mosaic import MosaicStage
+from stages.mosaic.combine import accumulate, finish
+
+N, CELL, DEC = 200, 20.0 / 3600, 30.0
+BEAM = 150.0 / 3600  # restoring beam FWHM, deg (7.5 pixels)
+PB_SIGMA = 0.5  # deg
+MJD0 = 61065.0 + 22 / 24
+SKY = [(150.0, 30.0, 1.0), (150.6, 30.3, 0.5), (149.4, 29.8, 0.8), (150.3, 30.0, 0.3)]
+
+
+def _header(ra0):
+    from astropy.io import fits
+
+    h = fits.Header()
+    h.update(NAXIS=2, NAXIS1=N, NAXIS2=N, CTYPE1="RA---SIN", CTYPE2="DEC--SIN", CRVAL1=ra0,
+             CRVAL2=DEC, CRPIX1=N / 2 + 0.5, CRPIX2=N / 2 + 0.5, CDELT1=-CELL, CDELT2=CELL,
+             CUNIT1="deg", CUNIT2="deg", BMAJ=BEAM, BMIN=BEAM, BPA=0.0, TELESCOP="OVRO_MMA")
+    return h
+
+
+def _beam_noise(rng, sigma):
+    """Noise correlated over the restoring beam, of rms ``sigma``: an image's noise."""
+    white = rng.normal(size=(N, N))
+    f = np.fft.fftfreq(N)
+    s = BEAM / CELL / np.sqrt(8 * np.log(2))  # beam sigma, pixels
+    taper = np.exp(-2 * np.pi ** 2 * s ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
+    n = np.fft.ifft2(np.fft.fft2(white) * taper).real
+    return sigma * n / n.std()
+
+
+def _group_images(ra0, sigma, seed, out):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    h = _header(ra0)
+    w = WCS(h)
+    yy, xx = np.mgrid[0:N, 0:N].astype(float)
+    ra, dec = w.pixel_to_world_values(xx, yy)
+    d2 = ((ra - ra0) * np.cos(np.radians(DEC))) ** 2 + (dec - DEC) ** 2
+    pb = np.exp(-d2 / (2 * PB_SIGMA ** 2))
+    img = _beam_noise(np.random.default_rng(seed), sigma)
+    for sra, sdec, flux in SKY:
+        x, y = w.world_to_pixel_values(sra, sdec)
+        r2 = ((xx - x) ** 2 + (yy - y) ** 2) * CELL ** 2
+        sd2 = ((sra - ra0) * np.cos(np.radians(DEC))) ** 2 + (sdec - DEC) ** 2
+        img += flux * np.exp(-sd2 / (2 * PB_SIGMA ** 2)) * np.exp(-4 * np.log(2) * r2 / BEAM ** 2)
+    refs = []
+    for role, data in (("image", img), ("pb", pb)):
+        path = out / f"g{ra0:.1f}-{role}.fits"
+        fits.writeto(path, data.astype(np.float32), h, overwrite=True)
+        refs.append(ProductRef.for_path("fits", path, role=role))
+    return refs
+
+
+def _run(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    centres = [149.4, 149.8, 150.2, 150.6, 151.0]
+    sigmas = [0.010, 0.012, 0.010, 0.008, 0.010]
+
+    def images(ctx):
+        k = ctx.metadata["index"]
+        return ctx.with_output("images", _group_images(centres[k], sigmas[k], k, out))
+
+    def validation(ctx):
+        k = ctx.metadata["index"]
+        p = out / f"v{k}.html"
+        p.write_text("report")
+        return ctx.with_output("validation", ProductRef.for_path(
+            "html", p, verdict="REJECT" if k == 4 else "ACCEPT",
+            metrics={"noise": {"image_rms_jy": sigmas[k]}}))
+
+    stages = [FunctionStage(images, name="imaging", produces=("images",)),
+              FunctionStage(validation, name="validation", produces=("validation",)),
+              MosaicStage({"pb_cut": 0.2, "output_dir": str(out)})]
+    specs = [GroupSpec(f"2026-01-25T22:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 0.0036,
+                       metadata={"index": k}) for k in range(5)]
+    with StateDB(tmp_path / "state.sqlite") as db:
+        res = NightOrchestrator(db, output_dir=out, cache=ResultCache(out / ".c")).run(
+            specs, lambda s: stages, PipelineContext())
+        assert list(res.windows.values()) == ["done"]
+    return res.result.context.get("mosaic@2026-01-25T22:00:00/mosaic"), sigmas
+
+
+def test_mosaic_fluxes_noise_and_provenance(tmp_path):
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    refs, sigmas = _run(tmp_path)
+    planes = {r.meta["role"]: r.path for r in refs}
+    img = fits.getdata(planes["image"]).astype(float)
+    noise = fits.getdata(planes["noise"]).astype(float)
+    hdr = fits.getheader(planes["image"])
+    assert hdr["NGROUPS"] == 4 and hdr["NLEFTOUT"] == 1 and hdr["OUT001"].endswith("22:20:00")
+    assert hdr["TELESCOP"] == "OVRO_MMA" and hdr["BUNIT"] == "JY/BEAM"
+    w = WCS(hdr)
+    for ra, dec, flux in SKY:  # every source, in the overlaps of two or more groups
+        x, y = w.world_to_pixel_values(ra, dec)
+        iy, ix = int(round(float(y))), int(round(float(x)))
+        peak = np.nanmax(img[iy - 2:iy + 3, ix - 2:ix + 3])
+        assert abs(peak - flux) < max(0.02 * flux, 5 * noise[iy, ix]), (ra, peak, flux)
+    # the noise map against the measured scatter, away from the sources
+    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
+    far = np.isfinite(img)
+    for ra, dec, _ in SKY:
+        x, y = w.world_to_pixel_values(ra, dec)
+        far &= np.hypot(xx - x, yy - y) > 8
+    z = img[far] / noise[far]
+    assert 0.9 < np.std(z) < 1.1
+    # a pixel seen by one group only has that group's noise / pb there
+    assert np.nanmin(noise) < min(sigmas[:4])  # overlaps beat any single group
+
+
+def test_accumulate_is_inverse_variance_weighting():
+    num, den = np.zeros(3), np.zeros(3)
+    pb = np.array([1.0, 0.5, 0.1])
+    for sigma, truth in ((1.0, 2.0), (2.0, 2.0)):
+        accumulate(num, den, truth * pb, pb, sigma, pb_cut=0.2)
+    m, n = finish(num, den)
+    assert np.allclose(m[:2], 2.0) and np.isnan(m[2])
+    assert np.isclose(n[0], 1 / np.sqrt(1 + 1 / 4))

@@ -1,0 +1,97 @@
+"""Forced photometry: the flux of a point source at a known position, by a fit of the
+restoring beam (fixed position and shape, free amplitude) to the pixels around it.
+
+For an image whose noise is stationary over the fit box, the least-squares amplitude is
+``A = sum(K d) / sum(K^2)`` with ``K`` the beam centred on the position, and its error is
+``sigma sqrt(K^T R K) / sum(K^2)``, where ``R`` is the noise's normalised autocorrelation
+(the pixels are correlated over a beam: Condon 1997, PASP 109, 166). ``R`` is measured
+from the image itself (:func:`noise_acf`), so the error holds whatever the PSF. Pure
+functions on arrays; vectorised over sources (no loop in Python).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FOUR_LN2 = 4.0 * np.log(2.0)
+
+
+def beam_kernel(dx: np.ndarray, dy: np.ndarray, bmaj_px: float, bmin_px: float,
+                bpa_deg: float) -> np.ndarray:
+    """The restoring beam (peak 1) at pixel offsets ``dx`` (along the image's x axis, RA
+    decreasing) and ``dy`` (Dec increasing); ``bpa`` in degrees east of north."""
+    pa = np.radians(bpa_deg)
+    s, c = np.sin(pa), np.cos(pa)
+    major = -dx * s + dy * c  # north towards east (east is -x)
+    minor = dx * c + dy * s
+    return np.exp(-FOUR_LN2 * ((major / bmaj_px) ** 2 + (minor / bmin_px) ** 2))
+
+
+def noise_acf(residual: np.ndarray, half: int) -> np.ndarray:
+    """The noise's autocorrelation from a residual image, normalised to 1 at zero lag,
+    cropped to lags within ``half`` pixels: shape ``(2 half + 1, 2 half + 1)``."""
+    r = np.nan_to_num(np.asarray(residual, dtype=np.float64))
+    r = r - np.median(r)
+    ny, nx = r.shape
+    f = np.fft.rfft2(r, s=(2 * ny, 2 * nx))  # zero-padded: no wrap-around
+    acf = np.fft.irfft2(np.abs(f) ** 2, s=(2 * ny, 2 * nx))
+    acf = np.fft.fftshift(acf)
+    cy, cx = ny, nx
+    crop = acf[cy - half:cy + half + 1, cx - half:cx + half + 1]
+    return crop / crop[half, half]
+
+
+def noise_factor(bmaj_px: float, bmin_px: float, bpa_deg: float, acf: np.ndarray) -> float:
+    """The amplitude's error in units of the pixel noise sigma, ``sqrt(K^T R K) /
+    sum(K^2)``, for the beam centred on a pixel and the noise autocorrelation ``acf``
+    (:func:`noise_acf`)."""
+    half = acf.shape[0] // 2
+    yy, xx = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float64)
+    k = beam_kernel(xx, yy, bmaj_px, bmin_px, bpa_deg)
+    kk = float(np.sum(k * k))
+    # K^T R K = sum over pixel pairs of K_i K_j R(i - j): the kernel's autocorrelation
+    # against R, through FFTs
+    n = 2 * k.shape[0] - 1
+    fk = np.fft.rfft2(k, s=(n, n))
+    kacf = np.fft.fftshift(np.fft.irfft2(np.abs(fk) ** 2, s=(n, n)))
+    c = n // 2
+    kacf = kacf[c - half:c + half + 1, c - half:c + half + 1]
+    return float(np.sqrt(max(np.sum(kacf * acf), 0.0)) / kk)
+
+
+def forced_fluxes(image: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: np.ndarray,
+                  bmaj_px: float, bmin_px: float, bpa_deg: float, *, factor: float,
+                  half: int | None = None) -> dict[str, np.ndarray]:
+    """Beam-fit amplitudes at pixel positions ``(x, y)`` (0-based, x along NAXIS1).
+
+    ``sigma``: each source's local pixel noise; ``factor``: :func:`noise_factor`.
+    Returns ``flux`` (image units, Jy/beam), ``err``, ``chi2`` (reduced, of the fit over
+    the box: large where the source is extended, blended or sits on an artefact),
+    ``edge`` (the box leaves the image or holds blanked pixels).
+    """
+    img = np.asarray(image, dtype=np.float64)
+    ny, nx = img.shape
+    if half is None:
+        half = int(np.ceil(bmaj_px))
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    off = np.arange(-half, half + 1)
+    px = ix[:, None, None] + off[None, None, :]  # (n, 1, w)
+    py = iy[:, None, None] + off[None, :, None]  # (n, w, 1)
+    inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+    vals = img[np.clip(py, 0, ny - 1), np.clip(px, 0, nx - 1)]  # (n, w, w)
+    bad = ~inside | ~np.isfinite(vals)
+    vals = np.where(bad, 0.0, vals)
+    k = beam_kernel(px - x[:, None, None], py - y[:, None, None], bmaj_px, bmin_px, bpa_deg)
+    k = np.where(bad, 0.0, k)
+    kk = np.sum(k * k, axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        amp = np.sum(k * vals, axis=(1, 2)) / kk
+        sig = np.asarray(sigma, dtype=np.float64) * np.ones_like(amp)
+        resid = vals - amp[:, None, None] * k
+        npix = np.sum(~bad, axis=(1, 2))
+        chi2 = np.sum(np.where(bad, 0.0, resid ** 2), axis=(1, 2)) / sig ** 2 / np.maximum(
+            npix - 1, 1)
+    edge = bad.any(axis=(1, 2))
+    return {"flux": amp, "err": factor * sig, "chi2": chi2, "edge": edge}
