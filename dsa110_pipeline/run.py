@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
+import json
 import os
 import sqlite3
 import sys
@@ -298,25 +300,56 @@ def watch_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int
         return live.serve(max_groups=args.stop_after)
 
 
-def _summary(cfg: FrameworkConfig, out: Path, state: StateDB, log: Any) -> None:
-    """The night summary page of the state DB's groups of the last day (a live night's
-    view)."""
+def _summary(cfg: FrameworkConfig, out: Path, state: StateDB, log: Any,
+             rows: list[tuple[str, ...]] | None = None) -> None:
+    """Write the night summary page through the ``pipeline.night_report`` hook: ``rows``
+    (group, verdict, report[, reason]), else those of the state DB's groups of the last
+    day (a live night's view); with the details the state DB holds when the hook takes
+    them (QA figures, stage times, products, windows)."""
     if not cfg.pipeline.night_report:
         return
-    rows: list[tuple[str, ...]] = []
-    groups = state.groups()
-    latest = max((g["start_mjd"] for g in groups if g["start_mjd"] is not None), default=0.0)
-    for g in groups:
-        if g["start_mjd"] is not None and g["start_mjd"] < latest - 1.0:
-            continue
-        verdict = state.verdict(g["group_id"])
-        if verdict is not None:
-            rows.append((g["group_id"], verdict["verdict"], verdict["report"]))
-        elif g["status"] in ("quarantined", "failed", "waiting"):
-            qdir = out / "quarantine" / g["group_id"].replace(":", "")
-            rows.append((g["group_id"], g["status"].upper(), str(qdir / "errors.json"),
-                         g["message"] or ""))
-    resolve_stage(cfg.pipeline.night_report)(out / "night_summary.html", rows)
+    if rows is None:
+        rows = []
+        groups = state.groups()
+        latest = max((g["start_mjd"] for g in groups if g["start_mjd"] is not None),
+                     default=0.0)
+        for g in groups:
+            if g["start_mjd"] is not None and g["start_mjd"] < latest - 1.0:
+                continue
+            verdict = state.verdict(g["group_id"])
+            if verdict is not None:
+                rows.append((g["group_id"], verdict["verdict"], verdict["report"]))
+            elif g["status"] in ("quarantined", "failed", "waiting"):
+                qdir = out / "quarantine" / g["group_id"].replace(":", "")
+                rows.append((g["group_id"], g["status"].upper(), str(qdir / "errors.json"),
+                             g["message"] or ""))
+    hook = resolve_stage(cfg.pipeline.night_report)
+    path = out / "night_summary.html"
+    if "details" in inspect.signature(hook).parameters:
+        page = hook(path, rows, details=_summary_details(state, [r[0] for r in rows]))
+    else:
+        page = hook(path, rows)
+    log.info("night summary written", path=str(page))
+
+
+def _summary_details(state: StateDB, gids: Sequence[str]) -> dict[str, Any]:
+    """What the state DB knows of these groups and of the windows holding them."""
+    def products(owner: str) -> list[dict[str, Any]]:
+        return [{"key": p["key"], "kind": p["kind"], "path": p["path"],
+                 "meta": json.loads(p["meta"] or "{}")} for p in state.products(owner)]
+
+    groups: dict[str, Any] = {}
+    for gid in gids:
+        verdict = state.verdict(gid)
+        stages: dict[str, float | None] = {}
+        for r in state.stage_runs(gid):  # the latest run of each stage
+            stages[r["stage"]] = r["wall_s"]
+        groups[gid] = {"metrics": json.loads(verdict["metrics"] or "{}") if verdict else {},
+                       "stages": stages, "products": products(gid)}
+    wanted = set(gids)
+    windows = [{**w, "products": products(w["window_id"])} for w in state.windows()
+               if wanted & set(w["groups"]) or wanted & set(w["gaps"])]
+    return {"groups": groups, "windows": windows}
 
 
 def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
@@ -495,8 +528,7 @@ def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: S
                 qdir = out / "quarantine" / gid.replace(":", "")
                 rows.append((gid, g["status"].upper(), str(qdir / "errors.json"),
                              why.get(gid, "")))
-        page = resolve_stage(cfg.pipeline.night_report)(out / "night_summary.html", rows)
-        log.info("night summary written", path=str(page))
+        _summary(cfg, out, state, log, rows)  # type: ignore[arg-type]
     return failed
 
 

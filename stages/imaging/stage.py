@@ -571,7 +571,9 @@ def _theoretical_rms(info: MSInfo, expected_rms: float | None,
     with table(info.path, ack=False) as t:
         tint = float(t.getcell("INTERVAL", 0))
     chan_width = float(np.median(np.abs(np.diff(info.freqs))))
-    sefd = float((ctx.config.get("instrument") or {}).get("sefd_jy", SEFD))
+    # the framework's typed config, as the runtime carries it (to dask workers too)
+    run_cfg = getattr(ctx.runtime, "config", None) if ctx.runtime is not None else None
+    sefd = float(getattr(getattr(run_cfg, "instrument", None), "sefd_jy", None) or SEFD)
     if tint <= 0 or chan_width <= 0:
         return None
     return float(expected_rms * radiometer_noise(sefd, chan_width, tint))

@@ -24,6 +24,7 @@ from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.stage import Resources, StageConfig
 from dsa110_pipeline.window import WindowStage
 
+from .plots import eta_v_plot, light_curve_plot
 from .store import LightCurveStore
 from .variability import statistics
 
@@ -40,6 +41,8 @@ class LightCurveConfig(StageConfig):
     v_threshold: float = Field(0.1, gt=0)
     dip_epochs: int = Field(3, ge=1)
     dip_sigma: float = Field(5.0, gt=0)
+    #: Candidates whose light curve is plotted (the night summary shows them).
+    max_plots: int = Field(20, ge=0)
     output_dir: str | None = None
 
 
@@ -80,12 +83,21 @@ class LightCurveStage(WindowStage):
                     ((stats["eta"] > cfg.eta_threshold) & (stats["v"] > cfg.v_threshold))
                     | (stats["dip_sigma"] >= cfg.dip_sigma))
             store.store_variability(sids, stats, cand)
-            cands = out_dir / f"{info.window_id.replace(':', '')}.candidates.csv"
+            stem = info.window_id.replace(":", "")
+            cands = out_dir / f"{stem}.candidates.csv"
             n_cand = store.write_candidates(cands)
+            plots = [eta_v_plot(out_dir / f"{stem}.eta_v.png", stats["eta"], stats["v"],
+                                cand, cfg.eta_threshold, cfg.v_threshold)]
+            mjd = store.image_times()
+            names = store.source_names()
+            for i in np.flatnonzero(cand)[:cfg.max_plots]:
+                plots.append(light_curve_plot(out_dir / f"{stem}.lc{i:05d}.png",
+                                              names[sids[i]], mjd, s[i], e[i]))
         return (ctx.with_output("lightcurves", [
                     ProductRef.for_path("sqlite", store_path, role="store"),
                     ProductRef.for_path("csv", cands, role="candidates", n=n_cand,
-                                        left_out=left_out, gaps=info.gaps)])
+                                        left_out=left_out, gaps=info.gaps),
+                    *(ProductRef.for_path("png", p, role="plot") for p in plots)])
                 .with_metrics(self.name, groups=len(info.groups) - len(left_out),
                               left_out=len(left_out), measurements=stored,
                               sources=len(sids), candidates=n_cand))

@@ -118,6 +118,14 @@ class LightCurveStore:
             err[row[r[0]], col[r[1]]] = r[3]
         return sources, flux, err, images
 
+    def image_times(self) -> np.ndarray:
+        """MJD of each image, in the order of :meth:`light_curves`' columns."""
+        return np.array([r[0] if r[0] is not None else np.nan for r in self.db.execute(
+            "SELECT mjd FROM images ORDER BY mjd, image_id")], dtype=float)
+
+    def source_names(self) -> dict[int, str]:
+        return dict(self.db.execute("SELECT source_id, name FROM sources").fetchall())
+
     def store_variability(self, source_ids: list[int], stats: dict[str, np.ndarray],
                           candidate: np.ndarray) -> None:
         now = time.time()

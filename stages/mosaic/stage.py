@@ -19,6 +19,7 @@ from dsa110_pipeline.atomic import atomic_path
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.stage import Resources, StageConfig
+from dsa110_pipeline.thumbnail import thumbnail_png
 from dsa110_pipeline.window import WindowStage
 
 from .combine import accumulate, finish
@@ -110,6 +111,8 @@ class MosaicStage(WindowStage):
                 fits.writeto(tmp, data.astype(np.float32), hdr)
             refs.append(ProductRef.for_path("fits", path, role=role, groups=used,
                                             left_out=left_out))
+        thumb = thumbnail_png(mosaic, out_dir / f"{stem}-thumb.png", max_px=800)
+        refs.append(ProductRef.for_path("png", thumb, role="thumbnail"))
         good = noise[np.isfinite(noise)]
         return (ctx.with_output("mosaic", refs)
                 .with_metrics(self.name, groups=len(used), left_out=len(left_out),

@@ -2,7 +2,7 @@
 a reference catalog, QA metrics, ACCEPT/WARN/REJECT verdicts and an HTML report per group."""
 
 from .config import Thresholds, ValidationConfig
-from .report import write_night_summary
+from .night_summary import write_night_summary
 from .stage import ValidationStage
 from .validate import Outcome, validate_group
 from .verdict import Verdict, VerdictResult

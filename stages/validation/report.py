@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -224,38 +223,5 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def write_night_summary(path: str | Path, groups: Sequence[tuple[Any, ...]],
-                        title: str = "DSA-110 night summary") -> Path:
-    """Write a summary page linking each group's report with its verdict.
-
-    ``groups``: (group id, verdict string, report path[, reason]) tuples; a failed
-    group's reason is shown beside it. Links are relative to the summary's folder when
-    possible.
-    """
-    out = Path(path)
-    counts: dict[str, int] = {}
-    rows = []
-    for gid, verdict, report, *rest in groups:
-        v = verdict.value if isinstance(verdict, Verdict) else str(verdict)
-        counts[v] = counts.get(v, 0) + 1
-        try:
-            href = os.path.relpath(Path(report).resolve(), out.parent.resolve())
-        except ValueError:
-            href = str(report)
-        reason = str(rest[0]) if rest and rest[0] else ""
-        rows.append(f"<tr><td>{_esc(gid)}</td><td>{badge(v)}</td>"
-                    f'<td><a href="{_esc(href)}">report</a></td>'
-                    f'<td class="reason">{_esc(reason)}</td></tr>')
-    tally = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "no groups"
-    text = "\n".join([
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{_esc(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>{_esc(title)}</h1><p>{_esc(tally)}</p>",
-        '<section id="groups"><table><tr><th>group</th><th>verdict</th><th>report</th>'
-        "<th>reason</th></tr>",
-        *rows, "</table></section></body></html>"])
-    return write_text_atomic(out, text)
-
-
-__all__ = ["SECTIONS", "render_group_report", "write_metrics_json", "write_night_summary",
+__all__ = ["SECTIONS", "render_group_report", "write_metrics_json",
            "timing_rows", "write_text_atomic", "badge"]

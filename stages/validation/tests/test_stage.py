@@ -179,7 +179,8 @@ def test_night_summary_links_reports_with_verdicts(tmp_path):
     assert links == ["groups/g1.html", "groups/g2.html", "groups/g3.html"]
     assert all((tmp_path / link).is_file() for link in links)
     assert "ACCEPT: 1" in html and "REJECT: 1" in html and "NOT_VALIDATED: 1" in html
-    rows = re.findall(r"<tr><td>(g\d)</td><td><span[^>]*>(\w+)</span>", html)
+    rows = re.findall(r"<tr><td>(g\d)</td><td class='thumb'></td><td><span[^>]*>(\w+)</span>",
+                      html)
     assert rows == [("g1", "ACCEPT"), ("g2", "REJECT"), ("g3", "NOT_VALIDATED")]
 
 
