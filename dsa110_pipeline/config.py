@@ -148,6 +148,8 @@ class WatchConfig(_Branch):
     #: "quarantine".
     partial: Literal["proceed", "quarantine"] = "proceed"
     min_files: int = Field(12, ge=1)
+    #: Groups run in one batch at most (a backlog goes in batches, oldest first).
+    max_batch: int = Field(4, ge=1)
     #: A group that failed, or waits for calibration, is offered again after this (s).
     retry_s: float = Field(60.0, ge=0)
     #: No file for this long (s): the night is over. Open windows close and groups still

@@ -5,6 +5,7 @@ wrapped (a full disk as a :class:`StorageError`)."""
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import multiprocessing as mp
 import os
@@ -101,9 +102,10 @@ def storage_roots(runtime: Runtime | None) -> list[str]:
 FULL_BELOW_BYTES = 1 << 20
 
 
-def full_root(roots: Iterable[str]) -> str | None:
-    """The first of ``roots`` whose file system has (almost) no space left, else None: a
-    process that died writing (casacore aborts on a full disk) leaves it so."""
+def full_root(roots: Iterable[str], need: int = FULL_BELOW_BYTES) -> str | None:
+    """The first of ``roots`` whose file system has less than ``need`` bytes free, else
+    None: a process that died writing (casacore aborts on a full disk) leaves it so, or
+    nearly so once its partial output is gone."""
     import shutil
 
     for r in roots:
@@ -111,18 +113,34 @@ def full_root(roots: Iterable[str]) -> str | None:
         while not os.path.exists(p) and os.path.dirname(p) != p:
             p = os.path.dirname(p)
         try:
-            if shutil.disk_usage(p).free < FULL_BELOW_BYTES:
+            if shutil.disk_usage(p).free < max(need, FULL_BELOW_BYTES):
                 return r
         except OSError:
             continue
     return None
 
 
+def _input_bytes(stage: PipelineStage, ctx: PipelineContext | None) -> int:
+    """What the stage's input files weigh (a directory, an MS, with all it holds)."""
+    total = 0
+    for f in _input_files(stage, ctx) if ctx is not None else []:
+        if os.path.isdir(f):
+            for root, _dirs, files in os.walk(f):
+                for name in files:
+                    with contextlib.suppress(OSError):
+                        total += os.path.getsize(os.path.join(root, name))
+        else:
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(f)
+    return total
+
+
 def _died_of_full_disk(stage: PipelineStage, runtime: Runtime | None, exc: BaseException,
-                       what: str) -> StorageError | None:
+                       what: str, ctx: PipelineContext | None = None) -> StorageError | None:
     """A :class:`StorageError` when the process running ``stage`` died and a storage root
-    is full (the death was the disk's, so retrying cannot help), else None."""
-    where = full_root(storage_roots(runtime))
+    has less space than the stage's inputs weigh (a stage writes about that much; the
+    death was the disk's, so retrying cannot help), else None."""
+    where = full_root(storage_roots(runtime), need=_input_bytes(stage, ctx))
     if where is None:
         return None
     return StorageError(f"no space left on {where} ({what})", stage=stage.name, cause=exc)
@@ -253,7 +271,7 @@ def run_on_dask(client: Any, stage: PipelineStage, ctx: PipelineContext,
     except (PipelineError, KeyboardInterrupt):
         raise
     except Exception as exc:  # KilledWorker, lost connection, cancelled
-        full = _died_of_full_disk(stage, runtime, exc, "its dask workers died writing")
+        full = _died_of_full_disk(stage, runtime, exc, "its dask workers died writing", ctx)
         if full is not None:
             raise full from exc
         raise TransientError(f"the dask task failed: {type(exc).__name__}: {exc}",
@@ -308,7 +326,8 @@ def run_in_child(stage: PipelineStage, ctx: PipelineContext,
             status, payload = recv.recv()
         except EOFError:
             proc.join(5)
-            full = _died_of_full_disk(stage, ctx.runtime, EOFError(), "its process died")
+            full = _died_of_full_disk(stage, ctx.runtime, EOFError(), "its process died",
+                                      ctx)
             if full is not None:
                 raise full from None
             raise StageFailed(f"worker process died (exit code {proc.exitcode})",

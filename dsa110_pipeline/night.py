@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +289,7 @@ class NightOrchestrator:
 
     def run(self, specs: Sequence[GroupSpec], factory: StageFactory,
             ctx: PipelineContext | None = None, *, windows_closed_before: float | None = None,
-            defer_unplannable: bool = False) -> NightResult:
+            defer_unplannable: bool = False, _fallback: bool = False) -> NightResult:
         """Run the groups not finished yet, then the windows they touch.
 
         ``windows_closed_before`` (MJD): only windows ending by then run; later ones may
@@ -347,7 +347,35 @@ class NightOrchestrator:
         status.update(self._finish(live, result, owner))
         status.update(skipped)
         window_status.update(self._finish_windows(windows, result))
+        orphans = [] if _fallback else self._orphans(live, result, owner, status)
+        if orphans:
+            # groups that failed only because a product they share failed (their
+            # calibrator's solve) run again at once without it: a finder (the
+            # calibration registry) may give another
+            again = self.run(orphans, factory, ctx, windows_closed_before=windows_closed_before,
+                             defer_unplannable=defer_unplannable, _fallback=True)
+            status.update({g: st for g, st in again.status.items() if g in status})
+            window_status.update(again.windows)
         return NightResult(result, status, list(skipped), window_status)
+
+    def _orphans(self, live: Sequence[GroupSpec], result: RunResult, owner: dict[str, str],
+                 status: dict[str, str]) -> list[GroupSpec]:
+        """Failed groups whose failure is another group's (a product they share failed):
+        copies of their specs without the shared products of failed groups."""
+        out = []
+        failed_owners = {g for g, st in status.items() if st not in ("done", "skipped")}
+        for spec in live:
+            if status.get(spec.group_id) != "failed":
+                continue
+            recs = [r for n, r in result.records.items() if owner[n] == spec.group_id]
+            if any(r.status == "failed" for r in recs):
+                continue  # a stage of its own failed
+            lost = {k for k, v in spec.shared.items()
+                    if v.partition(SEP)[0] in failed_owners}
+            if lost:
+                out.append(replace(spec, shared={k: v for k, v in spec.shared.items()
+                                                 if k not in lost}))
+        return out
 
     def _start_windows(self, todo: list[tuple[WindowPlan, PipelineStage]],
                        stages: Sequence[MappedStage], inputs: dict[str, Product]

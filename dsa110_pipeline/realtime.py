@@ -110,6 +110,7 @@ class LiveNight:
         self.latencies: deque[Latency] = deque(maxlen=500)
         self.in_flight: list[str] = []
         self.stopping: str | None = None
+        self.backlog = False  # more groups ready than one batch takes
         self.last_landing = time.time()
         self.started = time.time()
         self.windows_closed = -math.inf
@@ -160,7 +161,8 @@ class LiveNight:
                 if max_groups is not None and not self.open and sum(
                         len(self.state.groups(s)) for s in FINISHED) >= max_groups:
                     break
-                self.watcher.wait(self.cfg.watch.poll_s)
+                if not self.backlog:
+                    self.watcher.wait(self.cfg.watch.poll_s)
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
@@ -192,6 +194,7 @@ class LiveNight:
     def _ready(self, now: float, idle: bool) -> list[GroupSpec]:
         """The groups to offer now; quarantines groups incomplete past the timeout and
         reports late files."""
+        self.backlog = False
         if not self.pending:
             return []
         w = self.cfg.watch
@@ -220,8 +223,14 @@ class LiveNight:
             retry = row.get("status") in ("failed", "waiting")
             if retry and now - entry.offered < w.retry_s and not idle:
                 continue
-            entry.offered = now
             ready.append(spec)
+        # a backlog (a restart, a night caught up) goes in batches of the oldest groups:
+        # the status, latencies and a SIGTERM's drain stay timely
+        ready.sort(key=lambda s: s.start_mjd if s.start_mjd is not None else math.inf)
+        self.backlog = len(ready) > w.max_batch
+        ready = ready[:w.max_batch]
+        for spec in ready:
+            self.open[spec.group_id].offered = now
         return ready
 
     def _late_for(self, spec: GroupSpec) -> str | None:

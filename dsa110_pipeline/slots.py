@@ -12,9 +12,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from .errors import TransientError
 
 
 def cluster_threads(client: Any) -> int:
@@ -30,9 +33,13 @@ class WorkerSlots:
     so workers that join or die change the count without a restart.
     """
 
-    def __init__(self, capacity: Callable[[], int], poll_s: float = 1.0) -> None:
+    def __init__(self, capacity: Callable[[], int], poll_s: float = 1.0,
+                 no_worker_timeout_s: float = 600.0) -> None:
         self._capacity = capacity
         self.poll_s = poll_s
+        #: a cluster with no worker for this long (all died and none restarts) is an
+        #: error, not a wait without end
+        self.no_worker_timeout_s = no_worker_timeout_s
         self._cond = threading.Condition()
         self._waiting: list[tuple[int, int]] = []
         self._seq = itertools.count()
@@ -45,6 +52,7 @@ class WorkerSlots:
         ticket = (-int(priority), next(self._seq))
         with self._cond:
             heapq.heappush(self._waiting, ticket)
+            empty_since: float | None = None
             try:
                 while True:
                     if self._waiting[0] == ticket:
@@ -52,6 +60,13 @@ class WorkerSlots:
                         need = max(1, min(int(slots), cap))
                         if cap > 0 and self.busy + need <= cap:
                             break
+                        now = time.monotonic()
+                        empty_since = (empty_since or now) if cap == 0 else None
+                        if empty_since is not None and \
+                                now - empty_since > self.no_worker_timeout_s:
+                            raise TransientError(
+                                f"the dask cluster has had no worker for "
+                                f"{self.no_worker_timeout_s:g} s (all died; none restarts)")
                     self._cond.wait(self.poll_s)
             except BaseException:
                 self._waiting.remove(ticket)

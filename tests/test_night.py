@@ -170,3 +170,26 @@ def subprocess_dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
+
+
+def test_targets_of_a_failed_calibrator_fall_back_to_the_finder_in_the_same_run(tmp_path):
+    """A calibrator group fails: its targets are not lost with it, they run again at once
+    with what the finder (the calibration registry) gives."""
+    spare = tmp_path / "registry.G"
+    spare.write_text("an earlier solution")
+    asked: list[str] = []
+
+    def finder(state, spec):
+        asked.append(spec.group_id)
+        return ProductRef.for_path("caltable", spare)
+
+    with StateDB(tmp_path / "state.sqlite") as db:
+        specs = _specs(tmp_path)
+        cal = specs[0].group_id
+        res = _orch(tmp_path, db, find_product={"caltables": finder}).run(
+            specs, _factory(fail_group=cal), _ctx(tmp_path))
+        assert res.status[cal] == "quarantined"
+        assert res.status[specs[1].group_id] == "done" == res.status[specs[2].group_id]
+        assert sorted(asked) == [specs[1].group_id, specs[2].group_id]
+        out = tmp_path / "out" / f"{specs[1].group_id}_calibrated.txt"
+        assert out.exists()

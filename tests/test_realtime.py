@@ -308,3 +308,15 @@ def test_percentile():
     assert _percentile([], 95) is None
     assert _percentile([3.0, 1.0, 2.0], 50) == 2.0
     assert _percentile(list(range(1, 101)), 95) == 95
+
+
+def test_a_backlog_runs_in_batches_of_the_oldest_groups(tmp_path):
+    live, inp, state, _ = _night(tmp_path, cal_index=0, max_batch=2)
+    for k in range(6):
+        _land(inp, k)
+    live.step()  # sees the files
+    live.step()  # they land; the two oldest groups run
+    done = sorted(g["group_id"] for g in state.groups("done"))
+    assert done == ["2026-01-25T22:00:00", "2026-01-25T22:05:00"] and live.backlog
+    assert live.serve(max_groups=6) == 0  # the rest, batch after batch, without waiting
+    assert len(state.groups("done")) == 6

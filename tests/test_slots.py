@@ -122,3 +122,14 @@ def test_a_stage_with_more_threads_holds_as_many_slots():
     # more threads than the cluster has: the whole cluster, not a wait forever
     with slots.hold(0, slots=8):
         assert slots.busy == 2
+
+
+def test_a_cluster_without_workers_is_an_error_after_the_timeout():
+    import pytest
+
+    from dsa110_pipeline.errors import TransientError
+    from dsa110_pipeline.slots import WorkerSlots
+
+    slots = WorkerSlots(lambda: 0, poll_s=0.01, no_worker_timeout_s=0.1)
+    with pytest.raises(TransientError, match="no worker"), slots.hold():
+        pass

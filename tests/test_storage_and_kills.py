@@ -181,3 +181,12 @@ def test_sigkilled_run_leaves_no_semaphores_after_rerun(night_input, tmp_path) -
     assert r.returncode == 0, r.stderr[-2000:]
     left = _stale_semaphores() & leaked
     assert not left, f"semaphores of the killed run still in /dev/shm: {sorted(left)}"
+
+
+def test_a_root_with_less_room_than_a_stage_writes_counts_as_full(tmp_path):
+    """A process that died copying a 68 MB MS onto a disk with 120 MB left died of the disk:
+    the free space is measured against what the stage's inputs weigh."""
+    from dsa110_pipeline.executors import full_root
+
+    assert full_root([str(tmp_path)]) is None
+    assert full_root([str(tmp_path)], need=10**18) == str(tmp_path)
