@@ -328,7 +328,7 @@ def test_a_toy_window_stage_is_a_folder_and_config_lines(night_input, tmp_path, 
     out = tmp_path / "out"
     assert _run(inp, out, "--config", str(config), "--dry-run") == 0
     dry = capsys.readouterr().out
-    assert "windows: 1" in dry and "night_log@2026-01-25T00:00:00" in dry
+    assert "windows: 3" in dry and "night_log@2026-01-25T00:00:00" in dry
     assert _run(inp, out, "--config", str(config)) == 1  # the quarantined group
     groups = _groups(out)
     bad = next(g for g, r in groups.items() if r["status"] == "quarantined")

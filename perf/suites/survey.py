@@ -155,13 +155,22 @@ def _r(v: Any) -> float | None:
 
 
 def _stage_times(out: Path) -> dict[str, float]:
-    m = json.loads((out / "manifest.json").read_text())
+    """Mean wall time of each stage over its runs (group stages per group, window stages
+    per window), from the state DB."""
     per: dict[str, list[float]] = {}
-    for g in m["groups"].values():
-        for r in g.get("records", []):
-            if r.get("wall_s") is not None:
-                per.setdefault(r["name"], []).append(r["wall_s"])
+    with sqlite3.connect(out / "state.sqlite") as c:
+        for stage, wall in c.execute("SELECT stage, wall_s FROM stage_runs WHERE status='ok'"):
+            if wall is not None:
+                per.setdefault(stage, []).append(wall)
     return {k: float(np.mean(v)) for k, v in per.items()}
+
+
+def _peak_rss(out: Path, stage: str) -> float | None:
+    """The largest peak RSS (GB) of a stage's runs, from the state DB."""
+    with sqlite3.connect(out / "state.sqlite") as c:
+        (v,) = c.execute("SELECT max(peak_rss_mb) FROM stage_runs WHERE stage=?",
+                         (stage,)).fetchone()
+    return None if v is None else v / 1024.0
 
 
 def run(quick: bool = False) -> dict:
@@ -191,8 +200,9 @@ def run(quick: bool = False) -> dict:
             raise RuntimeError(f"pipeline failed: {m.error_text()}")
         sc = score(out, judges)
         times = _stage_times(out)
-        per_group = sum(v for k, v in times.items() if k != "lightcurves")
-        added = times.get("photometry", 0.0) + times.get("lightcurves", 0.0) / n_groups
+        window = ("lightcurves", "mosaic")
+        per_group = sum(v for k, v in times.items() if k not in window)
+        added = times.get("photometry", 0.0) + sum(times.get(k, 0.0) for k in window) / n_groups
         manifest = json.loads((out / "manifest.json").read_text())
         n_meas = [r.get("metrics", {}) for g in manifest["groups"].values()
                   for r in g["records"] if r["name"] == "photometry"]
@@ -213,6 +223,8 @@ def run(quick: bool = False) -> dict:
         rows.append(row(f"{n_groups} groups, demo scale", "photometry + lightcurves", m.wall_s,
                         m.peak_rss_gb, photometry_s_per_group=_r(times.get("photometry")),
                         lightcurves_s=_r(times.get("lightcurves")),
+                        mosaic_s=_r(times.get("mosaic")),
+                        mosaic_peak_rss_gb=_r(_peak_rss(out, "mosaic")),
                         group_stages_s=_r(per_group),
                         added_pct=_r(100 * added / per_group) if per_group else None,
                         sources_per_group=_r(np.mean([x.get("n_sources", 0)
