@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
-import json
 import os
 import sqlite3
 import sys
@@ -19,6 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .assemble import (  # noqa: F401 - also this module's API
+    _runner_options,
+    build_stage,
+    make_factory,
+    make_orchestrator,
+    make_profiler,
+    role_stage_names,
+    stages_from_config,
+)
 from .cache import ResultCache
 from .cluster import ClientHandle
 from .config import FrameworkConfig, load_config, resolve_stage
@@ -26,13 +33,13 @@ from .context import PipelineContext
 from .errors import ConfigError, PipelineError, StorageError, storage_error
 from .instrument import N_SUBBANDS
 from .log import configure_logging, get_logger
-from .manifest import build_manifest, failed_groups, write_manifest
-from .night import GroupSpec, NightOrchestrator, NightResult, group_scoped, night_windows
+from .manifest import build_manifest, write_manifest
+from .night import GroupSpec, NightResult, group_scoped, night_windows
 from .progress import Progress
-from .runner import Runner, RunResult, Runtime, expand_sweep
+from .reports import _emergency_manifest, _night_reports, _summary
+from .runner import Runner, RunResult, Runtime
 from .stage import PipelineStage
 from .state import StateDB
-from .window import window_length
 
 FRAMEWORK_DEMO_STAGES = {
     "make_array": "dsa110_pipeline.demo:MakeArrayStage",
@@ -104,80 +111,7 @@ def prepare_output(out: Path) -> Path:
     return out
 
 
-# -- building stages ------------------------------------------------------------------
-
-def build_stage(cfg: FrameworkConfig, name: str) -> PipelineStage:
-    """The stage called ``name`` with its config branch, where it runs
-    (``pipeline.executors``), and the orchestrator's retries and time limit."""
-    cls = resolve_stage(cfg.pipeline.stages[name])
-    stage = cls(cfg.stage_config(name))
-    stage.name = name  # type: ignore[misc]
-    if name in cfg.pipeline.executors:
-        stage.executor = cfg.pipeline.executors[name]
-    if name in cfg.pipeline.windows:
-        if stage.scope != "window":
-            raise ConfigError(f"pipeline.windows.{name}: stage {name!r} runs per group, not "
-                              "over a window (its class is no WindowStage)")
-        stage.window_s = window_length(cfg.pipeline.windows[name])  # type: ignore[attr-defined]
-    stage.retries = max(stage.retries, cfg.orchestrator.retries)
-    if stage.timeout is None:
-        stage.timeout = cfg.orchestrator.stage_timeout_s
-    return stage
-
-
-def stages_from_config(cfg: FrameworkConfig) -> list[PipelineStage]:
-    """Instantiate the stages named in ``pipeline.stages``, expanding sweeps into variants."""
-    stages: list[PipelineStage] = []
-    for name in cfg.pipeline.stages:
-        grid = {key.split(".", 1)[1]: values for key, values in cfg.pipeline.sweeps.items()
-                if key.split(".", 1)[0] == name}
-        stages.extend(expand_sweep(build_stage(cfg, name), grid))
-    return stages
-
-
-def role_stage_names(cfg: FrameworkConfig, role: str, *, from_stage: str | None = None,
-                     only_stage: str | None = None) -> list[str]:
-    names = list(cfg.pipeline.roles.get(role) or cfg.pipeline.stages)
-    for n in (from_stage, only_stage):
-        if n is not None and n not in cfg.pipeline.stages:
-            raise ConfigError(f"unknown stage '{n}' (stages: {', '.join(cfg.pipeline.stages)})")
-    if only_stage:
-        return [n for n in names if n == only_stage]
-    if from_stage:
-        order = list(cfg.pipeline.stages)
-        return [n for n in names if order.index(n) >= order.index(from_stage)]
-    return names
-
-
-def make_factory(cfg: FrameworkConfig, args: argparse.Namespace) -> Any:
-    cache: dict[str, PipelineStage] = {}
-
-    def factory(spec: GroupSpec) -> list[PipelineStage]:
-        out = []
-        for name in role_stage_names(cfg, spec.role, from_stage=args.from_stage,
-                                     only_stage=args.only_stage):
-            if name not in cache:
-                cache[name] = build_stage(cfg, name)
-            out.append(cache[name])
-        return out
-
-    return factory
-
-
-def make_profiler(cfg: FrameworkConfig, force: bool = False) -> Any:
-    if not (cfg.profiling.enabled or force):
-        return None
-    from .profiling import RunProfiler
-
-    return RunProfiler(enabled=True, interval_s=cfg.profiling.sample_interval_s)
-
-
-def _runner_options(cfg: FrameworkConfig, profile_all: bool) -> dict[str, Any]:
-    prof = cfg.profiling
-    return {"memory_profile": ["*"] if profile_all else prof.memory_profile,
-            "cprofile": ["*"] if profile_all else prof.cprofile,
-            "cprofile_top": prof.cprofile_top}
-
+# -- one group (the framework demo) ----------------------------------------------------
 
 def run_group(stages: Sequence[PipelineStage], ctx: PipelineContext, cfg: FrameworkConfig, *,
               client: ClientHandle, profiler: Any, rerun: bool = False,
@@ -252,23 +186,6 @@ def _fmt_dec(dec: float | None) -> str:
     return "?" if dec is None else f"{dec:+.2f}"
 
 
-def make_orchestrator(cfg: FrameworkConfig, args: argparse.Namespace, state: StateDB,
-                      out: Path, client: ClientHandle, profiler: Any,
-                      on_stage_done: Any) -> NightOrchestrator:
-    """The night's orchestrator: the run's cache, cluster, profiler and config hooks."""
-    return NightOrchestrator(
-        state, output_dir=out, cache=ResultCache(cfg.paths.cache_dir or out / ".cache"),
-        runtime=Runtime(client_source=client, scratch_root=cfg.paths.scratch_dir, config=cfg),
-        profiler=profiler, rerun=not args.resume,
-        max_groups_in_flight=cfg.orchestrator.max_groups_in_flight,
-        quarantine_after=cfg.orchestrator.quarantine_after,
-        retry_backoff_s=cfg.orchestrator.retry_backoff_s,
-        runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
-        on_stage_done=on_stage_done,
-        on_product={k: resolve_stage(v) for k, v in cfg.pipeline.on_product.items()},
-        find_product={k: resolve_stage(v) for k, v in cfg.pipeline.find_product.items()})
-
-
 def watch_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     """``--watch``: process groups as their files land, until SIGTERM (see
     :mod:`dsa110_pipeline.realtime`)."""
@@ -298,58 +215,6 @@ def watch_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int
             after_batch=lambda: _summary(cfg, out, state, log))
         client.get()
         return live.serve(max_groups=args.stop_after)
-
-
-def _summary(cfg: FrameworkConfig, out: Path, state: StateDB, log: Any,
-             rows: list[tuple[str, ...]] | None = None) -> None:
-    """Write the night summary page through the ``pipeline.night_report`` hook: ``rows``
-    (group, verdict, report[, reason]), else those of the state DB's groups of the last
-    day (a live night's view); with the details the state DB holds when the hook takes
-    them (QA figures, stage times, products, windows)."""
-    if not cfg.pipeline.night_report:
-        return
-    if rows is None:
-        rows = []
-        groups = state.groups()
-        latest = max((g["start_mjd"] for g in groups if g["start_mjd"] is not None),
-                     default=0.0)
-        for g in groups:
-            if g["start_mjd"] is not None and g["start_mjd"] < latest - 1.0:
-                continue
-            verdict = state.verdict(g["group_id"])
-            if verdict is not None:
-                rows.append((g["group_id"], verdict["verdict"], verdict["report"]))
-            elif g["status"] in ("quarantined", "failed", "waiting"):
-                qdir = out / "quarantine" / g["group_id"].replace(":", "")
-                rows.append((g["group_id"], g["status"].upper(), str(qdir / "errors.json"),
-                             g["message"] or ""))
-    hook = resolve_stage(cfg.pipeline.night_report)
-    path = out / "night_summary.html"
-    if "details" in inspect.signature(hook).parameters:
-        page = hook(path, rows, details=_summary_details(state, [r[0] for r in rows]))
-    else:
-        page = hook(path, rows)
-    log.info("night summary written", path=str(page))
-
-
-def _summary_details(state: StateDB, gids: Sequence[str]) -> dict[str, Any]:
-    """What the state DB knows of these groups and of the windows holding them."""
-    def products(owner: str) -> list[dict[str, Any]]:
-        return [{"key": p["key"], "kind": p["kind"], "path": p["path"],
-                 "meta": json.loads(p["meta"] or "{}")} for p in state.products(owner)]
-
-    groups: dict[str, Any] = {}
-    for gid in gids:
-        verdict = state.verdict(gid)
-        stages: dict[str, float | None] = {}
-        for r in state.stage_runs(gid):  # the latest run of each stage
-            stages[r["stage"]] = r["wall_s"]
-        groups[gid] = {"metrics": json.loads(verdict["metrics"] or "{}") if verdict else {},
-                       "stages": stages, "products": products(gid)}
-    wanted = set(gids)
-    windows = [{**w, "products": products(w["window_id"])} for w in state.windows()
-               if wanted & set(w["groups"]) or wanted & set(w["gaps"])]
-    return {"groups": groups, "windows": windows}
 
 
 def run_night(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
@@ -464,75 +329,6 @@ def _stop_running(orch: Any, state: StateDB, message: str, log: Any) -> None:
     except Exception as exc:  # noqa: BLE001 - the storage error is what gets reported
         log.error("group states not recorded", reason=str(exc))
 
-
-def _emergency_manifest(cfg: FrameworkConfig, out: Path, state: StateDB, run_id: str,
-                        started: float, log: Any) -> None:
-    """After a storage error, write what the state DB knows as the manifest if the disk
-    still takes it (a few kB often fit where an MS did not); never raises."""
-    try:
-        groups = {g["group_id"]: {"status": g["status"], "role": g["role"],
-                                  "message": g["message"], "records": []}
-                  for g in state.groups()}
-        manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"),
-                                  groups=groups, started=started, finished=time.time(),
-                                  extra={"aborted": "storage error"})
-        paths = write_manifest(manifest, out)
-        log.info("manifest written", path=str(paths["md"]))
-    except Exception as exc:  # noqa: BLE001 - the storage error is what gets reported
-        log.error("manifest not written", reason=str(exc))
-
-
-def _night_reports(cfg: FrameworkConfig, out: Path, night: NightResult, state: StateDB,
-                   profiler: Any, run_id: str, started: float, finished: float,
-                   log: Any) -> list[tuple[str, str, str]]:
-    """Write the manifest and the night summary; returns the failed groups
-    (group, status, reason)."""
-    profiles: dict[str, dict] = {}
-    if profiler is not None:
-        report = profiler.report()
-        report.write(out, stem="profile")
-        profiles = {p.name: p.to_dict() for p in report.stages}
-    groups: dict[str, Any] = {}
-    for gid, status in night.status.items():
-        recs = []
-        if night.result is not None:
-            for name, rec in night.result.records.items():
-                if name.startswith(gid + "/"):
-                    d = rec.to_dict()
-                    d["name"] = name.split("/", 1)[1]
-                    d["profile"] = profiles.get(name)
-                    recs.append(d)
-        verdict = state.verdict(gid)
-        row = state.group(gid) or {}
-        groups[gid] = {"status": status, "role": row.get("role"), "message": row.get("message"),
-                       "records": recs, "verdict": verdict["verdict"] if verdict else None,
-                       "products": [{k: p[k] for k in ("key", "kind", "path", "checksum")}
-                                    for p in state.products(gid)]}
-    for g in groups.values():
-        g["for_science"] = g["status"] in ("done", "skipped") and g["verdict"] != "REJECT"
-    windows = [w for w in state.windows() if w["window_id"] in night.windows]
-    manifest = build_manifest(run_id=run_id, config=cfg.model_dump(mode="json"), groups=groups,
-                              started=started, finished=finished,
-                              extra={"windows": windows} if windows else None)
-    paths = write_manifest(manifest, out)
-    log.info("manifest written", path=str(paths["md"]))
-    failed = failed_groups(manifest)
-    if cfg.pipeline.night_report:
-        why = {gid: reason for gid, _, reason in failed}
-        rows: list[tuple[str, str, str] | tuple[str, str, str, str]] = []
-        for gid, g in sorted(groups.items()):
-            verdict = state.verdict(gid)
-            if verdict is not None:
-                rows.append((gid, verdict["verdict"], verdict["report"]))
-            else:
-                qdir = out / "quarantine" / gid.replace(":", "")
-                rows.append((gid, g["status"].upper(), str(qdir / "errors.json"),
-                             why.get(gid, "")))
-        _summary(cfg, out, state, log, rows)  # type: ignore[arg-type]
-    return failed
-
-
-# -- the framework demo (no science stages configured) --------------------------------------
 
 def run_single(cfg: FrameworkConfig, args: argparse.Namespace, log: Any) -> int:
     stages = stages_from_config(cfg)

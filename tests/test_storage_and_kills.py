@@ -89,7 +89,7 @@ def test_emergency_manifest_from_the_state_db(tmp_path) -> None:
     not fit, it says so in the log and raises nothing."""
     from dsa110_pipeline.config import load_config
     from dsa110_pipeline.log import get_logger
-    from dsa110_pipeline.run import _emergency_manifest
+    from dsa110_pipeline.reports import _emergency_manifest
     from dsa110_pipeline.state import StateDB
 
     cfg = load_config()
