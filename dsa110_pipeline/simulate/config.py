@@ -72,6 +72,12 @@ class SimulationConfig:
     #: Groups a flare or a dip lasts.
     variable_duration_groups: int = 3
     variable_min_flux_jy: float = 0.02
+    #: Variability between nights instead of groups: with ``variable_nights`` > 0 the
+    #: flares, dips and steps run over that many nights (their durations in nights) and
+    #: every group of this simulation takes night ``variable_night``'s factors. Simulate
+    #: the nights with the same seed and sky, a sidereal day apart.
+    variable_nights: int = 0
+    variable_night: int = 0
     #: Threads for the numba kernels (None: all cores).
     nthreads: int | None = None
 

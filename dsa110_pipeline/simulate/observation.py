@@ -388,13 +388,13 @@ def variability(rng: np.random.Generator, flux_ref: np.ndarray, cfg: SimulationC
     "step"). A flare or dip lasts ``variable_duration_groups`` groups, starting at a random
     group with a steady group on either side where the night allows; a step starts at a
     random group after the first."""
-    n, ng = len(flux_ref), cfg.n_groups
+    n, ng = len(flux_ref), (cfg.variable_nights or cfg.n_groups)
     factor = np.ones((ng, n))
     kind = np.full(n, "", dtype=object)
     pool = [i for i in np.flatnonzero(flux_ref >= cfg.variable_min_flux_jy)
             if i not in exclude]
     if cfg.n_variables <= 0 or not pool or ng < 2:
-        return factor, kind.astype(str)
+        return np.ones((cfg.n_groups, n)), kind.astype(str)
     chosen = rng.choice(pool, min(cfg.n_variables, len(pool)), replace=False)
     d = max(1, min(cfg.variable_duration_groups, ng - 2 if ng > 2 else 1))
     for j, i in enumerate(chosen):
@@ -408,5 +408,7 @@ def variability(rng: np.random.Generator, flux_ref: np.ndarray, cfg: SimulationC
             g0 = int(rng.integers(lo, max(hi, lo + 1)))
             factor[g0:g0 + d, i] = 1.0 + a if k == "flare" else max(1.0 - a, 0.05)
         kind[i] = k
+    if cfg.variable_nights:  # tonight's factors, for every group of the night
+        factor = np.repeat(factor[cfg.variable_night][None, :], cfg.n_groups, axis=0)
     return factor, kind.astype(str)
 

@@ -46,7 +46,7 @@ a = json.loads(sys.argv[1])
 res = simulate_observation(SimulationConfig(out_dir=Path(a["out"]), n_groups=a["groups"],
     n_antennas=a["ants"], n_subbands=a["sb"], n_channels=a["ch"], n_integrations=a["ints"],
     n_sources=a["sources"], calibrator=a["cal"], dec_deg=a["dec"], seed=a["seed"],
-    n_variables=a["variables"], start="2026-03-10T02:00:00"))
+    n_variables=a["variables"], start=a["start"], **a["extra"]))
 print(json.dumps({"groups": [g.start_iso for g in res.groups]}))
 """
 
@@ -183,67 +183,97 @@ def _peak_rss(out: Path, stage: str) -> float | None:
     return None if v is None else v / 1024.0
 
 
+def _night(work: Path, name: str, size: dict[str, Any], n_groups: int, out: Path,
+           start: str, extra: dict[str, Any]) -> tuple[Any, Path]:
+    """Simulate a night into ``work/name`` (its truth moved to ``work/judges``), run the
+    pipeline on it into ``out``: (the measured run, the judges' folder)."""
+    inp, judges = work / name, work / "judges"
+    sim = run_measured([sys.executable, "-c", _SIM, json.dumps({
+        "out": str(inp), "groups": n_groups, "cal": "3C48", "dec": 33.2, "seed": 51,
+        "variables": 36, "start": start, "extra": extra, **size})], cwd=REPO, timeout=3600)
+    if not sim.ok:
+        raise RuntimeError(f"simulation failed: {sim.error_text()}")
+    judges.mkdir(exist_ok=True)
+    for p in inp.glob("*_truth*"):
+        p.rename(judges / p.name)
+    cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(inp), "--output",
+           str(out), "--log-json", "--set", "orchestrator.n_workers=2", "--set",
+           f"conversion.expected_subbands={list(range(size['sb']))}"]
+    m = run_measured(cmd, cwd=REPO, timeout=7200)
+    if not (out / "manifest.json").exists():
+        raise RuntimeError(f"pipeline failed: {m.error_text()}")
+    return m, judges
+
+
+def _rows_of(sc: dict[str, Any], label: str) -> list[dict]:
+    rows = []
+    for lo in (k for k in sc if k.startswith("snr")):
+        d = sc[lo]
+        rows.append(row(f"{label}: steady sources, S/N {lo[3:]}", "forced photometry", None,
+                        None, n=d["n"], pull_std=d["pull_std"], pull_mad=d["pull_mad"],
+                        median_flux_ratio=d["median_ratio"],
+                        goal="pull width 0.9-1.1, ratio 1.00 +- 0.02"))
+    for b, d in sc["recovery"].items():
+        rows.append(row(f"{label}: variables, amplitude {b} sigma", "lightcurves candidates",
+                        None, None, n=d["n"], recovered=d["recovered"],
+                        median_eta=d["median_eta"], median_v=d["median_v"],
+                        median_epochs=d["median_epochs"],
+                        goal=">= 0.9 at >= 10 sigma" if b in ("10-20", ">=20") else ""))
+    rows.append(row(f"{label}: steady sources", "lightcurves candidates", None, None,
+                    n=sc["n_steady"], false_alarm=sc["false_alarm"],
+                    **{f"threshold_1pct_{k}": v for k, v in
+                       (sc.get("thresholds_1pct") or {}).items()}, goal="<= 0.01"))
+    return rows
+
+
 def run(quick: bool = False) -> dict:
     size = ({"ants": 24, "sb": 4, "ch": 8, "ints": 6, "sources": 60} if quick
             else {"ants": 48, "sb": 16, "ch": 8, "ints": 24, "sources": 1500})
-    n_groups = 6 if quick else 12
+    n_groups, n_nights, per_night = (6, 3, 2) if quick else (12, 8, 4)
+    want = set(os.environ.get("DSA110_SURVEY_SCENARIOS", "hour,nights").split(","))
     rows: list[dict] = []
     notes: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="perf-survey-"))
     try:
-        inp, judges, out = work / "in", work / "judges", work / "out"
-        sim = run_measured([sys.executable, "-c", _SIM, json.dumps({
-            "out": str(inp), "groups": n_groups, "cal": "3C48", "dec": 33.2, "seed": 51,
-            "variables": 36, **size})], cwd=REPO, timeout=3600)
-        if not sim.ok:
-            raise RuntimeError(f"simulation failed: {sim.error_text()}")
-        judges.mkdir()
-        for p in inp.glob("*_truth*"):
-            p.rename(judges / p.name)
-        sets = [f"conversion.expected_subbands={list(range(size['sb']))}"]
-        cmd = [sys.executable, "-m", "dsa110_pipeline.run", "--input", str(inp), "--output",
-               str(out), "--log-json", "--set", "orchestrator.n_workers=2"]
-        for s in sets:
-            cmd += ["--set", s]
-        m = run_measured(cmd, cwd=REPO, timeout=7200)
-        if not (out / "manifest.json").exists():
-            raise RuntimeError(f"pipeline failed: {m.error_text()}")
-        sc = score(out, judges)
-        times = _stage_times(out)
-        window = ("lightcurves", "mosaic")
-        per_group = sum(v for k, v in times.items() if k not in window)
-        added = times.get("photometry", 0.0) + sum(times.get(k, 0.0) for k in window) / n_groups
-        manifest = json.loads((out / "manifest.json").read_text())
-        n_meas = [r.get("metrics", {}) for g in manifest["groups"].values()
-                  for r in g["records"] if r["name"] == "photometry"]
-        for lo in (k for k in sc if k.startswith("snr")):
-            d = sc[lo]
-            rows.append(row(f"steady sources, S/N {lo[3:]}", "forced photometry", None,
-                            None, n=d["n"], pull_std=d["pull_std"], pull_mad=d["pull_mad"],
-                            median_flux_ratio=d["median_ratio"],
-                            goal="pull width 0.9-1.1, ratio 1.00 +- 0.02"))
-        for b, d in sc["recovery"].items():
-            rows.append(row(f"variables, amplitude {b} sigma", "lightcurves candidates",
-                            None, None, n=d["n"], recovered=d["recovered"],
-                            median_eta=d["median_eta"], median_v=d["median_v"],
-                            median_epochs=d["median_epochs"],
-                            goal=">= 0.9 at >= 10 sigma" if b in ("10-20", ">=20") else ""))
-        rows.append(row("steady sources", "lightcurves candidates", None, None,
-                        n=sc["n_steady"], false_alarm=sc["false_alarm"],
-                        **{f"threshold_1pct_{k}": v for k, v in
-                           (sc.get("thresholds_1pct") or {}).items()}, goal="<= 0.01"))
-        rows.append(row(f"{n_groups} groups, demo scale", "photometry + lightcurves", m.wall_s,
-                        m.peak_rss_gb, photometry_s_per_group=_r(times.get("photometry")),
-                        lightcurves_s=_r(times.get("lightcurves")),
-                        mosaic_s=_r(times.get("mosaic")),
-                        mosaic_peak_rss_gb=_r(_peak_rss(out, "mosaic")),
-                        group_stages_s=_r(per_group),
-                        added_pct=_r(100 * added / per_group) if per_group else None,
-                        sources_per_group=_r(np.mean([x.get("n_sources", 0)
-                                                      for x in n_meas]) if n_meas else None),
-                        goal="added <= 10 % of a group's time"))
-        notes.append(f"night: {n_groups} groups, dec +33.2, 3C48, seed 51, "
-                     f"{size['sources']} sources, 36 variables")
+        if "hour" in want:  # one night's hour: photometry, within-night variability, cost
+            out = work / "out"
+            m, judges = _night(work, "in", size, n_groups, out, "2026-03-10T02:00:00", {})
+            sc = score(out, judges)
+            rows += _rows_of(sc, "1 hour")
+            times = _stage_times(out)
+            window = ("lightcurves", "mosaic")
+            per_group = sum(v for k, v in times.items() if k not in window)
+            added = times.get("photometry", 0.0) + sum(times.get(k, 0.0)
+                                                       for k in window) / n_groups
+            manifest = json.loads((out / "manifest.json").read_text())
+            n_meas = [r.get("metrics", {}) for g in manifest["groups"].values()
+                      for r in g["records"] if r["name"] == "photometry"]
+            rows.append(row(f"{n_groups} groups, demo scale", "photometry + lightcurves + "
+                            "mosaic", m.wall_s, m.peak_rss_gb,
+                            photometry_s_per_group=_r(times.get("photometry")),
+                            lightcurves_s=_r(times.get("lightcurves")),
+                            mosaic_s=_r(times.get("mosaic")),
+                            mosaic_peak_rss_gb=_r(_peak_rss(out, "mosaic")),
+                            group_stages_s=_r(per_group),
+                            added_pct=_r(100 * added / per_group) if per_group else None,
+                            sources_per_group=_r(np.mean([x.get("n_sources", 0)
+                                                          for x in n_meas]))
+                            if n_meas else None,
+                            goal="added <= 10 % of a group's time"))
+            notes.append(f"1 hour: {n_groups} groups, dec +33.2, 3C48, seed 51, "
+                         f"{size['sources']} sources, 36 variables over the hour's groups")
+        if "nights" in want:  # variability between nights, the survey's timescale
+            out = work / "nights_out"
+            for k in range(n_nights):
+                judges = _night(work / "nights", f"night{k}", size, per_night, out,
+                                f"2026-03-{10 + k:02d}T02:00:00",
+                                {"variable_nights": n_nights, "variable_night": k,
+                                 "variable_duration_groups": 2})[1]
+            sc = score(out, judges)
+            rows += _rows_of(sc, f"{n_nights} nights")
+            notes.append(f"{n_nights} nights: {per_night} groups each at the same LST, dec "
+                         f"+33.2, 3C48, seed 51, {size['sources']} sources, 36 variables: "
+                         "flares and dips over 2 nights and steps, between nights")
     finally:
         if os.environ.get("DSA110_SURVEY_KEEP"):
             notes.append(f"work kept in {work}")

@@ -20,14 +20,16 @@ def _plt():
 
 
 def eta_v_plot(path: Path, eta: np.ndarray, v: np.ndarray, candidate: np.ndarray,
-               eta_threshold: float, v_threshold: float) -> Path:
+               eta_threshold: float | None, v_threshold: float) -> Path:
     plt = _plt()
     ok = np.isfinite(eta) & np.isfinite(v) & (eta > 0) & (v > 0)
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     ax.scatter(eta[ok & ~candidate], v[ok & ~candidate], s=6, c="0.5", label="sources")
     ax.scatter(eta[ok & candidate], v[ok & candidate], s=16, c="C3", label="candidates")
-    ax.axvline(eta_threshold, c="C3", lw=0.8, ls="--")
-    ax.axhline(v_threshold, c="C3", lw=0.8, ls="--")
+    if eta_threshold is not None:
+        ax.axvline(eta_threshold, c="C3", lw=0.8, ls="--")
+    if v_threshold > 0:
+        ax.axhline(v_threshold, c="C3", lw=0.8, ls="--")
     ax.set(xscale="log", yscale="log", xlabel="η (weighted reduced χ²)",
            ylabel="V (std / mean)", title="variability")
     ax.legend(loc="lower right", fontsize=8)

@@ -6,9 +6,10 @@ Window scope (a night by default, ``pipeline.windows``). Requires each group's
 stored (its earlier measurements are removed) and is named with the window's gaps.
 Produces ``lightcurves``: the store (SQLite, :mod:`.store`) and the candidates CSV.
 
-Candidates: at least ``min_epochs`` good measurements and either ``eta`` and ``v`` both
-above their thresholds, or a dip of ``dip_epochs`` epochs at ``dip_sigma`` or more. The
-thresholds are set from injection-recovery (``python -m perf survey``), not the literature.
+Candidates: at least ``min_epochs`` good measurements and either an ``eta`` this unlikely
+for a steady source (``eta_logp``) with ``v`` above its floor, or a dip of ``dip_epochs``
+epochs at ``dip_sigma`` or more. The thresholds are set from injection-recovery
+(``python -m perf survey``), not the literature.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ class LightCurveConfig(StageConfig):
     #: A drift-scan source is inside a group's primary-beam cut for only 3-4 groups a day
     #: (the survey suite's night: median 3): a night's light curve has 3 or 4 epochs.
     min_epochs: int = Field(3, ge=2)
-    #: The 99th percentiles among the survey suite's 266 steady sources with 3-4 epochs
-    #: (1 % false alarms; dec +33.2, seed 51): measured on one night, to be re-measured
-    #: on multi-night injections.
-    eta_threshold: float = Field(6.7, gt=0)
-    v_threshold: float = Field(0.14, gt=0)
+    #: A candidate's eta must be this unlikely for a steady source: -log10 of its chance
+    #: probability (chi^2 with n - 1 dof; right for any number of epochs when the errors
+    #: are right, as the photometry's pulls show), and its V at least ``v_threshold``
+    #: (above what calibration errors alone give bright sources).
+    eta_logp_threshold: float = Field(4.0, gt=0)
+    v_threshold: float = Field(0.05, ge=0)
     dip_epochs: int = Field(3, ge=1)
     dip_sigma: float = Field(5.0, gt=0)
     #: Candidates whose light curve is plotted (the night summary shows them).
@@ -85,14 +87,15 @@ class LightCurveStage(WindowStage):
             stats = statistics(s, e, cfg.dip_epochs)
             with np.errstate(invalid="ignore"):
                 cand = (stats["n"] >= cfg.min_epochs) & (
-                    ((stats["eta"] > cfg.eta_threshold) & (stats["v"] > cfg.v_threshold))
+                    ((stats["eta_logp"] >= cfg.eta_logp_threshold)
+                     & (stats["v"] >= cfg.v_threshold))
                     | (stats["dip_sigma"] >= cfg.dip_sigma))
             store.store_variability(sids, stats, cand)
             stem = info.window_id.replace(":", "")
             cands = out_dir / f"{stem}.candidates.csv"
             n_cand = store.write_candidates(cands)
             plots = [eta_v_plot(out_dir / f"{stem}.eta_v.png", stats["eta"], stats["v"],
-                                cand, cfg.eta_threshold, cfg.v_threshold)]
+                                cand, None, cfg.v_threshold)]
             mjd = store.image_times()
             names = store.source_names()
             for i in np.flatnonzero(cand)[:cfg.max_plots]:

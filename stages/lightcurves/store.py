@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS measurements (
 CREATE INDEX IF NOT EXISTS measurements_image ON measurements(image_id);
 CREATE TABLE IF NOT EXISTS variability (
     source_id INTEGER PRIMARY KEY REFERENCES sources(source_id), n INTEGER,
-    mean_flux_jy REAL, eta REAL, v REAL, vs_max REAL, m REAL, dip_sigma REAL,
+    mean_flux_jy REAL, eta REAL, eta_logp REAL, v REAL, vs_max REAL, m REAL, dip_sigma REAL,
     candidate INTEGER, updated REAL);
 """
 
@@ -130,9 +130,10 @@ class LightCurveStore:
                           candidate: np.ndarray) -> None:
         now = time.time()
         with self._tx() as c:
-            c.executemany("INSERT OR REPLACE INTO variability VALUES (?,?,?,?,?,?,?,?,?,?)",
+            c.executemany("INSERT OR REPLACE INTO variability VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                           [(sid, int(stats["n"][i]), _f(stats["mean_flux"][i]),
-                            _f(stats["eta"][i]), _f(stats["v"][i]), _f(stats["vs_max"][i]),
+                            _f(stats["eta"][i]), _f(stats["eta_logp"][i]), _f(stats["v"][i]),
+                            _f(stats["vs_max"][i]),
                             _f(stats["m"][i]), _f(stats["dip_sigma"][i]), int(candidate[i]),
                             now) for i, sid in enumerate(source_ids)])
 

@@ -2,7 +2,8 @@
 
 Per source, from fluxes ``s`` and errors ``e`` (one value per epoch, NaN where none):
 
-- ``eta``: the weighted reduced chi^2 about the weighted mean (Swinbank et al. 2015);
+- ``eta``: the weighted reduced chi^2 about the weighted mean (Swinbank et al. 2015), and
+  ``eta_logp``, -log10 of its chance probability for a steady source (chi^2, n - 1 dof);
 - ``v``: the fractional modulation, sample standard deviation over mean;
 - ``vs_max`` and ``m``: the two-epoch statistics (Mooley et al. 2016) of the pair with the
   largest |Vs|, ``Vs = (s_a - s_b) / sqrt(e_a^2 + e_b^2)``, ``m = 2 (s_a - s_b) / (s_a + s_b)``;
@@ -38,6 +39,18 @@ def eta(s: np.ndarray, e: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         chi2 = np.sum(np.where(w > 0, w * (np.nan_to_num(s) - xi[..., None]) ** 2, 0.0), axis=-1)
         return np.where(n > 1, chi2 / (n - 1), np.nan)
+
+
+def eta_significance(eta_values: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """-log10 of the probability that a steady source with right errors has an ``eta`` this
+    large over ``n`` epochs (chi^2 with n - 1 degrees of freedom): comparable across light
+    curves of any length, unlike ``eta`` itself."""
+    from scipy.stats import chi2
+
+    dof = np.asarray(n, dtype=float) - 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logp = chi2.logsf(np.asarray(eta_values, float) * dof, np.maximum(dof, 1.0))
+        return np.where(dof >= 1, -logp / np.log(10.0), np.nan)
 
 
 def modulation(s: np.ndarray) -> np.ndarray:
@@ -98,6 +111,8 @@ def statistics(s: np.ndarray, e: np.ndarray, dip_k: int) -> dict[str, np.ndarray
     s = np.atleast_2d(np.asarray(s, dtype=np.float64))
     e = np.atleast_2d(np.asarray(e, dtype=np.float64))
     vs, m = two_epoch(s, e)
-    return {"n": np.sum(np.isfinite(s), axis=-1), "mean_flux": weighted_mean(s, e),
-            "eta": eta(s, e), "v": modulation(s), "vs_max": vs, "m": m,
+    n = np.sum(np.isfinite(s) & np.isfinite(e), axis=-1)
+    et = eta(s, e)
+    return {"n": n, "mean_flux": weighted_mean(s, e), "eta": et,
+            "eta_logp": eta_significance(et, n), "v": modulation(s), "vs_max": vs, "m": m,
             "dip_sigma": dip_sigma(s, e, dip_k)}

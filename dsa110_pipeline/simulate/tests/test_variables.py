@@ -33,3 +33,19 @@ def test_no_variables_by_default(tmp_path):
     cfg = SimulationConfig(out_dir=tmp_path, n_groups=3)
     factor, kind = variability(np.random.default_rng(0), np.ones(5), cfg, exclude=set())
     assert (factor == 1).all() and (kind == "").all()
+
+
+def test_variability_between_nights_is_the_same_draw_every_night(tmp_path):
+    flux = np.full(30, 0.1)
+    nights = []
+    for k in range(6):
+        cfg = SimulationConfig(out_dir=tmp_path, n_groups=4, n_variables=6,
+                               variable_nights=6, variable_night=k,
+                               variable_duration_groups=2)
+        factor, kind = variability(np.random.default_rng(3), flux, cfg, exclude=set())
+        assert factor.shape == (4, 30) and (factor == factor[0]).all()  # one per night
+        nights.append(factor[0])
+    f = np.array(nights)  # (night, source)
+    var = np.flatnonzero(kind != "")
+    assert len(var) == 6 and (f[:, kind == ""] == 1).all()
+    assert all((f[:, i] != 1).any() and (f[:, i] == 1).any() for i in var)

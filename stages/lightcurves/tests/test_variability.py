@@ -42,7 +42,7 @@ def test_a_dip_is_found_where_it_is_and_noise_gives_no_dip():
     assert loud[0] > 4.5  # expected 4 / sqrt(1/3 + 1/11) = 6.2, less its noise
     assert np.mean(quiet > 4.0) < 0.01  # the false-alarm tail of noise alone
     st = statistics(s[:2], e[:2], 3)
-    assert set(st) == {"n", "mean_flux", "eta", "v", "vs_max", "m", "dip_sigma"}
+    assert set(st) == {"n", "mean_flux", "eta", "eta_logp", "v", "vs_max", "m", "dip_sigma"}
     assert st["n"].tolist() == [14, 14]
 
 
@@ -51,3 +51,18 @@ def test_an_empty_store_has_empty_statistics():
     assert all(len(v) == 0 for v in st.values())
     st = statistics(np.zeros((3, 0)), np.zeros((3, 0)), 3)
     assert st["n"].tolist() == [0, 0, 0] and np.isnan(st["eta"]).all()
+
+
+def test_eta_significance_is_the_chi2_tail_for_any_length():
+    from scipy.stats import chi2
+
+    from stages.lightcurves.variability import eta_significance
+
+    rng = np.random.default_rng(7)
+    for n in (3, 10, 40):
+        s = 1.0 + rng.normal(0, 0.1, (20000, n))
+        logp = eta_significance(eta(s, np.full_like(s, 0.1)), np.full(20000, n))
+        # steady sources: 10^-2 of them beyond 2, whatever the number of epochs
+        assert abs(np.mean(logp > 2) - 0.01) < 0.003, n
+    assert np.isclose(eta_significance(np.array([3.0]), np.array([5]))[0],
+                      -np.log10(chi2.sf(12.0, 4)))
