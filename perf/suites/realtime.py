@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import signal
@@ -46,6 +45,7 @@ from typing import Any
 
 import psutil
 
+from dsa110_pipeline.realtime import _percentile
 from dsa110_pipeline.simulate.replay import replay
 from perf.harness import row
 from perf.suites.end_to_end import _simulate, _subbands
@@ -92,13 +92,6 @@ def _latencies(out: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(x) for x in path.read_text().splitlines() if x]
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 120) -> int | None:
@@ -181,9 +174,9 @@ def _outcome(out: Path, ok: bool, rc: int | None) -> str | None:
 
 def _lat_row(scen: str, lats: list[dict[str, Any]], **extra: Any) -> dict:
     vals = [x["latency_s"] for x in lats if not x["redo"]]
-    p95 = _pct(vals, 95)
+    p95 = _percentile(vals, 95)
     return row(scen, "dsa110_pipeline.run --watch (2 workers)", None, None,
-               groups=len(vals), latency_p50_s=_round(_pct(vals, 50)),
+               groups=len(vals), latency_p50_s=_round(_percentile(vals, 50)),
                latency_p95_s=_round(p95), latency_max_s=_round(max(vals, default=None)),
                **extra)
 
@@ -220,7 +213,7 @@ def run(quick: bool = False) -> dict:
             speed = 20.0 if quick else 1.0
             lats, wall, err = _replayed(work / "full", work, "full1x", n_full, speed,
                                         full_sets, timeout=n_full * 309 / speed + 900)
-            p95 = _pct([x["latency_s"] for x in lats], 95)
+            p95 = _percentile([x["latency_s"] for x in lats], 95)
             rows.append(_lat_row(
                 f"full scale, {n_full} groups replayed at {speed:g}x real time", lats,
                 replay_wall_s=round(wall, 1),
