@@ -202,7 +202,13 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         r = math.radians(cfg.field_radius_deg)
         lst_hi = lst_se[1] if lst_se[1] >= lst_se[0] else lst_se[1] + 2 * np.pi
         dra = r / max(math.cos(dec_p), 1e-3)
-        sky = random_sky(rng_sky, cfg.n_sources, lst_se[0] - dra, lst_hi + dra,
+        lst_lo = lst_se[0]
+        if cfg.variable_nights:
+            # nights simulated a sidereal day apart must see one sky: their LST ranges differ
+            # by the transit search's last digits, which would move every source a little
+            step = 1e-3  # rad
+            lst_lo, lst_hi = math.floor(lst_lo / step) * step, math.ceil(lst_hi / step) * step
+        sky = random_sky(rng_sky, cfg.n_sources, lst_lo - dra, lst_hi + dra,
                          max(dec_p - r, -np.pi / 2), min(dec_p + r, np.pi / 2))
     overrides = {}
     if cal_cat is not None:
