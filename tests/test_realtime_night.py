@@ -86,10 +86,14 @@ def test_replayed_night_with_slow_writes_and_a_late_subband(night, tmp_path):
     assert status["state"] == "stopped"
     groups = _groups(out)
     assert len(groups) == N_GROUPS and {g["status"] for g in groups.values()} == {"done"}
-    assert [Path(x["file"]).name for x in status["late_files"]] == [late]
+    late_files = {Path(x["file"]).name: x["group_id"] for x in status["late_files"]}
+    assert late in late_files
     lat = [json.loads(x) for x in (out / "latency.jsonl").read_text().splitlines()]
     assert sorted(x["group_id"] for x in lat) == sorted(groups)
-    assert sum(x["partial"] for x in lat) == 1  # the group whose subband came late
+    # the group whose subband came late proceeded partial (on a loaded machine a slow
+    # writer may make another group late too: every late file's group is a partial one)
+    partial = {x["group_id"] for x in lat if x["partial"]}
+    assert set(late_files.values()) <= partial and late_files[late] in partial
     assert all(0 < x["latency_s"] < 60 for x in lat)
     with sqlite3.connect(out / "state.sqlite") as c:
         assert c.execute("select count(*) from verdicts").fetchone()[0] == N_GROUPS

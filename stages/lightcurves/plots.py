@@ -26,12 +26,16 @@ def eta_v_plot(path: Path, eta: np.ndarray, v: np.ndarray, candidate: np.ndarray
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     ax.scatter(eta[ok & ~candidate], v[ok & ~candidate], s=6, c="0.5", label="sources")
     ax.scatter(eta[ok & candidate], v[ok & candidate], s=16, c="C3", label="candidates")
-    if eta_threshold is not None:
+    if eta_threshold is not None and ok.any():
         ax.axvline(eta_threshold, c="C3", lw=0.8, ls="--")
-    if v_threshold > 0:
+    if v_threshold > 0 and ok.any():
         ax.axhline(v_threshold, c="C3", lw=0.8, ls="--")
-    ax.set(xscale="log", yscale="log", xlabel="η (weighted reduced χ²)",
-           ylabel="V (std / mean)", title="variability")
+    if ok.any():  # log axes need positive data (a night may have none yet)
+        ax.set(xscale="log", yscale="log")
+    else:
+        ax.text(0.5, 0.5, "no light curve with 2 or more epochs yet", ha="center",
+                transform=ax.transAxes)
+    ax.set(xlabel="η (weighted reduced χ²)", ylabel="V (std / mean)", title="variability")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
