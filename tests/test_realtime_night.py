@@ -69,15 +69,21 @@ def test_replayed_night_with_slow_writes_and_a_late_subband(night, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
     out.mkdir()
-    files = sorted(night.glob("*_sb??.hdf5"))
-    late = files[len(files) // 2 + 1].name  # a subband of a middle group
+    # a subband of the second group, a target (name order is group order: the filename
+    # jitter is far below the cadence). The service looks at the files between batches,
+    # so a file is late only once a look has seen its group's timeout pass: it lands
+    # long after the timeout (a file that lands while a batch runs past the timeout still
+    # joins its group on time, which is right)
+    late = sorted(night.glob("*_sb??.hdf5"))[5].name
     proc = _service(inp, out, "--set", "watch.late_timeout_s=8")
     try:
+        _wait(lambda: _status(out).get("state") == "watching", 60, "the service up")
         replay(night, inp, speed=40, jitter_s=1.0, slow_write_s=3.0, slow_fraction=0.3,
-               late=[late], late_s=16.0, seed=3)
+               late=[late], late_s=45.0, seed=3)
         _wait(lambda: _status(out).get("groups_done") == N_GROUPS and not
               _status(out).get("open_groups"), 120, "every group done")
-        _wait(lambda: _status(out).get("late_files"), 20, "the late file reported")
+        _wait(lambda: late in {Path(x["file"]).name for x in _status(out).get(
+            "late_files", [])}, 20, f"{late} reported late")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         rc = proc.wait(60)
