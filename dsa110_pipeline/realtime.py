@@ -26,6 +26,7 @@ finished go back to pending; a restart (also after SIGKILL) resumes from the sta
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -40,6 +41,7 @@ from typing import Any
 from . import instrument
 from .atomic import write_text_atomic
 from .context import PipelineContext
+from .memory import release_free_memory
 from .night import GroupSpec, NightOrchestrator, StageFactory
 from .runner import StageRecord
 from .state import StateDB
@@ -309,6 +311,11 @@ class LiveNight:
         self._redo()
         if self.after_batch is not None:
             self.after_batch()
+        # window stages and the summary run here, in threads: glibc keeps what their
+        # large temporaries freed (a mosaic: ~180 MB a window), so RSS would ratchet up
+        # by each window's high-water mark; hand it back after every batch
+        gc.collect()
+        release_free_memory()
 
     def _redo(self) -> None:
         """Groups to run again after tonight's products (see ``pipeline.redo_after``)."""

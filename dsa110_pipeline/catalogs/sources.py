@@ -117,6 +117,19 @@ class SourceCatalog:
                              spectral_index=self.spectral_index[sel],
                              ref_freq_hz=self.ref_freq_hz[sel], source=self.source)
 
+    @classmethod
+    def concat(cls, catalogs: list[SourceCatalog], source: str = "<joined>") -> SourceCatalog:
+        """One catalog of the rows of ``catalogs``, in order."""
+        if not catalogs:
+            raise ValueError("concat needs at least one catalog")
+        return cls(name=np.concatenate([c.name for c in catalogs]),
+                   ra=np.concatenate([c.ra for c in catalogs]),
+                   dec=np.concatenate([c.dec for c in catalogs]),
+                   flux_jy=np.concatenate([c.flux_jy for c in catalogs]),
+                   spectral_index=np.concatenate([c.spectral_index for c in catalogs]),
+                   ref_freq_hz=np.concatenate([c.ref_freq_hz for c in catalogs]),
+                   source=source)
+
     def strip(self, dec_min: float, dec_max: float) -> SourceCatalog:
         """Sources with dec_min <= Dec <= dec_max (rad)."""
         if dec_min > dec_max:

@@ -18,7 +18,11 @@ truth:
 - false alarms: the fraction of steady sources that are candidates, and the eta, V and
   dip thresholds that give 1 % of the steady sources with enough epochs;
 - cost: the photometry rate (sources per second per stage run) and the photometry and
-  light-curve stages' time per group beside the group's end-to-end time.
+  light-curve stages' time per group beside the group's end-to-end time;
+- the hour's mosaic (:mod:`perf.mosaic_score`): noise, fluxes in the overlaps,
+  positions, jumps at group boundaries;
+- ``mosaic_full``: the mosaic stage's wall time and peak RSS on 12 full-scale group
+  images (:mod:`perf.mosaic_full`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from perf.harness import row, run_measured
+from perf.mosaic_score import score_mosaic
 from perf.suites.end_to_end import REPO
 
 _SIM = r"""
@@ -226,11 +231,39 @@ def _rows_of(sc: dict[str, Any], label: str) -> list[dict]:
     return rows
 
 
+def _mosaic_rows(ms: dict[str, Any], label: str) -> list[dict]:
+    if "error" in ms:
+        return [row(label, "mosaic stage", None, None, error=ms["error"])]
+    rows = [row(f"{label}: noise", "residual / noise map", None, None,
+                z_width=_r(ms.get("noise_z_width")),
+                validation_noise_ratio=_r(ms.get("validation_noise_ratio")),
+                verdict=ms.get("validation_verdict"),
+                goal="rms within 10 % of the inverse-variance expectation")]
+    for k in ("overlap_snr20", "overlap_snr50"):
+        d = ms.get(k) or {}
+        rows.append(row(f"{label}: steady sources in overlaps, S/N >= {k[11:]}",
+                        "beam fit at truth positions", None, None, n=d.get("n"),
+                        median_flux_ratio=_r(d.get("median_ratio")),
+                        pull_width=_r(d.get("pull_width")), goal="within 2 % of the truth"))
+    d = ms.get("positions_snr20") or {}
+    rows.append(row(f"{label}: positions, S/N >= 20", "mosaic finder vs truth", None, None,
+                    n=d.get("n"), median_offset_beams=_r(d.get("median_offset_beams")),
+                    rms_offset_beams=_r(d.get("rms_offset_beams")), goal="<= 0.1 beam"))
+    d = ms.get("boundary_jumps") or {}
+    rows.append(row(f"{label}: group boundaries", "mean residual / noise, inside - outside",
+                    None, None, n=d.get("n"), max_abs_sigma=_r(d.get("max_abs_sigma")),
+                    n_above_2sigma=d.get("n_above_2sigma"),
+                    expected_by_chance=d.get("expected_above_2sigma_by_chance"),
+                    goal="no jump above 2 sigma"))
+    return rows
+
+
 def run(quick: bool = False) -> dict:
     size = ({"ants": 24, "sb": 4, "ch": 8, "ints": 6, "sources": 60} if quick
             else {"ants": 48, "sb": 16, "ch": 8, "ints": 24, "sources": 1500})
     n_groups, n_nights, per_night = (6, 3, 2) if quick else (12, 8, 4)
-    want = set(os.environ.get("DSA110_SURVEY_SCENARIOS", "hour,nights").split(","))
+    want = set(os.environ.get("DSA110_SURVEY_SCENARIOS",
+                              "hour,nights,mosaic_full").split(","))
     rows: list[dict] = []
     notes: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="perf-survey-"))
@@ -262,6 +295,28 @@ def run(quick: bool = False) -> dict:
                             goal="added <= 10 % of a group's time"))
             notes.append(f"1 hour: {n_groups} groups, dec +33.2, 3C48, seed 51, "
                          f"{size['sources']} sources, 36 variables over the hour's groups")
+            rows += _mosaic_rows(score_mosaic(out, judges), f"{n_groups}-group mosaic")
+        if "mosaic_full" in want:  # the mosaic's cost at full scale
+            d = work / "mosaic_full"
+            made = run_measured([sys.executable, "-m", "perf.mosaic_full", "make", str(d)],
+                                cwd=REPO, timeout=1800)
+            if not made.ok:
+                raise RuntimeError(f"full-scale images failed: {made.error_text()}")
+            m = run_measured([sys.executable, "-m", "perf.mosaic_full", "run", str(d)],
+                             cwd=REPO, timeout=3600)
+            if not m.ok:
+                raise RuntimeError(f"full-scale mosaic failed: {m.error_text()}")
+            got = m.json()
+            mm = next(iter(got["metrics"].values()), {})
+            rows.append(row("12 full-scale group images (2048^2, 6\")", "mosaic stage "
+                            "(incl. its validation)", m.wall_s, m.peak_rss_gb,
+                            stage_s=_r(got["stage_wall_s"]), npix_x=mm.get("npix_x"),
+                            npix_y=mm.get("npix_y"), noise_ratio=_r(mm.get("noise_ratio")),
+                            flux_ratio=_r(mm.get("flux_ratio")), verdict=mm.get("verdict"),
+                            goal="wall and peak RSS on 2 cores"))
+            notes.append("full-scale mosaic: 12 synthetic group images at the imaging "
+                         "stage's full-scale grid (perf/mosaic_full.py: Airy beam, "
+                         "beam-correlated noise, 200 sources), one group of RA apart")
         if "nights" in want:  # variability between nights, the survey's timescale
             out = work / "nights_out"
             for k in range(n_nights):

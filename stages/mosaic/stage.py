@@ -1,29 +1,47 @@
-"""The mosaic window stage: an hour's group images in one linear mosaic.
+"""The mosaic window stage: an hour's group images in one linear mosaic, validated.
 
-Window scope (an hour by default). Requires each group's ``images`` (image and pb) and
-``validation`` (its verdict and noise); groups whose verdict is in ``leave_out`` are left
-out and named. Each image is reprojected (``reproject.reproject_interp``, onto the part of
-the grid its footprint covers) and combined by :mod:`.combine`. Produces ``mosaic``: FITS
-image (primary-beam corrected, Jy/beam), weight (sum PB^2/sigma^2) and noise maps, with
-the grid's WCS and provenance: the groups held, their verdicts and calibration tables.
+Window scope (an hour by default). Requires each group's ``images`` (image, pb and, when
+every group has one, residual) and ``validation`` (its verdict, noise and reference
+catalog); groups whose verdict is in ``leave_out`` are left out and named. The planes of
+each group are reprojected together (``reproject.reproject_interp``, onto the part of the
+grid its footprint covers) and combined by :mod:`.combine`. The mosaic is then validated as
+a group image is (:func:`stages.validation.validate.validate_image`, on its apparent form:
+uniform noise, the sensitivity as its primary beam, the inverse-variance expectation as
+its theoretical noise), and its detections with no counterpart in the reference catalog or
+among earlier mosaics' new sources are written as new sources (:mod:`.new_sources`), which
+forced photometry then measures in later groups.
+
+Produces ``mosaic``: FITS image (primary-beam corrected, Jy/beam), residual, weight
+(sum PB^2/sigma^2) and noise maps with the grid's WCS and provenance (the groups held,
+their verdicts and calibration tables), a thumbnail, the validation report and the
+new-sources CSV.
 """
 
 from __future__ import annotations
 
+import csv
+import glob
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from dsa110_pipeline.atomic import atomic_path
+from dsa110_pipeline.beam import Beam
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.stage import Resources, StageConfig
 from dsa110_pipeline.thumbnail import thumbnail_png
 from dsa110_pipeline.window import WindowStage
 
-from .combine import accumulate, finish
+from .combine import accumulate, apparent, finish
 from .grid import footprint_box, mosaic_header
+from .new_sources import source_names, unmatched
+
+NEW_SOURCES = "new_sources.csv"
+NEW_SOURCE_COLUMNS = ("name", "ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "snr",
+                      "window", "mosaic")
 
 
 class MosaicConfig(StageConfig):
@@ -33,12 +51,21 @@ class MosaicConfig(StageConfig):
     pb_cut: float = Field(0.2, gt=0, le=1)
     leave_out: tuple[str, ...] = ("REJECT",)
     projection: Literal["SIN", "CAR"] = "SIN"
+    #: Validate the mosaic as a group image (with the ``validation`` branch's settings).
+    validate_mosaic: bool = True
+    #: The reference catalog; None: the one the groups were validated against.
+    reference_catalog: str | None = None
+    #: A detection this far above the mosaic's noise with no reference counterpart (within
+    #: the validation's match radius) and no earlier new source is a new source.
+    new_source_snr: float = Field(7.0, gt=0)
+    #: Earlier new sources (a glob; relative paths are under the run's output directory).
+    new_sources_glob: str = f"mosaics/*-{NEW_SOURCES}"
     output_dir: str | None = None
 
 
 class MosaicStage(WindowStage):
     name = "mosaic"
-    version = "1"
+    version = "2"
     Config = MosaicConfig
     requires = ("images", "validation")
     produces = ("mosaic",)
@@ -51,9 +78,71 @@ class MosaicStage(WindowStage):
 
         cfg: MosaicConfig = self.config  # type: ignore[assignment]
         info = self.window(ctx)
+        groups, left_out = self._members(ctx, info)
+        if not groups:
+            raise InputError(f"window {info.window_id}: every group left out "
+                             f"({left_out})", stage=self.name)
+        with_residual = all(g.residual is not None for g in groups)
+        centres, corners = [], []
+        for g in groups:
+            ny, nx = g.shape
+            centres.append(g.wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
+            corners.append(_edge_world(g.wcs, nx, ny))
+        cell = min(abs(float(g.header["CDELT1"])) for g in groups)
+        out_hdr = mosaic_header(np.array(centres), np.vstack(corners), cell, cfg.projection)
+        out_wcs = WCS(fits.Header(out_hdr))
+        shape = (int(out_hdr["NAXIS2"]), int(out_hdr["NAXIS1"]))
+        k = 2 if with_residual else 1
+        num, den = np.zeros((k, *shape)), np.zeros(shape)
+        for g in groups:
+            x0, x1, y0, y1 = footprint_box(np.column_stack(out_wcs.world_to_pixel_values(
+                *_edge_world(g.wcs, g.shape[1], g.shape[0]).T)), shape)
+            stack = [g.image, *([g.residual] if with_residual else []), g.pb]
+            r = _reproject(np.stack(stack), g.wcs, out_wcs[y0:y1, x0:x1], (y1 - y0, x1 - x0))
+            accumulate(num[:, y0:y1, x0:x1], den[y0:y1, x0:x1], r[:-1], r[-1], g.sigma,
+                       cfg.pb_cut)
+            del r
+        planes, noise = finish(num, den)
+        del num
+        out_dir = self.products_dir(ctx, "mosaics")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = info.window_id.replace(":", "").replace("@", "_")
+        common = _provenance(groups, left_out, info.window_id)
+        refs = []
+        fits_planes = [("image", planes[0], "JY/BEAM"),
+                       *([("residual", planes[1], "JY/BEAM")] if with_residual else []),
+                       ("weight", den, "1/(JY/BEAM)2"), ("noise", noise, "JY/BEAM")]
+        paths = {}
+        for role, data, unit in fits_planes:
+            hdr = fits.Header(out_hdr)
+            hdr.update(common)
+            hdr["BUNIT"] = unit
+            hdr["MOSROLE"] = (role, "mosaic plane")
+            paths[role] = path = out_dir / f"{stem}-{role}.fits"
+            with atomic_path(path) as tmp:
+                fits.writeto(tmp, data.astype(np.float32), hdr)
+            refs.append(ProductRef.for_path("fits", path, role=role,
+                                            groups=[g.gid for g in groups],
+                                            left_out=left_out))
+        thumb = thumbnail_png(planes[0], out_dir / f"{stem}-thumb.png", max_px=800)
+        refs.append(ProductRef.for_path("png", thumb, role="thumbnail"))
+        good = noise[np.isfinite(noise)]
+        metrics: dict[str, Any] = {
+            "groups": len(groups), "left_out": len(left_out), "npix_x": shape[1],
+            "npix_y": shape[0],
+            "median_noise_jy": float(np.median(good)) if good.size else None}
+        if cfg.validate_mosaic:
+            refs += self._validate(ctx, cfg, groups, planes, noise, out_wcs, common,
+                                   paths["image"], out_dir, stem, info.window_id, metrics)
+        return ctx.with_output("mosaic", refs).with_metrics(self.name, **metrics)
+
+    # -- parts ----------------------------------------------------------------------
+    def _members(self, ctx: PipelineContext, info: Any) -> tuple[list[_Group], dict[str, str]]:
+        """The window's groups to mosaic, read, and those left out (with why)."""
+        cfg: MosaicConfig = self.config  # type: ignore[assignment]
         images = self.group_products(ctx, "images")
         val = self.group_products(ctx, "validation")
-        used, left_out, planes = [], {}, []
+        groups, left_out = [], {}
         for gid in info.groups:
             v = val[gid][0] if isinstance(val[gid], list) else val[gid]
             verdict = v.meta.get("verdict")
@@ -65,59 +154,122 @@ class MosaicStage(WindowStage):
             if "image" not in roles or "pb" not in roles:
                 left_out[gid] = "no image or pb image"
                 continue
-            img, hdr = _read(roles["image"].path)
-            pb, _ = _read(roles["pb"].path)
             sigma = ((v.meta.get("metrics") or {}).get("noise") or {}).get("image_rms_jy")
             if not sigma or not np.isfinite(sigma):
                 raise InputError(f"group {gid}'s validation holds no image rms",
                                  stage=self.name, files=[v.path])
-            planes.append((gid, img, pb, hdr, float(sigma), verdict))
-            used.append(gid)
-        if not planes:
-            raise InputError(f"window {info.window_id}: every group left out "
-                             f"({left_out})", stage=self.name)
-        wcs_in = [WCS(p[3]).celestial for p in planes]
-        centres, corners = [], []
-        for w, (_, img, *_rest) in zip(wcs_in, planes, strict=True):
-            ny, nx = img.shape
-            centres.append(w.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
-            corners.append(_edge_world(w, nx, ny))
-        cell = min(abs(float(p[3]["CDELT1"])) for p in planes)
-        out_hdr = mosaic_header(np.array(centres), np.vstack(corners), cell, cfg.projection)
-        out_wcs = WCS(fits.Header(out_hdr))
-        shape = (int(out_hdr["NAXIS2"]), int(out_hdr["NAXIS1"]))
-        num, den = np.zeros(shape), np.zeros(shape)
-        for w, (_, img, pb, _hdr, sigma, _v) in zip(wcs_in, planes, strict=True):
-            x0, x1, y0, y1 = footprint_box(np.column_stack(out_wcs.world_to_pixel_values(
-                *_edge_world(w, img.shape[1], img.shape[0]).T)), shape)
-            sub = out_wcs[y0:y1, x0:x1]
-            r_img, r_pb = _reproject([img, pb], w, sub, (y1 - y0, x1 - x0))
-            accumulate(num[y0:y1, x0:x1], den[y0:y1, x0:x1], r_img, r_pb, sigma, cfg.pb_cut)
-        mosaic, noise = finish(num, den)
-        out_dir = self.products_dir(ctx, "mosaics")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        stem = info.window_id.replace(":", "").replace("@", "_")
-        first_hdr = planes[0][3]
-        common = _provenance(first_hdr, planes, left_out, info.window_id)
-        refs = []
-        for role, data, unit in (("image", mosaic, "JY/BEAM"), ("weight", den, "1/(JY/BEAM)2"),
-                                 ("noise", noise, "JY/BEAM")):
-            hdr = fits.Header(out_hdr)
-            hdr.update(common)
-            hdr["BUNIT"] = unit
-            hdr["MOSROLE"] = (role, "mosaic plane")
-            path = out_dir / f"{stem}-{role}.fits"
-            with atomic_path(path) as tmp:
-                fits.writeto(tmp, data.astype(np.float32), hdr)
-            refs.append(ProductRef.for_path("fits", path, role=role, groups=used,
-                                            left_out=left_out))
-        thumb = thumbnail_png(mosaic, out_dir / f"{stem}-thumb.png", max_px=800)
-        refs.append(ProductRef.for_path("png", thumb, role="thumbnail"))
-        good = noise[np.isfinite(noise)]
-        return (ctx.with_output("mosaic", refs)
-                .with_metrics(self.name, groups=len(used), left_out=len(left_out),
-                              npix_x=shape[1], npix_y=shape[0],
-                              median_noise_jy=float(np.median(good)) if good.size else None))
+            img, hdr = _read(roles["image"].path)
+            groups.append(_Group(
+                gid, img, _read(roles["pb"].path)[0],
+                _read(roles["residual"].path)[0] if "residual" in roles else None, hdr,
+                float(sigma), verdict, v.meta.get("reference")))
+        return groups, left_out
+
+    def _validate(self, ctx: PipelineContext, cfg: MosaicConfig, groups: list[_Group],
+                  planes: np.ndarray, noise: np.ndarray, wcs: Any, cards: dict[str, Any],
+                  image_path: Path, out_dir: Path, stem: str, window_id: str,
+                  metrics: dict[str, Any]) -> list[ProductRef]:
+        """Validate the mosaic's apparent form; write its new sources. Fills ``metrics``."""
+        from stages.validation.config import ValidationConfig
+        from stages.validation.image_io import SkyImage
+        from stages.validation.reference import load_reference
+        from stages.validation.validate import validate_image
+
+        vcfg = ValidationConfig.model_validate(
+            (ctx.config.get("validation") if isinstance(ctx.config, dict) else None) or {})
+        ref_path = cfg.reference_catalog or next((g.reference for g in groups
+                                                  if g.reference), None)
+        app, sens, sigma0 = apparent(planes, noise)
+        beam = Beam(np.radians(cards["BMAJ"][0]), np.radians(cards["BMIN"][0]),
+                    cards["BPA"][0])
+        image = SkyImage(data=app[0].astype(np.float32), wcs=wcs, beam=beam,
+                         freq_hz=cards["RESTFRQ"][0], path=str(image_path), unit="JY/BEAM",
+                         header={"TELESCOP": cards["TELESCOP"], "OBJECT": window_id})
+        reference = load_reference(ref_path) if ref_path else None
+        out = validate_image(image, out_dir / "validation", group=stem, cfg=vcfg,
+                             reference=reference, reference_path=ref_path,
+                             theoretical_rms=sigma0, pb=sens.astype(np.float32),
+                             pb_source="mosaic sensitivity (lowest noise / noise)",
+                             residual=app[1] if len(app) > 1 else None)
+        noise_m = out.metrics.get("noise") or {}
+        metrics.update(verdict=out.verdict.verdict.value, expected_rms_jy=sigma0,
+                       rms_jy=noise_m.get("image_rms_jy"), noise_ratio=noise_m.get("ratio"),
+                       flux_ratio=(out.metrics.get("flux_scale") or {}).get("median_ratio"),
+                       n_sources=out.metrics.get("n_sources"))
+        refs = [ProductRef.for_path("html", out.report, role="validation",
+                                    verdict=metrics["verdict"], metrics=out.metrics)]
+        if reference is not None and out.analysis is not None:
+            new = self._new_sources(ctx, cfg, vcfg, out.analysis, reference, beam.bmaj,
+                                    window_id, image_path)
+            path = out_dir / f"{stem}-{NEW_SOURCES}"
+            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(NEW_SOURCE_COLUMNS)
+                w.writerows(new)
+            metrics["n_new_sources"] = len(new)
+            refs.append(ProductRef.for_path("csv", path, role="new_sources", n=len(new)))
+        return refs
+
+    def _new_sources(self, ctx: PipelineContext, cfg: MosaicConfig, vcfg: Any, a: Any,
+                     reference: Any, bmaj_rad: float, window_id: str,
+                     image_path: Path) -> list[list[Any]]:
+        """Rows of the detections with no reference counterpart and no earlier new
+        source, at ``new_source_snr`` or more."""
+        src = a.finder.sources
+        ra, dec = np.degrees(src.ra), np.degrees(src.dec)
+        radius = np.degrees(vcfg.match_radius_beams * bmaj_rad)
+        known_ra, known_dec = np.degrees(reference.ra), np.degrees(reference.dec)
+        earlier = [(float(r["ra_deg"]), float(r["dec_deg"]))
+                   for r in _earlier_new_sources(self._glob(ctx, cfg), image_path)]
+        if earlier:
+            e = np.array(earlier)
+            known_ra, known_dec = np.r_[known_ra, e[:, 0]], np.r_[known_dec, e[:, 1]]
+        new = (src.snr >= cfg.new_source_snr) & unmatched(ra, dec, known_ra, known_dec,
+                                                          radius)
+        idx = np.flatnonzero(new)
+        names = source_names(ra[idx], dec[idx]) if idx.size else []
+        flux = a.src_flux_pbcor
+        err = src.peak_err_jy / np.where(a.src_pb > 0, a.src_pb, np.nan)
+        return [[n, f"{ra[i]:.6f}", f"{dec[i]:.6f}", f"{flux[i]:.6g}", f"{err[i]:.3g}",
+                 f"{src.snr[i]:.1f}", window_id, str(image_path)]
+                for n, i in zip(names, idx, strict=True)]
+
+    def _glob(self, ctx: PipelineContext, cfg: MosaicConfig) -> str:
+        pattern = Path(cfg.new_sources_glob)
+        if pattern.is_absolute():
+            return str(pattern)
+        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
+        root = Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
+            "output_dir") else self.products_dir(ctx)
+        return str(root / pattern)
+
+
+class _Group:
+    """One group's planes, header, noise, verdict and reference catalog."""
+
+    def __init__(self, gid: str, image: np.ndarray, pb: np.ndarray,
+                 residual: np.ndarray | None, header: Any, sigma: float, verdict: str | None,
+                 reference: str | None) -> None:
+        from astropy.wcs import WCS
+
+        if pb.shape != image.shape or (residual is not None and residual.shape != image.shape):
+            raise InputError(f"group {gid}: image, pb and residual differ in shape")
+        self.gid, self.image, self.pb, self.residual = gid, image, pb, residual
+        self.header, self.sigma, self.verdict, self.reference = header, sigma, verdict, reference
+        self.wcs = WCS(header).celestial
+        self.shape = image.shape
+
+
+def _earlier_new_sources(pattern: str, mine: Path) -> list[dict[str, str]]:
+    """The rows of earlier mosaics' new-source files (not this mosaic's own)."""
+    rows = []
+    own = mine.name.removesuffix("-image.fits")
+    for p in sorted(glob.glob(pattern)):
+        if Path(p).name.startswith(own):
+            continue
+        with open(p, newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    return rows
 
 
 def _read(path: str) -> tuple[np.ndarray, Any]:
@@ -146,31 +298,51 @@ def _edge_world(w: Any, nx: int, ny: int, n: int = 16) -> np.ndarray:
     return np.column_stack([ra, dec])
 
 
-def _reproject(planes: list[np.ndarray], w_in: Any, w_out: Any, shape: tuple[int, int]
-               ) -> list[np.ndarray]:
+def _reproject(planes: np.ndarray, w_in: Any, w_out: Any, shape: tuple[int, int]
+               ) -> np.ndarray:
+    """``planes`` ((k, ny, nx), one WCS) onto ``w_out``, bicubic: the pixel mapping is
+    computed once for all k planes. Bilinear interpolation would smooth a source by about
+    a sixth of a pixel squared per axis, losing 3 % of the peak at 7.5 pixels a beam (5 %
+    at 4); bicubic loses 1 % and costs the same. Its spline would spread a blank (NaN)
+    along whole rows, so blanks go in as zeros and come out blank wherever they reach
+    (the interpolated validity below 0.99: some 3 pixels around a blank)."""
     from reproject import reproject_interp
 
-    return [reproject_interp((p, w_in), w_out, shape_out=shape, return_footprint=False)
-            for p in planes]
+    finite = np.isfinite(planes).all(axis=0)
+    stack = np.concatenate([np.where(finite, planes, 0.0), finite[None].astype(float)])
+    out = reproject_interp((stack, w_in), w_out, shape_out=(len(stack), *shape),
+                           return_footprint=False, order="bicubic")
+    return np.where(out[-1] > 0.99, out[:-1], np.nan)
 
 
-def _provenance(first: Any, planes: list[tuple], left_out: dict[str, str],
+def _freq(hdr: Any) -> float:
+    """The image's frequency (Hz): its FREQ axis, else RESTFRQ, else 1.4 GHz."""
+    for i in range(1, 5):
+        if str(hdr.get(f"CTYPE{i}", "")).upper().startswith("FREQ"):
+            return float(hdr[f"CRVAL{i}"])
+    return float(hdr.get("RESTFRQ", 1.4e9))
+
+
+def _provenance(groups: list[_Group], left_out: dict[str, str],
                 window_id: str) -> dict[str, Any]:
-    beams = np.array([[p[3].get("BMAJ", np.nan), p[3].get("BMIN", np.nan),
-                       p[3].get("BPA", 0.0)] for p in planes], dtype=float)
+    first = groups[0].header
+    beams = np.array([[g.header.get("BMAJ", np.nan), g.header.get("BMIN", np.nan),
+                       g.header.get("BPA", 0.0)] for g in groups], dtype=float)
     cards: dict[str, Any] = {
         "TELESCOP": first.get("TELESCOP", ""), "OBJECT": window_id,
         "BMAJ": (float(np.nanmean(beams[:, 0])), "mean of the groups' restoring beams (deg)"),
         "BMIN": (float(np.nanmean(beams[:, 1])), "mean of the groups' restoring beams (deg)"),
         "BPA": (float(np.nanmean(beams[:, 2])), "mean of the groups' beam PAs (deg)"),
-        "NGROUPS": (len(planes), "groups in the mosaic"),
+        "RESTFRQ": (float(np.mean([_freq(g.header) for g in groups])),
+                    "mean frequency of the groups (Hz)"),
+        "NGROUPS": (len(groups), "groups in the mosaic"),
         "NLEFTOUT": (len(left_out), "groups of the window left out"),
         "PIPEVER": first.get("PIPEVER", ""), "MOSWIN": window_id,
     }
-    for i, p in enumerate(planes, start=1):
-        cards[f"GRP{i:03d}"] = (p[0], f"verdict {p[5]}, rms {p[4]:.3g} Jy/beam")
-        if p[3].get("CALTAB1"):
-            cards[f"GCAL{i:03d}"] = str(p[3]["CALTAB1"])[-68:]
+    for i, g in enumerate(groups, start=1):
+        cards[f"GRP{i:03d}"] = (g.gid, f"verdict {g.verdict}, rms {g.sigma:.3g} Jy/beam")
+        if g.header.get("CALTAB1"):
+            cards[f"GCAL{i:03d}"] = str(g.header["CALTAB1"])[-68:]
     for i, (g, why) in enumerate(sorted(left_out.items()), start=1):
         cards[f"OUT{i:03d}"] = (g, why[:40])
     return cards

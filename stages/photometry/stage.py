@@ -11,6 +11,7 @@ beam), ``artefact`` (the local noise or the fit's chi^2 is well above the image'
 from __future__ import annotations
 
 import csv
+import glob
 import time
 from pathlib import Path
 
@@ -18,13 +19,18 @@ import numpy as np
 from pydantic import Field
 
 from dsa110_pipeline.atomic import atomic_path
-from dsa110_pipeline.catalogs import read_catalog
+from dsa110_pipeline.catalogs import SourceCatalog, read_catalog
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
 from .forced import forced_fluxes, noise_acf, noise_factor
 from .image import read_plane, tile_rms
+from .positions import first_of_each
+
+#: A new source within this of one listed before it is the same source (deg): about
+#: half DSA-110's synthesized beam.
+NEW_SOURCE_RADIUS_DEG = 10.0 / 3600
 
 COLUMNS = ("name", "ra_deg", "dec_deg", "x", "y", "pb", "flux_app_jy", "err_app_jy",
            "flux_jy", "err_jy", "snr", "noise_err_app_jy", "chi2", "local_rms_jy", "edge",
@@ -54,6 +60,9 @@ class PhotometryConfig(StageConfig):
     noise_tile: int = Field(64, ge=16)
     #: The catalog; None: the night's survey catalog.
     catalog: str | None = None
+    #: New sources found earlier (the mosaic stage's CSVs, a glob; relative paths are
+    #: under the run's output directory), measured beside the catalog; None: none.
+    new_sources: str | None = "mosaics/*-new_sources.csv"
     output_dir: str | None = None
 
 
@@ -82,7 +91,7 @@ class PhotometryStage(PipelineStage):
         image = read_plane(roles["image"].path, need_beam=True)
         residual = read_plane(roles["residual"].path)
         pb = read_plane(roles["pb"].path)
-        cat = read_catalog(catalog_path)
+        cat = self._with_new_sources(ctx, read_catalog(catalog_path))
         table = measure(image, residual.data, pb.data, cat, cfg)
         table["group_id"] = np.full(len(table["name"]), ctx.group_id or "")
         n = len(table["name"])
@@ -102,6 +111,28 @@ class PhotometryStage(PipelineStage):
                 .with_metrics(self.name, n_sources=n, wall_s=dt,
                               n_flagged=int(sum(np.asarray(table[k]).sum()
                                                 for k in ("edge", "blended", "artefact")))))
+
+
+    def _with_new_sources(self, ctx: PipelineContext, cat: SourceCatalog) -> SourceCatalog:
+        """``cat`` and the new sources found earlier (each once: a repeat within a beam
+        of one listed before it, or of a catalog source, is dropped)."""
+        cfg: PhotometryConfig = self.config  # type: ignore[assignment]
+        if not cfg.new_sources:
+            return cat
+        pattern = Path(cfg.new_sources)
+        if not pattern.is_absolute():
+            paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
+            root = Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
+                "output_dir") else self.products_dir(ctx)
+            pattern = root / pattern
+        found = [c for c in (read_catalog(p) for p in sorted(glob.glob(str(pattern))))
+                 if len(c)]
+        if not found:
+            return cat
+        new = SourceCatalog.concat(found)
+        keep = first_of_each(np.r_[cat.ra, new.ra], np.r_[cat.dec, new.dec],
+                             np.radians(NEW_SOURCE_RADIUS_DEG))[len(cat):]
+        return SourceCatalog.concat([cat, new.select(keep)], source=cat.source)
 
 
 def measure(image, residual: np.ndarray, pb: np.ndarray, cat, cfg: PhotometryConfig) -> dict:

@@ -121,13 +121,19 @@ def write_night_summary(path: str | Path, groups: Sequence[tuple[Any, ...]],
     for w in det.get("windows") or []:
         prods = w.get("products") or []
         pngs = [p for p in prods if str(p.get("path", "")).endswith(".png")]
-        tables = [p for p in prods if (p.get("meta") or {}).get("role") == "candidates"]
+        tables = [p for p in prods if (p.get("meta") or {}).get("role") in (
+            "candidates", "new_sources")]
+        reports = [p for p in prods if str(p.get("path", "")).endswith(".html")]
         gaps = "; ".join(f"{g}: {why}" for g, why in (w.get("gaps") or {}).items())
         sections.append(
             f"<h3>{_esc(w['window_id'])} {badge(str(w.get('status', '?')).upper())}</h3>"
             f"<p class='small'>{len(w.get('groups') or [])} group(s)"
             + (f"; left out: {_esc(gaps)}" if gaps else "") + "</p>"
-            + "".join(f"<h4>candidates</h4>{_csv_table(t['path'], base)}" for t in tables)
+            + "".join(f"<p>validation {badge(str((r.get('meta') or {}).get('verdict', '?')))}"
+                      f" <a href='{_esc(_rel(r['path'], base))}'>report</a></p>"
+                      for r in reports)
+            + "".join(f"<h4>{_esc(str(t['meta']['role']).replace('_', ' '))}</h4>"
+                      f"{_csv_table(t['path'], base)}" for t in tables)
             + "".join(f"<a href='{_esc(_rel(p['path'], base))}'><img src='"
                       f"{_esc(_rel(p['path'], base))}' alt='{_esc(Path(p['path']).name)}'>"
                       "</a>" for p in pngs))

@@ -149,7 +149,8 @@ class ValidationStage(PipelineStage):
             reasons=[r.to_dict() for r in out.verdict.reasons], metrics=out.metrics,
             metrics_json=str(out.metrics_json),
             sources_csv=str(out.sources_csv) if out.sources_csv else None,
-            sources_fits=str(out.sources_fits) if out.sources_fits else None, group=group)
+            sources_fits=str(out.sources_fits) if out.sources_fits else None, group=group,
+            reference=str(reference) if reference else None)
         summary = {"verdict": verdict,
                    "flux_ratio": (out.metrics.get("flux_scale") or {}).get("median_ratio"),
                    "astrometric_rms_arcsec": (out.metrics.get("astrometry") or {}).get(

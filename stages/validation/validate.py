@@ -18,7 +18,7 @@ from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.instrument import airy_beam
 
 from . import plots
-from .analysis import analyse
+from .analysis import Analysis, analyse
 from .config import ValidationConfig
 from .finder import find_sources
 from .image_io import SkyImage, read_fits_image
@@ -43,6 +43,8 @@ class Outcome:
     sources_csv: Path | None = None
     sources_fits: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: the sources, matches and metrics behind the report (None when not validated)
+    analysis: Analysis | None = None
 
     @property
     def products(self) -> list[Path]:
@@ -105,13 +107,36 @@ def validate_group(image_path: str | Path, out_dir: str | Path, *, group: str,
     an empty one → an explicit NOT_VALIDATED report, never an ACCEPT.
     """
     t0 = time.perf_counter()
+    image = read_fits_image(image_path, require_beam=False)
+    pb, pb_source, residual = None, "none", None
+    if image.beam is not None:  # else NOT_VALIDATED: nothing more is read
+        if reference is None and reference_path is not None:
+            reference = load_reference(reference_path)
+        pb, pb_source = primary_beam(image, cfg, pb_path, pbcor_path)
+        residual = _plane(residual_path, image.shape, "residual") if residual_path else None
+    return validate_image(image, out_dir, group=group, cfg=cfg, reference=reference,
+                          reference_path=reference_path, theoretical_rms=theoretical_rms,
+                          pb=pb, pb_source=pb_source, residual=residual, timing=timing,
+                          ncores=ncores, t0=t0)
+
+
+def validate_image(image: SkyImage, out_dir: str | Path, *, group: str, cfg: ValidationConfig,
+                   reference: SourceCatalog | None, reference_path: str | Path | None,
+                   theoretical_rms: float | None, pb: np.ndarray | None, pb_source: str,
+                   residual: np.ndarray | None = None,
+                   timing: list[dict[str, Any]] | None = None, ncores: int = 1,
+                   t0: float | None = None) -> Outcome:
+    """Validate an image already in memory (a group image, or a mosaic in its apparent
+    form) and write report, metrics JSON and source lists to ``out_dir``. ``pb`` is the
+    image's primary beam (None: flat), ``residual`` its residual on the same grid."""
+    t0 = time.perf_counter() if t0 is None else t0
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in group) or "group"
     report = out / f"{stem}_validation.html"
     mjson = out / f"{stem}_metrics.json"
     timings: dict[str, float] = {}
-    image = read_fits_image(image_path, require_beam=False)
+    image_path = image.path
     extra = {"group": group, "image": str(image_path),
              "reference": str(reference_path) if reference_path else None}
     if image.beam is None:
@@ -119,15 +144,11 @@ def validate_group(image_path: str | Path, out_dir: str | Path, *, group: str,
                           "sources cannot be measured", "beam")
         return _write_minimal(v, report, mjson, group, str(image_path), extra, timing)
     if reference is None:
-        if reference_path is None:
-            v = not_validated("no reference catalog configured (validation.reference_catalog)",
-                              "reference")
-            return _write_minimal(v, report, mjson, group, str(image_path), extra, timing)
-        reference = load_reference(reference_path)
+        v = not_validated("no reference catalog configured (validation.reference_catalog)",
+                          "reference")
+        return _write_minimal(v, report, mjson, group, str(image_path), extra, timing)
     empty_reference = len(reference) == 0
 
-    pb, pb_source = primary_beam(image, cfg, pb_path, pbcor_path)
-    residual = _plane(residual_path, image.shape, "residual") if residual_path else None
     mask = np.isfinite(image.data)
     if pb is not None:
         mask &= np.isfinite(pb) & (pb >= cfg.pb_cut)
@@ -175,7 +196,7 @@ def validate_group(image_path: str | Path, out_dir: str | Path, *, group: str,
                   "sources FITS": fits_path.name},
         image_path=str(image_path), reference=str(reference_path))
     write_text_atomic(report, html)
-    return Outcome(verdict, a.metrics, report, mjson, csv_path, fits_path, timings)
+    return Outcome(verdict, a.metrics, report, mjson, csv_path, fits_path, timings, a)
 
 
 def _write_minimal(v: VerdictResult, report: Path, mjson: Path, group: str, image_path: str,
@@ -190,4 +211,4 @@ def _write_minimal(v: VerdictResult, report: Path, mjson: Path, group: str, imag
     return Outcome(v, metrics, report, mjson)
 
 
-__all__ = ["Outcome", "validate_group", "primary_beam", "airy_pb_for"]
+__all__ = ["Outcome", "validate_group", "validate_image", "primary_beam", "airy_pb_for"]

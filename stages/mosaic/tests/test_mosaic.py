@@ -51,22 +51,33 @@ def _group_images(ra0, sigma, seed, out):
     d2 = ((ra - ra0) * np.cos(np.radians(DEC))) ** 2 + (dec - DEC) ** 2
     pb = np.exp(-d2 / (2 * PB_SIGMA ** 2))
     img = _beam_noise(np.random.default_rng(seed), sigma)
+    residual = img.copy()
     for sra, sdec, flux in SKY:
         x, y = w.world_to_pixel_values(sra, sdec)
         r2 = ((xx - x) ** 2 + (yy - y) ** 2) * CELL ** 2
         sd2 = ((sra - ra0) * np.cos(np.radians(DEC))) ** 2 + (sdec - DEC) ** 2
         img += flux * np.exp(-sd2 / (2 * PB_SIGMA ** 2)) * np.exp(-4 * np.log(2) * r2 / BEAM ** 2)
     refs = []
-    for role, data in (("image", img), ("pb", pb)):
+    for role, data in (("image", img), ("pb", pb), ("residual", residual)):
         path = out / f"g{ra0:.1f}-{role}.fits"
         fits.writeto(path, data.astype(np.float32), h, overwrite=True)
         refs.append(ProductRef.for_path("fits", path, role=role))
     return refs
 
 
-def _run(tmp_path):
+def _run(tmp_path, earlier: list[tuple[float, float]] = ()):
+    """The mosaic of five groups (the last REJECTed). The reference catalog lacks the
+    0.3 Jy source: a new source, unless ``earlier`` (ra, dec) mosaics found it."""
     out = tmp_path / "out"
     out.mkdir()
+    ref = tmp_path / "reference.csv"
+    ref.write_text("name,ra_deg,dec_deg,flux_jy,spectral_index\n" + "".join(
+        f"S{i},{ra},{dec},{flux},0\n" for i, (ra, dec, flux) in enumerate(SKY[:3])))
+    if earlier:
+        (out / "mosaics").mkdir()
+        (out / "mosaics" / "mosaic_2026-01-25T210000-new_sources.csv").write_text(
+            "name,ra_deg,dec_deg,flux_jy\n" + "".join(f"E,{ra},{dec},0.3\n"
+                                                    for ra, dec in earlier))
     centres = [149.4, 149.8, 150.2, 150.6, 151.0]
     sigmas = [0.010, 0.012, 0.010, 0.008, 0.010]
 
@@ -80,16 +91,16 @@ def _run(tmp_path):
         p.write_text("report")
         return ctx.with_output("validation", ProductRef.for_path(
             "html", p, verdict="REJECT" if k == 4 else "ACCEPT",
-            metrics={"noise": {"image_rms_jy": sigmas[k]}}))
+            metrics={"noise": {"image_rms_jy": sigmas[k]}}, reference=str(ref)))
 
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
               FunctionStage(validation, name="validation", produces=("validation",)),
-              MosaicStage({"pb_cut": 0.2, "output_dir": str(out)})]
+              MosaicStage({"pb_cut": 0.2, "output_dir": str(out / "mosaics")})]
     specs = [GroupSpec(f"2026-01-25T22:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 0.0036,
                        metadata={"index": k}) for k in range(5)]
     with StateDB(tmp_path / "state.sqlite") as db:
         res = NightOrchestrator(db, output_dir=out, cache=ResultCache(out / ".c")).run(
-            specs, lambda s: stages, PipelineContext())
+            specs, lambda s: stages, PipelineContext(config={"paths": {"output_dir": str(out)}}))
         assert list(res.windows.values()) == ["done"]
     return res.result.context.get("mosaic@2026-01-25T22:00:00/mosaic"), sigmas
 
@@ -121,6 +132,35 @@ def test_mosaic_fluxes_noise_and_provenance(tmp_path):
     assert 0.9 < np.std(z) < 1.1
     # a pixel seen by one group only has that group's noise / pb there
     assert np.nanmin(noise) < min(sigmas[:4])  # overlaps beat any single group
+    # the residual mosaic: the noise alone
+    res = fits.getdata(planes["residual"]).astype(float)
+    assert 0.9 < np.nanstd(res / noise) < 1.1
+
+
+def test_the_mosaic_is_validated_and_its_new_source_found(tmp_path):
+    import csv
+
+    refs, _ = _run(tmp_path)
+    roles = {r.meta["role"]: r for r in refs}
+    m = roles["validation"].meta["metrics"]
+    # the residual's rms against the inverse-variance expectation of the groups' noise
+    assert 0.9 < m["noise"]["ratio"] < 1.1, m["noise"]
+    assert abs(m["flux_scale"]["median_ratio"] - 1) < 0.02, m["flux_scale"]
+    assert m["n_sources"] == 4
+    with open(roles["new_sources"].path) as fh:
+        new = list(csv.DictReader(fh))
+    assert len(new) == 1, new
+    ra, dec, flux = SKY[3]
+    assert abs(float(new[0]["ra_deg"]) - ra) < 0.1 * BEAM and \
+        abs(float(new[0]["dec_deg"]) - dec) < 0.1 * BEAM
+    assert abs(float(new[0]["flux_jy"]) - flux) < 0.05 * flux
+    assert new[0]["name"].startswith("DSA J1001")
+
+
+def test_a_source_an_earlier_mosaic_found_is_not_new_again(tmp_path):
+    refs, _ = _run(tmp_path, earlier=[SKY[3][:2]])
+    roles = {r.meta["role"]: r for r in refs}
+    assert roles["new_sources"].meta["n"] == 0
 
 
 def test_accumulate_is_inverse_variance_weighting():
@@ -131,3 +171,25 @@ def test_accumulate_is_inverse_variance_weighting():
     m, n = finish(num, den)
     assert np.allclose(m[:2], 2.0) and np.isnan(m[2])
     assert np.isclose(n[0], 1 / np.sqrt(1 + 1 / 4))
+
+
+def test_reprojection_keeps_blanks_local_and_a_smooth_image_exact():
+    from astropy.wcs import WCS
+
+    from stages.mosaic.stage import _reproject
+
+    w_in = WCS(_header(150.0)).celestial
+    w_out = WCS(_header(150.2)).celestial
+    yy, xx = np.mgrid[0:N, 0:N].astype(float)
+    smooth = np.exp(-((xx - 100) ** 2 + (yy - 90) ** 2) / (2 * 8.0 ** 2))
+    blanked = smooth.copy()
+    blanked[:, :30] = np.nan  # a blank edge: must not spread along the rows
+    out = _reproject(np.stack([smooth, blanked]), w_in, w_out, (N, N))
+    ra, dec = w_out.pixel_to_world_values(xx, yy)
+    x, y = w_in.world_to_pixel_values(ra, dec)
+    truth = np.exp(-((x - 100) ** 2 + (y - 90) ** 2) / (2 * 8.0 ** 2))
+    inside = (x > 2) & (x < N - 3) & (y > 2) & (y < N - 3)
+    assert np.nanmax(abs(out[0] - truth)[inside]) < 1e-3  # bicubic: peaks kept
+    far = (x > 33) & (x < N - 6) & (y > 5) & (y < N - 6)
+    assert np.isfinite(out[1][far]).all() and np.isnan(out[1][x < 29]).all()
+    assert np.allclose(out[1][far], out[0][far])

@@ -89,3 +89,42 @@ def test_missing_images_are_an_input_error(tmp_path):
         "images", [r for r in refs if r.meta["role"] != "pb"])
     with pytest.raises(InputError, match="missing \\['pb'\\]"):
         PhotometryStage({"output_dir": str(tmp_path)}).execute(ctx)
+
+
+def test_new_sources_found_earlier_are_measured_once(tmp_path):
+    sources = [(150.0, 30.0, 0.5), (150.05, 29.98, 0.1)]
+    refs, cat = _night(tmp_path, sources)
+    with open(cat, "w", newline="") as fh:  # the survey lacks the second source
+        fh.write(f"name,ra_deg,dec_deg,flux_jy\nS0,{sources[0][0]},{sources[0][1]},0.5\n")
+    mosaics = tmp_path / "run" / "mosaics"
+    mosaics.mkdir(parents=True)
+    ra, dec, _ = sources[1]
+    (mosaics / "mosaic_2026-01-25T220000-new_sources.csv").write_text(
+        "name,ra_deg,dec_deg,flux_jy,snr\n"
+        f"DSA J100012.0+295848,{ra},{dec},0.11,20\n"
+        f"DSA J100000.0+300000,150.0002,30.0001,0.5,90\n")  # the survey's S0: not again
+    (mosaics / "mosaic_2026-01-25T230000-new_sources.csv").write_text(
+        f"name,ra_deg,dec_deg,flux_jy\nDSA J100012.1+295849,{ra + 0.0005},{dec},0.1\n")
+    stage = PhotometryStage({"output_dir": str(tmp_path / "out")})
+    ctx = PipelineContext(group_id="2026-01-25T23:30:00",
+                          config={"paths": {"output_dir": str(tmp_path / "run")}},
+                          metadata={"survey_catalog": str(cat)}).with_output("images", refs)
+    out = stage.execute(ctx).get("photometry")
+    with open(out.path, newline="") as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == {"S0", "DSA J100012.0+295848"}
+    new = rows["DSA J100012.0+295848"]
+    assert abs(float(new["flux_jy"]) - 0.1) < 5 * float(new["err_jy"])
+    stage = PhotometryStage({"output_dir": str(tmp_path / "out2"), "new_sources": None})
+    with open(stage.execute(ctx).get("photometry").path, newline="") as fh:
+        assert {r["name"] for r in csv.DictReader(fh)} == {"S0"}
+
+
+def test_first_of_each_drops_later_repeats_only():
+    from stages.photometry.positions import first_of_each
+
+    arcsec = np.radians(1 / 3600)
+    ra = np.radians(np.array([150.0, 150.0, 151.0, 150.0 + 5 / 3600, 151.0 + 30 / 3600]))
+    dec = np.radians(np.array([30.0, 30.0, 30.0, 30.0, 30.0]))
+    assert first_of_each(ra, dec, 10 * arcsec).tolist() == [True, False, True, False, True]
+    assert first_of_each(ra[:1], dec[:1], 10 * arcsec).tolist() == [True]

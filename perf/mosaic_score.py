@@ -1,0 +1,183 @@
+"""Score an hour's mosaic against the simulator's truth (the survey suite's judge).
+
+- **noise**: the residual mosaic over its noise map (robust width; 1 when the noise map is
+  the inverse-variance expectation from the groups' own noise), and the mosaic
+  validation's noise ratio;
+- **fluxes in the overlaps**: a beam fit at the truth positions of steady sources that
+  two or more groups see (primary beam >= the mosaic's cut), against what a linear
+  mosaic of the truth gives there: ``sum(B_i A_i) / sum(B_i^2)`` over the groups, ``A_i``
+  the truth's apparent flux in group ``i`` and ``B_i`` its beam (drift and band averaged);
+- **positions**: the mosaic finder's positions of sources at S/N >= 20 matched to the
+  truth, offsets in units of the restoring beam's major axis;
+- **jumps at group boundaries**: for each group, the mean of ``residual / noise`` in a
+  band just inside its primary-beam cut and one just outside (where other groups still
+  cover), their difference over its standard error (pixels correlated over a beam).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# perf may use the pipeline's tested kernels to measure: the truth stays the judge
+from stages.photometry.forced import forced_fluxes, noise_acf, noise_factor
+
+
+def _read(path: Path) -> tuple[np.ndarray, Any]:
+    from astropy.io import fits
+
+    with fits.open(path) as h:
+        data = np.asarray(h[0].data, dtype=np.float64)
+        hdr = h[0].header.copy()
+    return data.reshape(data.shape[-2:]), hdr
+
+
+def _celestial(hdr: Any) -> Any:
+    import warnings
+
+    from astropy.wcs import WCS, FITSFixedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(hdr).celestial
+
+
+def _truth_per_group(judges: Path) -> dict[float, dict[str, tuple]]:
+    """Group start (s) -> source name -> (ra, dec (rad), apparent Jy, beam, kind)."""
+    from datetime import datetime
+
+    out = {}
+    for p in sorted(judges.glob("*truth.npz")):
+        t = np.load(p)
+        start = datetime.fromisoformat(p.name.split("_truth")[0][:19]).timestamp()
+        app = np.mean(t["source_flux"][:, None, :] * t["source_beam"], axis=(1, 2))
+        beam = np.mean(t["source_beam"], axis=(1, 2))
+        out[start] = {str(n): (float(r), float(d), float(a), float(b), str(k))
+                      for n, r, d, a, b, k in zip(t["source_name"], t["source_ra"],
+                                                  t["source_dec"], app, beam,
+                                                  t["source_variable_kind"], strict=True)}
+    return out
+
+
+def _robust(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]:
+    """The figures above for every mosaic under ``out/mosaics`` (the first one if several
+    hours: the suite's night is one hour)."""
+    from reproject import reproject_interp
+
+    mdir = out / "mosaics"
+    image_path = next(iter(sorted(mdir.glob("*-image.fits"))), None)
+    if image_path is None:
+        return {"error": "no mosaic"}
+    stem = image_path.name.removesuffix("-image.fits")
+    image, hdr = _read(image_path)
+    noise, _ = _read(mdir / f"{stem}-noise.fits")
+    residual, _ = _read(mdir / f"{stem}-residual.fits")
+    wcs = _celestial(hdr)
+    cell = abs(float(hdr["CDELT1"]))
+    bmaj_px, bmin_px = hdr["BMAJ"] / cell, hdr["BMIN"] / cell
+    res: dict[str, Any] = {"stem": stem, "npix": list(image.shape)}
+
+    # noise: residual / noise map, where covered
+    z = residual / noise
+    ok = np.isfinite(z)
+    res["noise_z_width"] = _robust(z[ok])
+    metrics_json = mdir / "validation" / f"{stem}_metrics.json"
+    if metrics_json.exists():
+        import json
+
+        m = json.loads(metrics_json.read_text())
+        res["validation_noise_ratio"] = (m.get("metrics", m).get("noise") or {}).get("ratio")
+        res["validation_verdict"] = m.get("verdict") or m.get("metrics", {}).get("verdict")
+
+    # each group's primary beam on the mosaic grid (for coverage and boundaries)
+    truth = _truth_per_group(judges)
+    pbs = []
+    for p in sorted((out / "images").glob("*-pb.fits")):
+        pb, phdr = _read(p)
+        on = reproject_interp((pb, _celestial(phdr)), wcs, shape_out=image.shape,
+                              return_footprint=False)
+        pbs.append(np.where(np.isfinite(on), on, 0.0))
+
+    # fluxes of steady sources that two or more groups see
+    names: dict[str, list[tuple]] = {}
+    for per in truth.values():
+        for n, v in per.items():
+            names.setdefault(n, []).append(v)
+    sel = [(n, v) for n, v in names.items()
+           if v[0][4] == "" and sum(b >= pb_cut for *_x, b, _k in v) >= 2]
+    if sel:
+        ra = np.degrees([v[0][0] for _, v in sel])
+        dec = np.degrees([v[0][1] for _, v in sel])
+        expect = np.array([sum(b * a for _r, _d, a, b, _k in v if b >= pb_cut)
+                           / sum(b * b for _r, _d, _a, b, _k in v if b >= pb_cut)
+                           for _, v in sel])
+        x, y = wcs.world_to_pixel_values(ra, dec)
+        inside = (x > 2 * bmaj_px) & (x < image.shape[1] - 2 * bmaj_px) & \
+                 (y > 2 * bmaj_px) & (y < image.shape[0] - 2 * bmaj_px)
+        ix = np.clip(np.rint(x).astype(int), 0, image.shape[1] - 1)
+        iy = np.clip(np.rint(y).astype(int), 0, image.shape[0] - 1)
+        sig = noise[iy, ix]
+        inside &= np.isfinite(sig)
+        half = int(np.ceil(bmaj_px))
+        acf = noise_acf(np.where(np.isfinite(z), z, 0.0), half)
+        got = forced_fluxes(np.nan_to_num(image), x[inside], y[inside], sig[inside],
+                            bmaj_px, bmin_px, float(hdr["BPA"]),
+                            factor=noise_factor(bmaj_px, bmin_px, float(hdr["BPA"]), acf),
+                            half=half)
+        e = expect[inside]
+        snr = e / got["err"]
+        good = ~got["edge"]
+        for lo in (20.0, 50.0):
+            s = good & (snr >= lo)
+            res[f"overlap_snr{lo:g}"] = {
+                "n": int(s.sum()),
+                "median_ratio": float(np.median(got["flux"][s] / e[s])) if s.any() else None,
+                "pull_width": _robust((got["flux"][s] - e[s]) / got["err"][s])
+                if s.sum() > 4 else None}
+
+    # positions: the mosaic finder's sources matched to the truth
+    src_csv = mdir / "validation" / f"{stem}_sources.csv"
+    if src_csv.exists():
+        with open(src_csv, newline="") as fh:
+            rows = [r for r in csv.DictReader(fh) if float(r["snr"]) >= 20]
+        if rows:
+            all_ra = np.array([v[0][0] for v in names.values()])
+            all_dec = np.array([v[0][1] for v in names.values()])
+            sra = np.radians([float(r["ra_deg"]) for r in rows])
+            sdec = np.radians([float(r["dec_deg"]) for r in rows])
+            d = np.degrees(np.arccos(np.clip(
+                np.sin(sdec[:, None]) * np.sin(all_dec[None]) + np.cos(sdec[:, None])
+                * np.cos(all_dec[None]) * np.cos(sra[:, None] - all_ra[None]), -1, 1)))
+            best = d.min(axis=1) / hdr["BMAJ"]
+            matched = best < 1.0
+            res["positions_snr20"] = {"n": int(matched.sum()),
+                                      "median_offset_beams": float(np.median(best[matched]))
+                                      if matched.any() else None,
+                                      "rms_offset_beams": float(np.sqrt(np.mean(
+                                          best[matched] ** 2))) if matched.any() else None}
+
+    # jumps at each group's boundary, in units of their standard error
+    beam_px = 1.1331 * bmaj_px * bmin_px
+    jumps = []
+    for pb in pbs:
+        inner = ok & (pb >= pb_cut) & (pb < 1.5 * pb_cut)
+        outer = ok & (pb < pb_cut) & (pb >= pb_cut / 1.5)
+        if inner.sum() < 20 * beam_px or outer.sum() < 20 * beam_px:
+            continue  # the boundary lies outside the mosaic's coverage
+        a, b = z[inner], z[outer]
+        se = np.hypot(np.std(a) / np.sqrt(a.size / beam_px), np.std(b) / np.sqrt(b.size / beam_px))
+        jumps.append(float((np.mean(a) - np.mean(b)) / se))
+    if jumps:
+        j = np.abs(np.array(jumps))
+        res["boundary_jumps"] = {"n": len(jumps), "max_abs_sigma": float(j.max()),
+                                 "n_above_2sigma": int((j > 2).sum()),
+                                 "expected_above_2sigma_by_chance": round(0.0455 * len(j), 2),
+                                 "values": [round(x, 2) for x in jumps]}
+    return res
