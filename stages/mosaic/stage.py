@@ -69,7 +69,9 @@ class MosaicStage(WindowStage):
     Config = MosaicConfig
     requires = ("images", "validation")
     produces = ("mosaic",)
-    resources = Resources(cpu=1, memory_gb=2.0)
+    #: an hour of 12 full-scale groups (a 9281 x 2251 grid) peaks at 3.5 GB, validation
+    #: included (perf survey, mosaic_full)
+    resources = Resources(cpu=1, memory_gb=4.0)
     window_s = 3600.0
 
     def execute(self, ctx: PipelineContext) -> PipelineContext:
