@@ -107,7 +107,7 @@ def run(d: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
               FunctionStage(validation, name="validation", produces=("validation",)),
-              MosaicStage({})]
+              MosaicStage({"validator": "stages.validation.mosaic:validate_arrays"})]
     specs = [GroupSpec(f"2026-03-10T02:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 309 / 86400,
                        metadata={"index": k}) for k in range(len(groups))]
     with StateDB(out / "state.sqlite") as db:

@@ -11,7 +11,8 @@
   truth, offsets in units of the restoring beam's major axis;
 - **jumps at group boundaries**: for each group, the mean of ``residual / noise`` in a
   band just inside its primary-beam cut and one just outside (where other groups still
-  cover), their difference over its standard error (pixels correlated over a beam).
+  cover), their difference over its standard error (the pixels' noise correlation area
+  measured from the residual's autocorrelation).
 """
 
 from __future__ import annotations
@@ -67,14 +68,50 @@ def _robust(x: np.ndarray) -> float:
 
 
 def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]:
-    """The figures above for every mosaic under ``out/mosaics`` (the first one if several
-    hours: the suite's night is one hour)."""
+    """The figures above over every mosaic under ``out/mosaics`` (a night's hour may fall
+    across two UTC hours): per mosaic, and pooled."""
+    paths = sorted((out / "mosaics").glob("*-image.fits"))
+    if not paths:
+        return {"error": "no mosaic"}
+    truth = _truth_per_group(judges)
+    each = [_score_one(p, out, truth, pb_cut) for p in paths]
+    pooled: dict[str, Any] = {"mosaics": [e["stem"] for e in each],
+                              "per_mosaic": [{k: v for k, v in e.items() if not
+                                              k.startswith("_")} for e in each]}
+    pooled["noise_z_width"] = [e["noise_z_width"] for e in each]
+    pooled["validation_noise_ratio"] = [e.get("validation_noise_ratio") for e in each]
+    pooled["validation_verdict"] = [e.get("validation_verdict") for e in each]
+    for lo in (20.0, 50.0):
+        f, ex, er = (np.concatenate([e["_overlap"][k] for e in each if "_overlap" in e])
+                     if any("_overlap" in e for e in each) else np.zeros(0)
+                     for k in ("flux", "expect", "err"))
+        s = (ex / er) >= lo if ex.size else np.zeros(0, bool)
+        pooled[f"overlap_snr{lo:g}"] = {
+            "n": int(s.sum()),
+            "median_ratio": float(np.median(f[s] / ex[s])) if s.any() else None,
+            "pull_width": _robust((f[s] - ex[s]) / er[s]) if s.sum() > 4 else None}
+    off = np.concatenate([e.get("_offsets", np.zeros(0)) for e in each])
+    pooled["positions_snr20"] = {
+        "n": int(off.size),
+        "median_offset_beams": float(np.median(off)) if off.size else None,
+        "rms_offset_beams": float(np.sqrt(np.mean(off ** 2))) if off.size else None}
+    jumps = [j for e in each for j in e.get("_jumps", [])]
+    if jumps:
+        j = np.abs(np.array(jumps))
+        pooled["boundary_jumps"] = {"n": len(jumps), "max_abs_sigma": float(j.max()),
+                                    "n_above_2sigma": int((j > 2).sum()),
+                                    "expected_above_2sigma_by_chance":
+                                        round(0.0455 * len(j), 2),
+                                    "values": [round(x, 2) for x in jumps]}
+    return pooled
+
+
+def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]],
+               pb_cut: float) -> dict[str, Any]:
+    """One mosaic's figures; raw arrays under ``_``-keys for pooling."""
     from reproject import reproject_interp
 
-    mdir = out / "mosaics"
-    image_path = next(iter(sorted(mdir.glob("*-image.fits"))), None)
-    if image_path is None:
-        return {"error": "no mosaic"}
+    mdir = image_path.parent
     stem = image_path.name.removesuffix("-image.fits")
     image, hdr = _read(image_path)
     noise, _ = _read(mdir / f"{stem}-noise.fits")
@@ -96,10 +133,13 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
         res["validation_noise_ratio"] = (m.get("metrics", m).get("noise") or {}).get("ratio")
         res["validation_verdict"] = m.get("verdict") or m.get("metrics", {}).get("verdict")
 
-    # each group's primary beam on the mosaic grid (for coverage and boundaries)
-    truth = _truth_per_group(judges)
+    # the primary beam, on the mosaic grid, of each group it holds
+    held = {str(hdr[k]) for k in hdr if k.startswith("GRP")}
     pbs = []
     for p in sorted((out / "images").glob("*-pb.fits")):
+        gid = p.name.removesuffix("-pb.fits").removesuffix("_cal").replace("_", ":")
+        if not any(h.replace("_", ":").startswith(gid[:19]) for h in held):
+            continue
         pb, phdr = _read(p)
         on = reproject_interp((pb, _celestial(phdr)), wcs, shape_out=image.shape,
                               return_footprint=False)
@@ -107,7 +147,10 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
 
     # fluxes of steady sources that two or more groups see
     names: dict[str, list[tuple]] = {}
-    for per in truth.values():
+    starts = [_start_s(h) for h in held]
+    for start, per in truth.items():
+        if not any(abs(start - t) < 90 for t in starts):
+            continue
         for n, v in per.items():
             names.setdefault(n, []).append(v)
     sel = [(n, v) for n, v in names.items()
@@ -131,16 +174,9 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
                             bmaj_px, bmin_px, float(hdr["BPA"]),
                             factor=noise_factor(bmaj_px, bmin_px, float(hdr["BPA"]), acf),
                             half=half)
-        e = expect[inside]
-        snr = e / got["err"]
         good = ~got["edge"]
-        for lo in (20.0, 50.0):
-            s = good & (snr >= lo)
-            res[f"overlap_snr{lo:g}"] = {
-                "n": int(s.sum()),
-                "median_ratio": float(np.median(got["flux"][s] / e[s])) if s.any() else None,
-                "pull_width": _robust((got["flux"][s] - e[s]) / got["err"][s])
-                if s.sum() > 4 else None}
+        res["_overlap"] = {"flux": got["flux"][good], "expect": expect[inside][good],
+                           "err": got["err"][good]}
 
     # positions: the mosaic finder's sources matched to the truth
     src_csv = mdir / "validation" / f"{stem}_sources.csv"
@@ -156,15 +192,16 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
                 np.sin(sdec[:, None]) * np.sin(all_dec[None]) + np.cos(sdec[:, None])
                 * np.cos(all_dec[None]) * np.cos(sra[:, None] - all_ra[None]), -1, 1)))
             best = d.min(axis=1) / hdr["BMAJ"]
-            matched = best < 1.0
-            res["positions_snr20"] = {"n": int(matched.sum()),
-                                      "median_offset_beams": float(np.median(best[matched]))
-                                      if matched.any() else None,
-                                      "rms_offset_beams": float(np.sqrt(np.mean(
-                                          best[matched] ** 2))) if matched.any() else None}
+            res["_offsets"] = best[best < 1.0]
 
-    # jumps at each group's boundary, in units of their standard error
-    beam_px = 1.1331 * bmaj_px * bmin_px
+    # jumps at each group's boundary, in units of their standard error: the mean of N
+    # pixels of noise correlated over an area A (the sum of its autocorrelation, measured
+    # within 3 beams: the residual's sidelobes make it about twice the restoring beam's
+    # area) has the error of N / A independent ones
+    beam_px = max(1.1331 * bmaj_px * bmin_px,
+                  float(noise_acf(np.where(ok, z, 0.0), int(np.ceil(3 * bmaj_px))).sum()))
+    res["noise_correlation_area_px"] = beam_px
+    res["restoring_beam_area_px"] = 1.1331 * bmaj_px * bmin_px
     jumps = []
     for pb in pbs:
         inner = ok & (pb >= pb_cut) & (pb < 1.5 * pb_cut)
@@ -174,10 +211,11 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
         a, b = z[inner], z[outer]
         se = np.hypot(np.std(a) / np.sqrt(a.size / beam_px), np.std(b) / np.sqrt(b.size / beam_px))
         jumps.append(float((np.mean(a) - np.mean(b)) / se))
-    if jumps:
-        j = np.abs(np.array(jumps))
-        res["boundary_jumps"] = {"n": len(jumps), "max_abs_sigma": float(j.max()),
-                                 "n_above_2sigma": int((j > 2).sum()),
-                                 "expected_above_2sigma_by_chance": round(0.0455 * len(j), 2),
-                                 "values": [round(x, 2) for x in jumps]}
+    res["_jumps"] = jumps
     return res
+
+
+def _start_s(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("_", ":")[:19]).timestamp()

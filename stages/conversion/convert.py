@@ -1,20 +1,19 @@
 """Conversion of one group of subband UVH5 files into one Measurement Set.
 
-:func:`plan_conversion` reads and checks every header (small), places each subband
-on the ascending channel grid, finds the phase centre and computes the phased uvw
-of all rows. :func:`build_ms` pre-creates the MS in a staging directory and fans
+:func:`.plan.plan_conversion` reads and checks every header (small), places each
+subband on the ascending channel grid, finds the phase centre and computes the phased
+uvw of all rows. :func:`build_ms` pre-creates the MS in a staging directory and fans
 the subbands out, one task per subband (:func:`write_subband`), each streaming its
-file in chunks of integrations into its own channel range (or row block): straight
-into the tile files when aligned (:mod:`.tiles`), else through casacore.
+file in chunks of integrations into its own channel range (or row block) through a
+sink (:mod:`.sinks`): straight into the tile files when aligned (:mod:`.tiles`), else
+through casacore.
 WEIGHT_SPECTRUM is left out by default where nsamples does not vary over channels.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,30 +21,19 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dsa110_pipeline import instrument, staging
-from dsa110_pipeline.atomic import write_text_atomic
 from dsa110_pipeline.errors import InputError
-from dsa110_pipeline.uvh5 import UVH5Header
 
-from . import coordinates, ms_writer, phasing, tiles, weights
-from .discovery import parse_name
-from .reader import STAGE, check_same_layout, read_header, read_nsamples, read_rows
-
-_DEC_KEYS = ("phase_center_dec", "pointing_dec", "dec_pointing", "pointing_dec_rad",
-             "dec_rad", "pointing_dec_deg", "dec_deg")
-
-
-def _err(msg: str, files: Sequence[Any]) -> InputError:
-    return InputError(msg, stage=STAGE, files=[str(f) for f in files])
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """The little the plan keeps of a non-reference subband file."""
-
-    path: Path
-    freqs_ascending: np.ndarray
-    widths_ascending: np.ndarray
+from . import ms_writer, phasing, tiles, weights
+from .plan import ConversionPlan, conjugation_mask, plan_conversion
+from .reader import STAGE, read_header, read_nsamples, read_rows
+from .sinks import (
+    LazyRegionSink,
+    PieceSink,
+    mark_ready,
+    open_region_writer,
+    rows_done,
+    tile_layouts,
+)
 
 
 @dataclass
@@ -67,148 +55,6 @@ class SubbandTask:
     max_amplitude_ratio: float = 1e6  # |V| above this x the median |V| is flagged
 
 
-class _PieceSink:
-    """Stream mode: processed rows appended to per-subband files (tmpfs) that the
-    orchestrating process streams into the MS; ``<prefix>.rows`` says how many are done."""
-
-    def __init__(self, prefix: str, weights: bool) -> None:
-        self.prefix = prefix
-        self.files = [open(prefix + ext, "wb") for ext in  # noqa: SIM115
-                      (".data", ".flag", ".wt")[: 3 if weights else 2]]
-
-    def write(self, stop: int, data: np.ndarray, flags: np.ndarray,
-              weights: np.ndarray | None) -> None:
-        for fh, arr in zip(self.files, (data, flags, weights), strict=False):
-            fh.write(np.ascontiguousarray(arr).data)
-            fh.flush()
-        write_text_atomic(self.prefix + ".rows", str(stop))
-
-    def close(self) -> None:
-        for fh in self.files:
-            fh.close()
-
-    def __enter__(self) -> _PieceSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def mark_ready(ready_path: str | Path, layouts: dict[str, tiles.TileLayout] | None) -> None:
-    """Tell the workers the MS exists, and how to write it: straight into the tile files
-    (``layouts``) or through casacore (None)."""
-    write_text_atomic(ready_path, json.dumps(
-        {"layouts": None if layouts is None else
-         {c: lay.to_dict() for c, lay in layouts.items()}}))
-
-
-def open_region_writer(ms_path: str | Path, ready_path: str | Path | None
-                       ) -> ms_writer.RegionWriter | tiles.TileWriter:
-    """The writer :func:`mark_ready` chose for the pre-created MS."""
-    layouts = None
-    if ready_path is not None:
-        with open(ready_path) as fh:
-            layouts = json.load(fh).get("layouts")
-    if layouts:
-        return tiles.TileWriter({c: tiles.TileLayout.from_dict(d) for c, d in layouts.items()})
-    return ms_writer.RegionWriter(ms_path)
-
-
-def _tile_layouts(ms_path: Path, regions: list[tuple[int, int, int, int]]
-                  ) -> dict[str, tiles.TileLayout] | None:
-    """Layouts of the data columns when every region can be written straight into the
-    tile files, else None (all writers then go through casacore's table locks)."""
-    from casacore import tables
-
-    with tables.table(str(ms_path), ack=False) as t:
-        cols = [c for c in ("DATA", "FLAG", "WEIGHT_SPECTRUM") if c in t.colnames()]
-        layouts = {c: tiles.describe_column(t, c, ms_path) for c in cols}
-    if any(lay is None for lay in layouts.values()):
-        return None
-    ok = {c: lay for c, lay in layouts.items() if lay is not None}
-    return ok if tiles.regions_writable(ok, regions) else None
-
-
-class _LazyRegionSink:
-    """Direct mode: writes into the pre-created MS, but while the orchestrator is still
-    creating it (``ready_path`` absent) keeps up to ``limit`` bytes of processed chunks
-    in memory, so reading and phasing overlap the MS creation."""
-
-    def __init__(self, ms_path: str, ready_path: str | None, limit: int,
-                 timeout_s: float = 900.0) -> None:
-        self.ms_path, self.ready_path, self.limit = ms_path, ready_path, limit
-        self.timeout_s = timeout_s
-        self.writer: ms_writer.RegionWriter | tiles.TileWriter | None = None
-        self.pending: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
-        self.held = 0
-
-    def _ready(self) -> bool:
-        return self.ready_path is None or os.path.exists(self.ready_path)
-
-    def _wait_ready(self) -> None:
-        import time
-
-        t0 = last_check = time.monotonic()
-        while not self._ready():
-            work = os.path.dirname(self.ready_path or "")
-            now = time.monotonic()
-            gone = bool(work) and not os.path.isdir(work)
-            if not gone and work and now - last_check > 0.5:
-                # the process creating the MS was killed: nobody will ever mark it ready
-                gone, last_check = staging.abandoned(work), now
-            if gone or now - t0 > self.timeout_s:
-                why = ("its creator was killed or gave it up" if gone else
-                       f"not ready after {self.timeout_s:g} s")
-                raise InputError(f"the Measurement Set was never created ({why}: the "
-                                 "conversion was aborted)", stage=STAGE, files=[self.ms_path])
-            time.sleep(0.01)
-
-    def _open(self) -> ms_writer.RegionWriter | tiles.TileWriter:
-        if self.writer is None:
-            self.writer = open_region_writer(self.ms_path, self.ready_path)
-            for item in self.pending:
-                self.writer.write(*item)
-            self.pending, self.held = [], 0
-        return self.writer
-
-    def write(self, row0: int, chan0: int, data: np.ndarray, flags: np.ndarray,
-              weights: np.ndarray | None) -> None:
-        if self.writer is None and not self._ready():
-            size = data.nbytes + flags.nbytes + (0 if weights is None else weights.nbytes)
-            if self.held + size <= self.limit:
-                self.pending.append((row0, chan0, data.copy(), flags.copy(),
-                                     None if weights is None else weights.copy()))
-                self.held += size
-                return
-            self._wait_ready()
-        self._open().write(row0, chan0, data, flags, weights)
-
-    def close(self) -> None:
-        if self.pending and self.writer is None:
-            self._wait_ready()
-            self._open()
-        if self.writer is not None:
-            self.writer.close()
-
-    def __enter__(self) -> _LazyRegionSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.close()
-        elif self.writer is not None:
-            self.writer.close()
-
-
-def rows_done(prefix: str) -> int:
-    """Rows a stream-mode worker has finished (0 before its first chunk)."""
-    try:
-        with open(prefix + ".rows") as fh:
-            return int(fh.read() or 0)
-    except FileNotFoundError:
-        return 0
-
-
 @dataclass
 class SubbandResult:
     path: str
@@ -218,249 +64,6 @@ class SubbandResult:
     all_flagged: np.ndarray | None = None  # (nblts,)
     bytes_read: int = 0
     screen: weights.ScreenCounts = field(default_factory=weights.ScreenCounts)
-
-
-@dataclass
-class ConversionPlan:
-    headers: list[Any]  # the reference UVH5Header, then FileInfo of the others
-    slots: list[int]  # per header: position on the ascending subband grid
-    nslots: int
-    missing_slots: list[int]
-    missing_names: list[str]
-    nchan_sb: int
-    spw_per_subband: bool
-    freqs_by_slot: list[np.ndarray]
-    widths_by_slot: list[np.ndarray]
-    phase_center: tuple[float, float]  # ICRS rad
-    phase_type: str
-    uvw: np.ndarray  # (nblts, 3) pyuvdata convention, float64
-    delta_w: np.ndarray | None  # (nblts,) m
-    antenna_positions: np.ndarray
-    telescope_xyz: np.ndarray
-    chunks: list[tuple[int, int]]
-    ant1: np.ndarray
-    ant2: np.ndarray
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ref(self) -> UVH5Header:
-        return self.headers[0]
-
-    @property
-    def nrows(self) -> int:
-        return self.ref.nblts * (self.nslots if self.spw_per_subband else 1)
-
-    @property
-    def nchan_row(self) -> int:
-        return self.nchan_sb if self.spw_per_subband else self.nchan_sb * self.nslots
-
-    def estimate_bytes(self, weight_spectrum: bool = True, stream: bool = True) -> int:
-        """Scratch bytes: the MS, plus the workers' row files in stream mode."""
-        per_vis = 8 + 1 + (4 if weight_spectrum else 0)
-        data = self.nrows * self.nchan_row * self.ref.npols * per_vis
-        return int(data * (2 if stream else 1) + self.nrows * 200 + 4 * 2**20)
-
-
-def conjugation_mask(hdr: UVH5Header) -> np.ndarray | None:
-    """Rows to conjugate so all baselines are ant1 < ant2 (only when the file mixes both
-    orders, as pyuvdata's ``write_ms`` does); None when nothing changes."""
-    a1, a2 = hdr.ant_1_array, hdr.ant_2_array
-    if np.any(a1 < a2) and np.any(a1 > a2):
-        return a1 > a2
-    return None
-
-
-def _pointing_dec(hdr: UVH5Header, override_deg: float | None) -> float:
-    if override_deg is not None:
-        return float(np.deg2rad(override_deg))
-    for key in _DEC_KEYS:
-        if key in hdr.extra_keywords:
-            val = float(hdr.extra_keywords[key])
-            return float(np.deg2rad(val)) if key.endswith("deg") or abs(val) > np.pi / 2 + 1e-9 \
-                else val
-    if hdr.phase_center and hdr.phase_center.get("cat_lat") is not None and \
-            hdr.phase_center.get("cat_type") != "unprojected":
-        return float(hdr.phase_center["cat_lat"])
-    return float(np.deg2rad(hdr.latitude_deg))  # zenith
-
-
-def _station_positions(hdr: UVH5Header, station_csv: str, telescope_xyz: np.ndarray
-                       ) -> np.ndarray:
-    from dsa110_pipeline.array_layout import read_station_csv
-
-    layout = read_station_csv(station_csv)
-    by_name = {n: i for i, n in enumerate(layout.names)}
-    by_num = {int(n): i for i, n in enumerate(layout.numbers)}
-    idx = []
-    for k, num in enumerate(hdr.antenna_numbers.tolist()):
-        name = hdr.antenna_names[k] if k < len(hdr.antenna_names) else None
-        if name in by_name:
-            idx.append(by_name[name])
-        elif num in by_num:
-            idx.append(by_num[num])
-        else:
-            raise _err(f"antenna {name or num} is not in the station table {station_csv}",
-                       [hdr.path, station_csv])
-    return layout.ecef[np.array(idx)] - telescope_xyz
-
-
-def _refuse_duplicate_subbands(paths: Sequence[str | Path]) -> None:
-    """Raise InputError naming both files when two files carry one subband index."""
-    seen: dict[int, Path] = {}
-    for p in map(Path, paths):
-        parsed = parse_name(p)
-        if parsed is None:
-            continue
-        sb = parsed[1]
-        if sb in seen:
-            raise _err(f"two files for subband sb{sb:02d}: {seen[sb].name} and {p.name} "
-                       "(duplicate subband; remove the wrong one)", [seen[sb], p])
-        seen[sb] = p
-
-
-def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
-                    expected_subbands: Sequence[int] | None = None,
-                    spw_per_subband: bool = False, chunk_integrations: int = 4,
-                    pointing_dec_deg: float | None = None,
-                    station_csv: str | None = None) -> ConversionPlan:
-    """Read and check all headers and compute everything the writers need."""
-    if not paths:
-        raise _err("no input files", [])
-    _refuse_duplicate_subbands(paths)
-    ref = read_header(paths[0])
-    headers: list[Any] = [ref]
-    for p in paths[1:]:
-        h = read_header(p)
-        check_same_layout(ref, h)
-        if h.nfreqs > 1 and ref.nfreqs > 1 and h.descending != ref.descending:
-            order = {True: "descending", False: "ascending"}
-            raise _err(f"freq_array is {order[h.descending]} but {ref.path.name}'s is "
-                       f"{order[ref.descending]}: the channel order disagrees with the other "
-                       "subbands", [h.path])
-        if not np.allclose(h.widths_ascending, ref.widths_ascending, rtol=1e-9):
-            raise _err(f"channel width differs from that of {ref.path.name}", [h.path])
-        # keep only what the plan needs: memory stays at one header per file read
-        headers.append(FileInfo(h.path, h.freqs_ascending.copy(), h.widths_ascending.copy()))
-        del h
-    # --- place the subbands on one ascending grid ---------------------------------
-    nchan = ref.nfreqs
-    width = float(np.median(ref.widths_ascending))
-    band = nchan * width
-    lows = np.array([h.freqs_ascending[0] for h in headers])
-    order = np.argsort(lows)
-    base = lows[order[0]]
-    rel = (lows - base) / band
-    slots = np.rint(rel).astype(int)
-    if np.any(np.abs(rel - slots) * band > 0.01 * width):
-        bad = headers[int(np.argmax(np.abs(rel - slots)))]
-        raise _err("subband frequencies are not on a common channel grid with the others",
-                   [bad.path])
-    if len(set(slots.tolist())) != len(slots):
-        dup = [h.path for h, s in zip(headers, slots, strict=True)
-               if list(slots).count(s) > 1]
-        raise _err("several files cover the same frequencies (duplicate subband)", dup)
-    names = [parse_name(h.path) for h in headers]
-    missing_names: list[str] = []
-    if all(n is not None for n in names):
-        sbs = np.array([n[1] for n in names])  # type: ignore[index]
-        # DSA-110: a higher subband index is a lower frequency
-        implied = slots + sbs
-        if np.any(implied != implied[0]):
-            raise _err("subband indices in the file names disagree with the files' "
-                       "frequencies", [h.path for h in headers])
-        top = int(implied[0])  # slot + sb is constant
-        present = set(sbs.tolist())
-        # a DSA-110 group has every subband: a missing edge subband is as missing as a
-        # missing middle one (else the MS's band would differ from the calibrator's)
-        want = (set(expected_subbands) if expected_subbands is not None
-                else set(range(instrument.N_SUBBANDS)))
-        missing_sbs = sorted(want - present)
-        extra = sorted(present - want)
-        if extra:
-            raise _err("files of unexpected subbands " + ", ".join(f"sb{s:02d}" for s in extra),
-                       [h.path for h, n in zip(headers, names, strict=True)
-                        if n and n[1] in extra])
-        all_sbs = sorted(want | present)
-        shift = top - max(all_sbs)  # slot of the highest subband index
-        slots = np.array([top - s for s in sbs]) - shift
-        missing_slots = sorted(top - s - shift for s in missing_sbs)
-        missing_names = [f"sb{s:02d}" for s in missing_sbs]
-        nslots = max(all_sbs) - min(all_sbs) + 1
-    else:
-        nslots = int(slots.max()) + 1
-        missing_slots = sorted(set(range(nslots)) - set(slots.tolist()))
-        missing_names = [f"{(base + s * band) / 1e6:.3f} MHz band" for s in missing_slots]
-    if missing_slots and not allow_partial:
-        raise _err("incomplete group: missing " + ", ".join(missing_names)
-                   + " (set conversion.allow_partial to convert with the missing band "
-                   "flagged, or conversion.expected_subbands to the subbands a reduced "
-                   "observation has)",
-                   [h.path for h in headers])
-    ref_slot = int(slots[0])
-    freqs_by_slot, widths_by_slot = [], []
-    for s in range(nslots):
-        if s in slots:
-            h = headers[int(np.flatnonzero(slots == s)[0])]
-            freqs_by_slot.append(h.freqs_ascending.copy())
-            widths_by_slot.append(h.widths_ascending.copy())
-        else:
-            freqs_by_slot.append(ref.freqs_ascending + (s - ref_slot) * band)
-            widths_by_slot.append(ref.widths_ascending.copy())
-    allf = np.concatenate(freqs_by_slot)
-    if not spw_per_subband and np.any(np.diff(allf) <= 0):
-        raise _err("subband channels overlap: they cannot form one spectral window",
-                   [h.path for h in headers])
-    # --- geometry and phasing -------------------------------------------------------
-    location = coordinates.site_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
-    txyz = np.array([location.x.value, location.y.value, location.z.value])
-    antpos = (_station_positions(ref, station_csv, txyz) if station_csv
-              else ref.antenna_positions)
-    utimes, tidx = np.unique(ref.time_array, return_inverse=True)
-    swap = conjugation_mask(ref)
-    if ref.phase_type == "unprojected":
-        dec = _pointing_dec(ref, pointing_dec_deg)
-        tmid = 0.5 * (utimes[0] + utimes[-1])
-        ra_c, dec_c = coordinates.meridian_phase_center(tmid, dec, location)
-        if ref.lst_array is not None:
-            ulst = np.zeros(utimes.size)
-            ulst[tidx] = ref.lst_array
-        else:
-            ulst = coordinates.local_sidereal_time(utimes, location)
-        app_ra, app_dec, pa = coordinates.apparent_coordinates(ra_c, dec_c, utimes, ulst,
-                                                               location)
-        gha = ulst - app_ra - np.deg2rad(ref.longitude_deg)
-        order = np.argsort(ref.antenna_numbers)
-        a1 = order[np.searchsorted(ref.antenna_numbers, ref.ant_1_array, sorter=order)]
-        a2 = order[np.searchsorted(ref.antenna_numbers, ref.ant_2_array, sorter=order)]
-        uvw = phasing.baseline_uvw(antpos, a1, a2, tidx, gha, app_dec, pa)
-        delta_w = uvw[:, 2].copy()
-        if swap is not None:  # Δw of the conjugated rows refers to the swapped baseline
-            delta_w[swap] *= -1.0
-    elif ref.phase_type == "sidereal" and ref.phase_center is not None:
-        pc = ref.phase_center
-        ra_c, dec_c = float(pc["cat_lon"]), float(pc["cat_lat"])
-        uvw = ref.uvw_array
-        delta_w = None
-    else:
-        raise _err(f"phase type '{ref.phase_type}' is not supported (need unprojected drift "
-                   "data or one sidereal phase centre)", [ref.path])
-    ant1, ant2 = ref.ant_1_array.copy(), ref.ant_2_array.copy()
-    if swap is not None:
-        ant1[swap], ant2[swap] = ref.ant_2_array[swap], ref.ant_1_array[swap]
-        uvw = uvw.copy()
-        uvw[swap] *= -1.0
-    # --- chunks of whole integrations ---------------------------------------------
-    ints = ref.integration_rows()
-    step = max(1, int(chunk_integrations))
-    chunks = [(ints[i][0], ints[min(i + step, len(ints)) - 1][1])
-              for i in range(0, len(ints), step)]
-    return ConversionPlan(headers=headers, slots=[int(s) for s in slots], nslots=nslots,
-                          missing_slots=missing_slots, missing_names=missing_names,
-                          nchan_sb=nchan, spw_per_subband=spw_per_subband,
-                          freqs_by_slot=freqs_by_slot, widths_by_slot=widths_by_slot,
-                          phase_center=(ra_c, dec_c), phase_type=ref.phase_type, uvw=uvw,
-                          delta_w=delta_w, antenna_positions=antpos, telescope_xyz=txyz,
-                          chunks=chunks, ant1=ant1, ant2=ant2)
 
 
 def write_subband(task: SubbandTask) -> SubbandResult:
@@ -490,9 +93,9 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                  np.empty(shape3, np.float32))
         outbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
                   np.empty(shape3 if task.write_weight_spectrum else (1, 1, 1), np.float32))
-        sink = (_PieceSink(task.piece_prefix, task.write_weight_spectrum)
+        sink = (PieceSink(task.piece_prefix, task.write_weight_spectrum)
                 if task.piece_prefix else
-                _LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes))
+                LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes))
         with h5py.File(task.path, "r") as fh, sink as writer:
             for start, stop in task.chunks:
                 # file channel order here; flipped to ascending on the way out
@@ -749,7 +352,7 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
         else:
             regions = [(t.row0 + a, b - a, t.chan0, nsb) for t in tasks for a, b in t.chunks]
             regions += [(r0, n, c0, nsb) for r0, n, c0 in _missing_regions(plan)]
-            layouts = _tile_layouts(ms_path, regions) if direct_tiles else None
+            layouts = tile_layouts(ms_path, regions) if direct_tiles else None
             mark_ready(ready, layouts)
             if plan.missing_slots:
                 _fill_missing_direct(plan, ms_path, ready, write_weight_spectrum)

@@ -5,9 +5,10 @@ every group has one, residual) and ``validation`` (its verdict, noise and refere
 catalog); groups whose verdict is in ``leave_out`` are left out and named. The planes of
 each group are reprojected together (``reproject.reproject_interp``, onto the part of the
 grid its footprint covers) and combined by :mod:`.combine`. The mosaic is then validated as
-a group image is (:func:`stages.validation.validate.validate_image`, on its apparent form:
-uniform noise, the sensitivity as its primary beam, the inverse-variance expectation as
-its theoretical noise), and its detections with no counterpart in the reference catalog or
+a group image is, by the hook ``validator`` names (no stage imports another; the default
+config names ``stages.validation.mosaic:validate_arrays``), on its apparent form: uniform
+noise, the sensitivity as its primary beam, the inverse-variance expectation as its
+theoretical noise. Its detections with no counterpart in the reference catalog or
 among earlier mosaics' new sources are written as new sources (:mod:`.new_sources`), which
 forced photometry then measures in later groups.
 
@@ -28,7 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from dsa110_pipeline.atomic import atomic_path
-from dsa110_pipeline.beam import Beam
+from dsa110_pipeline.config import resolve_stage
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.stage import Resources, StageConfig
@@ -51,8 +52,11 @@ class MosaicConfig(StageConfig):
     pb_cut: float = Field(0.2, gt=0, le=1)
     leave_out: tuple[str, ...] = ("REJECT",)
     projection: Literal["SIN", "CAR"] = "SIN"
-    #: Validate the mosaic as a group image (with the ``validation`` branch's settings).
-    validate_mosaic: bool = True
+    #: The mosaic is validated as a group image by this hook ("module:function", called
+    #: with the apparent image, its header, sensitivity and residual, and the
+    #: ``validation`` branch's settings; see ``stages.validation.mosaic.validate_arrays``);
+    #: None: not validated, and no new sources.
+    validator: str | None = None
     #: The reference catalog; None: the one the groups were validated against.
     reference_catalog: str | None = None
     #: A detection this far above the mosaic's noise with no reference counterpart (within
@@ -133,8 +137,8 @@ class MosaicStage(WindowStage):
             "groups": len(groups), "left_out": len(left_out), "npix_x": shape[1],
             "npix_y": shape[0],
             "median_noise_jy": float(np.median(good)) if good.size else None}
-        if cfg.validate_mosaic:
-            refs += self._validate(ctx, cfg, groups, planes, noise, out_wcs, common,
+        if cfg.validator:
+            refs += self._validate(ctx, cfg, groups, planes, noise, out_hdr, common,
                                    paths["image"], out_dir, stem, info.window_id, metrics)
         return ctx.with_output("mosaic", refs).with_metrics(self.name, **metrics)
 
@@ -168,40 +172,33 @@ class MosaicStage(WindowStage):
         return groups, left_out
 
     def _validate(self, ctx: PipelineContext, cfg: MosaicConfig, groups: list[_Group],
-                  planes: np.ndarray, noise: np.ndarray, wcs: Any, cards: dict[str, Any],
-                  image_path: Path, out_dir: Path, stem: str, window_id: str,
-                  metrics: dict[str, Any]) -> list[ProductRef]:
-        """Validate the mosaic's apparent form; write its new sources. Fills ``metrics``."""
-        from stages.validation.config import ValidationConfig
-        from stages.validation.image_io import SkyImage
-        from stages.validation.reference import load_reference
-        from stages.validation.validate import validate_image
-
-        vcfg = ValidationConfig.model_validate(
-            (ctx.config.get("validation") if isinstance(ctx.config, dict) else None) or {})
+                  planes: np.ndarray, noise: np.ndarray, out_hdr: dict[str, Any],
+                  cards: dict[str, Any], image_path: Path, out_dir: Path, stem: str,
+                  window_id: str, metrics: dict[str, Any]) -> list[ProductRef]:
+        """Validate the mosaic's apparent form with the configured validator; write its
+        new sources. Fills ``metrics``."""
+        validator = resolve_stage(cfg.validator)  # type: ignore[arg-type]
+        settings = ctx.config.get("validation") if isinstance(ctx.config, dict) else None
         ref_path = cfg.reference_catalog or next((g.reference for g in groups
                                                   if g.reference), None)
         app, sens, sigma0 = apparent(planes, noise)
-        beam = Beam(np.radians(cards["BMAJ"][0]), np.radians(cards["BMIN"][0]),
-                    cards["BPA"][0])
-        image = SkyImage(data=app[0].astype(np.float32), wcs=wcs, beam=beam,
-                         freq_hz=cards["RESTFRQ"][0], path=str(image_path), unit="JY/BEAM",
-                         header={"TELESCOP": cards["TELESCOP"], "OBJECT": window_id})
-        reference = load_reference(ref_path) if ref_path else None
-        out = validate_image(image, out_dir / "validation", group=stem, cfg=vcfg,
-                             reference=reference, reference_path=ref_path,
-                             theoretical_rms=sigma0, pb=sens.astype(np.float32),
-                             pb_source="mosaic sensitivity (lowest noise / noise)",
-                             residual=app[1] if len(app) > 1 else None)
-        noise_m = out.metrics.get("noise") or {}
-        metrics.update(verdict=out.verdict.verdict.value, expected_rms_jy=sigma0,
+        header = {**out_hdr, **{k: (v[0] if isinstance(v, tuple) else v)
+                                for k, v in cards.items()}, "BUNIT": "JY/BEAM",
+                  "ORIGIN": str(image_path)}
+        got = validator(app[0], header, sens, app[1] if len(app) > 1 else None,
+                        out_dir / "validation", stem, reference_path=ref_path,
+                        theoretical_rms=sigma0, settings=settings or {},
+                        pb_source="mosaic sensitivity (lowest noise / noise)")
+        m = got["metrics"]
+        noise_m = m.get("noise") or {}
+        metrics.update(verdict=got["verdict"], expected_rms_jy=sigma0,
                        rms_jy=noise_m.get("image_rms_jy"), noise_ratio=noise_m.get("ratio"),
-                       flux_ratio=(out.metrics.get("flux_scale") or {}).get("median_ratio"),
-                       n_sources=out.metrics.get("n_sources"))
-        refs = [ProductRef.for_path("html", out.report, role="validation",
-                                    verdict=metrics["verdict"], metrics=out.metrics)]
-        if reference is not None and out.analysis is not None:
-            new = self._new_sources(ctx, cfg, vcfg, out.analysis, reference, beam.bmaj,
+                       flux_ratio=(m.get("flux_scale") or {}).get("median_ratio"),
+                       n_sources=m.get("n_sources"))
+        refs = [ProductRef.for_path("html", got["report"], role="validation",
+                                    verdict=got["verdict"], metrics=m)]
+        if ref_path and got.get("match_radius_deg"):
+            new = self._new_sources(ctx, cfg, got["sources"], got["match_radius_deg"],
                                     window_id, image_path)
             path = out_dir / f"{stem}-{NEW_SOURCES}"
             with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
@@ -212,29 +209,24 @@ class MosaicStage(WindowStage):
             refs.append(ProductRef.for_path("csv", path, role="new_sources", n=len(new)))
         return refs
 
-    def _new_sources(self, ctx: PipelineContext, cfg: MosaicConfig, vcfg: Any, a: Any,
-                     reference: Any, bmaj_rad: float, window_id: str,
+    def _new_sources(self, ctx: PipelineContext, cfg: MosaicConfig,
+                     src: dict[str, np.ndarray], radius_deg: float, window_id: str,
                      image_path: Path) -> list[list[Any]]:
-        """Rows of the detections with no reference counterpart and no earlier new
-        source, at ``new_source_snr`` or more."""
-        src = a.finder.sources
-        ra, dec = np.degrees(src.ra), np.degrees(src.dec)
-        radius = np.degrees(vcfg.match_radius_beams * bmaj_rad)
-        known_ra, known_dec = np.degrees(reference.ra), np.degrees(reference.dec)
-        earlier = [(float(r["ra_deg"]), float(r["dec_deg"]))
-                   for r in _earlier_new_sources(self._glob(ctx, cfg), image_path)]
-        if earlier:
-            e = np.array(earlier)
-            known_ra, known_dec = np.r_[known_ra, e[:, 0]], np.r_[known_dec, e[:, 1]]
-        new = (src.snr >= cfg.new_source_snr) & unmatched(ra, dec, known_ra, known_dec,
-                                                          radius)
-        idx = np.flatnonzero(new)
-        names = source_names(ra[idx], dec[idx]) if idx.size else []
-        flux = a.src_flux_pbcor
-        err = src.peak_err_jy / np.where(a.src_pb > 0, a.src_pb, np.nan)
+        """Rows of the detections at ``new_source_snr`` or more that matched no reference
+        source and lie near no earlier new source."""
+        cand = np.flatnonzero((np.asarray(src["snr"]) >= cfg.new_source_snr)
+                              & ~np.asarray(src["matched"], bool))
+        ra, dec = np.asarray(src["ra_deg"])[cand], np.asarray(src["dec_deg"])[cand]
+        earlier = np.array([(float(r["ra_deg"]), float(r["dec_deg"]))
+                            for r in _earlier_new_sources(self._glob(ctx, cfg), image_path)]
+                           ).reshape(-1, 2)
+        keep = unmatched(ra, dec, earlier[:, 0], earlier[:, 1], radius_deg)
+        cand, ra, dec = cand[keep], ra[keep], dec[keep]
+        names = source_names(ra, dec) if cand.size else []
+        flux, err, snr = (np.asarray(src[k])[cand] for k in ("flux_jy", "flux_err_jy", "snr"))
         return [[n, f"{ra[i]:.6f}", f"{dec[i]:.6f}", f"{flux[i]:.6g}", f"{err[i]:.3g}",
-                 f"{src.snr[i]:.1f}", window_id, str(image_path)]
-                for n, i in zip(names, idx, strict=True)]
+                 f"{snr[i]:.1f}", window_id, str(image_path)]
+                for i, n in enumerate(names)]
 
     def _glob(self, ctx: PipelineContext, cfg: MosaicConfig) -> str:
         pattern = Path(cfg.new_sources_glob)

@@ -552,7 +552,7 @@ def test_subband_writer_stops_waiting_when_the_ms_creator_is_killed(tmp_path):
 
     from dsa110_pipeline.errors import InputError
     from dsa110_pipeline.staging import MARKER_NAME, STAGING_PREFIX
-    from stages.conversion.convert import _LazyRegionSink
+    from stages.conversion.sinks import LazyRegionSink
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -560,7 +560,7 @@ def test_subband_writer_stops_waiting_when_the_ms_creator_is_killed(tmp_path):
     lease.mkdir()
     (lease / MARKER_NAME).write_text(json.dumps({"host": socket.gethostname(),
                                                  "pid": proc.pid, "started": 1.0}))
-    sink = _LazyRegionSink(str(lease / "g.ms"), str(lease / "ms.ready"), limit=1 << 20,
+    sink = LazyRegionSink(str(lease / "g.ms"), str(lease / "ms.ready"), limit=1 << 20,
                            timeout_s=600.0)
     sink.write(0, 0, np.zeros((2, 4, 2), np.complex64), np.zeros((2, 4, 2), bool), None)
     with pytest.raises(InputError, match="its creator was killed"):

@@ -95,7 +95,8 @@ def _run(tmp_path, earlier: list[tuple[float, float]] = ()):
 
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
               FunctionStage(validation, name="validation", produces=("validation",)),
-              MosaicStage({"pb_cut": 0.2, "output_dir": str(out / "mosaics")})]
+              MosaicStage({"pb_cut": 0.2, "output_dir": str(out / "mosaics"),
+                           "validator": "stages.validation.mosaic:validate_arrays"})]
     specs = [GroupSpec(f"2026-01-25T22:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 0.0036,
                        metadata={"index": k}) for k in range(5)]
     with StateDB(tmp_path / "state.sqlite") as db:
