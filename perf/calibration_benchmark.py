@@ -59,8 +59,8 @@ def simulate_group(root: Path, quick: bool) -> tuple[Any, Path]:
 def gain_errors(bandpass_table: str | Path, gain_table: str | Path, truth_npz: str | Path,
                 times: np.ndarray, min_snr: float = 50.0) -> dict[str, float]:
     """rms amplitude and phase (deg) errors of G(t) B(ν) against the truth."""
-    from .apply import interpolate_gains
-    from .caltable import read_caltable
+    from stages.calibration.apply import interpolate_gains
+    from stages.calibration.caltable import read_caltable
 
     truth = np.load(truth_npz)
     B, G = read_caltable(bandpass_table), read_caltable(gain_table)
@@ -158,9 +158,8 @@ def run_casa(ms_path: Path, work: Path, refant: str, python: str) -> dict[str, A
 def run(quick: bool = False) -> dict:
     """The perf-harness entry point (see ``perf/__main__.py``)."""
     from dsa110_pipeline.context import PipelineContext
-
-    from . import msio
-    from .stage import CalibrationStage, _geometry
+    from stages.calibration import CalibrationStage, msio
+    from stages.calibration.sky import geometry as _geometry
 
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -237,9 +236,8 @@ def _model_rows(meta, out, ti: np.ndarray) -> np.ndarray:
 
     from dsa110_pipeline.catalogs import find_calibrator, is_flux_standard
     from dsa110_pipeline.projection import radec_to_lmn
-
-    from .model import apparent_spectra, model_visibilities, source_spectrum
-    from .stage import _geometry
+    from stages.calibration.model import apparent_spectra, model_visibilities, source_spectrum
+    from stages.calibration.sky import geometry as _geometry
 
     cal = find_calibrator(out.metrics["calibration"]["calibrator"])
     pra, pdec = meta.phase_dir

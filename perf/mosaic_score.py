@@ -47,7 +47,8 @@ def _celestial(hdr: Any) -> Any:
 
 
 def _truth_per_group(judges: Path) -> dict[float, dict[str, tuple]]:
-    """Group start (s) -> source name -> (ra, dec (rad), apparent Jy, beam, kind)."""
+    """Group start (s) -> source name -> (ra, dec (rad), apparent Jy, beam, kind,
+    in the survey catalog)."""
     from datetime import datetime
 
     out = {}
@@ -56,11 +57,20 @@ def _truth_per_group(judges: Path) -> dict[float, dict[str, tuple]]:
         start = datetime.fromisoformat(p.name.split("_truth")[0][:19]).timestamp()
         app = np.mean(t["source_flux"][:, None, :] * t["source_beam"], axis=(1, 2))
         beam = np.mean(t["source_beam"], axis=(1, 2))
-        out[start] = {str(n): (float(r), float(d), float(a), float(b), str(k))
-                      for n, r, d, a, b, k in zip(t["source_name"], t["source_ra"],
-                                                  t["source_dec"], app, beam,
-                                                  t["source_variable_kind"], strict=True)}
+        surveyed = (t["source_in_survey"] if "source_in_survey" in t.files
+                    else np.ones(len(app), bool))
+        out[start] = {str(n): (float(r), float(d), float(a), float(b), str(k), bool(s))
+                      for n, r, d, a, b, k, s in zip(
+                          t["source_name"], t["source_ra"], t["source_dec"], app, beam,
+                          t["source_variable_kind"], surveyed, strict=True)}
     return out
+
+
+def _expected(seen: list[tuple], pb_cut: float) -> float:
+    """What a linear mosaic of the truth gives for a source its groups ``seen`` (truth
+    tuples, one per group): ``sum(B A) / sum(B^2)`` over the groups above the cut."""
+    use = [t for t in seen if t[3] >= pb_cut]
+    return sum(t[3] * t[2] for t in use) / sum(t[3] ** 2 for t in use) if use else np.nan
 
 
 def _robust(x: np.ndarray) -> float:
@@ -95,6 +105,17 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
         "n": int(off.size),
         "median_offset_beams": float(np.median(off)) if off.size else None,
         "rms_offset_beams": float(np.sqrt(np.mean(off ** 2))) if off.size else None}
+    news = [e["_new"] for e in each if "_new" in e]
+    if news:
+        snr = np.concatenate([n["unsurveyed_snr"] for n in news])
+        got = np.concatenate([n["unsurveyed_found"] for n in news])
+        pooled["new_sources"] = {
+            "listed": sum(n["n_listed"] for n in news),
+            "listed_unsurveyed": sum(n["n_listed_unsurveyed"] for n in news),
+            "listed_no_truth_source": sum(n["n_listed_no_truth"] for n in news),
+            **{f"unsurveyed_snr{lo:g}": {"n": int((snr >= lo).sum()),
+                                         "found": int((got & (snr >= lo)).sum())}
+               for lo in (7.0, 10.0)}}
     jumps = [j for e in each for j in e.get("_jumps", [])]
     if jumps:
         j = np.abs(np.array(jumps))
@@ -154,13 +175,11 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
         for n, v in per.items():
             names.setdefault(n, []).append(v)
     sel = [(n, v) for n, v in names.items()
-           if v[0][4] == "" and sum(b >= pb_cut for *_x, b, _k in v) >= 2]
+           if v[0][4] == "" and sum(t[3] >= pb_cut for t in v) >= 2]
     if sel:
         ra = np.degrees([v[0][0] for _, v in sel])
         dec = np.degrees([v[0][1] for _, v in sel])
-        expect = np.array([sum(b * a for _r, _d, a, b, _k in v if b >= pb_cut)
-                           / sum(b * b for _r, _d, _a, b, _k in v if b >= pb_cut)
-                           for _, v in sel])
+        expect = np.array([_expected(v, pb_cut) for _, v in sel])
         x, y = wcs.world_to_pixel_values(ra, dec)
         inside = (x > 2 * bmaj_px) & (x < image.shape[1] - 2 * bmaj_px) & \
                  (y > 2 * bmaj_px) & (y < image.shape[0] - 2 * bmaj_px)
@@ -194,6 +213,36 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
             best = d.min(axis=1) / hdr["BMAJ"]
             res["_offsets"] = best[best < 1.0]
 
+    # new sources: the truth's unsurveyed sources against the mosaic's new-source list
+    new_csv = mdir / f"{stem}-new_sources.csv"
+    if new_csv.exists():
+        with open(new_csv, newline="") as fh:
+            found = list(csv.DictReader(fh))
+        fra = np.radians([float(r["ra_deg"]) for r in found])
+        fdec = np.radians([float(r["dec_deg"]) for r in found])
+        tnames = list(names)
+        tra = np.array([names[n][0][0] for n in tnames])
+        tdec = np.array([names[n][0][1] for n in tnames])
+        radius = np.radians(hdr["BMAJ"])
+        hit_t = _nearest(fra, fdec, tra, tdec, radius)  # per new source: truth index
+        uns = [i for i, n in enumerate(tnames) if not names[n][0][5]]
+        u_snr = []
+        for i in uns:
+            x, y = wcs.world_to_pixel_values(np.degrees(tra[i]), np.degrees(tdec[i]))
+            ix, iy = int(np.rint(x)), int(np.rint(y))
+            inside = 0 <= iy < noise.shape[0] and 0 <= ix < noise.shape[1] and \
+                np.isfinite(noise[iy, ix])
+            u_snr.append(_expected(names[tnames[i]], pb_cut) / noise[iy, ix]
+                         if inside else np.nan)
+        u_snr = np.array(u_snr)
+        found_t = set(hit_t[hit_t >= 0].tolist())
+        res["_new"] = {"unsurveyed_snr": u_snr,
+                       "unsurveyed_found": np.array([i in found_t for i in uns], bool),
+                       "n_listed": len(found),
+                       "n_listed_unsurveyed": int(sum(1 for j in hit_t
+                                                      if j >= 0 and not names[tnames[j]][0][5])),
+                       "n_listed_no_truth": int((hit_t < 0).sum())}
+
     # jumps at each group's boundary, in units of their standard error: the mean of N
     # pixels of noise correlated over an area A (the sum of its autocorrelation, measured
     # within 3 beams: the residual's sidelobes make it about twice the restoring beam's
@@ -213,6 +262,18 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
         jumps.append(float((np.mean(a) - np.mean(b)) / se))
     res["_jumps"] = jumps
     return res
+
+
+def _nearest(ra: np.ndarray, dec: np.ndarray, tra: np.ndarray, tdec: np.ndarray,
+             radius: float) -> np.ndarray:
+    """Per position (rad), the index of the nearest truth position within ``radius``
+    (rad), -1 where none."""
+    if ra.size == 0 or tra.size == 0:
+        return np.full(ra.size, -1)
+    d = np.arccos(np.clip(np.sin(dec[:, None]) * np.sin(tdec[None]) + np.cos(dec[:, None])
+                          * np.cos(tdec[None]) * np.cos(ra[:, None] - tra[None]), -1, 1))
+    j = d.argmin(axis=1)
+    return np.where(d[np.arange(ra.size), j] <= radius, j, -1)
 
 
 def _start_s(iso: str) -> float:

@@ -78,6 +78,11 @@ class SimulationConfig:
     #: the nights with the same seed and sky, a sidereal day apart.
     variable_nights: int = 0
     variable_night: int = 0
+    #: Field sources (of at least ``unsurveyed_min_flux_jy``, never a variable or the
+    #: calibrator) left out of the survey catalog: new sources the mosaics should find.
+    #: The truth marks them (``source_in_survey`` False).
+    n_unsurveyed: int = 0
+    unsurveyed_min_flux_jy: float = 0.01
     #: Threads for the numba kernels (None: all cores).
     nthreads: int | None = None
 

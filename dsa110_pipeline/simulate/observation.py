@@ -162,8 +162,8 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
     location = geo.earth_location(layout.site_lat_rad, layout.site_lon_rad, layout.site_height_m)
     lat = layout.site_lat_rad
     nthreads = cfg.nthreads
-    seeds = np.random.SeedSequence(cfg.seed).spawn(8)  # the first 7 as before: same skies
-    rng_sky, rng_gain, rng_bp, rng_dead, rng_rfi, rng_jit, rng_survey, rng_var = (
+    seeds = np.random.SeedSequence(cfg.seed).spawn(9)  # the first 8 as before: same skies
+    rng_sky, rng_gain, rng_bp, rng_dead, rng_rfi, rng_jit, rng_survey, rng_var, rng_new = (
         np.random.default_rng(s) for s in seeds)
 
     # frequencies, file by file (descending within and across subbands)
@@ -219,8 +219,12 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
     flux_all = spectra(sky, all_freqs, overrides)  # (nsrc, nfreq)
     # variable sources: a flux factor per group and source (1 = steady)
     var_factor, var_kind = variability(rng_var, sky.flux_jy, cfg, exclude=set(overrides))
-    # what the night knows of its sky: a survey catalog, never the truth
-    survey_path = write_survey_catalog(survey_view(sky, rng_survey), out_dir / SURVEY_CATALOG)
+    # what the night knows of its sky: a survey catalog, never the truth (without the
+    # sources chosen to be new)
+    in_survey = unsurveyed(rng_new, sky.flux_jy, cfg, exclude=set(overrides) | set(
+        np.flatnonzero(var_kind != "").tolist()))
+    survey_path = write_survey_catalog(survey_view(sky.select(in_survey), rng_survey),
+                                       out_dir / SURVEY_CATALOG)
 
     # array, baselines, per-antenna truth
     a1, a2 = _baselines(layout)
@@ -332,6 +336,7 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
             "source_flux": (flux_all[use] * var_factor[g, use][:, None]).astype(np.float32),
             "source_variability": var_factor[g, use].astype(np.float32),
             "source_variable_kind": np.asarray(var_kind[use], dtype=str),
+            "source_in_survey": in_survey[use],
             "source_beam": np.transpose(beam, (1, 0, 2)).astype(np.float32),
             "source_lmn": lmn_use, "freq_array": freqs, "time_array": jd_t,
             "time_mjd_s": (jd_t - 2400000.5) * 86400.0,
@@ -385,6 +390,18 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
 def start_iso_of(jd: float) -> str:
     """ISO time (UTC, milliseconds) of a Julian date."""
     return _jd_to_datetime(jd).isoformat(timespec="milliseconds")
+
+
+def unsurveyed(rng: np.random.Generator, flux_jy: np.ndarray, cfg: SimulationConfig,
+               exclude: set[int]) -> np.ndarray:
+    """Mask of the sources the survey catalog holds: all but ``cfg.n_unsurveyed`` chosen
+    among those of at least ``cfg.unsurveyed_min_flux_jy`` not in ``exclude``."""
+    keep = np.ones(len(flux_jy), bool)
+    if cfg.n_unsurveyed:
+        pool = [i for i in np.flatnonzero(np.asarray(flux_jy) >= cfg.unsurveyed_min_flux_jy)
+                if i not in exclude]
+        keep[rng.choice(pool, min(cfg.n_unsurveyed, len(pool)), replace=False)] = False
+    return keep
 
 
 def variability(rng: np.random.Generator, flux_ref: np.ndarray, cfg: SimulationConfig,

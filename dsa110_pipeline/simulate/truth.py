@@ -5,6 +5,7 @@ npz keys (per group):
   source_spectral_index, source_ref_freq_hz, source_flux (nsrc, nfreq: intrinsic Jy per
   channel, in this group: a variable's factor applied), source_variability (nsrc: that
   factor, 1 for steady sources), source_variable_kind (nsrc: "", "flare", "dip", "step"),
+  source_in_survey (nsrc: False for a source left out of the survey catalog, a new one),
   source_beam (nsrc, ntime, nfreq: primary-beam power; apparent = flux * beam),
   source_lmn (ntime, nsrc, 3: ENU direction cosines), freq_array (nsub, nchan: Hz, file
   order, descending), time_array (ntime: JD), time_mjd_s (ntime: MJD seconds, as in the

@@ -17,7 +17,7 @@ tree, children included):
 Goals: >= 4x faster than pyuvdata, <= 1.5 GB peak RSS, within 2x of the copy.
 
 ``DSA110_PERF_CONVERSION_ONLY`` (comma-separated among ``copy``, ``floor``, ``direct``,
-``stream``, ``beside``, ``pyuvdata``) runs only those measurements, for quick A/B runs of ours
+``beside``, ``pyuvdata``) runs only those measurements, for quick A/B runs of ours
 without the slow anchor; unset (the default), everything is measured in one run.
 ``cpu_s`` is user+system CPU time of the measured call: for ours the parent process
 plus both dask workers, for pyuvdata its process (all threads).
@@ -75,7 +75,7 @@ if __name__ == "__main__":
                                                     for f in a["files"]]})
     ctx = ctx.with_runtime(types.SimpleNamespace(client=client))
     conf = {"output_dir": a["products"], "scratch_dir": a["scratch"],
-            "chunk_integrations": a["chunk"], "overwrite": True, "write_mode": a["mode"]}
+            "chunk_integrations": a["chunk"], "overwrite": True}
     # reduced observations: the subbands in the file names (``..._sbNN.hdf5``)
     stage = ConversionStage({**conf, "expected_subbands": [int(f[-7:-5]) for f in a["files"]]})
     # warm-up on a tiny group: a runner's processes are long-lived, so imports, IERS
@@ -152,7 +152,7 @@ def _dir_bytes(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-_PARTS = ("copy", "floor", "direct", "stream", "beside", "pyuvdata")
+_PARTS = ("copy", "floor", "direct", "beside", "pyuvdata")
 
 
 def _selected() -> set[str]:
@@ -219,17 +219,15 @@ def run(quick: bool = False) -> dict:
                                 data_mb=round(fj["bytes"] / 1e6, 1), **extra))
             else:
                 notes.append(f"floor measurement failed: {fl.error_text()}")
-        # --- ours (default "direct" mode, then the "stream" variant) ------------------
+        # --- ours (staged in tmpfs, then staged beside the output) ---------------------
         runs = {}
-        variants = {"direct": ("direct", "/dev/shm"), "stream": ("stream", "/dev/shm"),
-                    "direct, staged beside output": ("direct", None)}
-        keys = {"direct": "direct", "stream": "stream", "direct, staged beside output": "beside"}
-        for label, (mode, scratch) in variants.items():
+        variants = {"direct": "/dev/shm", "direct, staged beside output": None}
+        keys = {"direct": "direct", "direct, staged beside output": "beside"}
+        for label, scratch in variants.items():
             if keys[label] not in parts:
                 continue
             m = _py(_OURS, {"files": [str(f) for f in files], "warm": warm_files,
-                            "products": str(products), "scratch": scratch, "chunk": 4,
-                            "mode": mode})
+                            "products": str(products), "scratch": scratch, "chunk": 4})
             if not m.ok:
                 notes.append(f"ours ({label}) failed: {m.error_text()}")
                 continue
@@ -261,8 +259,8 @@ def run(quick: bool = False) -> dict:
             met = r["metrics"]
             where = ("staged beside the output (rename, no copy)" if "beside" in mode
                      else "tmpfs staging")
-            ours_row = row(scenario, f"dsa110 ConversionStage, write_mode={mode.split(',')[0]}"
-                           f" (2 dask workers, {where})", r["wall_s"], m.peak_rss_gb,
+            ours_row = row(scenario, f"dsa110 ConversionStage (2 dask workers, {where})",
+                           r["wall_s"], m.peak_rss_gb,
                            cpu_s=round(r["cpu_s"], 2), process_wall_s=round(m.wall_s, 2),
                            ms_mb=round(_dir_bytes(Path(r["path"])) / 1e6, 1),
                            weight_spectrum=met.get("weight_spectrum"),

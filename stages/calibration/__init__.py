@@ -2,19 +2,17 @@
 
 Each algorithm is a pure numpy kernel in its own module (:mod:`.flagging`,
 :mod:`.selection`, :mod:`.model`, :mod:`.stefcal`, :mod:`.solve`, :mod:`.apply`,
-:mod:`.qa`); :mod:`.msio` and :mod:`.caltable` do the I/O; :mod:`.stage` wires them.
+:mod:`.qa`); :mod:`.msio` and :mod:`.caltable` do the I/O; :mod:`.sky` builds the field's
+sky model and :mod:`.apply_ms` applies solutions to an MS; :mod:`.stage`
+(:class:`CalibrationStage`) and :mod:`.apply_stage` (:class:`ApplyCalibrationStage`) wire
+them.
 """
 
 from __future__ import annotations
 
-from .stage import (
-    ApplyCalibrationStage,
-    ApplyConfig,
-    CalibrationConfig,
-    CalibrationStage,
-    apply_caltables,
-    apply_tables_to_ms,
-)
+from .apply_ms import apply_caltables, apply_tables_to_ms
+from .apply_stage import ApplyCalibrationStage, ApplyConfig
+from .stage import CalibrationConfig, CalibrationStage
 
 __all__ = ["CalibrationStage", "CalibrationConfig", "ApplyCalibrationStage", "ApplyConfig",
            "apply_caltables", "apply_tables_to_ms"]

@@ -1,9 +1,10 @@
 """CalibrationStage: calibrator MS -> flags, bandpass (B) and gain (G) tables, corrected MS.
 
 Wires I/O and the kernels: read the MS (:mod:`.msio`), choose or check the calibrator
-(:mod:`.selection`), flag (:mod:`.flagging`), predict the calibrator's visibilities
-(:mod:`.model`), solve (:mod:`.solve`), gate (:mod:`.qa`), write CASA tables
-(:mod:`.caltable`) and a copy of the MS with CORRECTED_DATA (:mod:`.apply`). Products are
+(:mod:`.selection`), flag (:mod:`.flagging`), predict the calibrator's and the field's
+visibilities (:mod:`.sky`, :mod:`.model`), solve (:mod:`.solve`), gate (:mod:`.qa`), write
+CASA tables (:mod:`.caltable`) and a copy of the MS with CORRECTED_DATA
+(:mod:`.apply_ms`). The target groups' stage is :mod:`.apply_stage`. Products are
 written under temporary names and renamed when complete; the input MS is never modified.
 Registration in the state DB is the orchestrator's job: the "caltables" product carries
 the transit time, validity window, declination strip and QA metrics in its ``meta``.
@@ -15,7 +16,6 @@ import math
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,40 +23,31 @@ import numpy as np
 from pydantic import Field
 
 from dsa110_pipeline import instrument
-from dsa110_pipeline.atomic import atomic_path, publish, temp_name
+from dsa110_pipeline.atomic import publish, temp_name
 from dsa110_pipeline.catalogs import (
     DEFAULT_REF_FREQ_HZ,
     DEFAULT_SPECTRAL_INDEX,
     find_calibrator,
     is_flux_standard,
-    read_catalog,
     read_vla_calibrators,
-    with_known_sources,
 )
-from dsa110_pipeline.catalogs.refine import FitLimits
 from dsa110_pipeline.context import PipelineContext, ProductRef
-from dsa110_pipeline.errors import InputError, PipelineError
+from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.log import get_logger
-from dsa110_pipeline.projection import radec_to_lmn
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
-from dsa110_pipeline.threads import set_numba_threads
 
 from . import flagging, msio
-from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
+from .apply_ms import apply_caltables, flag_hands, hands_metrics
 from .caltable import CalTableContext, write_caltable
-from .field_phase import FieldPhaseParams, refine_phases
-from .field_refine import refine_channels, refine_field, refined_model
+from .field_refine import refine_channels
 from .model import (
-    apparent_spectra,
-    model_visibilities,
     source_spectrum,
 )
+from .msio import STAGE
 from .qa import QAThresholds, qa_gate
 from .selection import SIDEREAL_RATE, select_calibrators
+from .sky import field_sources, geometry, refine_sky, sky_model
 from .solve import SolveParams, solve_calibrator
-from .stefcal import choose_refant
-
-STAGE = "calibration"
 
 
 class CalibrationConfig(StageConfig):
@@ -140,119 +131,6 @@ class CalibrationConfig(StageConfig):
     nthreads: int | None = Field(None, ge=1)
 
 
-def _location():
-    from dsa110_pipeline.simulate.geometry import earth_location
-
-    return earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
-                          math.radians(instrument.SITE_LONGITUDE_DEG), instrument.SITE_HEIGHT)
-
-
-def _geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """LST (n_time,), apparent RA and Dec (n_time, n_src) of ICRS positions."""
-    from dsa110_pipeline.simulate.geometry import apparent_coordinates, local_sidereal_time
-
-    loc = _location()
-    jd = np.asarray(times_mjd_s, float) / 86400.0 + 2400000.5
-    lst = local_sidereal_time(jd, loc)
-    app_ra, app_dec = apparent_coordinates(ra, dec, jd, lst, loc)
-    return lst, app_ra, app_dec
-
-
-def _refine_sky(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: np.ndarray,
-                bandpass: Any, gains: Any, ra: np.ndarray, dec: np.ndarray,
-                spectra: np.ndarray, pointing_dec: float, most: int, min_snr: float,
-                threads: int | None, calibrator_first: bool = False,
-                chans: np.ndarray | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """A sky model (ICRS ra, dec, intrinsic spectra) with its brightest ``most`` sources
-    refined from ``vis`` corrected by ``bandpass``/``gains`` (``field_refine.py``); with
-    ``calibrator_first`` source 0 is fitted as a nuisance but keeps its model. ``chans``:
-    the MS channels that ``vis``, ``flags`` and ``bandpass`` hold (None: all). Returns the
-    new model (over all channels) and how many sources changed."""
-    pra, pdec = meta.phase_dir
-    freqs = meta.freqs if chans is None else meta.freqs[chans]
-    lst, app_ra, app_dec = _geometry(meta.times, ra, dec)
-    app = apparent_spectra(spectra if chans is None else spectra[:, chans],
-                           lst[:, None] - app_ra, app_dec, pointing_dec, freqs)
-    lm0 = radec_to_lmn(ra, dec, pra, pdec)
-    bright = np.argsort(-app.mean(axis=(0, 2)), kind="stable")
-    if calibrator_first:
-        bright = np.concatenate([[0], bright[bright != 0][:most]])
-    wanted = np.zeros(ra.size, bool)
-    wanted[bright[:most + int(calibrator_first)]] = True
-    fit, _ = refine_field(vis, flags, cube.ant1, cube.ant2, cube.uvw, meta.times, freqs,
-                          bandpass, gains, np.broadcast_to(lm0, (meta.times.size,) + lm0.shape),
-                          app, wanted, FitLimits(min_snr=min_snr), nthreads=threads or 1)
-    return refined_model(ra, dec, spectra, lm0[:, :2], fit, meta.freqs, pra, pdec,
-                         keep=[0] if calibrator_first else None)
-
-
-def _separation(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
-    """Angular distance (rad) of (ra, dec) from (ra0, dec0)."""
-    return np.arccos(np.clip(np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0)
-                             * np.cos(ra - ra0), -1, 1))
-
-
-def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_flux: float,
-                    freqs: np.ndarray, exclude: tuple[float, float] | None = None
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sources of ``catalog`` within ``radius`` (rad) of (ra0, dec0) brighter than
-    ``min_flux`` (Jy at their reference frequency), not within 1' of ``exclude``:
-    ra, dec and spectra at ``freqs``."""
-    cat = read_catalog(catalog).strip(dec0 - radius, dec0 + radius)
-    cat = with_known_sources(cat)  # calibrators: the VLA list's positions, PB2017 fluxes
-    keep = (_separation(cat.ra, cat.dec, ra0, dec0) <= radius) & (cat.flux_jy >= min_flux)
-    if exclude is not None:
-        keep &= _separation(cat.ra, cat.dec, *exclude) > math.radians(1 / 60)
-    cat = cat.select(keep)
-    return cat.ra, cat.dec, cat.flux_at(freqs)
-
-
-def field_sources(catalog: str, times: np.ndarray, ra0: float, pointing_dec: float,
-                  freqs: np.ndarray, radius: float, min_flux: float, sidelobe_radius: float,
-                  exclude: tuple[float, float] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A field model's sources: those within ``radius`` (rad) of (``ra0``, ``pointing_dec``)
-    brighter than ``min_flux`` (Jy at their reference frequency), and those out to
-    ``sidelobe_radius`` whose apparent flux through the drifting beam (mean over ``times``
-    and ``freqs``) reaches ``min_flux``: a 33 Jy source 4 deg out, in the first sidelobe,
-    is 0.55 Jy apparent, 7 % of a 7.5 Jy calibrator, and left out of the model it went
-    into the gains (a cross of 5-10 sigma errors through 3C309.1 at dec +71.7; imaging
-    README, session 15). ra, dec and intrinsic spectra, the inner sources first."""
-    ra, dec, spec = catalog_sources(catalog, ra0, pointing_dec, sidelobe_radius, min_flux,
-                                    freqs, exclude=exclude)
-    inner = _separation(ra, dec, ra0, pointing_dec) <= radius
-    keep = inner.copy()
-    if (~inner).any():
-        out = np.flatnonzero(~inner)
-        lst, app_ra, app_dec = _geometry(times, ra[out], dec[out])
-        app = apparent_spectra(spec[out], lst[:, None] - app_ra, app_dec, pointing_dec, freqs)
-        keep[out] = app.mean(axis=(0, 2)) >= min_flux
-    order = np.concatenate([np.flatnonzero(inner), np.flatnonzero(keep & ~inner)])
-    return ra[order], dec[order], spec[order]
-
-
-def sky_model(meta: msio.MSMeta, cube: msio.VisCube, ra: np.ndarray, dec: np.ndarray,
-              spectra: np.ndarray, pointing_dec: float, n_pol: int = 1,
-              threads: int | None = None, chans: np.ndarray | None = None) -> np.ndarray:
-    """Model visibilities (n_time, n_bl, n_chan, n_pol) of point sources (ICRS ra, dec;
-    intrinsic ``spectra`` (n_src, n_chan)) seen through the drifting primary beam, on the
-    MS channels ``chans`` (None: all)."""
-    freqs = meta.freqs if chans is None else meta.freqs[chans]
-    lst, app_ra, app_dec = _geometry(meta.times, ra, dec)
-    app_flux = apparent_spectra(spectra if chans is None else spectra[:, chans],
-                                lst[:, None] - app_ra, app_dec, pointing_dec, freqs)
-    pra, pdec = meta.phase_dir
-    nt, nb = cube.vis.shape[:2]
-    lmn = np.broadcast_to(radec_to_lmn(ra, dec, pra, pdec), (nt, ra.size, 3))
-    m = model_visibilities(cube.uvw.reshape(nt * nb, 3), np.repeat(np.arange(nt), nb),
-                           freqs, np.ascontiguousarray(lmn), app_flux,
-                           nthreads=threads, dtype=np.complex64)
-    m = m.reshape(nt, nb, freqs.size, 1)
-    return np.broadcast_to(m, m.shape[:3] + (n_pol,)) if n_pol > 1 else m
-
-
 class _BackgroundCopy:
     """:func:`msio.copy_ms` of an MS to a temporary beside ``final``, in a thread;
     :meth:`publish` renames it into place, :meth:`discard` removes what was not published."""
@@ -311,7 +189,7 @@ class CalibrationStage(PipelineStage):
         if cfg.calibrator:
             cal = find_calibrator(cfg.calibrator, cfg.calibrator_list)
             # apparent coordinates: the same frame as the LST and the pointing declination
-            _, a_ra, a_dec = _geometry(np.array([t0]), np.array([cal.ra]), np.array([cal.dec]))
+            _, a_ra, a_dec = geometry(np.array([t0]), np.array([cal.ra]), np.array([cal.dec]))
             sel = select_calibrators([cal.name], a_ra[0], a_dec[0], [cal.flux_jy or 1e-9],
                                      t_start=t0 - cfg.transit_margin_s,
                                      t_end=t1 + cfg.transit_margin_s,
@@ -328,7 +206,7 @@ class CalibrationStage(PipelineStage):
         if not cals:
             raise InputError("no calibrator in the primary beam: none in the list within 5 deg"
                              " of the pointing declination", stage=STAGE, files=[meta.path])
-        _, a_ra, a_dec = _geometry(np.array([t0]), np.array([c.ra for c in cals]),
+        _, a_ra, a_dec = geometry(np.array([t0]), np.array([c.ra for c in cals]),
                                    np.array([c.dec for c in cals]))
         sel = select_calibrators([c.name for c in cals], a_ra[0], a_dec[0],
                                  [c.flux_jy for c in cals],
@@ -383,7 +261,7 @@ class CalibrationStage(PipelineStage):
         # geometry: LST, the pointing (apparent declination of the meridian phase centre)
         t = time.perf_counter()
         pra, pdec = meta.phase_dir
-        lst, app_ra, app_dec = _geometry(meta.times, np.array([pra]), np.array([pdec]))
+        lst, app_ra, app_dec = geometry(meta.times, np.array([pra]), np.array([pdec]))
         pointing_dec = float(np.mean(app_dec))
         cal, cand = self._calibrator(meta, pointing_dec, float(lst[0]))
         timings["geometry_s"] = time.perf_counter() - t
@@ -399,7 +277,7 @@ class CalibrationStage(PipelineStage):
                                    model_tolerance=cfg.rfi_model_tolerance),
             detect_rfi=cfg.detect_rfi,
             min_good_fraction=cfg.min_antenna_good_fraction, nthreads=threads or 1)
-        hands = _hands_metrics(meta, par, cross, cfg.cross_hands)
+        hands = hands_metrics(meta, par, cross, cfg.cross_hands)
         if cross:
             get_logger(stage=STAGE).info(
                 "four correlations: gains solved and applied on the parallel hands only",
@@ -462,7 +340,7 @@ class CalibrationStage(PipelineStage):
             vis_c, flags_c = (np.ascontiguousarray(a[:, :, chans]) for a in (vis, flags))
             first = solve(vis_c, flags_c, chans)
             t = time.perf_counter()
-            src_ra, src_dec, spectra, refined = _refine_sky(
+            src_ra, src_dec, spectra, refined = refine_sky(
                 meta, cube, vis_c, flags_c, first.bandpass, first.gains, src_ra, src_dec,
                 spectra, pointing_dec, cfg.field_refine_max, cfg.field_refine_snr, threads,
                 calibrator_first=True, chans=chans)
@@ -531,346 +409,3 @@ class CalibrationStage(PipelineStage):
                               **timings))
 
 
-def _hands_metrics(meta: msio.MSMeta, par: tuple[int, ...], cross: tuple[int, ...],
-                   mode: str) -> dict[str, str]:
-    names = msio.correlation_names(meta) or tuple(str(i) for i in range(meta.n_pol))
-    return {"correlations": ",".join(names),
-            "solved_correlations": ",".join(names[i] for i in par),
-            "cross_hands": ("none" if not cross else
-                            "flagged" if mode == "flag" else "kept uncalibrated")}
-
-
-def flag_hands(cube: msio.VisCube, par: tuple[int, ...], cross: tuple[int, ...], mode: str,
-               n_ant: int, **kw) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                          flagging.FlagSummary]:
-    """:func:`flagging.flag_all` on the parallel hands of ``cube``; returns (parallel-hand
-    visibilities, their flags, flags of all correlations for the calibrated MS, summary).
-
-    Without cross hands the cube's own arrays are used (its flags as scratch). With them,
-    the cross hands take no part in the flagging; in the output flags they are flagged
-    where the data or either parallel hand of the sample is, and everywhere when ``mode``
-    is "flag"."""
-    if not cross:
-        flags, fsum = flagging.flag_all(cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant,
-                                        inplace=True, **kw)
-        cube.flags = flags  # the MS's own flags served as scratch
-        return cube.vis, flags, flags, fsum
-    idx = list(par)
-    vis = np.ascontiguousarray(cube.vis[..., idx])
-    flags, fsum = flagging.flag_all(vis, np.ascontiguousarray(cube.flags[..., idx]),
-                                    cube.ant1, cube.ant2, n_ant, inplace=True, **kw)
-    out = cube.flags
-    out[..., idx] = flags
-    any_par = flags.any(axis=-1)
-    for k in cross:
-        out[..., k] |= any_par
-        if mode == "flag":
-            out[..., k] = True
-    return vis, flags, out, fsum
-
-
-def _to_correlations(total: np.ndarray, tflags: np.ndarray, par: tuple[int, ...],
-                     cross: tuple[int, ...], n_pol: int, mode: str
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Parallel-hand gains (…, n_par) laid out on all the MS's correlations: the cross
-    hands get unit gains, flagged when ``mode`` is "flag"."""
-    if not cross:
-        return total, tflags
-    t = np.ones(total.shape[:-1] + (n_pol,), total.dtype)
-    f = np.zeros(t.shape, bool)
-    t[..., list(par)] = total
-    f[..., list(par)] = tflags
-    f[..., list(cross)] = mode == "flag"
-    return t, f
-
-
-def apply_caltables(meta: msio.MSMeta, dst: str | Path, bandpass, gains, *,
-                    flags: tuple[msio.VisCube, np.ndarray] | None = None,
-                    chunk_rows: int = 20_000, nthreads: int | None = None,
-                    copied: bool = False, cross_hands: str = "flag") -> Path:
-    """Copy the MS of ``meta`` to ``dst`` with CORRECTED_DATA = DATA / (g_p conj(g_q)),
-    g = G(t) B(ν), G interpolated in time. ``flags`` (cube, flags) adds the flagging result
-    to FLAG; when that cube holds the visibilities of regularly ordered rows, they are
-    corrected from memory, whole integrations at a time, and DATA is not read again
-    (``copied``: ``dst`` is that copy already, made by :func:`msio.copy_ms`).
-    Works for calibrator and target MSs alike. The tables hold the parallel hands: with
-    four correlations the cross hands are flagged (``cross_hands`` "flag") or left as they
-    are in DATA ("keep"), never divided by parallel-hand gains."""
-    par, cross = msio.split_hands(meta)
-    g_t, gf_t = interpolate_gains(gains.times, gains.gains, gains.flags, meta.times)
-    bp = bandpass.gains[0]
-    bpf = bandpass.flags[0]
-    if bp.shape[1] != meta.freqs.size:
-        raise InputError(f"bandpass has {bp.shape[1]} channels, MS {meta.freqs.size}",
-                         stage=STAGE, files=[meta.path])
-    if bp.shape[-1] != len(par):
-        raise InputError(f"tables hold {bp.shape[-1]} polarisations, the MS "
-                         f"{len(par)} parallel hands", stage=STAGE, files=[meta.path])
-    total, tflags = combine_bg(bp, bpf, g_t, gf_t)
-    total, tflags = _to_correlations(total, tflags, par, cross, meta.n_pol, cross_hands)
-    if flags is not None and flags[0].vis is not None and flags[0].row_time is not None \
-            and msio.regular_rows(flags[0].row_time, flags[0].row_bl, flags[0].vis.shape[1]):
-        cube, fl = flags
-        nt, nb, nc, npol = cube.vis.shape
-        step = max(1, chunk_rows // nb)
-        set_numba_threads(nthreads)
-
-        def chunks():
-            for t0 in range(0, nt, step):
-                t1 = min(t0 + step, nt)
-                corr, cf = apply_gains_cube(cube.vis[t0:t1], fl[t0:t1], cube.ant1, cube.ant2,
-                                            np.arange(t0, t1), total, tflags)
-                n = (t1 - t0) * nb
-                yield t0 * nb, corr.reshape(n, nc, npol), cf.reshape(n, nc, npol)
-
-        if not copied:
-            msio.copy_ms(meta.path, dst)
-        msio.write_corrected_rows(dst, chunks())
-        return Path(dst)
-
-    def correct(data, flag, time_, a1, a2):
-        ti = np.searchsorted(meta.times, time_)
-        return apply_gains(data, flag, a1, a2, ti, total, tflags)
-
-    extra = None
-    if flags is not None:
-        cube, fl = flags
-        n_ant = meta.n_ant
-        lookup = {int(a) * n_ant + int(b): i for i, (a, b) in
-                  enumerate(zip(cube.ant1, cube.ant2, strict=True))}
-
-        def extra(time_, a1, a2):
-            ti = np.searchsorted(meta.times, time_)
-            bi = np.array([lookup[int(a) * n_ant + int(b)] for a, b in zip(a1, a2,
-                                                                           strict=True)])
-            return fl[ti, bi]
-
-    return msio.write_corrected(meta.path, dst, correct, extra_flags=extra,
-                                chunk_rows=chunk_rows)
-
-
-def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
-                       gain_table: str | Path, out_path: str | Path, *,
-                       chunk_rows: int = 20_000, flag: FlagParams | None = None,
-                       cross_hands: str = "flag", field: FieldModel | None = None,
-                       threads: int | None = None) -> tuple[Path, dict]:
-    """Apply a B and a G table (as written by this stage) to any MS (calibrator or target):
-    a copy at ``out_path`` gets CORRECTED_DATA, written under a temporary name and renamed
-    when complete. Gains are interpolated (nearest outside the solutions' span) in time.
-    With ``field`` (and ``flag``), the target's phases are first refined on its field's
-    catalog sources (``field_phase.py``). Returns (path, metrics)."""
-    from .caltable import read_caltable
-
-    meta = msio.read_ms_meta(ms_path)
-    bp, g = read_caltable(bandpass_table), read_caltable(gain_table)
-    if bp.kind != "B" or g.kind != "G":
-        raise InputError(f"expected a B and a G table, got {bp.kind} and {g.kind}",
-                         stage=STAGE, files=[str(bandpass_table), str(gain_table)])
-    if bp.n_ant != meta.n_ant or g.n_ant != meta.n_ant:
-        raise InputError(f"tables have {bp.n_ant}/{g.n_ant} antennas, the MS {meta.n_ant}",
-                         stage=STAGE, files=[str(ms_path), str(bandpass_table)])
-    if bp.freqs.shape != meta.freqs.shape or not np.allclose(bp.freqs, meta.freqs):
-        raise InputError("bandpass channels differ from the MS channels", stage=STAGE,
-                         files=[str(ms_path), str(bandpass_table)])
-    flags = None
-    metrics: dict[str, Any] = {}
-    if flag is not None:
-        # Targets get the calibrator's flagging too: zeros, NaNs, known RFI, SumThreshold.
-        cube = msio.read_cube(meta)
-        par, cross = msio.split_hands(meta)
-        vis, pflags, fl, _ = flag_hands(
-            cube, par, cross, cross_hands, meta.n_ant, freqs=meta.freqs,
-            rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=flagging.RFIParams(
-                threshold=flag.rfi_threshold), detect_rfi=flag.detect_rfi,
-            min_good_fraction=flag.min_antenna_good_fraction)
-        flags = (cube, fl)
-        if field is not None:
-            g, metrics = _field_phases(meta, cube, vis, pflags, bp, g, field, threads)
-    final = Path(out_path)
-    with atomic_path(final) as tmp:
-        apply_caltables(meta, tmp, bp, g, chunk_rows=chunk_rows, flags=flags,
-                        cross_hands=cross_hands)
-    return final, metrics
-
-
-@dataclass(frozen=True)
-class FieldModel:
-    """The catalog and selection of a target's field model, and how its phases are solved."""
-
-    catalog: str
-    radius_deg: float = 3.0
-    min_flux_jy: float = 0.02
-    #: beyond ``radius_deg`` and out to this, sources whose apparent flux reaches
-    #: ``min_flux_jy`` (see ``field_sources``)
-    sidelobe_radius_deg: float = 10.0
-    solve: FieldPhaseParams = FieldPhaseParams()
-    #: the brightest this many sources refined from the data after a first phase solve,
-    #: which then runs again on them (0: off), where their S/N reaches ``refine_snr``
-    refine_max: int = 20
-    refine_snr: float = 20.0
-
-
-def _field_phases(meta: msio.MSMeta, cube: msio.VisCube, vis: np.ndarray, flags: np.ndarray,
-                  bp: Any, g: Any, field: FieldModel, threads: int | None) -> tuple[Any, dict]:
-    """The target's gains with phases solved on its field model (the calibrator's where the
-    field is too faint), and what was done."""
-    pra, _ = meta.phase_dir
-    _, _, app_dec = _geometry(meta.times, np.array([pra]), np.array([meta.phase_dir[1]]))
-    pointing_dec = float(np.mean(app_dec))
-    ra, dec, spectra = field_sources(field.catalog, meta.times, pra, pointing_dec, meta.freqs,
-                                     math.radians(field.radius_deg), field.min_flux_jy,
-                                     math.radians(field.sidelobe_radius_deg))
-    out: dict[str, Any] = {"field_sources": int(ra.size)}
-    if ra.size == 0:
-        return g, {**out, "field_phase": "no catalog sources: calibrator gains"}
-    model = sky_model(meta, cube, ra, dec, spectra, pointing_dec, threads=threads)
-    apparent = float(np.abs(model[..., 0]).mean(axis=(0, 1)).mean())
-    if apparent < field.solve.min_model_flux_jy:
-        return g, {**out, "field_phase": f"field model {apparent:.3g} Jy is too faint: "
-                                         "calibrator gains"}
-    refant = choose_refant(flags, cube.ant1, cube.ant2, meta.n_ant)
-    new, m = refine_phases(vis, model, flags, cube.ant1, cube.ant2, meta.n_ant, meta.times,
-                           meta.freqs, bp, g, refant, field.solve,
-                           positions=meta.antenna_positions)
-    if field.refine_max > 0:
-        # the survey's errors went into those phases: refine the model on the data they
-        # calibrate, and solve once more on it
-        ra, dec, spectra, n_ref = _refine_sky(meta, cube, vis, flags, bp, new, ra, dec, spectra,
-                                              pointing_dec, field.refine_max, field.refine_snr,
-                                              threads)
-        out["field_sources_refined"] = n_ref
-        if n_ref:
-            del model
-            model = sky_model(meta, cube, ra, dec, spectra, pointing_dec, threads=threads)
-            new, m = refine_phases(vis, model, flags, cube.ant1, cube.ant2, meta.n_ant,
-                                   meta.times, meta.freqs, bp, g, refant, field.solve,
-                                   positions=meta.antenna_positions)
-    return new, {**out, "field_phase": "refined", **m}
-
-
-@dataclass(frozen=True)
-class FlagParams:
-    """Flagging of a target MS before the tables are applied."""
-
-    rfi_frequencies_hz: tuple[float, ...] = instrument.KNOWN_RFI_FREQUENCIES
-    detect_rfi: bool = True
-    rfi_threshold: float = 6.0
-    min_antenna_good_fraction: float = 0.05
-
-
-class ApplyConfig(StageConfig):
-    """Typed config of the apply stage (target groups)."""
-
-    chunk_rows: int = Field(20_000, ge=1)
-    #: Flag the target as the calibrator is flagged (known RFI, SumThreshold, dead antennas).
-    flag: bool = True
-    rfi_frequencies_hz: tuple[float, ...] = instrument.KNOWN_RFI_FREQUENCIES
-    detect_rfi: bool = True
-    rfi_threshold: float = Field(6.0, gt=0)
-    min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
-    #: Cross hands of a four-correlation MS: see CalibrationConfig.cross_hands.
-    cross_hands: Literal["flag", "keep"] = "flag"
-    #: Refine the target's antenna phases on its field (needs ``flag``): the catalog's
-    #: sources within ``field_radius_deg`` brighter than ``field_min_flux_jy``, solved
-    #: every ``field_phase_solint_s`` (None: once per group). The calibrator's phases are
-    #: minutes to hours old by then (see field_phase.py).
-    field_phase: bool = True
-    #: Catalog of the field model; None: the night's survey catalog (paths.survey_catalog).
-    field_catalog: str | None = None
-    field_radius_deg: float = Field(3.0, gt=0)
-    field_min_flux_jy: float = Field(0.02, ge=0)
-    field_sidelobe_radius_deg: float = Field(10.0, gt=0)
-    field_phase_solint_s: float | None = Field(60.0, gt=0)
-    #: Antennas' relative amplitudes (flux scale kept) from the field too where a solution's
-    #: S/N reaches this (~1/S/N error); None: phases only (see field_phase.py)
-    field_amp_min_snr: float | None = Field(300.0, gt=0)
-    #: The field solve may not shift the image (the catalog's positions are off by 1-7";
-    #: the calibrator's astrometry stands): see FieldPhaseParams.keep_astrometry
-    field_keep_astrometry: bool = True
-    #: ... measured against the calibrator's phases carried forward at their own drift rate
-    #: for up to this many seconds (see FieldPhaseParams.drift_extrapolation_s); 0: held
-    field_drift_extrapolation_s: float = Field(1800.0, ge=0)
-    #: The field model's brightest sources refined from the data after a first phase solve
-    #: (see CalibrationConfig.field_refine_max); 0: off
-    field_refine_max: int = Field(20, ge=0)
-    field_refine_snr: float = Field(20.0, gt=0)
-    #: Products directory; None: ``paths.output_dir`` of the run config, else ./products.
-    output_dir: str | None = None
-
-
-class ApplyCalibrationStage(PipelineStage):
-    """Apply registered (or tonight's) B and G tables to a target MS: requires "ms" and
-    "caltables" (the calibration stage's product), produces "ms_calibrated"."""
-
-    name = "apply_calibration"
-    version = "1"
-    Config = ApplyConfig
-    requires = ("ms", "caltables")
-    produces = ("ms_calibrated",)
-    resources = Resources(cpu=1.0, memory_gb=2.0, scratch_gb=2.0)
-    executor = "thread"
-
-    config: ApplyConfig
-
-    def execute(self, ctx: PipelineContext) -> PipelineContext:
-        try:
-            return self._apply(ctx)
-        except PipelineError as exc:  # the shared helpers say 'calibration': say who failed
-            if exc.stage == STAGE and self.name != STAGE:
-                raise exc.with_stage(self.name) from exc
-            raise
-
-    def _apply(self, ctx: PipelineContext) -> PipelineContext:
-        product = ctx.get("ms")
-        ms_ref = product[0] if isinstance(product, list) else product
-        tabs = ctx.get("caltables")
-        refs = tabs if isinstance(tabs, list) else [tabs]
-        by_kind: dict[str, str] = {}
-        for r in refs:
-            viscal = r.meta.get("viscal") or _viscal_of(r.path)
-            by_kind[viscal] = r.path
-        if "B Jones" not in by_kind or "G Jones" not in by_kind:
-            raise InputError(f"caltables must hold a B and a G table, got {sorted(by_kind)}",
-                             stage=self.name, files=[r.path for r in refs])
-        out_dir = self.products_dir(ctx)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        final = out_dir / f"{Path(ms_ref.path).name.removesuffix('.ms')}_cal.ms"
-        t = time.perf_counter()
-        cfg = self.config
-        flag = (FlagParams(rfi_frequencies_hz=cfg.rfi_frequencies_hz, detect_rfi=cfg.detect_rfi,
-                           rfi_threshold=cfg.rfi_threshold,
-                           min_antenna_good_fraction=cfg.min_antenna_good_fraction)
-                if cfg.flag else None)
-        catalog = cfg.field_catalog or ctx.metadata.get("survey_catalog")
-        field = FieldModel(catalog, radius_deg=cfg.field_radius_deg,
-                           min_flux_jy=cfg.field_min_flux_jy,
-                           sidelobe_radius_deg=cfg.field_sidelobe_radius_deg,
-                           refine_max=cfg.field_refine_max, refine_snr=cfg.field_refine_snr,
-                           solve=FieldPhaseParams(solint_s=cfg.field_phase_solint_s,
-                                                  amp_min_snr=cfg.field_amp_min_snr,
-                                                  keep_astrometry=cfg.field_keep_astrometry,
-                                                  drift_extrapolation_s=cfg
-                                                  .field_drift_extrapolation_s)) \
-            if cfg.field_phase and catalog else None
-        threads = getattr(ctx.runtime, "nthreads", None) if ctx.runtime is not None else None
-        _, extra = apply_tables_to_ms(ms_ref.path, by_kind["B Jones"], by_kind["G Jones"],
-                                      final, chunk_rows=cfg.chunk_rows, flag=flag,
-                                      cross_hands=cfg.cross_hands, field=field,
-                                      threads=threads if isinstance(threads, int) else None)
-        ref = ProductRef.for_path("ms", final, calibrated=True,
-                                  caltables=[by_kind["B Jones"], by_kind["G Jones"]],
-                                  field_phase=extra.get("field_phase"))
-        return (ctx.with_output("ms_calibrated", ref)
-                .with_metrics(self.name, apply_s=time.perf_counter() - t,
-                              caltables=[by_kind["B Jones"], by_kind["G Jones"]], **extra))
-
-
-def _viscal_of(path: str) -> str:
-    from casacore import tables
-
-    try:
-        with tables.table(path, ack=False) as t:
-            return str(t.getkeyword("VisCal"))
-    except Exception as exc:  # casacore raises RuntimeError
-        raise InputError("cannot read calibration table", stage=STAGE, files=[path],
-                         cause=exc) from exc

@@ -28,10 +28,8 @@ from .plan import ConversionPlan, conjugation_mask, plan_conversion
 from .reader import STAGE, read_header, read_nsamples, read_rows
 from .sinks import (
     LazyRegionSink,
-    PieceSink,
     mark_ready,
     open_region_writer,
-    rows_done,
     tile_layouts,
 )
 
@@ -41,7 +39,7 @@ class SubbandTask:
     """What one worker needs to write one subband into the pre-created MS."""
 
     path: str
-    ms_path: str | None  # direct mode: write into this pre-created MS
+    ms_path: str  # write into this pre-created MS
     delta_w_path: str | None  # .npy of per-row Δw (m), None: no rotation
     freqs: np.ndarray  # ascending channel frequencies of this file (Hz)
     chan0: int  # first channel in the row (single-SPW layout)
@@ -49,9 +47,8 @@ class SubbandTask:
     chunks: list[tuple[int, int]]  # row ranges [start, stop) of the file
     weight_scale_path: str | None = None  # .npy of per-row weight scale, None: 1
     write_weight_spectrum: bool = True
-    piece_prefix: str | None = None  # stream mode: append processed rows to these files
-    ready_path: str | None = None  # direct mode: the MS may be written once this exists
-    buffer_bytes: int = 128 * 2**20  # direct mode: processed bytes held until it exists
+    ready_path: str | None = None  # the MS may be written once this exists
+    buffer_bytes: int = 128 * 2**20  # processed bytes held until it exists
     max_amplitude_ratio: float = 1e6  # |V| above this x the median |V| is flagged
 
 
@@ -93,9 +90,7 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                  np.empty(shape3, np.float32))
         outbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
                   np.empty(shape3 if task.write_weight_spectrum else (1, 1, 1), np.float32))
-        sink = (PieceSink(task.piece_prefix, task.write_weight_spectrum)
-                if task.piece_prefix else
-                LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes))
+        sink = LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes)
         with h5py.File(task.path, "r") as fh, sink as writer:
             for start, stop in task.chunks:
                 # file channel order here; flipped to ascending on the way out
@@ -135,11 +130,8 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                                               weights_out=outbuf[2],
                                               want_weights=task.write_weight_spectrum)
                 uniform = uniform and chunk_uniform
-                if task.piece_prefix:
-                    writer.write(stop, data, flags, wts)
-                else:
-                    writer.write(task.row0 + start, task.chan0, np.ascontiguousarray(data),
-                                 flags, wts)
+                writer.write(task.row0 + start, task.chan0, np.ascontiguousarray(data),
+                             flags, wts)
         res.median_weight, res.all_flagged, res.uniform, res.bytes_read = med, allflag, \
             uniform, nread
     except InputError as exc:
@@ -169,9 +161,6 @@ class SerialRunner:
               ) -> None:
         self._results = [fn(t) for t in tasks]
 
-    def failure(self) -> SubbandResult | None:
-        return next((r for r in self._results if r.error is not None), None)
-
     def results(self) -> list[SubbandResult]:
         return self._results
 
@@ -186,36 +175,21 @@ def _raise_failure(fail: Any) -> None:
         raise fail
 
 
-def _row_blocks(plan: ConversionPlan, max_bytes: int = 64 * 2**20) -> list[tuple[int, int]]:
-    """Row ranges the orchestrator streams at a time: whole integrations, bounded bytes."""
-    per_row = plan.nchan_row * plan.ref.npols * 13
-    limit = max(1, max_bytes // max(per_row, 1))
-    blocks: list[tuple[int, int]] = []
-    for start, stop in plan.ref.integration_rows():
-        if blocks and stop - blocks[-1][0] <= limit:
-            blocks[-1] = (blocks[-1][0], stop)
-            continue
-        for r in range(start, stop, limit):
-            blocks.append((r, min(stop, r + limit)))
-    return blocks
-
-
 def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
              runner: Any = None, write_weight_spectrum: bool | str = "auto",
              weight_times_integration: bool = False, history: str = "",
-             mode: str = "direct", poll_s: float = 0.005,
              direct_tiles: bool = True, max_amplitude_ratio: float = 1e6) -> BuildReport:
     """Create the MS at ``ms_path`` (inside ``work_dir``) and fill it.
 
-    ``runner`` runs the subband tasks (``start``/``failure``/``results``/``cancel``; a
+    ``runner`` runs the subband tasks (``start``/``results``/``cancel``; a
     dask one from the stage, else :class:`SerialRunner`).
 
-    ``mode="direct"`` (default): the MS is pre-created (casacore zero-fills its tiles
-    once) and workers write their channel ranges into it: straight into the tile files
-    when every region is tile-aligned (``direct_tiles``, no locks), else through
-    casacore under table locks. ``mode="stream"``: workers append phased, ascending
-    rows of their subband to files in ``work_dir``; this process writes the MS alone, in
-    row order, as soon as every subband has finished a block.
+    The MS is pre-created (casacore zero-fills its tiles once) and workers write their
+    channel ranges into it: straight into the tile files when every region is
+    tile-aligned (``direct_tiles``, no locks), else through casacore under table locks.
+    (A "stream" mode, where workers phased into scratch files and this process wrote the
+    MS in row order, was 2.2x slower for 8 % less memory, perf/results/conversion.md, and
+    is gone.)
 
     ``write_weight_spectrum="auto"`` leaves WEIGHT_SPECTRUM out when nsamples is the same
     in every channel of a row (WEIGHT then holds exactly what it would hold): probed on
@@ -226,13 +200,11 @@ def build_ms(plan: ConversionPlan, ms_path: str | Path, work_dir: str | Path, *,
     <= 0, |V| above ``max_amplitude_ratio`` x the file's median |V|, and visibilities
     that are all zero; each result's ``screen`` counts them for the stage to report.
     """
-    if mode not in ("stream", "direct"):
-        raise ValueError(f"mode must be 'stream' or 'direct', not {mode!r}")
     if write_weight_spectrum not in (True, False, "auto"):
         raise ValueError("write_weight_spectrum must be True, False or 'auto'")
     ms_path, work_dir = Path(ms_path), Path(work_dir)
     kw = dict(runner=runner or SerialRunner(), weight_times_integration=weight_times_integration,
-              history=history, mode=mode, poll_s=poll_s, direct_tiles=direct_tiles,
+              history=history, direct_tiles=direct_tiles,
               max_amplitude_ratio=max_amplitude_ratio)
     if write_weight_spectrum == "auto":
         if weights_channel_uniform(plan):
@@ -279,8 +251,8 @@ def _needs_weight_spectrum(plan: ConversionPlan, results: list[SubbandResult]) -
 
 def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runner: Any,
                    weight_spectrum: bool, require_uniform: bool,
-                   weight_times_integration: bool, history: str, mode: str, poll_s: float,
-                   direct_tiles: bool, max_amplitude_ratio: float = 1e6
+                   weight_times_integration: bool, history: str, direct_tiles: bool,
+                   max_amplitude_ratio: float = 1e6
                    ) -> BuildReport | None:
     """One build of the MS (see :func:`build_ms`). With ``require_uniform`` it returns
     None, the MS unfinished, when the workers find WEIGHT_SPECTRUM is needed after all."""
@@ -316,60 +288,44 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
     if weight_times_integration:
         scale_path = str(work_dir / "weight_scale.npy")
         np.save(scale_path, ref.integration_time.astype(np.float32))
-    stream = mode == "stream"
     ready = work_dir / "ms.ready"
-    prefixes = {s: str(work_dir / f"slot{s:02d}") for s in plan.slots}
-    tasks = [SubbandTask(path=str(h.path), ms_path=None if stream else str(ms_path),
+    tasks = [SubbandTask(path=str(h.path), ms_path=str(ms_path),
                          delta_w_path=dw_path, freqs=h.freqs_ascending,
                          chan0=0 if plan.spw_per_subband else s * nsb,
                          row0=s * nblts if plan.spw_per_subband else 0, chunks=plan.chunks,
                          weight_scale_path=scale_path,
                          write_weight_spectrum=write_weight_spectrum,
-                         piece_prefix=prefixes[s] if stream else None,
-                         ready_path=None if stream else str(ready),
+                         ready_path=str(ready),
                          max_amplitude_ratio=max_amplitude_ratio)
              for h, s in zip(plan.headers, plan.slots, strict=True)]
     background = bool(getattr(runner, "background", False))
-    if not stream and background:
+    if background:
         # workers read and phase while this process creates the MS (slow: casacore
         # zero-fills every tile once); they write when ``ready`` appears
         runner.start(write_subband, tasks)
     t0 = time.perf_counter()
-    created: Any = None
     layouts: dict[str, tiles.TileLayout] | None = None
-    weight_rows: np.ndarray | None = None
     try:
-        created = ms_writer.create_ms(ms_path, desc, time_jd=ref.time_array,
-                                      integration_time=ref.integration_time, ant1=plan.ant1,
-                                      ant2=plan.ant2, uvw=plan.uvw, keep_open=stream)
+        ms_writer.create_ms(ms_path, desc, time_jd=ref.time_array,
+                            integration_time=ref.integration_time, ant1=plan.ant1,
+                            ant2=plan.ant2, uvw=plan.uvw)
         t1 = time.perf_counter()
-        if stream:
-            assert isinstance(created, ms_writer.MainWriter)
-            # workers start now; the (slow to create) MS is already there and open
+        regions = [(t.row0 + a, b - a, t.chan0, nsb) for t in tasks for a, b in t.chunks]
+        regions += [(r0, n, c0, nsb) for r0, n, c0 in _missing_regions(plan)]
+        layouts = tile_layouts(ms_path, regions) if direct_tiles else None
+        mark_ready(ready, layouts)
+        if plan.missing_slots:
+            _fill_missing_direct(plan, ms_path, ready, write_weight_spectrum)
+        if not background:
             runner.start(write_subband, tasks)
-            weight_rows = _stream(plan, created, prefixes, runner, write_weight_spectrum,
-                                  poll_s)
-        else:
-            regions = [(t.row0 + a, b - a, t.chan0, nsb) for t in tasks for a, b in t.chunks]
-            regions += [(r0, n, c0, nsb) for r0, n, c0 in _missing_regions(plan)]
-            layouts = tile_layouts(ms_path, regions) if direct_tiles else None
-            mark_ready(ready, layouts)
-            if plan.missing_slots:
-                _fill_missing_direct(plan, ms_path, ready, write_weight_spectrum)
-            if not background:
-                runner.start(write_subband, tasks)
         results = runner.results()
         t2 = time.perf_counter()
         _raise_failure(next((r for r in results if r.error is not None), None))
     except BaseException:
         runner.cancel()
-        if isinstance(created, ms_writer.MainWriter):
-            created.close()
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
     if require_uniform and _needs_weight_spectrum(plan, results):
-        if isinstance(created, ms_writer.MainWriter):
-            created.close()
         shutil.rmtree(work_dir, ignore_errors=True)
         return None
     # WEIGHT / SIGMA / FLAG_ROW
@@ -381,9 +337,7 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
         flag_row = np.concatenate([by_slot[s].all_flagged if s in by_slot
                                    else np.ones(nblts, bool) for s in range(plan.nslots)])
     else:
-        if weight_rows is not None:
-            weight = weight_rows
-        elif all(r.uniform for r in results) or not write_weight_spectrum:
+        if all(r.uniform for r in results) or not write_weight_spectrum:
             stack = np.stack([by_slot[s].median_weight if s in by_slot else zeros_w
                               for s in range(plan.nslots)])
             weight = np.median(stack, axis=0).astype(np.float32)
@@ -392,10 +346,7 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
         flag_row = np.logical_and.reduce([by_slot[s].all_flagged if s in by_slot
                                           else np.ones(nblts, bool)
                                           for s in range(plan.nslots)])
-    if isinstance(created, ms_writer.MainWriter):
-        created.finish(weight, flag_row)
-    else:
-        ms_writer.finish_ms(ms_path, weight, flag_row)
+    ms_writer.finish_ms(ms_path, weight, flag_row)
     shutil.rmtree(work_dir, ignore_errors=True)
     return BuildReport(nrows=plan.nrows, nchan=plan.nchan_row, nspw=len(spws),
                        bytes_read=sum(r.bytes_read for r in results), subband_results=results,
@@ -426,71 +377,5 @@ def _fill_missing_direct(plan: ConversionPlan, ms_path: Path, ready: Path,
         w.close()
 
 
-def _read_piece(prefix: str, ext: str, dtype: Any, start: int, stop: int,
-                row_shape: tuple[int, int]) -> np.ndarray:
-    per_row = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
-    with open(prefix + ext, "rb") as fh:
-        fh.seek(start * per_row)
-        arr = np.fromfile(fh, dtype=dtype, count=(stop - start) * int(np.prod(row_shape)))
-    return arr.reshape((stop - start, *row_shape))
-
-
-def _stream(plan: ConversionPlan, writer: ms_writer.MainWriter, prefixes: dict[int, str],
-            runner: Any, weights: bool, poll_s: float) -> np.ndarray | None:
-    """Write the workers' rows into the MS in row order; returns the exact per-row
-    median weight in the single-SPW layout (None with one SPW per subband)."""
-    import time
-
-    ref = plan.ref
-    npol, nsb = ref.npols, plan.nchan_sb
-    shape = (nsb, npol)
-    median = None if plan.spw_per_subband else np.zeros((ref.nblts, npol), np.float32)
-
-    def wait(slots: list[int], stop: int) -> None:
-        while True:
-            if all(rows_done(prefixes[s]) >= stop for s in slots):
-                return
-            _raise_failure(runner.failure())
-            time.sleep(poll_s)
-
-    present = sorted(prefixes)
-    for start, stop in _row_blocks(plan):
-        n = stop - start
-        if plan.spw_per_subband:
-            for s in range(plan.nslots):
-                row0 = s * ref.nblts + start
-                if s in prefixes:
-                    wait([s], stop)
-                    p = prefixes[s]
-                    writer.write_rows(row0, _read_piece(p, ".data", np.complex64, start, stop,
-                                                        shape),
-                                      _read_piece(p, ".flag", np.bool_, start, stop, shape),
-                                      _read_piece(p, ".wt", np.float32, start, stop, shape)
-                                      if weights else None)
-                else:
-                    writer.write_rows(row0, np.zeros((n, *shape), np.complex64),
-                                      np.ones((n, *shape), bool),
-                                      np.zeros((n, *shape), np.float32) if weights else None)
-            continue
-        nch = plan.nchan_row
-        data = np.zeros((n, nch, npol), np.complex64)
-        flags = np.ones((n, nch, npol), bool)
-        wts = np.zeros((n, nch, npol), np.float32)
-        wait(present, stop)
-        for s in present:
-            p, c = prefixes[s], slice(s * nsb, (s + 1) * nsb)
-            data[:, c] = _read_piece(p, ".data", np.complex64, start, stop, shape)
-            flags[:, c] = _read_piece(p, ".flag", np.bool_, start, stop, shape)
-            if weights:
-                wts[:, c] = _read_piece(p, ".wt", np.float32, start, stop, shape)
-        writer.write_rows(start, data, flags, wts if weights else None)
-        if weights and median is not None:
-            median[start:stop] = np.median(wts, axis=1)
-        del data, flags, wts
-    if not weights:
-        return None
-    return median
-
-
 __all__ = ["plan_conversion", "build_ms", "write_subband", "ConversionPlan", "SubbandTask",
-           "SubbandResult", "BuildReport", "SerialRunner", "rows_done"]
+           "SubbandResult", "BuildReport", "SerialRunner"]

@@ -148,17 +148,15 @@ def _array_col(name: str, value: Any, valuetype: str, shape: list[int], group: s
 
 def create_ms(path: str | Path, desc: MSDescription, *, time_jd: np.ndarray,
               integration_time: np.ndarray, ant1: np.ndarray, ant2: np.ndarray,
-              uvw: np.ndarray, keep_open: bool = False) -> MainWriter | int:
+              uvw: np.ndarray) -> int:
     """Create the MS at ``path`` with all rows, row metadata and subtables.
 
     ``time_jd``, ``integration_time``, ``ant1``, ``ant2`` and ``uvw`` (pyuvdata
     convention, float64) describe one block of rows; with several SPWs the block is
     repeated once per SPW (SPW-major). The data columns are not written here.
 
-    With ``keep_open`` the main table is returned unflushed as a :class:`MainWriter`:
-    filling the data columns in row order before the first flush avoids casacore
-    zero-filling every tile first. Otherwise the table is closed (tiles zero-filled)
-    for :class:`RegionWriter` processes, and the number of rows is returned.
+    The table is closed (tiles zero-filled) for :class:`RegionWriter` processes (or the
+    tile writers), and the number of rows is returned.
     """
     path = str(path)
     nblts = int(time_jd.size)
@@ -242,36 +240,8 @@ def create_ms(path: str | Path, desc: MSDescription, *, time_jd: np.ndarray,
     except BaseException:
         ms.close()
         raise
-    if keep_open:
-        return MainWriter(ms, nrows)
     ms.close()
     return nrows
-
-
-class MainWriter:
-    """The open main table of a new MS, written by one process in row order."""
-
-    def __init__(self, table: tables.table, nrows: int) -> None:
-        self.table = table
-        self.nrows = nrows
-        self.has_weight_spectrum = "WEIGHT_SPECTRUM" in table.colnames()
-
-    def write_rows(self, row0: int, data: np.ndarray, flags: np.ndarray,
-                   weights: np.ndarray | None) -> None:
-        """Write full rows (rows, chans, pols) of DATA, FLAG and WEIGHT_SPECTRUM."""
-        n = data.shape[0]
-        self.table.putcol("DATA", data, startrow=row0, nrow=n)
-        self.table.putcol("FLAG", flags, startrow=row0, nrow=n)
-        if weights is not None and self.has_weight_spectrum:
-            self.table.putcol("WEIGHT_SPECTRUM", weights, startrow=row0, nrow=n)
-
-    def finish(self, weight: np.ndarray, flag_row: np.ndarray) -> None:
-        """WEIGHT, SIGMA, FLAG_ROW, the completion mark; then close."""
-        _put_weights(self.table, weight, flag_row)
-        self.close()
-
-    def close(self) -> None:
-        self.table.close()
 
 
 def _write_subtables(ms: tables.table, path: str, desc: MSDescription, casa: np.ndarray,

@@ -70,11 +70,11 @@ class ConversionPlan:
     def nchan_row(self) -> int:
         return self.nchan_sb if self.spw_per_subband else self.nchan_sb * self.nslots
 
-    def estimate_bytes(self, weight_spectrum: bool = True, stream: bool = True) -> int:
-        """Scratch bytes: the MS, plus the workers' row files in stream mode."""
+    def estimate_bytes(self, weight_spectrum: bool = True) -> int:
+        """Scratch bytes: the MS."""
         per_vis = 8 + 1 + (4 if weight_spectrum else 0)
         data = self.nrows * self.nchan_row * self.ref.npols * per_vis
-        return int(data * (2 if stream else 1) + self.nrows * 200 + 4 * 2**20)
+        return int(data + self.nrows * 200 + 4 * 2**20)
 
 
 def conjugation_mask(hdr: UVH5Header) -> np.ndarray | None:

@@ -1,6 +1,5 @@
-"""Where a subband worker's processed rows go: its own row files (stream mode,
-:class:`PieceSink`), or its region of the pre-created MS once the MS is ready
-(direct mode, :class:`LazyRegionSink`: straight into the tile files when aligned, else
+"""Where a subband worker's processed rows go: its region of the pre-created MS once the
+MS is ready (:class:`LazyRegionSink`: straight into the tile files when aligned, else
 through casacore), and the ready marker that says so."""
 
 from __future__ import annotations
@@ -17,33 +16,6 @@ from dsa110_pipeline.errors import InputError
 
 from . import ms_writer, tiles
 from .reader import STAGE
-
-
-class PieceSink:
-    """Stream mode: processed rows appended to per-subband files (tmpfs) that the
-    orchestrating process streams into the MS; ``<prefix>.rows`` says how many are done."""
-
-    def __init__(self, prefix: str, weights: bool) -> None:
-        self.prefix = prefix
-        self.files = [open(prefix + ext, "wb") for ext in  # noqa: SIM115
-                      (".data", ".flag", ".wt")[: 3 if weights else 2]]
-
-    def write(self, stop: int, data: np.ndarray, flags: np.ndarray,
-              weights: np.ndarray | None) -> None:
-        for fh, arr in zip(self.files, (data, flags, weights), strict=False):
-            fh.write(np.ascontiguousarray(arr).data)
-            fh.flush()
-        write_text_atomic(self.prefix + ".rows", str(stop))
-
-    def close(self) -> None:
-        for fh in self.files:
-            fh.close()
-
-    def __enter__(self) -> PieceSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def mark_ready(ready_path: str | Path, layouts: dict[str, tiles.TileLayout] | None) -> None:
@@ -152,14 +124,4 @@ class LazyRegionSink:
             self.writer.close()
 
 
-def rows_done(prefix: str) -> int:
-    """Rows a stream-mode worker has finished (0 before its first chunk)."""
-    try:
-        with open(prefix + ".rows") as fh:
-            return int(fh.read() or 0)
-    except FileNotFoundError:
-        return 0
-
-
-__all__ = ["PieceSink", "LazyRegionSink", "mark_ready", "open_region_writer", "rows_done",
-           "tile_layouts"]
+__all__ = ["LazyRegionSink", "mark_ready", "open_region_writer", "tile_layouts"]

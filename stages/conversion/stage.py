@@ -64,12 +64,6 @@ class ConversionConfig(StageConfig):
     max_amplitude_ratio: float = Field(1e6, gt=1)
     #: Rebuild even when a complete MS for the same inputs exists.
     overwrite: bool = False
-    #: "direct": workers write their channel ranges into the pre-created MS under table
-    #: locks (measured faster: writes overlap the other worker's compute). "stream":
-    #: workers phase their subband into scratch files and this process writes the MS in
-    #: row order (no locks, no zero-filled tiles, but the writing only starts once every
-    #: subband has begun, i.e. near the end, with one task per subband on few workers).
-    write_mode: Literal["stream", "direct"] = "direct"
 
 
 class ConversionStage(PipelineStage):
@@ -138,8 +132,7 @@ class ConversionStage(PipelineStage):
                 return (ctx.with_output("ms", ref)
                         .with_metrics(self.name, reused=True, nrows=plan.nrows))
         t_plan = time.perf_counter()
-        est = plan.estimate_bytes(cfg.write_weight_spectrum is not False,
-                                  cfg.write_mode == "stream")
+        est = plan.estimate_bytes(cfg.write_weight_spectrum is not False)
         rt = ctx.runtime
         scratch = cfg.scratch_dir or (rt.scratch_root if rt is not None else None) \
             or DEFAULT_SCRATCH_ROOT
@@ -150,7 +143,6 @@ class ConversionStage(PipelineStage):
                        f"phase centre ICRS ({plan.phase_center[0]:.8f}, "
                        f"{plan.phase_center[1]:.8f}) rad")
             report = convert.build_ms(plan, staged, lease.path, runner=self._runner(ctx),
-                                      mode=cfg.write_mode,
                                       write_weight_spectrum=cfg.write_weight_spectrum,
                                       weight_times_integration=cfg.weight_times_integration,
                                       history=history,
@@ -199,25 +191,11 @@ class DaskRunner:
         self.client = client
         self.workers = workers  # None: any worker
         self.futures: list[Any] = []
-        self._done: dict[int, Any] = {}
 
     def start(self, fn: Any, tasks: list[Any]) -> None:
-        self._done = {}
         # a night's calibrator group (the head of the longest chain) converts first
         self.futures = self.client.map(fn, tasks, pure=False, priority=task_priority(),
                                        workers=self.workers)
-
-    def failure(self) -> Any:
-        """The first failed task: an exception, or a result carrying an input error."""
-        for i, fut in enumerate(self.futures):
-            if fut.status == "error":
-                return fut.exception()
-            if fut.status == "finished":
-                if i not in self._done:
-                    self._done[i] = fut.result()
-                if self._done[i].error is not None:
-                    return self._done[i]
-        return None
 
     def results(self) -> list[Any]:
         return self.client.gather(self.futures)

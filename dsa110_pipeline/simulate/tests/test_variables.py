@@ -49,3 +49,16 @@ def test_variability_between_nights_is_the_same_draw_every_night(tmp_path):
     var = np.flatnonzero(kind != "")
     assert len(var) == 6 and (f[:, kind == ""] == 1).all()
     assert all((f[:, i] != 1).any() and (f[:, i] == 1).any() for i in var)
+
+
+def test_unsurveyed_sources_are_bright_enough_and_never_variables_or_the_calibrator(tmp_path):
+    from dsa110_pipeline.simulate.observation import unsurveyed
+
+    cfg = SimulationConfig(out_dir=tmp_path, n_groups=3, n_unsurveyed=4,
+                           unsurveyed_min_flux_jy=0.05)
+    flux = np.r_[np.full(10, 0.1), np.full(10, 0.01), 10.0]
+    keep = unsurveyed(np.random.default_rng(0), flux, cfg, exclude={0, 1, 20})
+    left_out = np.flatnonzero(~keep)
+    assert len(left_out) == 4 and set(left_out) <= set(range(2, 10))
+    assert unsurveyed(np.random.default_rng(0), flux, SimulationConfig(out_dir=tmp_path),
+                      exclude=set()).all()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.calibration.stage import _geometry, field_sources
+from stages.calibration.sky import field_sources
+from stages.calibration.sky import geometry as _geometry
 
 DEC = np.radians(71.7)
 #: the Airy power pattern's first sidelobe: 1.75 % of the peak at x = pi D sin(theta) / lambda

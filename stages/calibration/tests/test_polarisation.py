@@ -10,8 +10,8 @@ import pytest
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
 from stages.calibration import CalibrationStage, msio
+from stages.calibration.apply_ms import apply_tables_to_ms
 from stages.calibration.caltable import read_caltable
-from stages.calibration.stage import apply_tables_to_ms
 
 pytestmark = pytest.mark.slow
 

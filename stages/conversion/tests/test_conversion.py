@@ -158,9 +158,8 @@ def test_pyuvdata_ms_convention_is_conjugate(drift_group, tmp_path) -> None:
 
 
 # --------------------------------------------------------------------------- equality
-@pytest.mark.parametrize("mode", ["stream", "direct"])
-def test_drift_group_equals_pyuvdata(mode, drift_group, client, tmp_path) -> None:
-    stage = _stage(tmp_path, chunk_integrations=3, write_mode=mode)
+def test_drift_group_equals_pyuvdata(drift_group, client, tmp_path) -> None:
+    stage = _stage(tmp_path, chunk_integrations=3)
     before = _digest(drift_group)
     out = _run(stage, _ctx(drift_group, client))
     ref = out.outputs["ms"]
@@ -431,11 +430,8 @@ def test_rerun_does_nothing(drift_group, tmp_path) -> None:
 _KILL_SCRIPT = r"""
 import sys, time, types
 from pathlib import Path
-from stages.conversion import ms_writer
-mode = sys.argv[4]
 from stages.conversion import tiles
-cls, name = ((ms_writer.MainWriter, "write_rows") if mode == "stream"
-             else (tiles.TileWriter, "write"))
+cls, name = tiles.TileWriter, "write"
 orig = getattr(cls, name)
 def slow_write(self, *a, **k):
     orig(self, *a, **k)
@@ -444,19 +440,18 @@ def slow_write(self, *a, **k):
 setattr(cls, name, slow_write)
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from stages.conversion import ConversionStage
-files = sys.argv[5:]
+files = sys.argv[4:]
 ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=f) for f in files]})
 ConversionStage({"output_dir": sys.argv[1], "scratch_dir": sys.argv[2],
-                 "write_mode": mode, "expected_subbands": [0, 1, 2]}).execute(ctx)
+                 "expected_subbands": [0, 1, 2]}).execute(ctx)
 """
 
 
-@pytest.mark.parametrize("mode", ["stream", "direct"])
-def test_killed_mid_write_then_rerun_is_correct(mode, drift_group, tmp_path) -> None:
+def test_killed_mid_write_then_rerun_is_correct(drift_group, tmp_path) -> None:
     products, shm, flag = tmp_path / "products", tmp_path / "shm", tmp_path / "writing"
     shm.mkdir()
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(products), str(shm),
-                             str(flag), mode, *map(str, drift_group)], cwd=REPO)
+                             str(flag), *map(str, drift_group)], cwd=REPO)
     deadline = time.time() + 120
     while not flag.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -466,7 +461,7 @@ def test_killed_mid_write_then_rerun_is_correct(mode, drift_group, tmp_path) -> 
     stale = [p for p in shm.iterdir() if p.name.startswith(STAGING_PREFIX)]
     assert stale  # the killed run left its staging directory
     assert not products.exists() or not any(p.suffix == ".ms" for p in products.iterdir())
-    out = _run(_stage(tmp_path, write_mode=mode), _ctx(drift_group))
+    out = _run(_stage(tmp_path), _ctx(drift_group))
     ms = Path(out.outputs["ms"].path)
     assert not any(p.exists() for p in stale)  # cleaned at the next start
     good = Path(_run(_stage(tmp_path / "clean"), _ctx(drift_group)).outputs["ms"].path)

@@ -194,3 +194,14 @@ def test_reprojection_keeps_blanks_local_and_a_smooth_image_exact():
     far = (x > 33) & (x < N - 6) & (y > 5) & (y < N - 6)
     assert np.isfinite(out[1][far]).all() and np.isnan(out[1][x < 29]).all()
     assert np.allclose(out[1][far], out[0][far])
+
+
+def test_the_apparent_form_has_uniform_noise():
+    from stages.mosaic.combine import apparent
+
+    rng = np.random.default_rng(1)
+    noise = np.linspace(1.0, 4.0, 10000).reshape(100, 100)
+    mosaic = rng.normal(size=noise.shape) * noise  # PB-corrected: noise grows outwards
+    app, sens, sigma0 = apparent(mosaic[None], noise)
+    assert sigma0 == 1.0 and np.isclose(sens.max(), 1.0) and np.isclose(sens.min(), 0.25)
+    assert abs(np.std(app[0][:, :50]) - 1) < 0.05 and abs(np.std(app[0][:, 50:]) - 1) < 0.05
