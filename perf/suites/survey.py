@@ -180,6 +180,13 @@ def _stage_times(out: Path) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in per.items()}
 
 
+def _stage_totals(out: Path) -> dict[str, float]:
+    """Total wall time of each stage over all its runs, from the state DB."""
+    with sqlite3.connect(out / "state.sqlite") as c:
+        return {k: float(v) for k, v in c.execute(
+            "SELECT stage, sum(wall_s) FROM stage_runs WHERE status='ok' GROUP BY stage")}
+
+
 def _peak_rss(out: Path, stage: str) -> float | None:
     """The largest peak RSS (GB) of a stage's runs, from the state DB."""
     with sqlite3.connect(out / "state.sqlite") as c:
@@ -291,7 +298,9 @@ def run(quick: bool = False) -> dict:
             times = _stage_times(out)
             window = ("lightcurves", "mosaic")
             per_group = sum(v for k, v in times.items() if k not in window)
-            added = times.get("photometry", 0.0) + sum(times.get(k, 0.0)
+            # every window's run counts (a night's hour may fall across two UTC hours)
+            totals = _stage_totals(out)
+            added = times.get("photometry", 0.0) + sum(totals.get(k, 0.0)
                                                        for k in window) / n_groups
             manifest = json.loads((out / "manifest.json").read_text())
             n_meas = [r.get("metrics", {}) for g in manifest["groups"].values()
@@ -300,7 +309,10 @@ def run(quick: bool = False) -> dict:
                             "mosaic", m.wall_s, m.peak_rss_gb,
                             photometry_s_per_group=_r(times.get("photometry")),
                             lightcurves_s=_r(times.get("lightcurves")),
-                            mosaic_s=_r(times.get("mosaic")),
+                            mosaic_s_per_window=_r(times.get("mosaic")),
+                            mosaic_windows=round(totals.get("mosaic", 0.0)
+                                                 / times["mosaic"]) if times.get("mosaic")
+                            else None,
                             mosaic_peak_rss_gb=_r(_peak_rss(out, "mosaic")),
                             group_stages_s=_r(per_group),
                             added_pct=_r(100 * added / per_group) if per_group else None,
