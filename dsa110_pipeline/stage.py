@@ -133,10 +133,15 @@ class PipelineStage:
         own = getattr(self.config, "output_dir", None)
         if own:
             return Path(own)
-        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-        root = Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
-            "output_dir") else Path("products")
+        root = self.output_root(ctx)
         return root / subdir if subdir else root
+
+    @staticmethod
+    def output_root(ctx: PipelineContext) -> Path:
+        """The run's products tree: ``paths.output_dir``, else ``./products``."""
+        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
+        return Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
+            "output_dir") else Path("products")
 
     # -- identity ---------------------------------------------------------
     def config_hash(self) -> str:

@@ -229,13 +229,7 @@ class MosaicStage(WindowStage):
                 for i, n in enumerate(names)]
 
     def _glob(self, ctx: PipelineContext, cfg: MosaicConfig) -> str:
-        pattern = Path(cfg.new_sources_glob)
-        if pattern.is_absolute():
-            return str(pattern)
-        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-        root = Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
-            "output_dir") else self.products_dir(ctx)
-        return str(root / pattern)
+        return str(self.output_root(ctx) / cfg.new_sources_glob)  # absolute stays absolute
 
 
 class _Group:

@@ -119,12 +119,7 @@ class PhotometryStage(PipelineStage):
         cfg: PhotometryConfig = self.config  # type: ignore[assignment]
         if not cfg.new_sources:
             return cat
-        pattern = Path(cfg.new_sources)
-        if not pattern.is_absolute():
-            paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-            root = Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
-                "output_dir") else self.products_dir(ctx)
-            pattern = root / pattern
+        pattern = self.output_root(ctx) / cfg.new_sources  # absolute stays absolute
         found = [c for c in (read_catalog(p) for p in sorted(glob.glob(str(pattern))))
                  if len(c)]
         if not found:
