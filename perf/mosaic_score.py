@@ -207,10 +207,7 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
             all_dec = np.array([v[0][1] for v in names.values()])
             sra = np.radians([float(r["ra_deg"]) for r in rows])
             sdec = np.radians([float(r["dec_deg"]) for r in rows])
-            d = np.degrees(np.arccos(np.clip(
-                np.sin(sdec[:, None]) * np.sin(all_dec[None]) + np.cos(sdec[:, None])
-                * np.cos(all_dec[None]) * np.cos(sra[:, None] - all_ra[None]), -1, 1)))
-            best = d.min(axis=1) / hdr["BMAJ"]
+            best = np.degrees(nearest(sra, sdec, all_ra, all_dec)[1]) / hdr["BMAJ"]
             res["_offsets"] = best[best < 1.0]
 
     # new sources: the truth's unsurveyed sources against the mosaic's new-source list
@@ -264,16 +261,28 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
     return res
 
 
+def nearest(ra: np.ndarray, dec: np.ndarray, tra: np.ndarray, tdec: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per position (rad): the index of the nearest truth position and its separation
+    (rad, chord: equal to the angle at these scales); -1 and inf where there is none."""
+    from scipy.spatial import cKDTree
+
+    def xyz(a: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
+
+    ra, dec = np.atleast_1d(ra), np.atleast_1d(dec)
+    if ra.size == 0 or np.size(tra) == 0:
+        return np.full(ra.size, -1), np.full(ra.size, np.inf)
+    dist, idx = cKDTree(xyz(tra, tdec)).query(xyz(ra, dec))
+    return idx, dist
+
+
 def _nearest(ra: np.ndarray, dec: np.ndarray, tra: np.ndarray, tdec: np.ndarray,
              radius: float) -> np.ndarray:
     """Per position (rad), the index of the nearest truth position within ``radius``
     (rad), -1 where none."""
-    if ra.size == 0 or tra.size == 0:
-        return np.full(ra.size, -1)
-    d = np.arccos(np.clip(np.sin(dec[:, None]) * np.sin(tdec[None]) + np.cos(dec[:, None])
-                          * np.cos(tdec[None]) * np.cos(ra[:, None] - tra[None]), -1, 1))
-    j = d.argmin(axis=1)
-    return np.where(d[np.arange(ra.size), j] <= radius, j, -1)
+    idx, dist = nearest(ra, dec, tra, tdec)
+    return np.where(dist <= radius, idx, -1)
 
 
 def _start_s(iso: str) -> float:

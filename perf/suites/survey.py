@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from perf.harness import row, run_measured
-from perf.mosaic_score import score_mosaic
+from perf.mosaic_score import nearest, score_mosaic
 from perf.suites.end_to_end import REPO
 
 _SIM = r"""
@@ -59,12 +59,7 @@ print(json.dumps({"groups": [g.start_iso for g in res.groups]}))
 def _match(ra: np.ndarray, dec: np.ndarray, tra: np.ndarray, tdec: np.ndarray,
            radius_arcsec: float) -> np.ndarray:
     """Index of the nearest truth source within the radius, -1 where none."""
-    from scipy.spatial import cKDTree
-
-    def xyz(a: np.ndarray, d: np.ndarray) -> np.ndarray:
-        return np.column_stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
-
-    dist, idx = cKDTree(xyz(tra, tdec)).query(xyz(ra, dec))
+    idx, dist = nearest(ra, dec, tra, tdec)
     return np.where(dist < np.radians(radius_arcsec / 3600.0), idx, -1)
 
 
