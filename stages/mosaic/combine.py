@@ -22,10 +22,14 @@ def accumulate(num: np.ndarray, den: np.ndarray, planes: np.ndarray, pb: np.ndar
     """Add one group's reprojected ``planes`` ((k, ny, nx): image, residual, ...) and
     ``pb`` ((ny, nx)) into the sums ``num`` ((k, ny, nx)) and ``den`` (in place); pixels
     where the beam is below ``pb_cut`` or any plane is blank are left out."""
-    ok = np.isfinite(pb) & (pb >= pb_cut) & np.isfinite(planes).all(axis=0)
-    w = np.where(ok, pb / sigma ** 2, 0.0)
-    num += w * np.where(ok, planes, 0.0)
-    den += np.where(ok, w * pb, 0.0)
+    ok = pb >= pb_cut  # False where the beam is blank
+    for p in planes:
+        ok &= np.isfinite(p)
+    pbz = np.where(ok, pb, 0.0)
+    w = pbz * (1.0 / sigma ** 2)
+    for n, p in zip(num, planes):
+        n += w * np.where(ok, p, 0.0)
+    den += w * pbz
 
 
 def finish(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

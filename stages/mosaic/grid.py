@@ -7,10 +7,13 @@ import numpy as np
 
 
 def mosaic_header(centres_deg: np.ndarray, corners_deg: np.ndarray, cell_deg: float,
-                  projection: str = "SIN") -> dict[str, object]:
+                  projection: str = "SIN", radesys: str = "ICRS",
+                  equinox: float | None = None) -> dict[str, object]:
     """FITS WCS cards of a grid centred on the mean of ``centres_deg`` ((n, 2) RA, Dec)
     covering every corner in ``corners_deg`` ((m, 2) RA, Dec), square pixels of
-    ``cell_deg``. RA is unwrapped about the centre (a window across 0h works)."""
+    ``cell_deg``, in the frame ``radesys`` (``equinox`` for FK4/FK5): the groups' own, so
+    that reprojection needs no frame transformation. RA is unwrapped about the centre (a
+    window across 0h works)."""
     from astropy.wcs import WCS
 
     ra0 = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(centres_deg[:, 0]))))))
@@ -21,6 +24,9 @@ def mosaic_header(centres_deg: np.ndarray, corners_deg: np.ndarray, cell_deg: fl
     w.wcs.crval = [ra0, dec0 if projection == "SIN" else 0.0]
     w.wcs.cdelt = [-cell_deg, cell_deg]
     w.wcs.crpix = [1.0, 1.0]
+    w.wcs.radesys = radesys
+    if equinox is not None:
+        w.wcs.equinox = equinox
     x, y = w.all_world2pix(corners_deg[:, 0], corners_deg[:, 1], 0)
     ok = np.isfinite(x) & np.isfinite(y)
     x0, x1 = np.floor(x[ok].min()) - 2, np.ceil(x[ok].max()) + 2

@@ -3,14 +3,15 @@
 Window scope (an hour by default). Requires each group's ``images`` (image, pb and, when
 every group has one, residual) and ``validation`` (its verdict, noise and reference
 catalog); groups whose verdict is in ``leave_out`` are left out and named. The planes of
-each group are reprojected together (``reproject.reproject_interp``, onto the part of the
-grid its footprint covers) and combined by :mod:`.combine`. The mosaic is then validated as
-a group image is, by the hook ``validator`` names (no stage imports another; the default
-config names ``stages.validation.mosaic:validate_arrays``), on its apparent form: uniform
-noise, the sensitivity as its primary beam, the inverse-variance expectation as its
-theoretical noise. Its detections with no counterpart in the reference catalog or
-among earlier mosaics' new sources are written as new sources (:mod:`.new_sources`), which
-forced photometry then measures in later groups.
+each group are resampled onto the part of the grid its footprint covers (:mod:`.resample`:
+astropy's pixel map on a lattice, scipy's bicubic spline) and combined by :mod:`.combine`.
+The mosaic is then validated as a group image is, by the hook ``validator`` names (no
+stage imports another; the default config names
+``stages.validation.mosaic:validate_arrays``), on its apparent form: uniform noise, the
+sensitivity as its primary beam, the inverse-variance expectation as its theoretical
+noise. Its detections with no counterpart in the reference catalog or among earlier
+mosaics' new sources are written as new sources (:mod:`.new_sources`), which forced
+photometry then measures in later groups.
 
 Produces ``mosaic``: FITS image (primary-beam corrected, Jy/beam), residual, weight
 (sum PB^2/sigma^2) and noise maps with the grid's WCS and provenance (the groups held,
@@ -39,6 +40,7 @@ from dsa110_pipeline.window import WindowStage
 from .combine import accumulate, apparent, finish
 from .grid import footprint_box, mosaic_header
 from .new_sources import source_names, unmatched
+from .resample import pixel_map, resample
 
 NEW_SOURCES = "new_sources.csv"
 NEW_SOURCE_COLUMNS = ("name", "ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "snr",
@@ -95,7 +97,10 @@ class MosaicStage(WindowStage):
             centres.append(g.wcs.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2))
             corners.append(_edge_world(g.wcs, nx, ny))
         cell = min(abs(float(g.header["CDELT1"])) for g in groups)
-        out_hdr = mosaic_header(np.array(centres), np.vstack(corners), cell, cfg.projection)
+        frame = groups[0].wcs.wcs
+        out_hdr = mosaic_header(np.array(centres), np.vstack(corners), cell, cfg.projection,
+                                radesys=frame.radesys or "ICRS",
+                                equinox=frame.equinox if np.isfinite(frame.equinox) else None)
         out_wcs = WCS(fits.Header(out_hdr))
         shape = (int(out_hdr["NAXIS2"]), int(out_hdr["NAXIS1"]))
         k = 2 if with_residual else 1
@@ -103,11 +108,14 @@ class MosaicStage(WindowStage):
         for g in groups:
             x0, x1, y0, y1 = footprint_box(np.column_stack(out_wcs.world_to_pixel_values(
                 *_edge_world(g.wcs, g.shape[1], g.shape[0]).T)), shape)
-            stack = [g.image, *([g.residual] if with_residual else []), g.pb]
-            r = _reproject(np.stack(stack), g.wcs, out_wcs[y0:y1, x0:x1], (y1 - y0, x1 - x0))
-            accumulate(num[:, y0:y1, x0:x1], den[y0:y1, x0:x1], r[:-1], r[-1], g.sigma,
-                       cfg.pb_cut)
-            del r
+            coords = pixel_map(g.wcs, out_wcs[y0:y1, x0:x1], (y1 - y0, x1 - x0))
+            # bicubic for the images (bilinear would lose 3 % of a peak at 7.5 pixels a
+            # beam); the primary beam is smooth on a pixel's scale: bilinear
+            r = resample(np.stack([g.image, *([g.residual] if with_residual else [])]),
+                         coords)
+            pb = resample(g.pb[None], coords, order=1)[0]
+            accumulate(num[:, y0:y1, x0:x1], den[y0:y1, x0:x1], r, pb, g.sigma, cfg.pb_cut)
+            del r, pb, coords
         planes, noise = finish(num, den)
         del num
         out_dir = self.products_dir(ctx, "mosaics")
@@ -284,23 +292,6 @@ def _edge_world(w: Any, nx: int, ny: int, n: int = 16) -> np.ndarray:
     ys = np.r_[np.zeros(n), t * (ny - 1), np.full(n, ny - 1), t * (ny - 1)]
     ra, dec = w.pixel_to_world_values(xs, ys)
     return np.column_stack([ra, dec])
-
-
-def _reproject(planes: np.ndarray, w_in: Any, w_out: Any, shape: tuple[int, int]
-               ) -> np.ndarray:
-    """``planes`` ((k, ny, nx), one WCS) onto ``w_out``, bicubic: the pixel mapping is
-    computed once for all k planes. Bilinear interpolation would smooth a source by about
-    a sixth of a pixel squared per axis, losing 3 % of the peak at 7.5 pixels a beam (5 %
-    at 4); bicubic loses 1 % and costs the same. Its spline would spread a blank (NaN)
-    along whole rows, so blanks go in as zeros and come out blank wherever they reach
-    (the interpolated validity below 0.99: some 3 pixels around a blank)."""
-    from reproject import reproject_interp
-
-    finite = np.isfinite(planes).all(axis=0)
-    stack = np.concatenate([np.where(finite, planes, 0.0), finite[None].astype(float)])
-    out = reproject_interp((stack, w_in), w_out, shape_out=(len(stack), *shape),
-                           return_footprint=False, order="bicubic")
-    return np.where(out[-1] > 0.99, out[:-1], np.nan)
 
 
 def _freq(hdr: Any) -> float:

@@ -30,14 +30,17 @@ def beam_kernel(dx: np.ndarray, dy: np.ndarray, bmaj_px: float, bmin_px: float,
 def noise_acf(residual: np.ndarray, half: int) -> np.ndarray:
     """The noise's autocorrelation from a residual image, normalised to 1 at zero lag,
     cropped to lags within ``half`` pixels: shape ``(2 half + 1, 2 half + 1)``."""
+    from scipy.fft import irfft2, next_fast_len, rfft2
+
     r = np.nan_to_num(np.asarray(residual, dtype=np.float64))
     r = r - np.median(r)
     ny, nx = r.shape
-    f = np.fft.rfft2(r, s=(2 * ny, 2 * nx))  # zero-padded: no wrap-around
-    acf = np.fft.irfft2(np.abs(f) ** 2, s=(2 * ny, 2 * nx))
-    acf = np.fft.fftshift(acf)
-    cy, cx = ny, nx
-    crop = acf[cy - half:cy + half + 1, cx - half:cx + half + 1]
+    # zero-padded by more than the largest lag: no wrap-around within it
+    s = (next_fast_len(ny + half + 1, real=True), next_fast_len(nx + half + 1, real=True))
+    f = rfft2(r, s=s)
+    acf = irfft2(f.real ** 2 + f.imag ** 2, s=s)
+    lags = np.r_[0:half + 1, -half:0]
+    crop = np.fft.fftshift(acf[np.ix_(lags, lags)])
     return crop / crop[half, half]
 
 

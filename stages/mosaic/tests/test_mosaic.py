@@ -165,19 +165,19 @@ def test_a_source_an_earlier_mosaic_found_is_not_new_again(tmp_path):
 
 
 def test_accumulate_is_inverse_variance_weighting():
-    num, den = np.zeros(3), np.zeros(3)
-    pb = np.array([1.0, 0.5, 0.1])
+    num, den = np.zeros((1, 4)), np.zeros(4)
+    pb = np.array([1.0, 0.5, 0.1, np.nan])
     for sigma, truth in ((1.0, 2.0), (2.0, 2.0)):
-        accumulate(num, den, truth * pb, pb, sigma, pb_cut=0.2)
+        accumulate(num, den, truth * pb[None], pb, sigma, pb_cut=0.2)
     m, n = finish(num, den)
-    assert np.allclose(m[:2], 2.0) and np.isnan(m[2])
+    assert np.allclose(m[0, :2], 2.0) and np.isnan(m[0, 2:]).all()
     assert np.isclose(n[0], 1 / np.sqrt(1 + 1 / 4))
 
 
 def test_reprojection_keeps_blanks_local_and_a_smooth_image_exact():
     from astropy.wcs import WCS
 
-    from stages.mosaic.stage import _reproject
+    from stages.mosaic.resample import pixel_map, resample
 
     w_in = WCS(_header(150.0)).celestial
     w_out = WCS(_header(150.2)).celestial
@@ -185,7 +185,7 @@ def test_reprojection_keeps_blanks_local_and_a_smooth_image_exact():
     smooth = np.exp(-((xx - 100) ** 2 + (yy - 90) ** 2) / (2 * 8.0 ** 2))
     blanked = smooth.copy()
     blanked[:, :30] = np.nan  # a blank edge: must not spread along the rows
-    out = _reproject(np.stack([smooth, blanked]), w_in, w_out, (N, N))
+    out = resample(np.stack([smooth, blanked]), pixel_map(w_in, w_out, (N, N)))
     ra, dec = w_out.pixel_to_world_values(xx, yy)
     x, y = w_in.world_to_pixel_values(ra, dec)
     truth = np.exp(-((x - 100) ** 2 + (y - 90) ** 2) / (2 * 8.0 ** 2))
