@@ -33,6 +33,7 @@ from dsa110_pipeline.atomic import atomic_path
 from dsa110_pipeline.config import resolve_stage
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.fits_image import celestial_wcs, header_frequency, read_image_plane
 from dsa110_pipeline.stage import Resources, StageConfig
 from dsa110_pipeline.thumbnail import thumbnail_png
 from dsa110_pipeline.window import WindowStage
@@ -172,10 +173,10 @@ class MosaicStage(WindowStage):
             if not sigma or not np.isfinite(sigma):
                 raise InputError(f"group {gid}'s validation holds no image rms",
                                  stage=self.name, files=[v.path])
-            img, hdr = _read(roles["image"].path)
+            img, hdr = read_image_plane(roles["image"].path)
             groups.append(_Group(
-                gid, img, _read(roles["pb"].path)[0],
-                _read(roles["residual"].path)[0] if "residual" in roles else None, hdr,
+                gid, img, read_image_plane(roles["pb"].path)[0],
+                read_image_plane(roles["residual"].path)[0] if "residual" in roles else None, hdr,
                 float(sigma), verdict, v.meta.get("reference")))
         return groups, left_out
 
@@ -246,13 +247,12 @@ class _Group:
     def __init__(self, gid: str, image: np.ndarray, pb: np.ndarray,
                  residual: np.ndarray | None, header: Any, sigma: float, verdict: str | None,
                  reference: str | None) -> None:
-        from astropy.wcs import WCS
 
         if pb.shape != image.shape or (residual is not None and residual.shape != image.shape):
             raise InputError(f"group {gid}: image, pb and residual differ in shape")
         self.gid, self.image, self.pb, self.residual = gid, image, pb, residual
         self.header, self.sigma, self.verdict, self.reference = header, sigma, verdict, reference
-        self.wcs = WCS(header).celestial
+        self.wcs = celestial_wcs(header)
         self.shape = image.shape
 
 
@@ -268,23 +268,6 @@ def _earlier_new_sources(pattern: str, mine: Path) -> list[dict[str, str]]:
     return rows
 
 
-def _read(path: str) -> tuple[np.ndarray, Any]:
-    from astropy.io import fits
-
-    try:
-        with fits.open(path) as h:
-            hdr = h[0].header.copy()
-            data = np.asarray(h[0].data, dtype=np.float64)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read FITS image ({exc})", files=[path]) from exc
-    data = data.reshape(data.shape[-2], data.shape[-1])
-    # a 2-D header for the 2-D plane
-    for k in ("NAXIS3", "NAXIS4"):
-        hdr.pop(k, None)
-    hdr["NAXIS"] = 2
-    return data, hdr
-
-
 def _edge_world(w: Any, nx: int, ny: int, n: int = 16) -> np.ndarray:
     """World coordinates (deg) of points along the image's edges: its footprint."""
     t = np.linspace(0, 1, n)
@@ -292,14 +275,6 @@ def _edge_world(w: Any, nx: int, ny: int, n: int = 16) -> np.ndarray:
     ys = np.r_[np.zeros(n), t * (ny - 1), np.full(n, ny - 1), t * (ny - 1)]
     ra, dec = w.pixel_to_world_values(xs, ys)
     return np.column_stack([ra, dec])
-
-
-def _freq(hdr: Any) -> float:
-    """The image's frequency (Hz): its FREQ axis, else RESTFRQ, else 1.4 GHz."""
-    for i in range(1, 5):
-        if str(hdr.get(f"CTYPE{i}", "")).upper().startswith("FREQ"):
-            return float(hdr[f"CRVAL{i}"])
-    return float(hdr.get("RESTFRQ", 1.4e9))
 
 
 def _provenance(groups: list[_Group], left_out: dict[str, str],
@@ -312,7 +287,7 @@ def _provenance(groups: list[_Group], left_out: dict[str, str],
         "BMAJ": (float(np.nanmean(beams[:, 0])), "mean of the groups' restoring beams (deg)"),
         "BMIN": (float(np.nanmean(beams[:, 1])), "mean of the groups' restoring beams (deg)"),
         "BPA": (float(np.nanmean(beams[:, 2])), "mean of the groups' beam PAs (deg)"),
-        "RESTFRQ": (float(np.mean([_freq(g.header) for g in groups])),
+        "RESTFRQ": (float(np.mean([header_frequency(g.header) or 1.4e9 for g in groups])),
                     "mean frequency of the groups (Hz)"),
         "NGROUPS": (len(groups), "groups in the mosaic"),
         "NLEFTOUT": (len(left_out), "groups of the window left out"),

@@ -10,6 +10,7 @@ import numpy as np
 
 from dsa110_pipeline.beam import Beam
 from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.fits_image import celestial_wcs, read_image_plane
 
 
 @dataclass(frozen=True)
@@ -40,22 +41,11 @@ class Plane:
 def read_plane(path: str | Path, *, need_beam: bool = False) -> Plane:
     """The first celestial plane of a FITS image; an :class:`InputError` naming the file
     when it is unreadable or, with ``need_beam``, has no restoring beam."""
-    from astropy.io import fits
-    from astropy.wcs import WCS
-
-    try:
-        with fits.open(path) as h:
-            hdr = h[0].header
-            data = np.asarray(h[0].data, dtype=np.float64)
-    except (OSError, ValueError, IndexError) as exc:
-        raise InputError(f"cannot read FITS image ({exc})", files=[str(path)]) from exc
-    if data.ndim < 2:
-        raise InputError(f"FITS image has {data.ndim} axes, not an image", files=[str(path)])
-    data = data.reshape(data.shape[-2], data.shape[-1])
+    data, hdr = read_image_plane(path)
     beam = Beam.from_header(hdr)
     if need_beam and beam is None:
         raise InputError("FITS image has no restoring beam (BMAJ/BMIN)", files=[str(path)])
-    return Plane(data, WCS(hdr).celestial, beam, hdr, str(path))
+    return Plane(data, celestial_wcs(hdr), beam, hdr, str(path))
 
 
 def tile_rms(residual: np.ndarray, tile: int) -> np.ndarray:

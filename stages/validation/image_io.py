@@ -16,6 +16,7 @@ import numpy as np
 
 from dsa110_pipeline.beam import Beam
 from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.fits_image import celestial_wcs, header_frequency, read_image_plane
 
 
 class MissingBeamError(InputError):
@@ -85,49 +86,15 @@ class SkyImage:
         return np.asarray(x, float), np.asarray(y, float)
 
 
-def _freq_from_header(hdr: Any) -> float | None:
-    naxis = int(hdr.get("NAXIS", 0))
-    for i in range(1, naxis + 1):
-        if str(hdr.get(f"CTYPE{i}", "")).upper().startswith("FREQ"):
-            return float(hdr.get(f"CRVAL{i}"))
-    for key in ("RESTFRQ", "RESTFREQ", "FREQ", "CRVAL3"):
-        if key in hdr:
-            try:
-                return float(hdr[key])
-            except (TypeError, ValueError):
-                continue
-    return None
-
-
 def read_fits_image(path: str | Path, *, require_beam: bool = True) -> SkyImage:
     """Read a FITS image into a :class:`SkyImage`.
 
     Raises :class:`InputError` for a missing or unreadable file and
     :class:`MissingBeamError` when ``require_beam`` and the header has no beam.
     """
-    from astropy.io import fits
-    from astropy.wcs import WCS, FITSFixedWarning
-
     p = Path(path)
-    if not p.is_file():
-        raise InputError("image file does not exist", files=[str(p)])
-    try:
-        with fits.open(p, memmap=False) as hdul:
-            hdu = next((h for h in hdul if getattr(h, "data", None) is not None
-                        and h.is_image and h.data.ndim >= 2), None)
-            if hdu is None:
-                raise InputError("FITS file holds no image data", files=[str(p)])
-            hdr = hdu.header.copy()
-            data = np.asarray(hdu.data, dtype=np.float32)
-    except InputError:
-        raise
-    except Exception as exc:  # astropy raises several types for corrupt files
-        raise InputError("cannot read FITS image", files=[str(p)], cause=exc) from exc
-    while data.ndim > 2:
-        data = data[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(hdr).celestial
+    data, hdr = read_image_plane(p, np.float32)
+    wcs = celestial_wcs(hdr)
     beam = Beam.from_header(hdr)
     if beam is None and require_beam:
         raise MissingBeamError("image header has no restoring beam (BMAJ/BMIN)",
@@ -136,7 +103,7 @@ def read_fits_image(path: str | Path, *, require_beam: bool = True) -> SkyImage:
                                 "BANDWIDTH", "BANDWID", "NANTENNA", "FLAGFRAC", "THEORMS",
                                 "PBMODEL", "PBDIAM", "PBNOTE")
             if k in hdr}
-    return SkyImage(data=data, wcs=wcs, beam=beam, freq_hz=_freq_from_header(hdr),
+    return SkyImage(data=data, wcs=wcs, beam=beam, freq_hz=header_frequency(hdr),
                     path=str(p), unit=str(hdr.get("BUNIT", "")), header=keep)
 
 

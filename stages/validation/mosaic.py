@@ -8,13 +8,13 @@ and the detections with whether each matched the reference catalog.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dsa110_pipeline.beam import Beam
+from dsa110_pipeline.fits_image import celestial_wcs, header_frequency
 
 from .config import ValidationConfig
 from .image_io import SkyImage
@@ -33,17 +33,14 @@ def validate_arrays(image: np.ndarray, header: dict[str, Any], pb: np.ndarray,
     ``ra_deg``, ``dec_deg``, ``snr``, ``flux_jy`` (primary-beam corrected),
     ``flux_err_jy``, ``matched``)."""
     from astropy.io import fits
-    from astropy.wcs import WCS, FITSFixedWarning
 
     cfg = ValidationConfig.model_validate(settings or {})
     hdr = fits.Header(header)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        wcs = WCS(hdr).celestial
+    wcs = celestial_wcs(hdr)
     beam = Beam.from_header(hdr)
-    freq = hdr.get("RESTFRQ")
+    freq = header_frequency(hdr)
     sky = SkyImage(data=np.asarray(image, np.float32), wcs=wcs, beam=beam,
-                   freq_hz=float(freq) if freq else None, path=str(hdr.get("ORIGIN", name)),
+                   freq_hz=freq, path=str(hdr.get("ORIGIN", name)),
                    unit=str(hdr.get("BUNIT", "")),
                    header={k: hdr[k] for k in ("TELESCOP", "OBJECT", "BUNIT") if k in hdr})
     reference = load_reference(reference_path) if reference_path and beam else None
