@@ -8,6 +8,8 @@ Columns are found by name, case-insensitively:
 - optional spectral index: ``spectral_index``, ``alpha``, ``si`` (default -0.7).
 - optional name: ``name``, ``source_name``, ``source``, ``id`` (default ``SRC<n>``).
 - optional reference frequency: ``ref_freq_hz`` (default 1.4 GHz).
+- optional position error (1 sigma per axis): ``pos_err_arcsec``, ``dec_err_arcsec``,
+  ``e_dej2000`` (arcsec unless the file gives a unit; NVSS's Dec error), default 0.
 
 Reads are cached with :func:`functools.lru_cache` on (resolved path, file checksum),
 so an edited file is read again. The arrays of a returned catalog are read-only.
@@ -35,6 +37,7 @@ _FLUX = ("flux_jy", "catalog_flux_jy", "flux", "s_jy", "flux_mjy")
 _ALPHA = ("spectral_index", "alpha", "si")
 _NAME = ("name", "source_name", "source", "id")
 _REF = ("ref_freq_hz",)
+_POS_ERR = ("pos_err_arcsec", "dec_err_arcsec", "e_dej2000")
 
 _FORMATS = {".csv": "csv", ".txt": "csv", ".vot": "votable", ".xml": "votable",
             ".votable": "votable", ".fits": "fits", ".fit": "fits", ".fts": "fits"}
@@ -48,8 +51,9 @@ def _readonly(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class SourceCatalog:
-    """Point sources: ``name``, ``ra``/``dec`` (rad), ``flux_jy`` at ``ref_freq_hz`` and
-    ``spectral_index`` (S ∝ ν^α), all numpy arrays of one length. Checks itself."""
+    """Point sources: ``name``, ``ra``/``dec`` (rad), ``flux_jy`` at ``ref_freq_hz``,
+    ``spectral_index`` (S ∝ ν^α) and ``pos_err`` (rad, the position's 1-sigma error per
+    axis; 0 where the catalog gives none), all numpy arrays of one length. Checks itself."""
 
     name: np.ndarray
     ra: np.ndarray
@@ -58,11 +62,12 @@ class SourceCatalog:
     spectral_index: np.ndarray
     ref_freq_hz: np.ndarray
     source: str = "<memory>"
+    pos_err: np.ndarray | float = 0.0
 
     def __post_init__(self) -> None:
         n = len(np.atleast_1d(self.ra))
         fields = {}
-        for key in ("ra", "dec", "flux_jy", "spectral_index", "ref_freq_hz"):
+        for key in ("ra", "dec", "flux_jy", "spectral_index", "ref_freq_hz", "pos_err"):
             arr = np.asarray(getattr(self, key), dtype=np.float64)
             if arr.ndim == 0:
                 arr = np.full(n, float(arr))
@@ -83,6 +88,9 @@ class SourceCatalog:
             raise InputError("catalog RA outside [0, 2π) rad", files=[self.source])
         if np.any(np.abs(fields["dec"]) > np.pi / 2 + 1e-12):
             raise InputError("catalog Dec outside ±π/2 rad", files=[self.source])
+        if np.any(fields["pos_err"] < 0):
+            raise InputError("catalog position errors must not be negative",
+                             files=[self.source])
         if np.any(fields["ref_freq_hz"] <= 0):
             raise InputError("catalog reference frequency must be positive",
                              files=[self.source])
@@ -96,6 +104,7 @@ class SourceCatalog:
                     name: np.ndarray | None = None,
                     spectral_index: np.ndarray | float = DEFAULT_SPECTRAL_INDEX,
                     ref_freq_hz: np.ndarray | float = DEFAULT_REF_FREQ_HZ,
+                    pos_err: np.ndarray | float = 0.0,
                     source: str = "<memory>") -> SourceCatalog:
         """Build a catalog from arrays (radians, Jy); scalars broadcast."""
         ra = np.atleast_1d(np.asarray(ra, dtype=float))
@@ -103,7 +112,7 @@ class SourceCatalog:
             name = np.array([f"SRC{i:05d}" for i in range(len(ra))])
         return cls(name=np.asarray(name), ra=ra, dec=np.atleast_1d(dec),
                    flux_jy=np.atleast_1d(flux_jy), spectral_index=spectral_index,
-                   ref_freq_hz=ref_freq_hz, source=source)
+                   ref_freq_hz=ref_freq_hz, source=source, pos_err=pos_err)
 
     # -- queries ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -115,7 +124,8 @@ class SourceCatalog:
         return SourceCatalog(name=self.name[sel], ra=self.ra[sel], dec=self.dec[sel],
                              flux_jy=self.flux_jy[sel],
                              spectral_index=self.spectral_index[sel],
-                             ref_freq_hz=self.ref_freq_hz[sel], source=self.source)
+                             ref_freq_hz=self.ref_freq_hz[sel], source=self.source,
+                             pos_err=self.pos_err[sel])
 
     @classmethod
     def concat(cls, catalogs: list[SourceCatalog], source: str = "<joined>") -> SourceCatalog:
@@ -128,7 +138,7 @@ class SourceCatalog:
                    flux_jy=np.concatenate([c.flux_jy for c in catalogs]),
                    spectral_index=np.concatenate([c.spectral_index for c in catalogs]),
                    ref_freq_hz=np.concatenate([c.ref_freq_hz for c in catalogs]),
-                   source=source)
+                   pos_err=np.concatenate([c.pos_err for c in catalogs]), source=source)
 
     def strip(self, dec_min: float, dec_max: float) -> SourceCatalog:
         """Sources with dec_min <= Dec <= dec_max (rad)."""
@@ -245,8 +255,14 @@ def _read_cached(resolved: str, checksum: str, fmt: str) -> SourceCatalog:
     name_col = _find(colmap, _NAME)
     names = (np.asarray([str(v).strip() for v in table[name_col]]) if name_col
              else np.array([f"SRC{i:05d}" for i in range(len(table))]))
+    err_col = _find(colmap, _POS_ERR)
+    pos_err = np.zeros(len(table))
+    if err_col is not None:
+        e = (_angle(table, err_col, resolved) if getattr(table[err_col], "unit", None)
+             else np.radians(_values(table, err_col) / 3600.0))
+        pos_err = np.where(np.isfinite(e) & (e >= 0), e, 0.0)
     return SourceCatalog(name=names, ra=ra, dec=dec, flux_jy=flux, spectral_index=alpha,
-                         ref_freq_hz=ref, source=resolved)
+                         ref_freq_hz=ref, source=resolved, pos_err=pos_err)
 
 
 def catalog_format(path: str | Path) -> str:

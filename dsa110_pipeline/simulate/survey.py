@@ -97,7 +97,8 @@ def survey_view(sky: SourceCatalog, rng: np.random.Generator,
     keep = measured >= model.flux_limit_jy
     names = np.array([_survey_name(a, d) for a, d in zip(ra_m[keep], dec_m[keep])], dtype=str)
     return SourceCatalog.from_arrays(ra_m[keep], dec_m[keep], measured[keep], name=names,
-                                     ref_freq_hz=model.freq_hz, source="survey view")
+                                     ref_freq_hz=model.freq_hz, pos_err=sig[keep],
+                                     source="survey view")
 
 
 def _survey_name(ra: float, dec: float) -> str:
@@ -111,16 +112,17 @@ def _survey_name(ra: float, dec: float) -> str:
 
 def write_survey_catalog(cat: SourceCatalog, path: Path,
                          model: SurveyModel = SurveyModel()) -> Path:
-    """Write ``cat`` as an NVSS-like CSV (name, ra_deg, dec_deg, flux_jy, flux_err_jy);
-    no spectral-index column, as NVSS has none."""
+    """Write ``cat`` as an NVSS-like CSV (name, ra_deg, dec_deg, flux_jy, flux_err_jy,
+    pos_err_arcsec: the position's 1-sigma error per axis, as NVSS lists); no
+    spectral-index column, as NVSS has none."""
     err = np.hypot(model.flux_frac * cat.flux_jy, model.flux_floor_jy)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["name", "ra_deg", "dec_deg", "flux_jy", "flux_err_jy"])
+        w.writerow(["name", "ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "pos_err_arcsec"])
         for k in np.argsort(-cat.flux_jy, kind="stable"):
             w.writerow([cat.name[k], f"{math.degrees(cat.ra[k]):.6f}",
                         f"{math.degrees(cat.dec[k]):.6f}", f"{cat.flux_jy[k]:.6g}",
-                        f"{err[k]:.3g}"])
+                        f"{err[k]:.3g}", f"{cat.pos_err[k] / _ARCSEC:.2f}"])
     return path
 
 

@@ -37,6 +37,23 @@ def test_csv_with_flux_jy_and_alpha(tmp_path):
                                [1.5 * 2**-0.5, 0.25 * 2**-0.7])
     assert list(cat.name) == ["A", "B"]
     assert cat.flux_at(np.array([1.4e9, 2.8e9])).shape == (2, 2)
+    assert np.all(cat.pos_err == 0)  # none given
+
+
+def test_position_errors_in_arcsec_or_with_a_unit(tmp_path):
+    from astropy import units as u
+    from astropy.table import Table
+
+    p = _write_csv(tmp_path / "e.csv", "name,ra_deg,dec_deg,flux_jy,pos_err_arcsec",
+                   ["A,10.0,20.0,1.5,1.0", "B,11.0,21.0,0.01,"])
+    cat = read_catalog(p)
+    np.testing.assert_allclose(np.degrees(cat.pos_err) * 3600, [1.0, 0.0])  # blank: 0
+    assert np.allclose(cat.select(np.array([1, 0])).pos_err, cat.pos_err[::-1])
+    t = Table({"RA": [1.0] * u.deg, "DEC": [2.0] * u.deg, "flux": [1.0] * u.Jy,
+               "e_DEJ2000": [0.5] * u.arcmin})  # NVSS from VizieR names it so
+    t.write(tmp_path / "n.vot", format="votable")
+    assert np.degrees(read_catalog(tmp_path / "n.vot").pos_err[0]) * 60 == \
+        pytest.approx(0.5)
 
 
 @pytest.mark.parametrize("fmt,suffix", [("votable", ".vot"), ("fits", ".fits")])

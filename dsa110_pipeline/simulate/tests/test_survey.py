@@ -58,3 +58,11 @@ def test_survey_catalog_reads_back(tmp_path):
     # 1.4 GHz fluxes of a spectral index -1 source given at 1 GHz
     assert back.flux_jy.max() == pytest.approx(0.5 / 1.4, rel=0.1)
     assert "spectral_index" not in path.read_text().splitlines()[0]
+    # the position errors, as NVSS lists them: 1" bright, growing at low SNR
+    order = np.argsort(cat.flux_jy)
+    assert np.allclose(np.sort(back.pos_err), cat.pos_err[order][np.argsort(
+        cat.pos_err[order])], atol=np.radians(0.01 / 3600))
+    arcsec = np.degrees(back.pos_err[np.argsort(back.flux_jy)]) * 3600
+    assert arcsec[1] == pytest.approx(1.0, abs=0.05)  # the 0.36 Jy source: the floor
+    assert arcsec[0] == pytest.approx(math.hypot(1.0, 25.0 / (0.01 / 1.4 / 0.45e-3)),
+                                      rel=0.3)
