@@ -43,13 +43,14 @@ class Plan:
         how many stages wait on it, directly or not. A night's calibration and a target's
         conversion head chains of the same depth, but every target waits on the
         calibration, so it goes first."""
-        below: list[set[int]] = [set() for _ in self.stages]
+        # the stages below each, as the bits of an int: a union is a word-wise OR (a set
+        # union copied each set: a 10,000-stage chain spent 1.2 s here)
+        below = [0] * len(self.stages)
         for i in reversed(self.order):
             for c in self.children[i]:
-                below[i].add(c)
-                below[i] |= below[c]
+                below[i] |= (1 << c) | below[c]
         scale = len(self.stages) + 1
-        return [d * scale + len(b) for d, b in zip(self.depth, below, strict=True)]
+        return [d * scale + b.bit_count() for d, b in zip(self.depth, below, strict=True)]
 
     def describe(self) -> str:
         lines = [f"plan: {len(self.stages)} stage(s)"]
