@@ -165,7 +165,9 @@ class WatchConfig(_Branch):
 
 
 class PipelineSection(_Branch):
-    #: Stage name -> "module:Class". Order is the default execution order.
+    #: Stage name -> "module:Class". Order is the default execution order. A stage set to
+    #: null is switched off (dropped from roles, wiring, executors, windows; its branch
+    #: ignored).
     stages: dict[str, str] = Field(default_factory=dict)
     #: Group role -> the stage names run for a group of that role (default: all stages).
     roles: dict[str, list[str]] = Field(default_factory=dict)
@@ -388,8 +390,35 @@ def _format_errors(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def without_disabled_stages(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` less the stages ``pipeline.stages`` sets to null (``--set
+    pipeline.stages.photometry=null``): each goes from the stages, the roles, wiring,
+    executors and windows, and its own branch, so a default stage is switched off
+    without editing the defaults."""
+    section = raw.get("pipeline")
+    stages = section.get("stages") if isinstance(section, Mapping) else None
+    if not isinstance(stages, Mapping):
+        return dict(raw)
+    off = {k for k, v in stages.items() if v is None}
+    if not off:
+        return dict(raw)
+    out = {k: v for k, v in raw.items() if k not in off}
+    sec = dict(section)  # type: ignore[arg-type]
+    sec["stages"] = {k: v for k, v in stages.items() if k not in off}
+    if isinstance(sec.get("roles"), Mapping):
+        sec["roles"] = {r: [n for n in names if n not in off] if isinstance(names, list)
+                        else names for r, names in sec["roles"].items()}
+    for key in ("wiring", "executors", "windows"):
+        if isinstance(sec.get(key), Mapping):
+            sec[key] = {k: v for k, v in sec[key].items() if k not in off}
+    out["pipeline"] = sec
+    return out
+
+
 def build_config(raw: Mapping[str, Any], *, source: str = "<config>") -> FrameworkConfig:
-    """Validate a raw mapping into the typed tree; errors name each key's path."""
+    """Validate a raw mapping into the typed tree; errors name each key's path. A stage
+    set to null in ``pipeline.stages`` is switched off (:func:`without_disabled_stages`)."""
+    raw = without_disabled_stages(raw)
     section = raw.get("pipeline")
     stages = section.get("stages", {}) if isinstance(section, Mapping) else {}
     if not isinstance(stages, Mapping):

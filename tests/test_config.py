@@ -145,3 +145,23 @@ def test_a_window_length_for_a_group_stage_is_a_config_error():
     with pytest.raises(ConfigError, match=r"pipeline\.windows\.imaging: stage 'imaging' runs "
                                           "per group"):
         build_stage(cfg, "imaging")
+
+
+def test_a_stage_set_to_null_is_switched_off_everywhere(tmp_path):
+    """An operator switches a default stage off with one line (here the survey stages),
+    without editing the defaults: its branch, roles, executors and windows go with it."""
+    off = ["pipeline.stages.photometry=null", "pipeline.stages.mosaic=null",
+           "pipeline.stages.lightcurves=null"]
+    cfg = load_config(None, environ={}, overrides=off)
+    p = cfg.pipeline
+    assert set(p.stages) == {"conversion", "calibration", "apply_calibration", "imaging",
+                             "validation"}
+    assert all("photometry" not in names and "mosaic" not in names
+               for names in p.roles.values())
+    assert "mosaic" not in p.windows and "lightcurves" not in p.executors
+    assert not hasattr(cfg, "photometry")
+    assert load_config(None, environ={}).pipeline.stages["photometry"]  # still the default
+    # a stage named only in roles is still a typo, switched off or not
+    with pytest.raises(ConfigError, match="'imagng' is not a stage"):
+        load_config(None, environ={}, overrides=[*off, "pipeline.roles.target=[conversion, "
+                                                 "apply_calibration, imagng, validation]"])
