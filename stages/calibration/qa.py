@@ -1,4 +1,5 @@
-"""QA gate on calibration solutions, run before they may be registered (pure numpy)."""
+"""QA gate on calibration solutions, run before they may be registered (pure numpy; its
+limits are a typed config section)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,28 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from .solve import GainSolution
 
 
-@dataclass(frozen=True)
-class QAThresholds:
-    """Limits a solution set must meet."""
+class QAThresholds(BaseModel):
+    """Limits a solution set must meet: the ``calibration.qa`` config section, handed to
+    :func:`qa_gate` as it is."""
 
-    min_median_snr: float = 10.0
-    max_flagged_fraction: float = 0.3
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_median_snr: float = Field(10.0, ge=0)
+    max_flagged_fraction: float = Field(0.3, ge=0, le=1)
     #: rms of channel-to-channel bandpass amplitude jumps (fraction), robust
-    max_bandpass_amp_scatter: float = 0.1
+    max_bandpass_amp_scatter: float = Field(0.1, gt=0)
     #: rms of channel-to-channel bandpass phase jumps (deg), robust
-    max_bandpass_phase_scatter_deg: float = 10.0
+    max_bandpass_phase_scatter_deg: float = Field(10.0, gt=0)
     #: rms of the gain amplitude about its time mean (fraction)
-    max_gain_amp_scatter: float = 0.2
+    max_gain_amp_scatter: float = Field(0.2, gt=0)
     #: rms of gain phase changes between consecutive intervals (deg)
-    max_gain_phase_scatter_deg: float = 30.0
-    min_good_antennas: int = 4
+    max_gain_phase_scatter_deg: float = Field(30.0, gt=0)
+    min_good_antennas: int = Field(4, ge=1)
 
 
 @dataclass(frozen=True)

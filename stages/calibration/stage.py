@@ -108,13 +108,8 @@ class CalibrationConfig(StageConfig):
     #: Reference antenna (name or index); None: the one with most unflagged data.
     refant: str | int | None = None
     solve_delay: bool = False
-    #: QA gate limits.
-    qa_min_median_snr: float = 10.0
-    qa_max_flagged_fraction: float = 0.3
-    qa_max_bandpass_amp_scatter: float = 0.1
-    qa_max_bandpass_phase_scatter_deg: float = 10.0
-    qa_max_gain_amp_scatter: float = 0.2
-    qa_max_gain_phase_scatter_deg: float = 30.0
+    #: QA gate limits (``calibration.qa.min_median_snr``, ...), handed to the gate as they are.
+    qa: QAThresholds = QAThresholds()
     #: Raise (nothing written, nothing registered) when the QA gate fails.
     fail_on_qa: bool = True
     #: Validity of the solutions around the transit (s) and declination half-width (deg).
@@ -347,14 +342,8 @@ class CalibrationStage(PipelineStage):
             timings["refine_s"] = time.perf_counter() - t
             del first, vis_c, flags_c
         sols = solve(vis, flags)
-        qa = qa_gate(sols.bandpass, sols.gains, QAThresholds(
-            min_median_snr=cfg.qa_min_median_snr,
-            max_flagged_fraction=cfg.qa_max_flagged_fraction,
-            max_bandpass_amp_scatter=cfg.qa_max_bandpass_amp_scatter,
-            max_bandpass_phase_scatter_deg=cfg.qa_max_bandpass_phase_scatter_deg,
-            max_gain_amp_scatter=cfg.qa_max_gain_amp_scatter,
-            max_gain_phase_scatter_deg=cfg.qa_max_gain_phase_scatter_deg),
-            antennas=np.unique(np.concatenate([cube.ant1, cube.ant2])))
+        qa = qa_gate(sols.bandpass, sols.gains, cfg.qa,
+                     antennas=np.unique(np.concatenate([cube.ant1, cube.ant2])))
         if not qa.passed and cfg.fail_on_qa:
             raise InputError(f"calibration solutions failed QA: {'; '.join(qa.reasons)}",
                              stage=STAGE, files=[meta.path])

@@ -168,7 +168,7 @@ def test_calibrator_not_in_beam_is_a_clear_error(group):
 
 def test_failed_qa_writes_nothing(group):
     root, ms, _ = group
-    stage = CalibrationStage({"output_dir": str(root / "qa"), "qa_min_median_snr": 1e9})
+    stage = CalibrationStage({"output_dir": str(root / "qa"), "qa": {"min_median_snr": 1e9}})
     with pytest.raises(InputError, match="failed QA"):
         stage.execute(PipelineContext(inputs={"ms": ms}))
     assert not glob.glob(str(root / "qa" / "*"))
