@@ -142,8 +142,10 @@ class NightOrchestrator:
         self._window_runs: dict[str, dict[str, Any]] = {}
 
     # -- planning -----------------------------------------------------------------
-    def sweep(self) -> None:
-        """Remove what killed writers left: temporaries in the products tree whose PID is gone."""
+    def sweep(self, wait_s: float = 0.0) -> None:
+        """Remove what killed writers left: temporaries in the products tree whose PID is
+        gone; with ``wait_s``, wait that long at most for staging directories' owners that
+        are still exiting."""
         if not self.output_dir.is_dir():
             return
         for d in [self.output_dir, *(p for p in self.output_dir.iterdir()
@@ -153,7 +155,7 @@ class NightOrchestrator:
         # its partial MS there): freed before the manifest is written
         for root in {self.output_dir / FALLBACK_DIRNAME,
                      Path(getattr(self.runtime, "scratch_root", None) or DEFAULT_SCRATCH_ROOT)}:
-            cleanup_stale(root)
+            cleanup_stale(root, wait_s=wait_s)
 
     def _todo(self, specs: Sequence[GroupSpec]) -> tuple[list[GroupSpec], dict[str, str]]:
         """Groups to run, and those left alone with why ("skipped": done, "quarantined")."""

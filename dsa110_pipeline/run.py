@@ -312,7 +312,8 @@ class _SweepAfterAbort:
         raised = exc_type is not None and issubclass(exc_type, (StorageError, OSError))
         if self.orch is not None and (raised or self.failed):
             with contextlib.suppress(Exception):  # the storage error is what gets reported
-                self.orch.sweep()
+                # the cluster's worker processes may still be exiting
+                self.orch.sweep(wait_s=10.0)
         return False
 
 

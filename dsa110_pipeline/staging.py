@@ -116,13 +116,42 @@ def abandoned(path: str | Path) -> bool:
     return False
 
 
-def cleanup_stale(root: str | Path) -> list[Path]:
+def cleanup_stale(root: str | Path, *, wait_s: float = 0.0) -> list[Path]:
     """Remove staging directories under ``root`` whose owning process is gone.
 
     Also removes ``*.partial-<pid>-*`` leftovers of :func:`atomic_move` whose PID is
-    dead. Returns the removed paths.
+    dead. With ``wait_s``, staging directories owned by this process's own children (the
+    workers of a cluster that was just stopped, which may take a moment to exit) are
+    looked at again until they are gone or ``wait_s`` has passed. Returns the removed
+    paths.
     """
-    r = Path(root)
+    deadline = time.monotonic() + wait_s
+    removed = _cleanup_once(Path(root))
+    while time.monotonic() < deadline and _owned_by_children(Path(root)):
+        time.sleep(0.2)
+        removed += _cleanup_once(Path(root))
+    return removed
+
+
+def _owned_by_children(root: Path) -> bool:
+    """Whether a staging directory under ``root`` belongs to a child of this process."""
+    import psutil
+
+    try:
+        kids = {p.pid for p in psutil.Process().children(recursive=True)}
+        entries = [e for e in root.iterdir() if e.name.startswith(STAGING_PREFIX)]
+    except (OSError, psutil.Error):
+        return False
+    for e in entries:
+        try:
+            if int(json.loads((e / MARKER_NAME).read_text())["pid"]) in kids:
+                return True
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return False
+
+
+def _cleanup_once(r: Path) -> list[Path]:
     removed: list[Path] = []
     if not r.is_dir():
         return removed

@@ -232,3 +232,38 @@ def test_abandoned_only_inside_a_dead_owners_staging_dir(tmp_path: Path) -> None
     assert not staging.abandoned(live.path / "work" / "ms.ready")
     assert not staging.abandoned(tmp_path / "elsewhere" / "ms.ready")
     live.release()
+
+
+def test_cleanup_waits_for_a_child_that_is_still_exiting(tmp_path: Path) -> None:
+    """A worker of a cluster that was just stopped may still be exiting when the run's last
+    sweep looks: with ``wait_s`` its staging directory goes once it has exited; another
+    process's live directory is kept and not waited for."""
+    import time
+
+    root = tmp_path / "shm"
+    root.mkdir()
+    code = (
+        "import time\n"
+        "from dsa110_pipeline.staging import lease_scratch\n"
+        f"lease = lease_scratch(10, root={str(root)!r}, fallback_dir={str(tmp_path)!r})\n"
+        "print(lease.path, flush=True)\n"
+        "time.sleep(1.5)\n"
+        "import os; os._exit(9)\n"  # exits without releasing
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    left = Path(child.stdout.readline().strip())
+    assert left.exists()
+    assert cleanup_stale(root) == []  # its owner still runs
+    t0 = time.monotonic()
+    removed = cleanup_stale(root, wait_s=20.0)
+    child.wait()
+    assert removed == [left] and not left.exists()
+    assert time.monotonic() - t0 < 10.0  # done once the child had gone, not at the limit
+    # a live directory of a process that is not our child: kept, no waiting
+    other = root / f"{STAGING_PREFIX}1-x"
+    other.mkdir()
+    (other / MARKER_NAME).write_text(json.dumps({"host": staging.socket.gethostname(),
+                                                 "pid": 1, "started": None}))
+    t0 = time.monotonic()
+    assert cleanup_stale(root, wait_s=5.0) == [] and other.exists()
+    assert time.monotonic() - t0 < 1.0
