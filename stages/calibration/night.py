@@ -2,8 +2,9 @@
 
 Configured as ``pipeline.assign_roles: stages.calibration.night:assign_roles``. A
 group during which a usable calibrator transits inside the primary beam becomes a
-calibrator group; every other group is a target that uses the solutions of the
-calibrator group nearest in time whose declination strip covers it. A target with
+calibrator group (a listed calibrator counts only where the night's survey catalog
+confirms it: :mod:`.survey_check`); every other group is a target that uses the
+solutions of the calibrator group nearest in time whose declination strip covers it. A target with
 no such group tonight falls back to the state DB's calibration registry.
 """
 
@@ -21,6 +22,7 @@ from dsa110_pipeline.night import GroupSpec, key
 
 from .registry import CALTABLES
 from .selection import select_calibrators
+from .sky import in_tonights_sky
 
 JD_MJD = 2400000.5
 
@@ -58,6 +60,13 @@ def assign_roles(specs: Sequence[GroupSpec], cfg: Any) -> list[GroupSpec]:
     else:
         cals = [c for c in read_vla_calibrators(cal_cfg.calibrator_list) if c.flux_jy]
         min_flux = cal_cfg.min_calibrator_flux_jy
+        # only those near the night's declinations that its survey catalog confirms
+        decs = [math.radians(s.dec_deg) for s in specs if s.dec_deg is not None]
+        survey = next((s.metadata.get("survey_catalog") for s in specs
+                       if s.metadata.get("survey_catalog")), None)
+        cals = in_tonights_sky(
+            [c for c in cals if decs and min(abs(c.dec - d) for d in decs) < math.radians(10)],
+            survey, cal_cfg.survey_check_arcsec, cal_cfg.survey_min_fraction)
     names = [c.name for c in cals]
     ra = np.array([c.ra for c in cals])
     dec = np.array([c.dec for c in cals])

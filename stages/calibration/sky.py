@@ -26,6 +26,7 @@ from .model import (
     model_visibilities,
 )
 from .stefcal import choose_refant
+from .survey_check import confirmed_by_survey
 
 
 def _location():
@@ -80,6 +81,21 @@ def _separation(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.
     """Angular distance (rad) of (ra, dec) from (ra0, dec0)."""
     return np.arccos(np.clip(np.sin(dec) * np.sin(dec0) + np.cos(dec) * np.cos(dec0)
                              * np.cos(ra - ra0), -1, 1))
+
+
+def in_tonights_sky(cals: list[Any], catalog: str | None, radius_arcsec: float | None,
+                    min_fraction: float) -> list[Any]:
+    """The calibrator list entries (``ra``, ``dec`` rad, ``flux_jy``) that the night's
+    survey catalog confirms (:mod:`.survey_check`); all of them without a catalog or with
+    the check off (``radius_arcsec`` None)."""
+    if not catalog or radius_arcsec is None or not cals:
+        return list(cals)
+    cat = read_catalog(catalog)
+    ok = confirmed_by_survey(np.array([c.ra for c in cals]), np.array([c.dec for c in cals]),
+                             np.array([c.flux_jy or 0.0 for c in cals]), cat.ra, cat.dec,
+                             cat.flux_jy, radius_rad=math.radians(radius_arcsec / 3600.0),
+                             min_fraction=min_fraction, coverage_rad=math.radians(1.0))
+    return [c for c, keep in zip(cals, ok, strict=True) if keep]
 
 
 def catalog_sources(catalog: str, ra0: float, dec0: float, radius: float, min_flux: float,

@@ -46,7 +46,7 @@ from .model import (
 from .msio import STAGE
 from .qa import QAThresholds, qa_gate
 from .selection import SIDEREAL_RATE, select_calibrators
-from .sky import field_sources, geometry, refine_sky, sky_model
+from .sky import field_sources, geometry, in_tonights_sky, refine_sky, sky_model
 from .solve import SolveParams, solve_calibrator
 
 
@@ -61,6 +61,12 @@ class CalibrationConfig(StageConfig):
     min_beam: float = Field(0.5, gt=0, le=1)
     #: Least beam-weighted L-band flux (Jy) for automatic selection.
     min_calibrator_flux_jy: float = Field(1.0, ge=0)
+    #: Automatic selection takes a listed calibrator only where the night's survey catalog
+    #: (``paths.survey_catalog``; not ``field_catalog``, which may list a few sources only)
+    #: has sources within this radius (arcsec) adding up to ``survey_min_fraction`` of its
+    #: listed flux, or covers no sky near it (:mod:`.survey_check`); None: no check.
+    survey_check_arcsec: float | None = Field(60.0, gt=0)
+    survey_min_fraction: float = Field(0.25, ge=0)
     #: Allowed distance (s) of the transit outside the observation when a name is given.
     transit_margin_s: float = Field(600.0, ge=0)
     #: Point-source catalog (CSV/VOTable/FITS) of field sources added to the model; None:
@@ -177,7 +183,10 @@ class CalibrationStage(PipelineStage):
 
 
     # -- calibrator ---------------------------------------------------------------------
-    def _calibrator(self, meta: msio.MSMeta, pointing_dec: float, lst0: float):
+    def _calibrator(self, meta: msio.MSMeta, pointing_dec: float, lst0: float,
+                    survey: str | None = None):
+        """The calibrator (list entry) and its transit: the configured one, else the best
+        in the beam that the night's ``survey`` catalog confirms."""
         cfg = self.config
         t0, t1 = float(meta.times.min()), float(meta.times.max())
         f_mid = float(np.mean(meta.freqs))
@@ -196,11 +205,15 @@ class CalibrationStage(PipelineStage):
                                  f"{sel.reason}", stage=STAGE, files=[meta.path])
             return cal, sel.best
         strip = math.radians(5.0)  # generous: precession and the beam are both smaller
-        cals = [c for c in read_vla_calibrators(cfg.calibrator_list) if c.flux_jy
-                and abs(c.dec - pointing_dec) < strip]
+        listed = [c for c in read_vla_calibrators(cfg.calibrator_list) if c.flux_jy
+                  and abs(c.dec - pointing_dec) < strip]
+        cals = in_tonights_sky(listed, survey, cfg.survey_check_arcsec, cfg.survey_min_fraction)
         if not cals:
-            raise InputError("no calibrator in the primary beam: none in the list within 5 deg"
-                             " of the pointing declination", stage=STAGE, files=[meta.path])
+            why = ("none in the list within 5 deg of the pointing declination" if not listed
+                   else f"the survey catalog confirms none of the {len(listed)} listed within "
+                        "5 deg of the pointing declination")
+            raise InputError(f"no calibrator in the primary beam: {why}", stage=STAGE,
+                             files=[meta.path])
         _, a_ra, a_dec = geometry(np.array([t0]), np.array([c.ra for c in cals]),
                                    np.array([c.dec for c in cals]))
         sel = select_calibrators([c.name for c in cals], a_ra[0], a_dec[0],
@@ -258,7 +271,8 @@ class CalibrationStage(PipelineStage):
         pra, pdec = meta.phase_dir
         lst, app_ra, app_dec = geometry(meta.times, np.array([pra]), np.array([pdec]))
         pointing_dec = float(np.mean(app_dec))
-        cal, cand = self._calibrator(meta, pointing_dec, float(lst[0]))
+        cal, cand = self._calibrator(meta, pointing_dec, float(lst[0]),
+                                     ctx.metadata.get("survey_catalog"))
         timings["geometry_s"] = time.perf_counter() - t
 
         # flags
