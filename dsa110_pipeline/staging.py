@@ -92,11 +92,16 @@ def _write_marker(directory: Path) -> None:
     (directory / MARKER_NAME).write_text(json.dumps(marker))
 
 
+def _owner(directory: Path) -> tuple[str, int, float | None]:
+    """(host, PID, process start) from a staging directory's marker; raises
+    FileNotFoundError without one, ValueError/KeyError/TypeError for a bad one."""
+    info = json.loads((directory / MARKER_NAME).read_text())
+    return str(info["host"]), int(info["pid"]), info.get("started")
+
+
 def _is_stale(directory: Path) -> bool:
-    marker = directory / MARKER_NAME
     try:
-        info = json.loads(marker.read_text())
-        return not _owner_alive(str(info["host"]), int(info["pid"]), info.get("started"))
+        return not _owner_alive(*_owner(directory))
     except FileNotFoundError:
         # a directory whose marker was never written: stale once older than a minute
         try:
@@ -144,7 +149,7 @@ def _owned_by_children(root: Path) -> bool:
         return False
     for e in entries:
         try:
-            if int(json.loads((e / MARKER_NAME).read_text())["pid"]) in kids:
+            if _owner(e)[1] in kids:
                 return True
         except (OSError, ValueError, KeyError, TypeError):
             continue

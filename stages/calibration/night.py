@@ -61,7 +61,7 @@ def assign_roles(specs: Sequence[GroupSpec], cfg: Any) -> list[GroupSpec]:
         cals = [c for c in read_vla_calibrators(cal_cfg.calibrator_list) if c.flux_jy]
         min_flux = cal_cfg.min_calibrator_flux_jy
         # only those near the night's declinations that its survey catalog confirms
-        decs = [math.radians(s.dec_deg) for s in specs if s.dec_deg is not None]
+        decs = {math.radians(s.dec_deg) for s in specs if s.dec_deg is not None}
         survey = next((s.metadata.get("survey_catalog") for s in specs
                        if s.metadata.get("survey_catalog")), None)
         cals = in_tonights_sky(
