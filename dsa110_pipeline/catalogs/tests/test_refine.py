@@ -109,12 +109,42 @@ def test_faint_or_implausible_sources_keep_their_catalog_values():
     fit = refine_sources(uvw, tidx, FREQS, resid, weight, lmn, flux, tau)
     assert not fit.fitted[0] and 0 < fit.snr[0] < FitLimits().min_snr
     np.testing.assert_array_equal(fit.flux, flux)
-    # a catalog flux 3x the truth: a refinement beyond max_scale_change is refused
+    # a catalog entry at a twentieth of what the data hold: another source, refused
     uvw, tidx, vis, lmn, flux, tau, _ = _scene()
-    resid = _subtract(uvw, tidx, vis, lmn, 3 * flux)
-    fit = refine_sources(uvw, tidx, FREQS, resid, weight, lmn, 3 * flux, tau)
-    assert not fit.fitted[0]
-    np.testing.assert_array_equal(fit.flux, 3 * flux)
+    resid = _subtract(uvw, tidx, vis, lmn, flux / 20)
+    fit = refine_sources(uvw, tidx, FREQS, resid, weight, lmn, flux / 20, tau)
+    assert not fit.fitted[0] and fit.params[0, 0] == 1.0
+    np.testing.assert_array_equal(fit.flux, flux / 20)
+
+
+@pytest.mark.parametrize("change", [1.9, 1 / 3])
+def test_a_source_that_varied_since_the_survey_gets_tonights_flux(change):
+    """A variable brightened 1.9x or faded to a third since the survey: measured, not refused
+    (the stripe a 0.54 Jy catalog entry at 1.0 Jy tonight left in an unseen field)."""
+    uvw, tidx, vis, lmn, flux, tau, (_, _, s0, alpha, _, nu0) = _scene()
+    weight = np.ones(vis.shape)
+    survey = flux / change
+    fit = refine_sources(uvw, tidx, FREQS, _subtract(uvw, tidx, vis, lmn, survey), weight, lmn,
+                         survey, tau)
+    assert fit.fitted[0]
+    np.testing.assert_allclose(fit.flux[:, 0].mean(axis=0), s0 * (FREQS / nu0) ** alpha,
+                               rtol=0.01)
+    after = _subtract(uvw, tidx, vis, fit.lmn, fit.flux)
+    assert np.std(after) == pytest.approx(0.05 * np.sqrt(2), rel=0.01)
+
+
+def test_a_source_that_faded_below_the_fit_keeps_its_position_and_spectrum():
+    """Gone tonight (a hundredth of its catalog flux, S/N ~ 2): only the flux is measured,
+    near zero; the position and spectrum, which the data cannot tell, stay catalogued."""
+    uvw, tidx, vis, lmn, flux, tau, _ = _scene()
+    weight = np.ones(vis.shape)
+    vis = vis / 100
+    fit = refine_sources(uvw, tidx, FREQS, _subtract(uvw, tidx, vis, lmn, flux), weight, lmn,
+                         flux, tau)
+    assert fit.fitted[0]
+    assert 0 <= fit.params[0, 0] < 0.03
+    np.testing.assert_array_equal(fit.params[0, 1:], 0.0)
+    np.testing.assert_array_equal(fit.lmn, lmn)
 
 
 def test_shapes_are_checked():
