@@ -24,7 +24,6 @@ import numpy as np
 from scipy import ndimage
 
 from .beam import Beam
-from .spectral import bright_clusters
 
 #: the largest position step (pixels) one refinement takes (a Newton step on a dipole far
 #: larger than this is not the small position error it models)
@@ -48,30 +47,52 @@ class PointSources:
 
 def point_sources(model: np.ndarray, floor: float, beam_px: float,
                   radius_px: float = 1.5, compact: float = 0.8) -> PointSources:
-    """The bright compact clusters of ``model`` as point sources: clusters (components
-    joined within a beam) of total flux at least ``floor`` whose components within
-    ``radius_px`` of the cluster's brightest component (the peak and the dipole of
-    neighbours that encode its sub-pixel position) hold at least ``compact`` of the flux;
-    each becomes one point of those components' flux at their flux-weighted centre. The
-    cluster's other components stay on the grid: moving them would move real structure."""
-    cl = bright_clusters(model, floor, beam_px)
+    """The bright compact sources of ``model`` as point sources.
+
+    Each positive component that is the largest within ``beam_px`` of it (brightest first)
+    becomes one point when the components within ``radius_px`` of it (the peak and the
+    dipole of neighbours that encode its sub-pixel position) sum to at least ``floor`` and
+    to at least ``compact`` of the flux within ``beam_px`` of it (not yet taken by a
+    brighter point): one point of those components' flux at their flux-weighted centre.
+    The other components stay on the grid: moving them would move real structure.
+
+    Compactness is judged within a beam of the peak, not over the cluster of components
+    joined to it: in a dense field, deep cleaning joins neighbouring sources into chains,
+    and a 0.31 Jy source whose chain grew to 0.43 Jy stopped counting as compact, went
+    back onto the grid (a 10 % change of its prediction) and back again, cycle after cycle
+    (dec +39.8, 3C345, seed 131: CLEAN stopped "diverging" with the field half cleaned).
+    """
+    ny, nx = model.shape
     replaced = np.zeros(model.shape, np.float32)
+    empty = PointSources(np.zeros(0), np.zeros(0), np.zeros(0), replaced)
+    if floor <= 0 or not np.any(model > 0):
+        return empty
+    h = max(1, int(np.ceil(beam_px)))
+    r_near = int(np.ceil(radius_px))
+    # a point's flux sits within radius_px of its peak, at most (2 r + 1)^2 components
+    top = ndimage.maximum_filter(model, size=2 * h + 1, mode="constant")
+    cy, cx = np.nonzero((model == top) & (model >= floor / (2 * r_near + 1) ** 2))
+    order = np.argsort(-model[cy, cx], kind="stable")
+    yy, xx = np.mgrid[-h:h + 1, -h:h + 1]
+    dist = np.hypot(yy, xx)
     ys, xs, fs = [], [], []
-    boxes = ndimage.find_objects(cl.labels)
-    for f, lab in zip(cl.flux, cl.index):
-        box = boxes[lab - 1]
-        iy, ix = np.nonzero(cl.labels[box] == lab)
-        iy, ix = iy + box[0].start, ix + box[1].start
-        k = int(np.argmax(model[iy, ix]))
-        near = np.hypot(iy - iy[k], ix - ix[k]) <= radius_px
-        w = model[iy[near], ix[near]]
-        tot = float(w.sum())
-        if tot <= 0 or tot < compact * f or tot < floor:
+    for y0, x0 in zip(cy[order], cx[order]):
+        r0, r1, c0, c1 = max(0, y0 - h), min(ny, y0 + h + 1), max(0, x0 - h), min(nx, x0 + h + 1)
+        d = dist[r0 - y0 + h:r1 - y0 + h, c0 - x0 + h:c1 - x0 + h]
+        free = np.where(replaced[r0:r1, c0:c1] == 0, model[r0:r1, c0:c1], 0.0)
+        near = (d <= radius_px) & (free != 0)
+        tot = float(free[near].sum())
+        local = float(free[d <= beam_px].sum())
+        if tot <= 0 or tot < floor or tot < compact * local:
             continue
-        ys.append(float(np.sum(w * iy[near]) / tot))
-        xs.append(float(np.sum(w * ix[near]) / tot))
+        py, px = np.nonzero(near)
+        w = free[py, px]
+        ys.append(float(np.sum(w * (py + r0)) / tot))
+        xs.append(float(np.sum(w * (px + c0)) / tot))
         fs.append(tot)
-        replaced[iy[near], ix[near]] = w
+        replaced[py + r0, px + c0] = w
+    if not fs:
+        return empty
     return PointSources(np.asarray(ys), np.asarray(xs), np.asarray(fs), replaced)
 
 
