@@ -19,7 +19,7 @@ from stages.imaging import ImagingStage
 from stages.imaging.primary_beam import pb_image
 
 #: Pointed, one 30 s integration: a static beam, DATA (uncalibrated, normalised by autos)
-IMAGING = dict(column="DATA", npix=256, cell_arcsec=30.0, niter=200, nthreads=2,
+IMAGING = dict(column="DATA", npix=256, cell_arcsec=30.0, clean=dict(niter=200), nthreads=2,
                pb_drift=False, memory_limit_gb=2.0)
 
 

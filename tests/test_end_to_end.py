@@ -23,7 +23,7 @@ from dsa110_pipeline.run import main
 SMALL = ["--set", "demo.n_antennas=24", "--set", "demo.n_subbands=4",
          "--set", "conversion.expected_subbands=[0,1,2,3]",
          "--set", "demo.n_integrations=12", "--set", "demo.n_sources=20",
-         "--set", "imaging.npix=512", "--set", "imaging.niter=300",
+         "--set", "imaging.npix=512", "--set", "imaging.clean.niter=300",
          "--set", "orchestrator.n_workers=2", "--set", "orchestrator.retry_backoff_s=0.2"]
 
 

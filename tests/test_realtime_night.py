@@ -19,7 +19,7 @@ from dsa110_pipeline.simulate.replay import replay
 
 N_GROUPS = 4
 SMALL = ["--set", "conversion.expected_subbands=[0,1,2,3]", "--set", "imaging.npix=512",
-         "--set", "imaging.niter=300", "--set", "orchestrator.n_workers=2",
+         "--set", "imaging.clean.niter=300", "--set", "orchestrator.n_workers=2",
          "--set", "orchestrator.retry_backoff_s=0.2", "--set", "watch.settle_s=1.5",
          "--set", "watch.poll_s=0.5", "--set", "watch.min_files=3"]
 

@@ -154,7 +154,7 @@ def run(quick: bool = False) -> dict:
         notes.append(f"group simulated and converted in {prep.wall_s:.0f} s; MS in the page "
                      "cache for every tool")
         params = dict(npix=size["npix"], cell_arcsec=6.0, weighting="briggs", robust=0.0,
-                      niter=1000, gain=0.1, mgain=0.8, auto_threshold=3.0)
+                      clean=dict(niter=1000, gain=0.1, mgain=0.8, auto_threshold=3.0))
         # --- ours ------------------------------------------------------------------------
         cfg = {**params, "column": "DATA", "nthreads": threads, "epsilon": 1e-4,
                "output_dir": str(work / "ours"), "memory_limit_gb": 32.0}

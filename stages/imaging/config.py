@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from dsa110_pipeline.stage import StageConfig
+
+from .clean import CleanParams
+
+#: Keys that moved from ``imaging`` into its ``clean`` section, and their new names
+_MOVED = {k: k for k in ("niter", "gain", "mgain", "auto_threshold", "auto_mask", "max_major",
+                         "psf_patch", "multiscale", "scales", "image_domain_cycles",
+                         "max_exact_cycles")} | {"threshold_jy": "threshold"}
 
 
 class ImagingConfig(StageConfig):
@@ -24,34 +31,9 @@ class ImagingConfig(StageConfig):
     uv_min_lambda: float = Field(0.0, ge=0)
     uv_max_lambda: float | None = Field(None, gt=0)
     taper_arcsec: float | None = Field(None, gt=0)
-    #: Iteration budget: CLEAN stops on its thresholds long before (a few thousand).
-    niter: int = Field(50000, ge=0)
-    gain: float = Field(0.1, gt=0, le=1)
-    mgain: float = Field(0.8, gt=0, le=1)
-    threshold_jy: float = Field(0.0, ge=0)
-    #: CLEAN searches the whole image down to ``auto_mask`` x the residual rms, then cleans
-    #: only where it has found flux down to ``auto_threshold`` x rms: deep on the sources
-    #: (their sidelobes go), never on noise (a free CLEAN to 3 sigma put thousands of
-    #: components on noise and stopped on its budget with bright sources half cleaned).
-    #: 5, not 4: a full-scale group takes 1700 fewer iterations (6 s) for the same peaks;
-    #: at 3 a demo-scale group had 72 false and 75 negative 5-sigma peaks (imaging README,
-    #: session 17).
-    auto_threshold: float | None = Field(2.0, gt=0)
-    auto_mask: float | None = Field(5.0, gt=0)
-    max_major: int = Field(30, ge=1)
-    psf_patch: int | None = Field(None, ge=8)
-    #: Image-domain major cycles (double-size PSF) between the exact ones: the residual less
-    #: ``PSF * model change``, for a Fourier transform instead of a pass over the data. The
-    #: w-term makes DSA-110's PSF vary over the field, but they carry only the faint model
-    #: changes of deep cleaning and every stop is checked on an exact residual: on the
-    #: full-scale fidelity group they gave the same figures as 18 exact cycles (README).
-    image_domain_cycles: bool = True
-    #: Most exact major cycles (a predict and re-grid of every visibility each, ~15 s at full
-    #: scale); None: until the thresholds. Beyond three the residual at 8-15 Jy sources
-    #: stalls at ~4 sigma (the dynamic-range limit) and no fidelity figure changes.
-    max_exact_cycles: int | None = Field(3, ge=1)
-    multiscale: bool = False
-    scales: tuple[float, ...] = (0.0, 4.0, 8.0, 16.0)
+    #: Deconvolution (``imaging.clean.niter``, ``imaging.clean.auto_mask``, ...), handed to
+    #: CLEAN as it is: see :class:`stages.imaging.clean.CleanParams`.
+    clean: CleanParams = CleanParams()
     #: ducc0 accuracy (relative L2 error of each gridding and prediction). 1e-3 suffices:
     #: sources above ``point_snr`` are predicted by a direct sum, so what is gridded is faint.
     #: Measured on a full-scale group (dec +30.5): the residual's rms and peak as with 1e-4
@@ -131,6 +113,16 @@ class ImagingConfig(StageConfig):
     #: File-name prefix; None: the MS name without ``.ms``.
     name: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved = sorted(k for k in data if k in _MOVED)
+            if moved:
+                raise ValueError("; ".join(f"imaging.{k} is now imaging.clean.{_MOVED[k]}"
+                                           for k in moved))
+        return data
+
     @field_validator("npix")
     @classmethod
     def _even(cls, v: int | None) -> int | None:
@@ -145,10 +137,3 @@ class ImagingConfig(StageConfig):
             raise ValueError(f"restoring_beam must be [bmaj_arcsec, bmin_arcsec, bpa_deg] "
                              f"with 0 < bmin <= bmaj, got {list(v)}")
         return v
-
-    @field_validator("scales")
-    @classmethod
-    def _scales(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v or any(s < 0 for s in v):
-            raise ValueError("scales must be a non-empty list of sizes >= 0 (pixels)")
-        return tuple(sorted(v))

@@ -26,7 +26,7 @@ from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources
 
 from .beam import Beam, BeamFitError
-from .clean import CleanParams, robust_rms
+from .clean import robust_rms
 from .config import ImagingConfig
 from .drift_beam import SkySources, sources_about
 from .fits_writer import ImageGeometry, build_header, mjd_seconds_to_isot, write_fits
@@ -177,13 +177,7 @@ class ImagingStage(PipelineStage):
         the night's survey catalog (when the config names no field catalog)."""
         cfg = self.config
         diameter = telescope.dish_diameter if telescope is not None else DISH_DIAMETER
-        clean = CleanParams(niter=cfg.niter, gain=cfg.gain, mgain=cfg.mgain,
-                            threshold=cfg.threshold_jy, auto_threshold=cfg.auto_threshold,
-                            auto_mask=cfg.auto_mask, max_major=cfg.max_major,
-                            psf_patch=cfg.psf_patch, multiscale=cfg.multiscale,
-                            scales=cfg.scales, nthreads=plan.nthreads,
-                            image_domain_cycles=cfg.image_domain_cycles,
-                            max_exact_cycles=cfg.max_exact_cycles)
+        clean = cfg.clean.model_copy(update={"nthreads": plan.nthreads})
         return ImagingParams(npix_x=plan.npix, npix_y=plan.npix, cell=plan.cell,
                              weighting=cfg.weighting, robust=cfg.robust,
                              uv_min=cfg.uv_min_lambda, uv_max=cfg.uv_max_lambda,
@@ -286,8 +280,9 @@ class ImagingStage(PipelineStage):
                                calibration_tables=cal_ids)
             hdr.update(pb_header_cards(tel))
             hdr["HISTORY"] = (f"dsa110_pipeline imaging ({cfg.backend}): {cfg.weighting} "
-                              f"robust {cfg.robust:g}, niter {cfg.niter}, gain {cfg.gain:g}, "
-                              f"mgain {cfg.mgain:g}, cell {plan.cell / _ARCSEC:.4g} arcsec")
+                              f"robust {cfg.robust:g}, niter {cfg.clean.niter}, gain "
+                              f"{cfg.clean.gain:g}, mgain {cfg.clean.mgain:g}, "
+                              f"cell {plan.cell / _ARCSEC:.4g} arcsec")
             path = write_fits(out_dir / f"{prefix}-{role}.fits", getattr(result, role), hdr)
             out.append(ProductRef.for_path("fits", path, role=role, ms=info.path,
                                            backend=cfg.backend, theoretical_rms_jy=theo))
@@ -350,28 +345,29 @@ class ImagingStage(PipelineStage):
         work = out_dir / f".{prefix}-wsclean-{os.getpid()}"
         work.mkdir(parents=True, exist_ok=True)
         name = work / prefix
+        cl = cfg.clean
         cmd = [exe, "-name", str(name), "-size", str(plan.npix), str(plan.npix),
-               "-scale", f"{plan.cell / _ARCSEC:.6g}asec", "-niter", str(cfg.niter),
-               "-gain", str(cfg.gain), "-mgain", str(cfg.mgain),
+               "-scale", f"{plan.cell / _ARCSEC:.6g}asec", "-niter",
+               str(cl.niter), "-gain", str(cl.gain), "-mgain", str(cl.mgain),
                "-data-column", cfg.column, "-j", str(plan.nthreads),
                "-no-update-model-required", "-weight", cfg.weighting]
         if cfg.weighting == "briggs":
             cmd.append(str(cfg.robust))
-        if cfg.threshold_jy:
-            cmd += ["-threshold", str(cfg.threshold_jy)]
-        if cfg.auto_threshold:
-            cmd += ["-auto-threshold", str(cfg.auto_threshold)]
-        if cfg.auto_mask:
-            cmd += ["-auto-mask", str(cfg.auto_mask)]
+        if cl.threshold:
+            cmd += ["-threshold", str(cl.threshold)]
+        if cl.auto_threshold:
+            cmd += ["-auto-threshold", str(cl.auto_threshold)]
+        if cl.auto_mask:
+            cmd += ["-auto-mask", str(cl.auto_mask)]
         if cfg.uv_min_lambda:
             cmd += ["-minuv-l", str(cfg.uv_min_lambda)]
         if cfg.uv_max_lambda:
             cmd += ["-maxuv-l", str(cfg.uv_max_lambda)]
         if cfg.taper_arcsec:
             cmd += ["-taper-gaussian", f"{cfg.taper_arcsec}asec"]
-        if cfg.multiscale:
+        if cl.multiscale:
             cmd += ["-multiscale", "-multiscale-scales",
-                    ",".join(str(int(s)) for s in cfg.scales)]
+                    ",".join(str(int(s)) for s in cl.scales)]
         if cfg.restoring_beam:
             cmd += ["-beam-shape", *(f"{x:g}" for x in cfg.restoring_beam)]
         if cfg.wsclean_gridder == "wgridder":

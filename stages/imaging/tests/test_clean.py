@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from stages.imaging.clean import (
-    CleanParams,
     deconvolve,
     hogbom_minor,
     multiscale_minor,
@@ -10,6 +9,7 @@ from stages.imaging.clean import (
 )
 from stages.imaging.imager import ImagingParams, VisChunk, make_images
 from stages.imaging.peaks import parabolic_peak
+from stages.imaging.tests._params import plain_clean
 from stages.imaging.tests._sim import pixel_to_lm, point_source_vis, t_layout, uvw_tracks
 
 NPIX = 256
@@ -106,7 +106,7 @@ def sky_obs():
 def test_clean_restores_point_sources(sky_obs, weighting):
     uvw, freq, vis, weight, mask, srcs, _ = sky_obs
     p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting=weighting, robust=0.0,
-                      epsilon=2e-5, clean=CleanParams(niter=3000, gain=0.1, mgain=0.8,
+                      epsilon=2e-5, clean=plain_clean(niter=3000, gain=0.1, mgain=0.8,
                                                       auto_threshold=1.5, auto_mask=4.0))
     res = make_images([VisChunk(uvw, freq, vis, weight, mask)], p)
     assert res.psf[NPIX // 2, NPIX // 2] == pytest.approx(1.0)
@@ -129,7 +129,7 @@ def test_noise_only_residual_matches_theory(sky_obs):
     rng = np.random.default_rng(7)
     vis = (rng.normal(0, sigma, weight.shape) + 1j * rng.normal(0, sigma, weight.shape))
     p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting="briggs",
-                      epsilon=2e-5, clean=CleanParams(niter=200, auto_threshold=3.0))
+                      epsilon=2e-5, clean=plain_clean(niter=200, auto_threshold=3.0))
     res = make_images([VisChunk(uvw, freq, vis.astype(np.complex64), weight, mask)], p)
     rms = robust_rms(res.residual)
     assert 0.85 * res.expected_rms < rms < 1.2 * res.expected_rms
@@ -144,14 +144,14 @@ def test_deconvolve_stops_at_absolute_threshold():
     compute_residual = _residual_of(dirty, psf)
 
     res = deconvolve(dirty, psf, compute_residual,
-                     CleanParams(niter=10_000, gain=0.1, mgain=0.5, threshold=0.05,
+                     plain_clean(niter=10_000, gain=0.1, mgain=0.5, threshold=0.05,
                                  auto_threshold=None))
     assert res.stop_reason == "threshold"
     assert np.abs(res.residual).max() <= 0.05
     assert np.abs(res.residual).max() > 0.02  # did not clean far below the threshold
     assert res.n_major >= 2
     with pytest.raises(ValueError, match="mgain"):
-        CleanParams(mgain=0)
+        plain_clean(mgain=0)
 
 
 def test_psf_convolver_is_exact_on_the_image():
@@ -195,9 +195,9 @@ def _image_cycle_case(fluxes: tuple[float, float, float], mismatch: float = 1.0)
 
 def test_image_domain_cycles_save_visibility_cycles_and_end_exact():
     truth, dirty, psf, conv, compute_residual, calls = _image_cycle_case((1.0, 0.5, 0.2))
-    params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-3, auto_threshold=None)
+    params = plain_clean(niter=5000, gain=0.1, mgain=0.5, threshold=1e-3, auto_threshold=None)
     fast = deconvolve(dirty, psf, compute_residual,
-                      CleanParams(**{**params.__dict__, "image_domain_cycles": True,
+                      plain_clean(**{**params.__dict__, "image_domain_cycles": True,
                                      "image_cycle_fraction": 1.0}),
                       convolver=conv)
     n_fast = len(calls)
@@ -276,8 +276,8 @@ def test_auto_mask_keeps_deep_cleaning_on_the_sources():
     for r, c, _ in srcs:
         near[r - 2:r + 3, c - 2:c + 3] = True
     base = dict(niter=3000, gain=0.1, mgain=0.8, auto_threshold=1.0)
-    free = deconvolve(dirty, psf2, compute_residual, CleanParams(**base))
-    masked = deconvolve(dirty, psf2, compute_residual, CleanParams(**base, auto_mask=5.0))
+    free = deconvolve(dirty, psf2, compute_residual, plain_clean(**base))
+    masked = deconvolve(dirty, psf2, compute_residual, plain_clean(**base, auto_mask=5.0))
     spurious_free = np.count_nonzero(free.model[~near])
     spurious_masked = np.count_nonzero(masked.model[~near])
     assert spurious_masked < spurious_free / 3
@@ -305,7 +305,7 @@ def test_auto_mask_still_cleans_the_neighbours_of_bright_components():
         truth[r, c], truth[r, c + 1] = 300.0, 3.0
     dirty = (conv(truth) + noise).astype(np.float32)
     res = deconvolve(dirty, psf2, lambda m: dirty - conv(m),
-                     CleanParams(niter=20000, gain=0.1, mgain=0.8, auto_threshold=2.0,
+                     plain_clean(niter=20000, gain=0.1, mgain=0.8, auto_threshold=2.0,
                                  auto_mask=4.0))
     left = np.mean([res.residual[r, c + 1] for r, c in pos])
     found = np.mean([res.model[r, c + 1] for r, c in pos])
@@ -319,7 +319,7 @@ def test_image_cycles_wait_for_a_faint_exact_residual():
     """Image-domain cycles carry only faint model changes: they start once an exact residual
     is at most ``image_cycle_fraction`` of the model's peak, never on the bright bulk."""
     _, dirty, psf, conv, compute_residual, calls = _image_cycle_case((10.0, 0.05, 0.02), 1.02)
-    params = CleanParams(niter=5000, gain=0.1, mgain=0.5, threshold=1e-4, auto_threshold=None,
+    params = plain_clean(niter=5000, gain=0.1, mgain=0.5, threshold=1e-4, auto_threshold=None,
                          image_domain_cycles=True, image_cycle_fraction=0.01)
     res = deconvolve(dirty, psf, compute_residual, params, convolver=conv)
     h = res.history
@@ -338,7 +338,7 @@ def test_max_exact_cycles_caps_the_exact_cycles_once_image_cycles_run():
     base = dict(niter=50000, gain=0.1, mgain=0.5, threshold=1e-5, auto_threshold=None,
                 image_domain_cycles=True, image_cycle_fraction=1.0)
     res = deconvolve(dirty, psf, compute_residual,
-                     CleanParams(**base, max_exact_cycles=2, approx_tolerance=None),
+                     plain_clean(**base, max_exact_cycles=2, approx_tolerance=None),
                      convolver=conv)
     assert res.stop_reason == "max_exact" and res.n_major == 2 and len(calls) == 2
     assert res.history[-1]["exact"]  # the products come from an exact residual
@@ -347,13 +347,13 @@ def test_max_exact_cycles_caps_the_exact_cycles_once_image_cycles_run():
     # that starts again once
     calls.clear()
     guarded = deconvolve(dirty, psf, compute_residual,
-                         CleanParams(**base, max_exact_cycles=2), convolver=conv)
+                         plain_clean(**base, max_exact_cycles=2), convolver=conv)
     assert [e.get("inaccurate") for e in guarded.history if "inaccurate" in e] == \
         ["image-domain"]
     assert guarded.stop_reason == "max_exact" and guarded.n_major <= 4
     assert np.abs(guarded.residual).max() < 0.5 * np.abs(res.residual).max()
     with pytest.raises(ValueError, match="max_exact_cycles"):
-        CleanParams(max_exact_cycles=0)
+        plain_clean(max_exact_cycles=0)
 
 
 def test_a_minor_cycle_that_raises_its_peak_undoes_the_round_and_stops():
@@ -388,14 +388,14 @@ def test_approximate_cycles_that_disagree_with_the_data_give_way_to_exact_ones()
     _shift_add(dirty, psf, 50, 80, 0.5)
 
     exact, approx = _residual_of(dirty, psf), _residual_of(dirty, psf, 3.0)
-    params = CleanParams(niter=3000, gain=0.1, mgain=0.8, threshold=0.01, auto_threshold=None)
+    params = plain_clean(niter=3000, gain=0.1, mgain=0.8, threshold=0.01, auto_threshold=None)
     res = deconvolve(dirty, psf, exact, params, approx_residual=approx)
     assert [e["approx_cycles"] for e in res.history if e.get("inaccurate")] == [1]
     assert res.stop_reason == "threshold" and res.history[-1]["exact"]
     np.testing.assert_allclose(res.residual, exact(res.model), atol=1e-6)
     assert np.abs(res.residual).max() <= 0.01
     unguarded = deconvolve(dirty, psf, exact,
-                           CleanParams(**{**params.__dict__, "approx_tolerance": None}),
+                           plain_clean(**{**params.__dict__, "approx_tolerance": None}),
                            approx_residual=approx)
     assert np.abs(exact(unguarded.model)).max() > 10 * np.abs(res.residual).max()
 
@@ -409,13 +409,13 @@ def test_exact_cycles_that_diverge_are_undone():
     compute_residual = _residual_of(dirty, psf, 3.0)
 
     res = deconvolve(dirty, psf, compute_residual,
-                     CleanParams(niter=5000, gain=0.1, mgain=0.8, threshold=1e-3,
+                     plain_clean(niter=5000, gain=0.1, mgain=0.8, threshold=1e-3,
                                  auto_threshold=None))
     assert res.stop_reason == "diverging"
     assert np.abs(res.residual).max() <= 1.0
     np.testing.assert_allclose(res.residual, compute_residual(res.model), atol=1e-6)
     with pytest.raises(ValueError, match="divergence_limit"):
-        CleanParams(divergence_limit=0.5)
+        plain_clean(divergence_limit=0.5)
 
 
 def test_channel_subset_cycles_stop_at_their_own_noise():
@@ -437,7 +437,7 @@ def test_channel_subset_cycles_stop_at_their_own_noise():
 
     exact = _residual_of(dirty + noise(1, 1e-3), psf)
     approx = _residual_of(dirty + noise(2, 3e-3), psf)
-    params = CleanParams(niter=5000, gain=0.1, mgain=0.8, auto_threshold=2.0, auto_mask=4.0)
+    params = plain_clean(niter=5000, gain=0.1, mgain=0.8, auto_threshold=2.0, auto_mask=4.0)
     inner = np.zeros(dirty.shape, bool)
     inner[32:96, 32:96] = True  # where a component's PSF fits in the image
     res = deconvolve(approx(np.zeros_like(dirty)), psf, exact, params, mask=inner,
@@ -455,7 +455,7 @@ def test_image_domain_cycles_that_gain_less_than_an_exact_cycle_are_undone():
     last exact model (kept, such components were left as noise-like structure at demo scale,
     restored as false peaks of both signs); CLEAN ends on the data's own residual."""
     _, dirty, psf, conv, compute_residual, _ = _image_cycle_case((10.0, 0.05, 0.02), 1.8)
-    params = CleanParams(niter=50000, gain=0.1, mgain=0.5, threshold=1e-4, auto_threshold=None,
+    params = plain_clean(niter=50000, gain=0.1, mgain=0.5, threshold=1e-4, auto_threshold=None,
                          image_domain_cycles=True, image_cycle_fraction=1.0,
                          max_exact_cycles=3)
     res = deconvolve(dirty, psf, compute_residual, params, convolver=conv)

@@ -7,7 +7,6 @@ import pytest
 
 from dsa110_pipeline.instrument import SIDEREAL_RATE, SITE_LATITUDE_DEG
 from dsa110_pipeline.simulate.geometry import beam_power, hadec_to_enu
-from stages.imaging.clean import CleanParams
 from stages.imaging.drift_beam import (
     DriftBeamModel,
     SkySources,
@@ -18,6 +17,7 @@ from stages.imaging.drift_beam import (
 from stages.imaging.gridding import pixel_lm
 from stages.imaging.imager import ImagingParams, VisChunk, make_images
 from stages.imaging.primary_beam import drift_pointings
+from stages.imaging.tests._params import plain_clean
 
 from ._sim import point_source_vis, t_layout, uvw_tracks
 
@@ -115,7 +115,7 @@ def _image(drift_group, track: bool):
     chunk, truth, cell, npix = drift_group
     p = ImagingParams(npix_x=npix, npix_y=npix, cell=cell, weighting="natural",
                       drift_track=(0.0, DEC) if track else None,
-                      clean=CleanParams(niter=3000, gain=0.1, auto_threshold=2.0))
+                      clean=plain_clean(niter=3000, gain=0.1, auto_threshold=2.0))
     c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None, chunk.time)
     return make_images([c], p), truth
 
@@ -148,7 +148,7 @@ def test_catalog_source_outside_the_image_is_subtracted(drift_group):
     def image(with_sky: bool):
         p = ImagingParams(npix_x=256, npix_y=256, cell=cell, weighting="natural",
                           drift_track=(0.0, DEC), sky=sky if with_sky else None,
-                          clean=CleanParams(niter=500, gain=0.1, auto_threshold=2.0))
+                          clean=plain_clean(niter=500, gain=0.1, auto_threshold=2.0))
         c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None,
                      chunk.time)
         return make_images([c], p)
@@ -187,7 +187,7 @@ def test_outlier_with_survey_errors_is_refined_from_the_visibilities(drift_group
     def image(snr: float):
         p = ImagingParams(npix_x=256, npix_y=256, cell=cell, weighting="natural",
                           drift_track=(0.0, DEC), sky=sky, outlier_fit_snr=snr,
-                          clean=CleanParams(niter=500, gain=0.1, auto_threshold=2.0))
+                          clean=plain_clean(niter=500, gain=0.1, auto_threshold=2.0))
         c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None,
                      chunk.time)
         return make_images([c], p, consume=consume)

@@ -38,8 +38,9 @@ def imaged(tmp_path_factory):
                                     gains=False, bandpass=False, beam=True, dead_antennas=0,
                                     nthreads=2, field_radius_deg=0.5, jitter_s=0, seed=3)
     ctx, truth = _simulate_and_convert(cfg, out)
-    ctx = ImagingStage({"column": "DATA", "npix": 1536, "cell_arcsec": 6.0, "niter": 3000,
-                        "auto_threshold": 1.0, "nthreads": 2, "output_dir": str(out / "img"),
+    ctx = ImagingStage({"column": "DATA", "npix": 1536, "cell_arcsec": 6.0,
+                        "clean": {"niter": 3000, "auto_threshold": 1.0}, "nthreads": 2,
+                        "output_dir": str(out / "img"),
                         "weighting": "natural"}).execute(ctx)
     return ctx, truth
 
@@ -112,7 +113,7 @@ def test_calibrated_group_fluxes_and_positions(tmp_path):
                             "nthreads": 2}).execute(ctx)
     ctx = PipelineContext(inputs={"ms": cal.outputs["ms_calibrated"]})
     ctx = ImagingStage({"column": "CORRECTED_DATA", "npix": 2048, "cell_arcsec": 3.0,
-                        "niter": 3000, "auto_threshold": 2.0, "nthreads": 2,
+                        "clean": {"niter": 3000, "auto_threshold": 2.0}, "nthreads": 2,
                         "output_dir": str(tmp_path / "img")}).execute(ctx)
     refs = {r.meta["role"]: r.path for r in ctx.outputs["images"]}
     hdr = fits.getheader(refs["image"])

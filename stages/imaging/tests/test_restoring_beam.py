@@ -65,7 +65,7 @@ def snapshot_ms(tmp_path_factory):
 
 
 def _stage(tmp_path, **kw):
-    cfg = dict(npix=256, cell_arcsec=10.0, niter=500, nthreads=2, weighting="natural",
+    cfg = dict(npix=256, cell_arcsec=10.0, clean=dict(niter=500), nthreads=2, weighting="natural",
                output_dir=str(tmp_path), memory_limit_gb=2.0, pb_drift=False)
     return ImagingStage({**cfg, **kw})
 
@@ -115,7 +115,8 @@ def test_fixed_restoring_beam_reaches_wsclean(snapshot_ms, tmp_path):
     if shutil.which("wsclean") is None:
         pytest.skip("wsclean is not installed")
     ms, _ = snapshot_ms
-    ctx = _stage(tmp_path, restoring_beam=FIXED, backend="wsclean", niter=10).execute(_ctx(ms))
+    ctx = _stage(tmp_path, restoring_beam=FIXED, backend="wsclean",
+                 clean=dict(niter=10)).execute(_ctx(ms))
     _assert_beam(_image(ctx)[0])
     log = ctx.metrics["imaging"]["wsclean_log"]
     assert "-beam-shape 300 30 0 " in Path(log).read_text().splitlines()[0]

@@ -62,7 +62,8 @@ def _ctx(ms, **extra):
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(npix=NPIX, cell_arcsec=CELL_AS, niter=2000, auto_threshold=2.0, auto_mask=4.0,
+    base = dict(npix=NPIX, cell_arcsec=CELL_AS,
+                clean=dict(niter=2000, auto_threshold=2.0, auto_mask=4.0),
                 epsilon=1e-4, nthreads=2, output_dir=str(tmp_path), memory_limit_gb=2.0)
     return {**base, **kw}
 
@@ -115,7 +116,7 @@ def test_streaming_equals_in_memory(tmp_path):
     ms = write_test_ms(tmp_path / "s.ms", uvw=obs["uvw"], freq=obs["freq"], data=obs["data"],
                        ant1=obs["ant1"], ant2=obs["ant2"], time=obs["time"], ra=RA, dec=DEC,
                        weight=1 / SIGMA**2)
-    kw = dict(npix=128, niter=0, weighting="briggs", auto_mask=None)
+    kw = dict(npix=128, clean=dict(niter=0, auto_mask=None), weighting="briggs")
     a = ImagingStage(_cfg(tmp_path / "a", in_memory="always", **kw)).execute(_ctx(ms))
     b = ImagingStage(_cfg(tmp_path / "b", in_memory="never", rows_per_chunk=1000, **kw)
                      ).execute(_ctx(ms))
@@ -172,6 +173,13 @@ def test_nonsense_cell_and_oversized_image_fail_early(sky_ms, tmp_path, no_heavy
         ImagingStage({"cell_arcsec": 0.0})
     with pytest.raises(ValueError):
         ImagingStage({"npix": 1001})
+    # CLEAN's keys live in the imaging.clean section; an old flat key says where it went
+    with pytest.raises(ValueError, match=r"imaging\.niter is now imaging\.clean\.niter; "
+                                         r"imaging\.threshold_jy is now imaging\.clean\.threshold"):
+        ImagingStage({"niter": 5, "threshold_jy": 0.1})
+    with pytest.raises(ValueError, match="auto_mask must be >= auto_threshold"):
+        ImagingStage({"clean": {"auto_mask": 2.0, "auto_threshold": 3.0}})
+    assert ImagingStage({"clean": {"niter": 7}}).config.clean.niter == 7
 
 
 def test_wrong_input_kind(tmp_path):

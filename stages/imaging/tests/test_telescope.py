@@ -54,7 +54,7 @@ def _ms(path, telescope: str, diameters) -> str:
 
 
 def _run(ms: str, tmp_path) -> PipelineContext:
-    stage = ImagingStage(dict(npix=NPIX, cell_arcsec=CELL_AS, niter=300, nthreads=2,
+    stage = ImagingStage(dict(npix=NPIX, cell_arcsec=CELL_AS, clean=dict(niter=300), nthreads=2,
                               output_dir=str(tmp_path / "img"), memory_limit_gb=2.0,
                               pb_drift=False))
     ctx = PipelineContext(inputs={"ms": ProductRef(kind="ms", path=ms)})
