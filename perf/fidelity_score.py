@@ -95,7 +95,8 @@ def score(image_fits: str | Path, metrics: dict[str, Any], truth: dict[str, np.n
         out[f"reliability_{t:g}sigma"] = float(real[sel].mean()) if sel.any() else None
     sign = m["sign_reliability"]
     out["neg_over_pos_5sigma"] = sign["neg_over_pos"]["5sigma"]
-    out["estimate_5sigma"] = sign["estimate"]["5sigma"]
+    out["estimate_5sigma"] = m.get("reliability_estimate", sign["estimate"]["5sigma"])
+    out["sign_estimate_5sigma"] = sign["estimate"]["5sigma"]
     noise = m["noise"]
     out["rms_over_thermal"] = noise.get("ratio")
     rms = float(noise["image_rms_jy"])

@@ -156,6 +156,13 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
     det5 = ref_snr >= DETECTION_SNR
     flux_edges = log_edges(ref_flux[det5], per_decade=3)
     comp_flux = binned_fraction(ref_flux[det5], ref_matched[det5], flux_edges)
+    # reliability against the survey: detections it would list, and whether it does
+    listable = (src_snr >= DETECTION_SNR) & (len(ref) > 0) & (cfg.reference_complete_jy > 0) \
+        & (src_flux_pbcor * (1.0 - 2.0 / np.maximum(src_snr, DETECTION_SNR))
+           >= cfg.reference_complete_jy)
+    n_listable = int(listable.sum())
+    n_unlisted = int((listable & ~det_matched).sum())
+    survey_rel = 1.0 - n_unlisted / n_listable if n_listable else None
     rel_edges = log_edges(src_flux_pbcor[rel_sel], per_decade=3)
     rel_flux = binned_fraction(src_flux_pbcor[rel_sel], det_matched[rel_sel], rel_edges)
 
@@ -190,7 +197,9 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
                      n_astrometry=ast.n, completeness=comp, n_completeness=n_comp,
                      noise_ratio=ratio, thresholds=cfg.thresholds, reliability=rel5,
                      n_peaks=sign.n_pos[0], n_neg_peaks=sign.n_neg[0],
-                     artefact_ratio=art.worst_annulus_ratio, noise_peaks=noise5)
+                     artefact_ratio=art.worst_annulus_ratio, noise_peaks=noise5,
+                     survey_reliability=survey_rel, n_survey=n_listable,
+                     n_unlisted=n_unlisted)
     metrics: dict[str, Any] = {
         "finder": found.method,
         "n_sources": len(src),
@@ -219,7 +228,13 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
         "reliability": {"above_5sigma_and_reference_limit": _f(rel), "n": n_rel,
                         "above_5sigma": _f(rel_all), "n_above_5sigma": n_rel_all,
                         "reference_flux_floor_jy": _f(flux_floor),
-                        "by_flux_jy": _curve(rel_flux)},
+                        "by_flux_jy": _curve(rel_flux),
+                        "survey": {"value": _f(survey_rel) if survey_rel is not None
+                                   else None, "n": n_listable, "n_unlisted": n_unlisted,
+                                   "complete_jy": cfg.reference_complete_jy}},
+        #: the stage's reliability estimate at 5σ: the lower of the sign's and the survey's
+        "reliability_estimate": _f(min(v for v in (rel5, survey_rel) if v is not None))
+        if (rel5, survey_rel) != (None, None) else None,
         "noise": {"image_rms_jy": _f(ns.rms), "median_jy": _f(ns.median),
                   "theoretical_rms_jy": _f(theoretical_rms) if theoretical_rms else None,
                   "ratio": _f(ratio) if ratio is not None else None,

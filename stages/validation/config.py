@@ -74,6 +74,13 @@ class ValidationConfig(StageConfig):
     #: ``dsa110_pipeline.catalogs.read_catalog``). None: the night's survey catalog
     #: (``paths.survey_catalog``) if there is one, else the group is "not validated".
     reference_catalog: str | None = None
+    #: Flux (Jy) above which the reference lists every source (NVSS: 99 % complete at about
+    #: 3.5 mJy, Condon et al. 1998; the simulated survey is complete above 2.5 mJy). A
+    #: detection above 5σ whose primary-beam corrected flux is above this by twice its
+    #: error, and that the reference does not list, is an artefact or a transient: their
+    #: fraction is the survey reliability gate (``thresholds.reliability_*``), which sees
+    #: the positive-only artefacts the negative image cannot. 0: no such gate.
+    reference_complete_jy: float = Field(0.0035, ge=0)
     #: Source finder: "islands" = the built-in island finder (the default, as in
     #: config/default.yaml: library use and pipeline runs find the same catalog, and it is
     #: tested bit-identical across calls, threads and processes); "bdsf" = PyBDSF; "auto" =

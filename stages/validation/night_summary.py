@@ -43,7 +43,8 @@ def _group_figures(metrics: Mapping[str, Any]) -> dict[str, Any]:
     noise = metrics.get("noise") or {}
     sign = (metrics.get("sign_reliability") or {}).get("estimate") or {}
     flux = metrics.get("flux_scale") or {}
-    return {"rms/thermal": noise.get("ratio"), "reliability (5σ est.)": sign.get("5sigma"),
+    est = metrics.get("reliability_estimate", sign.get("5sigma"))
+    return {"rms/thermal": noise.get("ratio"), "reliability (5σ est.)": est,
             "sources": metrics.get("n_sources"), "flux ratio": flux.get("median_ratio")}
 
 

@@ -153,6 +153,11 @@ def _metric_rows(m: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
         ("reliability (>5σ, above reference limit)",
          rel.get("above_5sigma_and_reference_limit"),
          f"n={rel.get('n')}; all >5σ {_fmt(rel.get('above_5sigma'))}"),
+        ("reliability against the survey (>5σ, listable)", (rel.get("survey") or {}).get("value"),
+         f"{(rel.get('survey') or {}).get('n_unlisted')} of {(rel.get('survey') or {}).get('n')} "
+         "detections whose flux the survey is complete to are not in it"),
+        ("reliability estimate (5σ)", m.get("reliability_estimate"),
+         "the lower of the survey's and the −image's"),
         ("reliability from −image (≥5σ, ≥7σ, ≥10σ)",
          ", ".join(_fmt(v) for v in (sign.get("estimate") or {}).values()),
          "1 − negative/positive peaks: "

@@ -103,13 +103,19 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
            noise_ratio: float | None, thresholds: Thresholds,
            reliability: float | None = None, n_peaks: int = 0,
            n_neg_peaks: int = 0, artefact_ratio: float | None = None,
-           noise_peaks: float | None = None) -> VerdictResult:
+           noise_peaks: float | None = None, survey_reliability: float | None = None,
+           n_survey: int = 0, n_unlisted: int = 0) -> VerdictResult:
     """Judge each metric against ``thresholds`` and combine: any REJECT → REJECT; else a
     metric that could not be judged → NOT_VALIDATED; else any WARN → WARN; else ACCEPT.
 
     ``noise_peaks``: how many negative peaks above 5σ Gaussian noise alone gives this image
     on average (``metrics.noise_peaks``); a negative count that noise explains is no sign of
-    artefacts, whatever the reliability estimate says."""
+    artefacts, whatever the reliability estimate says.
+
+    ``survey_reliability``: the fraction of the ``n_survey`` detections above 5σ bright
+    enough for the survey to list that it does list (``n_unlisted`` it does not): the
+    check that sees positive-only artefacts (uncleaned flux, an outlier subtracted too
+    faintly), which leave the negative image clean."""
     t = thresholds
     reasons: list[Reason] = []
     # flux scale
@@ -150,27 +156,18 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
                               f"{t.reliability_min_peaks})", reliability,
                               t.reliability_warn, t.reliability_reject))
     else:
-        # a handful of peaks is a count: REJECT only where even the count's 1σ-optimistic
-        # reliability (Gehrels' lower limit on the negatives) is below the REJECT limit
-        best = 1.0 - poisson_lower(n_neg_peaks) / n_peaks
-        text = (f"estimated reliability {100 * reliability:.0f}% ({n_neg_peaks} negative "
-                f"against {n_peaks} positive peaks above 5σ; {100 * best:.0f}% allowing for "
-                "the counts' noise)")
-        r = _low("reliability", reliability, t.reliability_warn, t.reliability_reject, text)
-        p_noise = poisson_tail(n_neg_peaks, noise_peaks) if noise_peaks is not None else 0.0
-        if r.level != Verdict.ACCEPT and t.reliability_noise_p > 0 \
-                and p_noise >= t.reliability_noise_p:
-            # as many negatives as the noise gives: the shortfall is the few sources' share
-            # of the noise peaks, not artefacts
-            r = Reason("reliability", Verdict.ACCEPT,
-                       f"{text} is what Gaussian noise leaves: it gives {noise_peaks:.1f} "
-                       f"negative peaks above 5σ on average (P = {p_noise:.2f})",
-                       reliability, t.reliability_warn, t.reliability_reject)
-        elif r.level == Verdict.REJECT and best >= t.reliability_reject:
-            r = Reason("reliability", Verdict.WARN,
-                       f"{text} is below the WARN limit {100 * t.reliability_warn:g}%",
-                       reliability, t.reliability_warn, t.reliability_reject)
-        reasons.append(r)
+        reasons.append(_reliability("reliability", reliability, n_peaks, n_neg_peaks,
+                                    noise_peaks, t,
+                                    f"estimated reliability {100 * reliability:.0f}% "
+                                    f"({n_neg_peaks} negative against {n_peaks} positive "
+                                    "peaks above 5σ", "negative"))
+    # reliability, against the survey
+    if survey_reliability is not None and n_survey >= t.reliability_min_peaks:
+        reasons.append(_reliability("survey_reliability", survey_reliability, n_survey,
+                                    n_unlisted, noise_peaks, t,
+                                    f"{100 * survey_reliability:.0f}% of the {n_survey} "
+                                    "sources above 5σ bright enough for the survey are in "
+                                    f"it ({n_unlisted} are not", "positive"))
     # noise
     if noise_ratio is None or not np.isfinite(noise_ratio):
         reasons.append(Reason("noise", Verdict.NOT_VALIDATED,
@@ -193,6 +190,32 @@ def decide(*, flux_ratio: float | None, n_flux: int, astrometric_rms_arcsec: flo
     else:
         v = Verdict.ACCEPT
     return VerdictResult(v, tuple(reasons))
+
+
+def _reliability(metric: str, value: float, n: int, n_bad: int, noise_peaks: float | None,
+                 t: Thresholds, text: str, kind: str) -> Reason:
+    """A reliability ``value`` = 1 - ``n_bad`` / ``n`` judged against the limits. ``text``
+    opens the sentence (an open parenthesis this closes). A handful of peaks is a count:
+    REJECT only where even the count's 1σ-optimistic reliability (Gehrels' lower limit on
+    ``n_bad``) is below the REJECT limit; and ACCEPT where Gaussian noise alone gives as
+    many peaks above 5σ often enough (``reliability_noise_p``)."""
+    best = 1.0 - poisson_lower(n_bad) / n
+    text = f"{text}; {100 * best:.0f}% allowing for the counts' noise)"
+    r = _low(metric, value, t.reliability_warn, t.reliability_reject, text)
+    p_noise = poisson_tail(n_bad, noise_peaks) if noise_peaks is not None else 0.0
+    if r.level != Verdict.ACCEPT and t.reliability_noise_p > 0 \
+            and p_noise >= t.reliability_noise_p:
+        # as many as the noise gives: the shortfall is the few sources' share of the noise
+        # peaks, not artefacts
+        return Reason(metric, Verdict.ACCEPT,
+                      f"{text} is what Gaussian noise leaves: it gives {noise_peaks:.1f} "
+                      f"{kind} peaks above 5σ on average (P = {p_noise:.2f})",
+                      value, t.reliability_warn, t.reliability_reject)
+    if r.level == Verdict.REJECT and best >= t.reliability_reject:
+        return Reason(metric, Verdict.WARN,
+                      f"{text} is below the WARN limit {100 * t.reliability_warn:g}%",
+                      value, t.reliability_warn, t.reliability_reject)
+    return r
 
 
 def worst(verdicts: list[Verdict]) -> Verdict:

@@ -98,12 +98,21 @@ def images(tmp_path_factory):
             dirty += frac * f * np.roll(np.roll(pat, int(round(ys)) - NPIX // 2, 0),
                                         int(round(xs)) - NPIX // 2, 1)
         bad[kind] = write_fits(d / f"{kind}.fits", dirty, s)
+    # a source outside the image subtracted too faintly: a column of positive blobs (its
+    # sidelobe ridge along the north-south arm), far from the bright sources, none negative
+    stripe = s.data.copy()
+    yy, xx = np.mgrid[0:NPIX, 0:NPIX]
+    sig = 30.0 / CELL / FWHM_PER_SIGMA
+    for k, yk in enumerate(range(70, 450, 32)):
+        stripe += NOISE * (7.0 + k % 3) * np.exp(-0.5 * ((xx - 0.3 * NPIX) ** 2
+                                                         + (yy - yk) ** 2) / sig ** 2)
+    bad["stripe"] = write_fits(d / "stripe.fits", stripe.astype(np.float32), s)
     csv = d / "cat.csv"
     csv.write_text("name,ra_deg,dec_deg,flux_jy\n" + "".join(
         f"S{i},{a:.8f},{b:.8f},{f / (s.freq / 1.4e9) ** -0.7:.8g}\n"
         for i, (a, b, f) in enumerate(zip(ra, dec, flux))))
     return {"clean": write_fits(d / "clean.fits", s.data, s),
-            "phase": bad["phase"], "ridges": bad["ridges"],
+            "phase": bad["phase"], "ridges": bad["ridges"], "stripe": bad["stripe"],
             "pb": write_fits(d / "pb.fits", s.pb, s, beam=False), "csv": csv,
             "wcs": s.wcs, "ra": ra, "dec": dec}
 
@@ -158,6 +167,26 @@ def test_under_cleaned_ridges_are_not_accepted(images, tmp_path):
     assert meta["verdict"] in ("WARN", "REJECT")
     art = next(r for r in meta["reasons"] if r["metric"] == "artefacts")
     assert art["level"] in ("WARN", "REJECT")
+
+
+def test_positive_only_artefacts_are_caught_against_the_survey(images, tmp_path):
+    # a positive stripe leaves the negative image clean: the sign says 100 %; the survey,
+    # complete far below the stripe's peaks, lists none of them
+    meta = _validate(images, "stripe", tmp_path)
+    m = meta["metrics"]
+    truth = _truth_reliability(images, meta, 5.0)
+    assert truth < 0.8
+    assert m["sign_reliability"]["estimate"]["5sigma"] == 1.0
+    surv = m["reliability"]["survey"]
+    assert surv["n_unlisted"] >= 10
+    assert m["reliability_estimate"] == surv["value"]
+    assert m["reliability_estimate"] == pytest.approx(truth, abs=0.1)
+    assert meta["verdict"] in ("WARN", "REJECT")
+    r = next(r for r in meta["reasons"] if r["metric"] == "survey_reliability")
+    assert r["level"] in ("WARN", "REJECT") and "not" in r["message"]
+    # and the clean image's survey check passes: every listable detection is listed
+    clean = _validate(images, "clean", tmp_path / "c")["metrics"]
+    assert clean["reliability"]["survey"]["n_unlisted"] == 0
 
 
 def test_artefact_metrics_on_a_clean_field():
