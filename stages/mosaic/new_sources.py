@@ -1,5 +1,5 @@
-"""New sources: mosaic detections with no survey counterpart and no earlier detection
-(pure functions on arrays)."""
+"""New sources: mosaic detections with no survey counterpart and no earlier detection, and
+seen by more than one of the mosaic's groups (pure functions on arrays)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,32 @@ def source_names(ra_deg: np.ndarray, dec_deg: np.ndarray, prefix: str = "DSA") -
     dec = c.dec.to_string(sep="", precision=0, alwayssign=True, pad=True)
     return [f"{prefix} J{r}{d}" for r, d in zip(np.atleast_1d(ra), np.atleast_1d(dec),
                                                strict=True)]
+
+
+def snr_without_best_group(values: np.ndarray, pb: np.ndarray, sigma: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """Each detection's S/N from its groups combined as the mosaic combines them (weights
+    PB^2 / sigma^2), and the same without the group that contributes most.
+
+    ``values`` (n, g): each group image's apparent value at the detection's pixel, ``pb``
+    (n, g) its primary beam there (NaN or 0 where the group does not cover it), ``sigma``
+    (g,) each group's noise. A source is in every group that covers it, so the S/N
+    without the best group stays high; an artefact of one group (a sidelobe stripe of a
+    source outside that group's image, a CLEAN residual) drops to noise. An unseen field
+    (dec +48.7, 3C380, seed 157) listed 10 false new sources of 7-11 sigma, all at most
+    4.8 sigma without their best group; its 4 real unsurveyed ones kept 24-575 sigma.
+    """
+    v = np.nan_to_num(np.asarray(values, np.float64))
+    b = np.nan_to_num(np.asarray(pb, np.float64))
+    w = 1.0 / np.asarray(sigma, np.float64) ** 2
+    num = v * b * w[None]  # each group's term of the optimal (PB-weighted) flux sum
+    den = b ** 2 * w[None]
+    n_all, d_all = num.sum(axis=1), den.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = np.where(d_all > 0, n_all / np.sqrt(d_all), 0.0)
+        best = np.argmax(num, axis=1) if num.size else np.zeros(0, int)
+        rows = np.arange(num.shape[0])
+        n_loo = n_all - num[rows, best] if num.size else n_all
+        d_loo = d_all - den[rows, best] if num.size else d_all
+        loo = np.where(d_loo > 0, n_loo / np.sqrt(np.maximum(d_loo, 1e-300)), 0.0)
+    return snr, loo

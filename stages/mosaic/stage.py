@@ -40,12 +40,14 @@ from dsa110_pipeline.window import WindowStage
 
 from .combine import accumulate, apparent, finish
 from .grid import footprint_box, mosaic_header
-from .new_sources import source_names, unmatched
+from .new_sources import snr_without_best_group, source_names, unmatched
 from .resample import pixel_map, resample
 
 NEW_SOURCES = "new_sources.csv"
+#: new-source candidates the window's groups do not confirm (``new_source_confirm_snr``)
+UNCONFIRMED = "unconfirmed.csv"
 NEW_SOURCE_COLUMNS = ("name", "ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "snr",
-                      "window", "mosaic")
+                      "window", "mosaic", "snr_without_best_group")
 
 
 class MosaicConfig(StageConfig):
@@ -65,6 +67,11 @@ class MosaicConfig(StageConfig):
     #: A detection this far above the mosaic's noise with no reference counterpart (within
     #: the validation's match radius) and no earlier new source is a new source.
     new_source_snr: float = Field(7.0, gt=0)
+    #: ... and is still at least this far above the noise from the window's groups without
+    #: the one that contributes most (``new_sources.snr_without_best_group``): an artefact
+    #: of one group is no new source. Those that are not are written to
+    #: ``<mosaic>-unconfirmed.csv`` (a transient of a single group among them).
+    new_source_confirm_snr: float = Field(5.0, ge=0)
     #: Earlier new sources (a glob; relative paths are under the run's output directory).
     new_sources_glob: str = f"mosaics/*-{NEW_SOURCES}"
     output_dir: str | None = None
@@ -207,22 +214,28 @@ class MosaicStage(WindowStage):
         refs = [ProductRef.for_path("html", got["report"], role="validation",
                                     verdict=got["verdict"], metrics=m)]
         if ref_path and got.get("match_radius_deg"):
-            new = self._new_sources(ctx, cfg, got["sources"], got["match_radius_deg"],
-                                    window_id, image_path)
-            path = out_dir / f"{stem}-{NEW_SOURCES}"
-            with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(NEW_SOURCE_COLUMNS)
-                w.writerows(new)
+            new, unconfirmed = self._new_sources(ctx, cfg, got["sources"],
+                                                 got["match_radius_deg"], window_id,
+                                                 image_path, groups)
+            for rows, name, role in ((new, NEW_SOURCES, "new_sources"),
+                                     (unconfirmed, UNCONFIRMED, "unconfirmed_sources")):
+                path = out_dir / f"{stem}-{name}"
+                with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+                    w = csv.writer(fh)
+                    w.writerow(NEW_SOURCE_COLUMNS)
+                    w.writerows(rows)
+                refs.append(ProductRef.for_path("csv", path, role=role, n=len(rows)))
             metrics["n_new_sources"] = len(new)
-            refs.append(ProductRef.for_path("csv", path, role="new_sources", n=len(new)))
+            metrics["n_unconfirmed_sources"] = len(unconfirmed)
         return refs
 
     def _new_sources(self, ctx: PipelineContext, cfg: MosaicConfig,
                      src: dict[str, np.ndarray], radius_deg: float, window_id: str,
-                     image_path: Path) -> list[list[Any]]:
+                     image_path: Path, groups: list[_Group]
+                     ) -> tuple[list[list[Any]], list[list[Any]]]:
         """Rows of the detections at ``new_source_snr`` or more that matched no reference
-        source and lie near no earlier new source."""
+        source and lie near no earlier new source: those the window's groups confirm
+        without their best one (``new_source_confirm_snr``), and the others."""
         cand = np.flatnonzero((np.asarray(src["snr"]) >= cfg.new_source_snr)
                               & ~np.asarray(src["matched"], bool))
         ra, dec = np.asarray(src["ra_deg"])[cand], np.asarray(src["dec_deg"])[cand]
@@ -231,11 +244,15 @@ class MosaicStage(WindowStage):
                            ).reshape(-1, 2)
         keep = unmatched(ra, dec, earlier[:, 0], earlier[:, 1], radius_deg)
         cand, ra, dec = cand[keep], ra[keep], dec[keep]
+        values, pb = _group_values(groups, ra, dec, cfg.pb_cut)
+        _, loo = snr_without_best_group(values, pb, np.array([g.sigma for g in groups]))
         names = source_names(ra, dec) if cand.size else []
         flux, err, snr = (np.asarray(src[k])[cand] for k in ("flux_jy", "flux_err_jy", "snr"))
-        return [[n, f"{ra[i]:.6f}", f"{dec[i]:.6f}", f"{flux[i]:.6g}", f"{err[i]:.3g}",
-                 f"{snr[i]:.1f}", window_id, str(image_path)]
+        rows = [[n, f"{ra[i]:.6f}", f"{dec[i]:.6f}", f"{flux[i]:.6g}", f"{err[i]:.3g}",
+                 f"{snr[i]:.1f}", window_id, str(image_path), f"{loo[i]:.1f}"]
                 for i, n in enumerate(names)]
+        ok = loo >= cfg.new_source_confirm_snr
+        return [r for r, k in zip(rows, ok) if k], [r for r, k in zip(rows, ok) if not k]
 
     def _glob(self, ctx: PipelineContext, cfg: MosaicConfig) -> str:
         return str(self.output_root(ctx) / cfg.new_sources_glob)  # absolute stays absolute
@@ -254,6 +271,26 @@ class _Group:
         self.header, self.sigma, self.verdict, self.reference = header, sigma, verdict, reference
         self.wcs = celestial_wcs(header)
         self.shape = image.shape
+
+
+def _group_values(groups: list[_Group], ra: np.ndarray, dec: np.ndarray, pb_cut: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, g) each group image's value and primary beam at the positions' nearest pixels
+    (NaN where the group does not cover a position above ``pb_cut``)."""
+    values = np.full((ra.size, len(groups)), np.nan)
+    pb = np.full((ra.size, len(groups)), np.nan)
+    for j, g in enumerate(groups):
+        if not ra.size:
+            break
+        x, y = (np.round(np.asarray(c, float)) for c in g.wcs.world_to_pixel_values(ra, dec))
+        ok = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x < g.shape[1]) & (y >= 0) \
+            & (y < g.shape[0])
+        xi, yi = x[ok].astype(int), y[ok].astype(int)
+        b = g.pb[yi, xi]
+        good = np.flatnonzero(ok)[b >= pb_cut]
+        values[good, j] = g.image[yi[b >= pb_cut], xi[b >= pb_cut]]
+        pb[good, j] = b[b >= pb_cut]
+    return values, pb
 
 
 def _earlier_new_sources(pattern: str, mine: Path) -> list[dict[str, str]]:

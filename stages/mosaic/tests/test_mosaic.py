@@ -4,6 +4,7 @@ against the inverse-variance expectation, REJECTed groups left out."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from dsa110_pipeline.cache import ResultCache
 from dsa110_pipeline.context import PipelineContext, ProductRef
@@ -40,7 +41,7 @@ def _beam_noise(rng, sigma):
     return sigma * n / n.std()
 
 
-def _group_images(ra0, sigma, seed, out):
+def _group_images(ra0, sigma, seed, out, extra=()):
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -57,6 +58,10 @@ def _group_images(ra0, sigma, seed, out):
         r2 = ((xx - x) ** 2 + (yy - y) ** 2) * CELL ** 2
         sd2 = ((sra - ra0) * np.cos(np.radians(DEC))) ** 2 + (sdec - DEC) ** 2
         img += flux * np.exp(-sd2 / (2 * PB_SIGMA ** 2)) * np.exp(-4 * np.log(2) * r2 / BEAM ** 2)
+    for sra, sdec, app in extra:  # in this group's image only (an artefact of it)
+        x, y = w.world_to_pixel_values(sra, sdec)
+        img += app * np.exp(-4 * np.log(2) * ((xx - x) ** 2 + (yy - y) ** 2) * CELL ** 2
+                            / BEAM ** 2)
     refs = []
     for role, data in (("image", img), ("pb", pb), ("residual", residual)):
         path = out / f"g{ra0:.1f}-{role}.fits"
@@ -65,9 +70,10 @@ def _group_images(ra0, sigma, seed, out):
     return refs
 
 
-def _run(tmp_path, earlier: list[tuple[float, float]] = ()):
+def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None):
     """The mosaic of five groups (the last REJECTed). The reference catalog lacks the
-    0.3 Jy source: a new source, unless ``earlier`` (ra, dec) mosaics found it."""
+    0.3 Jy source: a new source, unless ``earlier`` (ra, dec) mosaics found it.
+    ``artefact`` (group index, ra, dec, apparent Jy): a blob in that group's image only."""
     out = tmp_path / "out"
     out.mkdir()
     ref = tmp_path / "reference.csv"
@@ -83,7 +89,8 @@ def _run(tmp_path, earlier: list[tuple[float, float]] = ()):
 
     def images(ctx):
         k = ctx.metadata["index"]
-        return ctx.with_output("images", _group_images(centres[k], sigmas[k], k, out))
+        extra = [artefact[1:]] if artefact is not None and artefact[0] == k else []
+        return ctx.with_output("images", _group_images(centres[k], sigmas[k], k, out, extra))
 
     def validation(ctx):
         k = ctx.metadata["index"]
@@ -156,6 +163,40 @@ def test_the_mosaic_is_validated_and_its_new_source_found(tmp_path):
         abs(float(new[0]["dec_deg"]) - dec) < 0.1 * BEAM
     assert abs(float(new[0]["flux_jy"]) - flux) < 0.05 * flux
     assert new[0]["name"].startswith("DSA J1001")
+
+
+def test_an_artefact_of_one_group_is_not_a_new_source(tmp_path):
+    import csv
+
+    # 0.25 Jy (21 sigma in that group) where three groups overlap, in one of them only
+    refs, _ = _run(tmp_path, artefact=(1, 149.9, 29.8, 0.25))
+    roles = {r.meta["role"]: r for r in refs}
+    with open(roles["new_sources"].path) as fh:
+        new = list(csv.DictReader(fh))
+    with open(roles["unconfirmed_sources"].path) as fh:
+        unconfirmed = list(csv.DictReader(fh))
+    # the real one, in every group that covers it, stays new
+    assert len(new) == 1 and abs(float(new[0]["ra_deg"]) - SKY[3][0]) < 0.1 * BEAM
+    assert float(new[0]["snr_without_best_group"]) > 10
+    assert len(unconfirmed) == 1, unconfirmed
+    u = unconfirmed[0]
+    assert abs(float(u["ra_deg"]) - 149.9) < 0.2 * BEAM and float(u["snr"]) >= 7
+    assert float(u["snr_without_best_group"]) < 3
+
+
+def test_snr_without_best_group():
+    from stages.mosaic.new_sources import snr_without_best_group
+
+    sigma = np.array([1.0, 1.0, 2.0, 1.0])
+    # a 10-unit source seen by groups 0-2 at pb 1, 0.5, 1 (group 3 does not cover it); and
+    # an 8-sigma blob in group 0 alone
+    values = np.array([[10.0, 5.0, 10.0, np.nan], [8.0, 0.0, 0.0, np.nan]])
+    pb = np.array([[1.0, 0.5, 1.0, np.nan], [1.0, 0.5, 1.0, np.nan]])
+    snr, loo = snr_without_best_group(values, pb, sigma)
+    w = np.array([1.0, 0.25, 0.25])  # pb^2 / sigma^2
+    assert snr[0] == pytest.approx(10 * w.sum() / np.sqrt(w.sum()))
+    assert loo[0] == pytest.approx(10 * w[1:].sum() / np.sqrt(w[1:].sum()))
+    assert snr[1] == pytest.approx(8 / np.sqrt(w.sum())) and loo[1] == 0.0
 
 
 def test_a_source_an_earlier_mosaic_found_is_not_new_again(tmp_path):
