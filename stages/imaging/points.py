@@ -70,14 +70,15 @@ def point_sources(model: np.ndarray, floor: float, beam_px: float,
     h = max(1, int(np.ceil(beam_px)))
     r_near = int(np.ceil(radius_px))
     # a point's flux sits within radius_px of its peak, at most (2 r + 1)^2 components
-    top = ndimage.maximum_filter(model, size=2 * h + 1, mode="constant")
-    cy, cx = np.nonzero((model == top) & (model >= floor / (2 * r_near + 1) ** 2))
+    cy, cx = np.nonzero(model >= floor / (2 * r_near + 1) ** 2)
     order = np.argsort(-model[cy, cx], kind="stable")
     yy, xx = np.mgrid[-h:h + 1, -h:h + 1]
     dist = np.hypot(yy, xx)
     ys, xs, fs = [], [], []
     for y0, x0 in zip(cy[order], cx[order]):
         r0, r1, c0, c1 = max(0, y0 - h), min(ny, y0 + h + 1), max(0, x0 - h), min(nx, x0 + h + 1)
+        if model[y0, x0] < model[r0:r1, c0:c1].max():
+            continue  # not the largest within the window: not a peak
         d = dist[r0 - y0 + h:r1 - y0 + h, c0 - x0 + h:c1 - x0 + h]
         free = np.where(replaced[r0:r1, c0:c1] == 0, model[r0:r1, c0:c1], 0.0)
         near = (d <= radius_px) & (free != 0)
