@@ -285,11 +285,10 @@ def _group_values(groups: list[_Group], ra: np.ndarray, dec: np.ndarray, pb_cut:
         x, y = (np.round(np.asarray(c, float)) for c in g.wcs.world_to_pixel_values(ra, dec))
         ok = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x < g.shape[1]) & (y >= 0) \
             & (y < g.shape[0])
-        xi, yi = x[ok].astype(int), y[ok].astype(int)
-        b = g.pb[yi, xi]
-        good = np.flatnonzero(ok)[b >= pb_cut]
-        values[good, j] = g.image[yi[b >= pb_cut], xi[b >= pb_cut]]
-        pb[good, j] = b[b >= pb_cut]
+        idx, xi, yi = np.flatnonzero(ok), x[ok].astype(int), y[ok].astype(int)
+        keep = g.pb[yi, xi] >= pb_cut
+        idx, xi, yi = idx[keep], xi[keep], yi[keep]
+        values[idx, j], pb[idx, j] = g.image[yi, xi], g.pb[yi, xi]
     return values, pb
 
 

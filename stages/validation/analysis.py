@@ -191,6 +191,7 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
     art = artefact_metrics(data, valid, pos, data[pos.y.astype(int), pos.x.astype(int)],
                            bmaj_px)
     rel5 = sign.estimate(DETECTION_SNR)
+    known = [v for v in (rel5, survey_rel) if v is not None]
 
     verdict = decide(flux_ratio=fs.median, n_flux=fs.n,
                      astrometric_rms_arcsec=ast.rms * ARCSEC if ast.n else None,
@@ -229,12 +230,11 @@ def analyse(image: SkyImage, pb: np.ndarray | None, found: FinderResult,
                         "above_5sigma": _f(rel_all), "n_above_5sigma": n_rel_all,
                         "reference_flux_floor_jy": _f(flux_floor),
                         "by_flux_jy": _curve(rel_flux),
-                        "survey": {"value": _f(survey_rel) if survey_rel is not None
-                                   else None, "n": n_listable, "n_unlisted": n_unlisted,
+                        "survey": {"value": _f(survey_rel), "n": n_listable,
+                                   "n_unlisted": n_unlisted,
                                    "complete_jy": cfg.reference_complete_jy}},
         #: the stage's reliability estimate at 5σ: the lower of the sign's and the survey's
-        "reliability_estimate": _f(min(v for v in (rel5, survey_rel) if v is not None))
-        if (rel5, survey_rel) != (None, None) else None,
+        "reliability_estimate": _f(min(known)) if known else None,
         "noise": {"image_rms_jy": _f(ns.rms), "median_jy": _f(ns.median),
                   "theoretical_rms_jy": _f(theoretical_rms) if theoretical_rms else None,
                   "ratio": _f(ratio) if ratio is not None else None,

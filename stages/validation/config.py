@@ -30,8 +30,9 @@ class Thresholds(StageConfig):
     noise_reject: float = Field(2.0, gt=0)
     #: Fewest matched sources a flux-scale or astrometry verdict may rest on.
     min_matches: int = Field(3, ge=1)
-    #: Reliability estimated from the image's sign (1 - negative / positive peaks at 5σ)
-    #: below which the verdict is WARN / REJECT: an image whose catalog would be this
+    #: Reliability estimated from the image's sign (1 - negative / positive peaks at 5σ),
+    #: and against the survey (``reference_complete_jy``), below which the verdict is
+    #: WARN / REJECT: an image whose catalog would be this
     #: full of sidelobes and calibration errors is not science-ready. REJECT also needs the
     #: counts' 1σ-optimistic reliability below the limit (see ``verdict.decide``).
     reliability_warn: float = Field(0.90, ge=0, le=1)
