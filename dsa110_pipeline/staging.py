@@ -89,7 +89,11 @@ def _write_marker(directory: Path) -> None:
     pid = os.getpid()
     marker = {"host": socket.gethostname(), "pid": pid, "started": process_start(pid),
               "created": time.time()}
-    (directory / MARKER_NAME).write_text(json.dumps(marker))
+    # whole or not at all: a sweep by another process reads it at any moment, and a
+    # half-written marker must not make a live directory look abandoned
+    tmp = directory / f"{MARKER_NAME}.{pid}.tmp"
+    tmp.write_text(json.dumps(marker))
+    os.replace(tmp, directory / MARKER_NAME)
 
 
 def _owner(directory: Path) -> tuple[str, int, float | None]:
@@ -102,14 +106,13 @@ def _owner(directory: Path) -> tuple[str, int, float | None]:
 def _is_stale(directory: Path) -> bool:
     try:
         return not _owner_alive(*_owner(directory))
-    except FileNotFoundError:
-        # a directory whose marker was never written: stale once older than a minute
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        # no marker, or one that does not read (its writer was killed writing it): stale
+        # once older than a minute, so a directory just made is never taken from its owner
         try:
             return time.time() - directory.stat().st_mtime > 60.0
         except FileNotFoundError:
             return False
-    except (ValueError, KeyError, TypeError):
-        return True
 
 
 def abandoned(path: str | Path) -> bool:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,28 @@ def test_stale_dirs_of_dead_process_cleaned_live_kept(tmp_path: Path) -> None:
     assert set(removed) == {dead, reused}
     assert live.path.exists() and other.exists()
     live.release()
+
+
+def test_a_marker_read_half_written_leaves_a_young_directory_alone(tmp_path: Path) -> None:
+    """Another process sweeping while a lease writes its marker reads an empty or partial
+    file: a directory under a minute old is its owner's still (a sweep of a concurrent
+    worker removed a live conversion's staging directory this way); an old one with an
+    unreadable marker is stale. Markers are written whole (temp file, rename)."""
+    root = tmp_path / "shm"
+    root.mkdir()
+    young = root / f"{STAGING_PREFIX}young"
+    young.mkdir()
+    (young / MARKER_NAME).write_text('{"host": "')
+    old = root / f"{STAGING_PREFIX}old"
+    old.mkdir()
+    (old / MARKER_NAME).write_text("")
+    past = time.time() - 120
+    os.utime(old, (past, past))
+    assert cleanup_stale(root) == [old]
+    assert young.exists()
+    lease = lease_scratch(10, root=root, fallback_dir=tmp_path / "o", clean_stale=False)
+    assert [p.name for p in lease.path.iterdir()] == [MARKER_NAME]  # no temp file left
+    lease.release()
 
 
 def test_next_lease_cleans_stale_from_killed_run(tmp_path: Path) -> None:
