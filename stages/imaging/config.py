@@ -103,6 +103,14 @@ class ImagingConfig(StageConfig):
     #: the residual (``points.refine_positions``): the Högbom centroid is good to ~2e-3
     #: pixel, which at a 20 Jy calibrator leaves ±15 sigma false peaks beside it. 0: off.
     point_refine_snr: float = Field(100.0, ge=0)
+    #: Pixels CLEANed beyond every side of the image and cropped from the products: a source
+    #: just outside the image that the catalog lacks (a transient, a survey's missing entry)
+    #: is deconvolved there instead of leaving its sidelobes across the image. 0: off.
+    #: Measured on two unseen demo-scale groups with such a source 121 and 23 px east of the
+    #: image: 5-sigma reliability 0.904 -> 0.992 and 0.838 -> 0.989 (truth), rms/thermal
+    #: 1.045 -> 1.010 and 1.029 -> 1.006, for 13-20 % more imaging time; 256 px bought
+    #: nothing more (imaging README, session 23).
+    guard_px: int = Field(128, ge=0)
     memory_limit_gb: float = Field(16.0, gt=0)
     #: "auto": hold the visibilities in memory when they fit in the memory limit.
     in_memory: Literal["auto", "always", "never"] = "auto"

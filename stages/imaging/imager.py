@@ -145,6 +145,19 @@ class ImagingParams:
     #: point sources brighter than this many times the thermal noise get their position
     #: refined from each exact residual (``points.refine_positions``); 0: off
     point_refine_snr: float = 100.0
+    #: pixels added on every side of the field CLEAN works on, cropped from the products: a
+    #: source just outside the image that the catalog lacks is deconvolved there instead of
+    #: leaving its sidelobes across the image (0: off)
+    guard_px: int = 0
+    #: (npix_x, npix_y) of the uv grid the uniform/Briggs weights are counted on (None: the
+    #: image's); a guard band keeps the weights of the image without it
+    weight_npix: tuple[int, int] | None = None
+
+    @property
+    def weight_grid(self) -> dict[str, int]:
+        """``npix_x``/``npix_y`` of the imaging-weight grid."""
+        nx, ny = self.weight_npix or (self.npix_x, self.npix_y)
+        return {"npix_x": nx, "npix_y": ny}
 
 
 @dataclass
@@ -170,7 +183,7 @@ def _weighted(chunks: Iterable[VisChunk], p: ImagingParams,
               density: np.ndarray | None) -> Iterable[tuple[VisChunk, np.ndarray]]:
     for ch in chunks:
         w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, scheme=p.weighting,
-                            npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell, density=density,
+                            **p.weight_grid, cell=p.cell, density=density,
                             robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
                             taper_fwhm=p.taper_fwhm)
         yield ch, w
@@ -264,8 +277,8 @@ def _weigh_in_place(ch: VisChunk, p: ImagingParams, density: np.ndarray | None,
         sl = slice(r0, r0 + rows)
         data_w = wgt[sl].copy()
         apply_weighting(ch.uvw[sl], ch.freq, wgt[sl], None if ch.mask is None else ch.mask[sl],
-                        scheme=p.weighting, npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell,
-                        density=density, robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
+                        scheme=p.weighting, **p.weight_grid, cell=p.cell, density=density,
+                        robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
                         taper_fwhm=p.taper_fwhm, inplace=True)
         stats.add(ch.freq, data_w, wgt[sl], None if ch.time is None else ch.time[sl])
     return wgt
@@ -361,6 +374,30 @@ def _refine_outliers(chunks: Iterable[tuple[VisChunk, np.ndarray]], drift: Drift
 
 def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 consume: bool = False) -> ImagingResult:
+    """All image products of the visibilities in ``source``; with ``p.guard_px`` made over
+    a field that much wider on every side (the weights of the image without it) and cropped.
+    See :func:`_make_images`."""
+    g = p.guard_px
+    if g <= 0:
+        return _make_images(source, p, consume=consume)
+    wide = replace(p, npix_x=p.npix_x + 2 * g, npix_y=p.npix_y + 2 * g, guard_px=0,
+                   weight_npix=(p.npix_x, p.npix_y))
+    return crop_result(_make_images(source, wide, consume=consume), g)
+
+
+def crop_result(r: ImagingResult, g: int) -> ImagingResult:
+    """``r`` without ``g`` pixels on every side (every image plane, CLEAN's too)."""
+    def cut(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else np.ascontiguousarray(a[..., g:a.shape[-2] - g,
+                                                                g:a.shape[-1] - g])
+    return replace(r, image=cut(r.image), residual=cut(r.residual), model=cut(r.model),
+                   psf=cut(r.psf), pb=cut(r.pb), pbcor=cut(r.pbcor),
+                   clean=replace(r.clean, model=cut(r.clean.model),
+                                 residual=cut(r.clean.residual)))
+
+
+def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
+                 consume: bool = False) -> ImagingResult:
     """All image products of the visibilities in ``source`` (re-iterated once per pass).
 
     A list held in memory gets its imaging weights once; with ``consume=True`` they are
@@ -379,12 +416,12 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     nchans: list[int] = []
     sampling: list[tuple[float, float]] = []  # per chunk: longest baseline, channel step
     if p.weighting != "natural":
-        density = np.zeros((p.npix_y, p.npix_x))
+        density = np.zeros((p.weight_grid["npix_y"], p.weight_grid["npix_x"]))
         for ch in source:
             nchans.append(len(ch.freq))
             sampling.append(_sampling(ch))
-            grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, npix_x=p.npix_x,
-                                npix_y=p.npix_y, cell=p.cell, uv_min=p.uv_min,
+            grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, **p.weight_grid,
+                                cell=p.cell, uv_min=p.uv_min,
                                 uv_max=p.uv_max, out=density)
     stats = _Stats()
     in_memory = isinstance(source, list | tuple)
@@ -398,9 +435,9 @@ def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 source[i] = ch
             else:
                 w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, scheme=p.weighting,
-                                    npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell,
-                                    density=density, robust=p.robust, uv_min=p.uv_min,
-                                    uv_max=p.uv_max, taper_fwhm=p.taper_fwhm)
+                                    **p.weight_grid, cell=p.cell, density=density,
+                                    robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
+                                    taper_fwhm=p.taper_fwhm)
                 stats.add(ch.freq, _data_weight(ch), w, ch.time)
             cached.append((ch, w))
 

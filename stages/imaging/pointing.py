@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsa110_pipeline.iers import offline_astropy
 from dsa110_pipeline.projection import radec_to_lmn
 
 
@@ -26,9 +27,8 @@ def beam_centre_track(times_s: np.ndarray, ra: float, dec: float,
     import astropy.units as u
     from astropy.coordinates import ICRS, EarthLocation, HADec, SkyCoord
     from astropy.time import Time
-    from astropy.utils import iers
 
-    iers.conf.auto_download = False
+    offline_astropy()  # no downloads, and no refusal of dates past the table's predictions
     times_s = np.asarray(times_s, np.float64)
     loc = EarthLocation.from_geocentric(*np.asarray(location_itrf_m, np.float64), unit=u.m)
     t_mid = Time(0.5 * (times_s.min() + times_s.max()) / 86400.0, format="mjd", scale="utc")

@@ -105,18 +105,20 @@ class ImagingStage(PipelineStage):
                               f"{nyquist / _ARCSEC:.3g} arcsec (set uv_max_lambda to cut "
                               "long baselines)", stage=self.name, files=[info.path])
         npix = cfg.npix or int(np.ceil(np.radians(cfg.fov_deg) / cell / 32.0) * 32)
-        if npix * cell / 2 >= 0.9:
-            raise ConfigError(f"the image ({npix} x {cell / _ARCSEC:.3g} arcsec) reaches beyond "
-                              "the horizon of the phase centre", stage=self.name)
+        wide = npix + 2 * cfg.guard_px  # the field CLEAN works on
+        if wide * cell / 2 >= 0.9:
+            raise ConfigError(f"the image ({wide} x {cell / _ARCSEC:.3g} arcsec with its guard "
+                              "band) reaches beyond the horizon of the phase centre",
+                              stage=self.name)
         beam_est = 1.0 / uv_max_l
         if npix * cell < 4 * beam_est:
             raise ConfigError(f"the image ({npix} x {cell / _ARCSEC:.3g} arcsec) is smaller "
                               f"than 4 synthesized beams (~{beam_est / _ARCSEC:.3g} arcsec): "
                               "the cell or npix is nonsense", stage=self.name)
         limit = int(cfg.memory_limit_gb * 2**30)
-        image_bytes = _BYTES_PER_PIXEL * npix * npix
+        image_bytes = _BYTES_PER_PIXEL * wide * wide
         if image_bytes > limit:
-            raise ConfigError(f"a {npix}x{npix} image needs about {image_bytes / 2**30:.1f} GiB, "
+            raise ConfigError(f"a {wide}x{wide} image needs about {image_bytes / 2**30:.1f} GiB, "
                               f"more than the memory limit {cfg.memory_limit_gb:g} GiB",
                               stage=self.name)
         vis_bytes = _BYTES_PER_VIS * info.nvis + 24 * info.nrow
@@ -198,7 +200,7 @@ class ImagingStage(PipelineStage):
                              outlier_fit_max=cfg.outlier_fit_max,
                              spectral_fit_snr=cfg.spectral_fit_snr,
                              point_snr=cfg.point_snr,
-                             point_refine_snr=cfg.point_refine_snr,
+                             point_refine_snr=cfg.point_refine_snr, guard_px=cfg.guard_px,
                              clean=clean, psf_oversize=cfg.psf_oversize,
                              psf_wgridding=cfg.psf_wgridding, approx_stride=cfg.approx_stride,
                              approx_epsilon=cfg.approx_epsilon,

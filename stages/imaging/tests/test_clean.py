@@ -467,3 +467,42 @@ def test_image_domain_cycles_that_gain_less_than_an_exact_cycle_are_undone():
     assert res.history[-1]["exact"]
     np.testing.assert_allclose(res.residual, compute_residual(res.model), atol=1e-5)
     assert np.abs(res.residual).max() < 0.1 * exact[k]["peak"]
+
+
+def test_a_guard_band_deconvolves_a_source_just_outside_the_image():
+    """A 2 Jy source 20 pixels beyond the image's east edge, in no catalog: without a guard
+    band CLEAN cannot model it and its sidelobes cross the image as false peaks; with one it
+    is CLEANed there and cropped. The products keep the image's size, and the weights (so
+    the PSF and the noise expectation) are those of the image without the band."""
+    rng = np.random.default_rng(3)
+    uvw = uvw_tracks(t_layout(seed=5), np.radians(37.5), np.linspace(-0.012, 0.012, 8))
+    freq = np.linspace(1.32e9, 1.49e9, 6)
+    inside = [(128, 128, 0.5), (60, 190, 0.2)]
+    outside = (140, -20, 2.0)  # row, col: left of column 0 is east
+    lm = [(f, *pixel_to_lm(r, c, NPIX, CELL)) for r, c, f in [*inside, outside]]
+    sigma = 0.05
+    vis = point_source_vis(uvw, freq, lm, np.complex64)
+    vis += rng.normal(0, sigma, vis.shape) + 1j * rng.normal(0, sigma, vis.shape)
+    weight = np.full(vis.shape, 1 / sigma**2, np.float32)
+    chunk = VisChunk(uvw, freq, vis, weight, None)
+    runs = {}
+    for guard in (0, 40):
+        p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting="briggs",
+                          epsilon=2e-5, guard_px=guard,
+                          clean=plain_clean(niter=3000, auto_threshold=2.0, auto_mask=4.0))
+        runs[guard] = make_images([chunk], p)
+    bare, guarded = runs[0], runs[40]
+    for r in (bare, guarded):
+        assert r.image.shape == r.residual.shape == r.model.shape == r.psf.shape \
+            == r.pb.shape == (NPIX, NPIX)
+    assert guarded.expected_rms == pytest.approx(bare.expected_rms, rel=1e-6)
+    assert np.abs(guarded.psf - bare.psf).max() < 1e-3
+    sig = bare.expected_rms
+    # without the band: the outside source's sidelobes are false peaks in the image
+    assert np.abs(bare.residual).max() > 8 * sig
+    assert robust_rms(bare.residual) > 5 * sig
+    # with it: a residual of noise, and the sources inside as fluxes as before
+    assert np.abs(guarded.residual).max() < 5.5 * sig
+    assert robust_rms(guarded.residual) < 1.15 * sig
+    for r, c, f in inside:
+        assert guarded.image[r - 2:r + 3, c - 2:c + 3].max() == pytest.approx(f, rel=0.03)

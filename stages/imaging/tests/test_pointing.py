@@ -68,3 +68,20 @@ def test_a_group_phased_off_the_meridian_keeps_its_hour_angle():
     assert np.hypot(*mid) < math.radians(1 / 3600)
     rate = (track[-1, 0] - track[0, 0]) / (times[-1] - times[0])
     assert abs(rate / (SIDEREAL_RATE * math.cos(dec0)) - 1) < 0.01
+
+
+def test_a_date_past_the_earth_orientation_predictions_needs_no_download():
+    """Imaging on its own (a fresh process that never ran conversion or the simulator) on a
+    night years past the bundled IERS table: offline, astropy refuses predictions over 30
+    days old unless told otherwise; the track is computed, not a ValueError."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from stages.imaging.pointing import beam_centre_track\n"
+            "t = 62000.0 * 86400.0 + np.arange(3) * 12.9\n"  # MJD 62000: 2028
+            "tr = beam_centre_track(t, 1.0, 0.8, np.array([-2409e3, -4478e3, 3838e3]))\n"
+            "assert np.all(np.isfinite(tr)) and tr.shape == (3, 2), tr\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
