@@ -42,6 +42,20 @@ def mad_of(buf, k):  # pragma: no cover
     return np.median(buf[:k])
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _window_exceeds(s, cnt, ex, j, i, si, ci, chi, positive_only):  # pragma: no cover
+    """Keeps the sums ``si``/``ci`` of the window of line ``i`` ending at sample ``j`` in
+    ``s``/``cnt``; ``ex[j, i]`` and the result are 1 where the window's mean exceeds
+    ``chi`` (its absolute value unless ``positive_only``), else 0. Inlined into
+    :func:`st_lines`' loops (numba IR), so it costs nothing there."""
+    s[i] = si
+    cnt[i] = ci
+    v = si if positive_only else abs(si)
+    e = np.float32(1.0) if v > chi * ci else np.float32(0.0)
+    ex[j, i] = e
+    return e
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def st_lines(x, f, windows, chis, positive_only, g, gx, s, cnt, hc, ex, rowex
              ):  # pragma: no cover
@@ -76,27 +90,15 @@ def st_lines(x, f, windows, chis, positive_only, g, gx, s, cnt, hc, ex, rowex
                 rowex[j] = False
                 continue
             rx = np.float32(0.0)
-            if j >= w:
+            if j >= w:  # the window slides: the sample M back leaves it
                 jo = j - w
                 for i in range(m):
-                    si = s[i] + (gx[j, i] - gx[jo, i])
-                    ci = cnt[i] + (g[j, i] - g[jo, i])
-                    s[i] = si
-                    cnt[i] = ci
-                    v = si if positive_only else abs(si)
-                    e = np.float32(1.0) if v > chi * ci else np.float32(0.0)
-                    ex[j, i] = e
-                    rx += e
-            else:
+                    rx += _window_exceeds(s, cnt, ex, j, i, s[i] + (gx[j, i] - gx[jo, i]),
+                                          cnt[i] + (g[j, i] - g[jo, i]), chi, positive_only)
+            else:  # the first full window
                 for i in range(m):
-                    si = s[i] + gx[j, i]
-                    ci = cnt[i] + g[j, i]
-                    s[i] = si
-                    cnt[i] = ci
-                    v = si if positive_only else abs(si)
-                    e = np.float32(1.0) if v > chi * ci else np.float32(0.0)
-                    ex[j, i] = e
-                    rx += e
+                    rx += _window_exceeds(s, cnt, ex, j, i, s[i] + gx[j, i], cnt[i] + g[j, i],
+                                          chi, positive_only)
             rowex[j] = rx > 0
             anyex = anyex or rx > 0
         if not anyex:
