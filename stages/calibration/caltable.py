@@ -20,7 +20,7 @@ import numpy as np
 from dsa110_pipeline.atomic import atomic_path
 from dsa110_pipeline.errors import InputError
 
-from .solve import GainSolution
+from .gain_solution import GainSolution
 
 VISCAL = {"B": "B Jones", "G": "G Jones"}
 _KIND = {v: k for k, v in VISCAL.items()}

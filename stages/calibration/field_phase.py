@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .apply import interpolate_gains
-from .solve import GainSolution, solve_gains
+from .gain_solution import GainSolution
+from .solve import solve_gains
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .solve import GainSolution
+from .gain_solution import GainSolution
 
 
 class QAThresholds(BaseModel):

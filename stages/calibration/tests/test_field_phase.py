@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stages.calibration.field_phase import FieldPhaseParams, drift_phases, refine_phases
-from stages.calibration.solve import GainSolution
+from stages.calibration.gain_solution import GainSolution
 
 
 def _solution(kind: str, gains: np.ndarray, times: np.ndarray, freqs: np.ndarray

@@ -8,7 +8,7 @@ import pytest
 from dsa110_pipeline.instrument import SPEED_OF_LIGHT
 from dsa110_pipeline.projection import lm_to_radec, radec_to_lmn
 from stages.calibration.field_refine import refine_field
-from stages.calibration.solve import GainSolution
+from stages.calibration.gain_solution import GainSolution
 
 ARCSEC = np.pi / 180 / 3600
 

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from stages.calibration.gain_solution import GainSolution
 from stages.calibration.qa import QAThresholds, qa_gate
-from stages.calibration.solve import GainSolution, SolveParams, solve_calibrator
+from stages.calibration.solve import SolveParams, solve_calibrator
 from stages.calibration.tests import _synth
 
 
