@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-_ARCSEC = np.pi / (180 * 3600)
+from .instrument import ARCSEC
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Beam:
     @classmethod
     def from_arcsec(cls, bmaj_arcsec: float, bmin_arcsec: float, bpa_deg: float) -> Beam:
         """A beam given as FWHM axes in arcsec and a position angle in degrees E of N."""
-        return cls(bmaj_arcsec * _ARCSEC, bmin_arcsec * _ARCSEC, float(bpa_deg))
+        return cls(bmaj_arcsec * ARCSEC, bmin_arcsec * ARCSEC, float(bpa_deg))
 
     def header_cards(self) -> dict[str, tuple[float, str]]:
         """``BMAJ``, ``BMIN`` (deg) and ``BPA`` (deg E of N) with their comments."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 SPEED_OF_LIGHT = 299_792_458.0  # m/s
+ARCSEC = np.pi / (180 * 3600)  # rad
 
 TELESCOPE_NAME = "DSA-110"
 #: Name written to Measurement Sets so that CASA accepts them; the real name is kept beside it.

@@ -19,8 +19,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..catalogs import SURVEY_CATALOG, SourceCatalog
-
-_ARCSEC = math.pi / (180 * 3600)
+from ..instrument import ARCSEC
 
 
 @dataclass(frozen=True)
@@ -85,12 +84,12 @@ def survey_view(sky: SourceCatalog, rng: np.random.Generator,
     no spectral indices (the default index stands in for them, as for NVSS)."""
     s = np.asarray(sky.flux_at(model.freq_hz), dtype=float).reshape(-1)
     ra, dec, flux, _ = blend(np.asarray(sky.ra, float), np.asarray(sky.dec, float), s,
-                             model.beam_arcsec * _ARCSEC)
+                             model.beam_arcsec * ARCSEC)
     n = flux.size
     err = np.hypot(model.flux_frac * flux, model.flux_floor_jy)
     measured = flux + err * rng.standard_normal(n)
     snr = np.maximum(flux / model.flux_floor_jy, 1e-3)
-    sig = np.hypot(model.pos_floor_arcsec, model.pos_snr_arcsec / snr) * _ARCSEC
+    sig = np.hypot(model.pos_floor_arcsec, model.pos_snr_arcsec / snr) * ARCSEC
     dec_m = dec + sig * rng.standard_normal(n)
     ra_m = np.mod(ra + sig * rng.standard_normal(n) / np.maximum(np.cos(dec), 1e-6),
                   2 * np.pi)
@@ -122,7 +121,7 @@ def write_survey_catalog(cat: SourceCatalog, path: Path,
         for k in np.argsort(-cat.flux_jy, kind="stable"):
             w.writerow([cat.name[k], f"{math.degrees(cat.ra[k]):.6f}",
                         f"{math.degrees(cat.dec[k]):.6f}", f"{cat.flux_jy[k]:.6g}",
-                        f"{err[k]:.3g}", f"{cat.pos_err[k] / _ARCSEC:.2f}"])
+                        f"{err[k]:.3g}", f"{cat.pos_err[k] / ARCSEC:.2f}"])
     return path
 
 

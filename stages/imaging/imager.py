@@ -11,24 +11,27 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any
 
 import numpy as np
 
-from dsa110_pipeline.catalogs.refine import FitLimits, refine_sources, refined
 from dsa110_pipeline.dft import predict_visibilities_drift
 from dsa110_pipeline.instrument import DISH_DIAMETER
 from dsa110_pipeline.profiling import release_free_memory
 
 from .beam import Beam, fit_beam, normalise_psf, restore
 from .channel_subset import alias_free_stride
-from .clean import CleanParams, CleanResult, PsfConvolver, deconvolve
+from .clean import CleanResult, PsfConvolver, deconvolve
 from .drift_beam import DriftBeamModel, SkySources
 from .gridding import image_to_vis, pixel_lm, vis_to_image
+from .options import ImagingOptions
+from .outliers import join_sources, on_channels, refine_outliers, subtract_sources
 from .points import PointSources, add_points, point_sources, refine_positions
 from .primary_beam import pb_correct, pb_image
 from .spectral import bright_clusters, spectral_correction
-from .weighting import apply_weighting, grid_weight_density, weight_sums
+from .vis_chunk import VisChunk
+from .weight_stats import WeightStats, weigh_in_place, weighted
+from .weighting import apply_weighting, grid_weight_density
 
 #: Fewest channels per approximate major cycle: fewer would change the PSF
 _MIN_APPROX_CHANNELS = 32
@@ -38,77 +41,21 @@ _MIN_APPROX_CHANNELS = 32
 #: prediction, so it costs an exact cycle more)
 MAX_SPECTRAL_FITS = 10
 MAX_EXACT_FITS = 1
-#: The most channels the outlier fit reads (evenly spread over the band), and the most
-#: sources inside the image it fits beside the outliers (nuisances: the brightest, whose
-#: sidelobes would bias the outliers')
-_OUTLIER_FIT_CHANNELS = 16
-_OUTLIER_FIT_INSIDE = 5
-
-
-@dataclass
-class VisChunk:
-    """Stokes-I visibilities of some rows: uvw (n,3) m, freq (nchan,) Hz, vis (n,nchan) complex,
-    weight (n,nchan) real (1/variance), mask (n,nchan) uint8 (non-zero = use) or None,
-    time (n,) s or None (needed for the drift-beam prediction)."""
-
-    uvw: np.ndarray
-    freq: np.ndarray
-    vis: np.ndarray
-    weight: np.ndarray
-    mask: np.ndarray | None = None
-    time: np.ndarray | None = None
-
-    def __post_init__(self) -> None:
-        n = self.uvw.shape[0]
-        if self.uvw.ndim != 2 or self.uvw.shape[1] != 3:
-            raise ValueError(f"uvw must have shape (nrow, 3), got {self.uvw.shape}")
-        shape = (n, len(self.freq))
-        for name in ("vis", "weight", "mask"):
-            arr = getattr(self, name)
-            if arr is not None and arr.shape != shape:
-                raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
-        if not np.iscomplexobj(self.vis):
-            raise ValueError("vis must be complex")
-        if self.time is not None and self.time.shape != (n,):
-            raise ValueError(f"time has shape {self.time.shape}, expected ({n},)")
-
-    @property
-    def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.uvw, self.vis, self.weight, self.mask, self.time)
-                   if a is not None)
 
 
 @dataclass(frozen=True)
 class ImagingParams:
+    """What one call of :func:`make_images` needs: the image's geometry and the data's
+    pointing and sky (per Measurement Set), and the settings (``opts``, the config's
+    section as it is)."""
+
     npix_x: int
     npix_y: int
     cell: float  # rad
-    weighting: Literal["natural", "uniform", "briggs"] = "briggs"
-    robust: float = 0.0
-    uv_min: float = 0.0  # wavelengths
-    uv_max: float | None = None
-    taper_fwhm: float | None = None  # rad
-    epsilon: float = 1e-4
+    opts: ImagingOptions = field(default_factory=ImagingOptions)
     nthreads: int = 1
-    do_wgridding: bool = True
-    pb_cut: float = 0.1
     #: beam-centre offsets (l, m) from the phase centre, one or (n, 2) averaged (drift scan)
     pb_pointings: tuple[tuple[float, float], ...] = ((0.0, 0.0),)
-    clean: CleanParams = field(default_factory=CleanParams)
-    #: PSF side / image side (1 or 2): 2 lets the minor cycle subtract the exact PSF at any
-    #: offset, at four times the PSF's gridding cost and memory
-    psf_oversize: int = 2
-    #: w-gridding for the PSF (the response to a source at the phase centre); without it the
-    #: PSF is the plain Fourier transform of the weights, 5x cheaper, equal in the main lobe
-    #: but not in the far sidelobes (deep CLEAN of wide fields can then diverge). With
-    #: ``psf_oversize`` 2 it applies to the image-sized centre; the rest is gridded plainly.
-    psf_wgridding: bool = True
-    #: Major cycles before the last (and the PSF) use every ``approx_stride``-th channel (1:
-    #: all; less where fewer than 32 channels would be left) at ``approx_epsilon``; CLEAN
-    #: stops only on a residual from all channels (see ``clean.deconvolve``).
-    approx_stride: int = 1
-    #: ducc0 accuracy of those approximate cycles (at least ``epsilon``)
-    approx_epsilon: float = 1e-3
     #: bytes of predicted visibilities held at once in a major cycle (row blocks beyond)
     predict_buffer_bytes: int = 1024 * 2**20
     #: (t_mid s, dec rad) of a meridian drift scan phased to the meridian at t_mid: the major
@@ -118,46 +65,25 @@ class ImagingParams:
     #: (``pointing.beam_centre_track``), interpolated to every integration; None: the beam
     #: centre drifts along the phase centre's declination (see ``DriftBeamModel.track``)
     pointing_track: tuple[np.ndarray, np.ndarray] | None = None
-    #: most model components predicted with the moving beam (see ``drift_beam``)
-    drift_components: int = 100
     #: catalog sources around the field (with ``drift_track``): spectral indices of the
     #: bright components, and the sources outside the image brighter than
-    #: ``outlier_min_jy`` (apparent), which every pass subtracts from the visibilities
+    #: ``opts.outlier_min_jy`` (apparent), which every pass subtracts from the visibilities
     sky: SkySources | None = None
-    outlier_min_jy: float = 0.003
-    #: outliers whose S/N in the residual is at least this get their flux, spectral index,
-    #: drift through the beam and position refined from the visibilities before CLEAN
-    #: (``catalogs.refine``), the brightest ``outlier_fit_max`` of them; 0: off
-    outlier_fit_snr: float = 20.0
-    outlier_fit_max: int = 10
     #: fixed restoring beam (None: fitted to the PSF main lobe, see ``beam.fit_beam``)
     beam: Beam | None = None
     #: dish diameter (m) of the Airy primary beam; None: no beam model, so no pb/pbcor
     dish_diameter: float | None = DISH_DIAMETER
-    #: with ``drift_track``: clusters of model components brighter than this many times the
-    #: thermal noise get their spectral index measured from the data in every major cycle
-    #: (the residual imaged in two half-bands, ``spectral.py``); 0: off (catalog indices)
-    spectral_fit_snr: float = 50.0
-    #: with ``drift_track``: compact clusters of model components brighter than this many
-    #: times the thermal noise are modelled as point sources at their sub-pixel centre
-    #: (predicted by a direct Fourier sum, restored there: ``points.py``); 0: off
-    point_snr: float = 30.0
-    #: point sources brighter than this many times the thermal noise get their position
-    #: refined from each exact residual (``points.refine_positions``); 0: off
-    point_refine_snr: float = 100.0
-    #: pixels added on every side of the field CLEAN works on, cropped from the products: a
-    #: source just outside the image that the catalog lacks is deconvolved there instead of
-    #: leaving its sidelobes across the image (0: off)
-    guard_px: int = 0
     #: (npix_x, npix_y) of the uv grid the uniform/Briggs weights are counted on (None: the
-    #: image's); a guard band keeps the weights of the image without it
+    #: image's); a guard band (``opts.guard_px``) keeps the weights of the image without it
     weight_npix: tuple[int, int] | None = None
 
     @property
-    def weight_grid(self) -> dict[str, int]:
-        """``npix_x``/``npix_y`` of the imaging-weight grid."""
+    def weighting(self) -> dict[str, Any]:
+        """``weighting.apply_weighting``'s settings for these images."""
         nx, ny = self.weight_npix or (self.npix_x, self.npix_y)
-        return {"npix_x": nx, "npix_y": ny}
+        o = self.opts
+        return dict(scheme=o.weighting, npix_x=nx, npix_y=ny, cell=self.cell, robust=o.robust,
+                    uv_min=o.uv_min_lambda, uv_max=o.uv_max_lambda, taper_fwhm=o.taper_fwhm)
 
 
 @dataclass
@@ -179,74 +105,32 @@ class ImagingResult:
     spectral: dict[str, float] = field(default_factory=dict)
 
 
-def _weighted(chunks: Iterable[VisChunk], p: ImagingParams,
-              density: np.ndarray | None) -> Iterable[tuple[VisChunk, np.ndarray]]:
-    for ch in chunks:
-        w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, scheme=p.weighting,
-                            **p.weight_grid, cell=p.cell, density=density,
-                            robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
-                            taper_fwhm=p.taper_fwhm)
-        yield ch, w
-
-
-class _Stats:
-    """Weight sums, thermal-noise expectation and per-channel weights of the imaging weights."""
-
-    def __init__(self) -> None:
-        self.wsum = 0.0
-        self.var_sum = 0.0
-        self.freq_w: dict[float, float] = {}
-        #: (distinct times, freq, weight sums (ntime, nchan)) per chunk
-        self.time_w: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def add(self, freq: np.ndarray, data_w: np.ndarray, w: np.ndarray,
-            time: np.ndarray | None = None) -> None:
-        """Count imaging weights ``w`` made from data weights ``data_w`` (rows timed by
-        ``time``: kept per integration and channel for the drift-beam model)."""
-        wsum, var, chan, times, per_time = weight_sums(data_w, w, time)
-        self.wsum += wsum
-        self.var_sum += var
-        for f, s in zip(freq, chan):
-            self.freq_w[float(f)] = self.freq_w.get(float(f), 0.0) + float(s)
-        if time is not None and len(time):
-            self.time_w.append((times, freq, per_time))
-
-    def drift_model(self, p: ImagingParams, match_radius: float) -> DriftBeamModel | None:
-        """The moving-beam model of these data (None when off or rows carry no times)."""
-        if p.drift_track is None or p.dish_diameter is None or p.drift_components <= 0 \
-                or not self.time_w:
-            return None
-        times = np.unique(np.concatenate([t for t, _, _ in self.time_w]))
-        freqs = np.unique(np.concatenate([f for _, f, _ in self.time_w]))
-        wtf = np.zeros((times.size, freqs.size))
-        for t, f, sums in self.time_w:
-            np.add.at(wtf, (np.searchsorted(times, t)[:, None], np.searchsorted(freqs, f)[None]),
-                      sums)
-        track = None
-        if p.pointing_track is not None:
-            t_k, lm_k = (np.asarray(a, np.float64) for a in p.pointing_track)
-            track = np.stack([np.interp(times, t_k, lm_k[:, 0]),
-                              np.interp(times, t_k, lm_k[:, 1])], axis=-1)
-        return DriftBeamModel(times=times, t_mid=p.drift_track[0], dec=p.drift_track[1],
-                              track=track,
-                              freqs=freqs, weights=wtf, max_components=p.drift_components,
-                              diameter=p.dish_diameter,
-                              floor_jy=0.05 * self.expected_rms,
-                              sky=p.sky, match_radius=match_radius,
-                              half_extent=(p.npix_x // 2 * p.cell, p.npix_y // 2 * p.cell),
-                              outlier_min_jy=p.outlier_min_jy)
-
-    @property
-    def expected_rms(self) -> float:
-        """Thermal noise (Jy/beam) of an image made with these weights."""
-        return float(np.sqrt(self.var_sum)) / self.wsum
-
-
-def _sampling(ch: VisChunk) -> tuple[float, float]:
-    """(longest projected baseline (m), narrowest channel step (Hz)) of a chunk."""
-    b = float(np.sqrt(np.max(ch.uvw[:, 0] ** 2 + ch.uvw[:, 1] ** 2))) if len(ch.uvw) else 0.0
-    step = float(np.min(np.abs(np.diff(np.sort(ch.freq))))) if len(ch.freq) > 1 else np.inf
-    return b, step
+def _drift_model(stats: WeightStats, p: ImagingParams,
+                 match_radius: float) -> DriftBeamModel | None:
+    """The moving-beam model of the data ``stats`` counted (None when off or rows carry no
+    times)."""
+    if p.drift_track is None or p.dish_diameter is None or p.opts.drift_components <= 0 \
+            or not stats.time_w:
+        return None
+    times = np.unique(np.concatenate([t for t, _, _ in stats.time_w]))
+    freqs = np.unique(np.concatenate([f for _, f, _ in stats.time_w]))
+    wtf = np.zeros((times.size, freqs.size))
+    for t, f, sums in stats.time_w:
+        np.add.at(wtf, (np.searchsorted(times, t)[:, None], np.searchsorted(freqs, f)[None]),
+                  sums)
+    track = None
+    if p.pointing_track is not None:
+        t_k, lm_k = (np.asarray(a, np.float64) for a in p.pointing_track)
+        track = np.stack([np.interp(times, t_k, lm_k[:, 0]),
+                          np.interp(times, t_k, lm_k[:, 1])], axis=-1)
+    return DriftBeamModel(times=times, t_mid=p.drift_track[0], dec=p.drift_track[1],
+                          track=track,
+                          freqs=freqs, weights=wtf, max_components=p.opts.drift_components,
+                          diameter=p.dish_diameter,
+                          floor_jy=0.05 * stats.expected_rms,
+                          sky=p.sky, match_radius=match_radius,
+                          half_extent=(p.npix_x // 2 * p.cell, p.npix_y // 2 * p.cell),
+                          outlier_min_jy=p.opts.outlier_min_jy)
 
 
 def _alias_free_stride(sampling: list[tuple[float, float]], p: ImagingParams) -> int:
@@ -261,126 +145,16 @@ def _alias_free_stride(sampling: list[tuple[float, float]], p: ImagingParams) ->
     return alias_free_stride(max((b for b, _ in sampling), default=0.0), width, half_diagonal)
 
 
-def _data_weight(ch: VisChunk) -> np.ndarray:
-    """The data weights of a chunk, zero where masked."""
-    w = np.asarray(ch.weight, dtype=np.float32)
-    return w if ch.mask is None else np.where(ch.mask != 0, w, np.float32(0))
-
-
-def _weigh_in_place(ch: VisChunk, p: ImagingParams, density: np.ndarray | None,
-                    stats: _Stats, rows: int = 8192) -> np.ndarray:
-    """Imaging weights of ``ch`` written over its data weights (float32), in row blocks."""
-    wgt = ch.weight
-    if wgt.dtype != np.float32 or not wgt.flags.c_contiguous or not wgt.flags.writeable:
-        wgt = np.array(wgt, dtype=np.float32, order="C")
-    for r0 in range(0, wgt.shape[0], rows):
-        sl = slice(r0, r0 + rows)
-        data_w = wgt[sl].copy()
-        apply_weighting(ch.uvw[sl], ch.freq, wgt[sl], None if ch.mask is None else ch.mask[sl],
-                        scheme=p.weighting, **p.weight_grid, cell=p.cell, density=density,
-                        robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
-                        taper_fwhm=p.taper_fwhm, inplace=True)
-        stats.add(ch.freq, data_w, wgt[sl], None if ch.time is None else ch.time[sl])
-    return wgt
-
-
-def _join(*parts: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """Concatenate (lmn, flux) source sets along the source axis (None parts skipped)."""
-    got = [x for x in parts if x is not None]
-    if not got:
-        return None
-    if len(got) == 1:
-        return got[0]
-    return (np.ascontiguousarray(np.concatenate([g[0] for g in got], axis=1)),
-            np.ascontiguousarray(np.concatenate([g[1] for g in got], axis=1)))
-
-
-def _on_channels(sources: tuple[np.ndarray, np.ndarray], drift: DriftBeamModel,
-                 freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lmn, flux) of a source set with the flux axis cut to the channels ``freq``."""
-    return sources[0], np.ascontiguousarray(sources[1][:, :, np.searchsorted(drift.freqs,
-                                                                              freq)])
-
-
-def _subtract_sources(cached: list[tuple[VisChunk, np.ndarray]], drift: DriftBeamModel,
-                      sources: tuple[np.ndarray, np.ndarray], nthreads: int) -> None:
-    """Subtract sources (lmn, flux over ``drift.freqs``) from the cached chunks' visibilities
-    in place, by a direct Fourier sum with their moving beam."""
-    for ch, _ in cached:
-        lmn, flux = _on_channels(sources, drift, ch.freq)
-        predict_visibilities_drift(ch.uvw, drift.time_index(ch.time), ch.freq, lmn, -flux,
-                                   sign=1, unprojected=False, out=ch.vis, accumulate=True,
-                                   nthreads=nthreads)
-
-
-def _refine_outliers(chunks: Iterable[tuple[VisChunk, np.ndarray]], drift: DriftBeamModel,
-                     model: tuple[np.ndarray, np.ndarray], p: ImagingParams,
-                     owned: list[tuple[VisChunk, np.ndarray]] | None
-                     ) -> tuple[tuple[np.ndarray, np.ndarray], int]:
-    """The outlier model refined from the data (``catalogs.refine``), and how many sources
-    changed; with ``owned`` (visibilities from which the old model was subtracted) the
-    difference is subtracted from them as well.
-
-    The fit reads every row on at most ``_OUTLIER_FIT_CHANNELS`` channels, before any CLEAN
-    (components CLEAN put on an outlier's sidelobes would stay in the model). The brightest
-    catalog sources inside the image are fitted with it as nuisances.
-    """
-    lmn, flux = model
-    top = np.argsort(-np.abs(flux).mean(axis=(0, 2)), kind="stable")[:p.outlier_fit_max]
-    inside = drift.catalog_tracks(inside=True, min_jy=p.outlier_min_jy,
-                                  most=_OUTLIER_FIT_INSIDE)
-    blocks = []
-    for ch, w in chunks:
-        if ch.time is None or not np.any(w):
-            continue
-        q = max(1, -(-len(ch.freq) // _OUTLIER_FIT_CHANNELS))
-        blocks.append((ch.uvw, drift.time_index(ch.time), ch.freq[::q],
-                       np.array(ch.vis[:, ::q], dtype=np.complex64),
-                       np.array(w[:, ::q], dtype=np.float32)))
-    if not blocks or any(not np.array_equal(b[2], blocks[0][2]) for b in blocks):
-        return model, 0  # no times, or chunks on different channels: left as catalogued
-    freq = blocks[0][2]
-    fit_lmn, fit_flux = _on_channels((lmn[:, top], flux[:, top]), drift, freq)
-    subtracted = np.full(top.size, owned is not None)
-    if inside is not None:
-        in_lmn, in_flux = _on_channels(inside, drift, freq)
-        fit_lmn = np.concatenate([fit_lmn, in_lmn], axis=1)
-        fit_flux = np.concatenate([fit_flux, in_flux], axis=1)
-        subtracted = np.concatenate([subtracted, np.zeros(in_lmn.shape[1], bool)])
-    tau = drift.times - drift.t_mid
-    tau = tau / max(float(np.max(np.abs(tau))), 1e-9)
-    fit = refine_sources(np.concatenate([b[0] for b in blocks]),
-                         np.concatenate([b[1] for b in blocks]), freq,
-                         np.concatenate([b[3] for b in blocks]),
-                         np.concatenate([b[4] for b in blocks]),
-                         np.ascontiguousarray(fit_lmn), np.ascontiguousarray(fit_flux), tau,
-                         FitLimits(min_snr=p.outlier_fit_snr), nthreads=p.nthreads,
-                         subtracted=subtracted)
-    del blocks
-    ok = fit.fitted[:top.size]
-    if not ok.any():
-        return model, 0
-    done = top[ok]
-    new_lmn, new_flux = refined(lmn[:, done], flux[:, done], fit.params[:top.size][ok],
-                                drift.freqs, fit.ref_freq, tau)
-    if owned is not None:  # put the old prediction back and take the new one out
-        _subtract_sources(owned, drift, (np.concatenate([new_lmn, lmn[:, done]], axis=1),
-                                         np.concatenate([new_flux, -flux[:, done]], axis=1)),
-                          p.nthreads)
-    lmn, flux = lmn.copy(), flux.copy()
-    lmn[:, done], flux[:, done] = new_lmn, new_flux
-    return (np.ascontiguousarray(lmn), np.ascontiguousarray(flux)), int(done.size)
-
-
 def make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 consume: bool = False) -> ImagingResult:
-    """All image products of the visibilities in ``source``; with ``p.guard_px`` made over
-    a field that much wider on every side (the weights of the image without it) and cropped.
-    See :func:`_make_images`."""
-    g = p.guard_px
+    """All image products of the visibilities in ``source``; with ``p.opts.guard_px`` made
+    over a field that much wider on every side (the weights of the image without it) and
+    cropped. See :func:`_make_images`."""
+    g = p.opts.guard_px
     if g <= 0:
         return _make_images(source, p, consume=consume)
-    wide = replace(p, npix_x=p.npix_x + 2 * g, npix_y=p.npix_y + 2 * g, guard_px=0,
+    wide = replace(p, npix_x=p.npix_x + 2 * g, npix_y=p.npix_y + 2 * g,
+                   opts=p.opts.model_copy(update={"guard_px": 0}),
                    weight_npix=(p.npix_x, p.npix_y))
     return crop_result(_make_images(source, wide, consume=consume), g)
 
@@ -410,75 +184,74 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     """
     t: dict[str, float] = {}
     t0 = time.perf_counter()
-    grid = dict(npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell, epsilon=p.epsilon,
-                nthreads=p.nthreads, do_wgridding=p.do_wgridding)
+    grid = dict(npix_x=p.npix_x, npix_y=p.npix_y, cell=p.cell, epsilon=p.opts.epsilon,
+                nthreads=p.nthreads, do_wgridding=p.opts.do_wgridding)
     density = None
     nchans: list[int] = []
     sampling: list[tuple[float, float]] = []  # per chunk: longest baseline, channel step
-    if p.weighting != "natural":
-        density = np.zeros((p.weight_grid["npix_y"], p.weight_grid["npix_x"]))
+    wts = p.weighting
+    if wts["scheme"] != "natural":
+        density = np.zeros((wts["npix_y"], wts["npix_x"]))
         for ch in source:
             nchans.append(len(ch.freq))
-            sampling.append(_sampling(ch))
-            grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, **p.weight_grid,
-                                cell=p.cell, uv_min=p.uv_min,
-                                uv_max=p.uv_max, out=density)
-    stats = _Stats()
+            sampling.append(ch.sampling())
+            grid_weight_density(ch.uvw, ch.freq, ch.weight, ch.mask, out=density,
+                                **{k: wts[k] for k in ("npix_x", "npix_y", "cell", "uv_min",
+                                                       "uv_max")})
+    stats = WeightStats()
     in_memory = isinstance(source, list | tuple)
     cached: list[tuple[VisChunk, np.ndarray]] | None = None
     if in_memory:
         cached = []
         for i, ch in enumerate(source):
             if consume and isinstance(source, list):
-                w = _weigh_in_place(ch, p, density, stats)
+                w = weigh_in_place(ch, p.weighting, density, stats)
                 ch = VisChunk(ch.uvw, ch.freq, ch.vis, w, None, ch.time)
                 source[i] = ch
             else:
-                w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, scheme=p.weighting,
-                                    **p.weight_grid, cell=p.cell, density=density,
-                                    robust=p.robust, uv_min=p.uv_min, uv_max=p.uv_max,
-                                    taper_fwhm=p.taper_fwhm)
-                stats.add(ch.freq, _data_weight(ch), w, ch.time)
+                w = apply_weighting(ch.uvw, ch.freq, ch.weight, ch.mask, density=density,
+                                    **p.weighting)
+                stats.add(ch.freq, ch.data_weight(), w, ch.time)
             cached.append((ch, w))
 
     def passes() -> Iterable[tuple[VisChunk, np.ndarray]]:
-        return cached if cached is not None else _weighted(source, p, density)
+        return cached if cached is not None else weighted(source, p.weighting, density)
 
     if cached is not None:
         density = None  # every pass uses the cached weights
     release_free_memory()
     t["weights"] = time.perf_counter() - t0
     # PSF of a unit point source at the phase centre: a broadcast constant as visibilities
-    k = p.psf_oversize
+    k = p.opts.psf_oversize
     psf_grid = {**grid, "npix_x": k * p.npix_x, "npix_y": k * p.npix_y,
-                "do_wgridding": p.do_wgridding and p.psf_wgridding}
+                "do_wgridding": p.opts.do_wgridding and p.opts.psf_wgridding}
     psf = np.zeros((k * p.npix_y, k * p.npix_x))
     if cached is not None:
         nchans = [len(ch.freq) for ch, _ in cached]
-        sampling = [_sampling(ch) for ch, _ in cached]
+        sampling = [ch.sampling() for ch, _ in cached]
     elif not nchans:  # natural weighting, streamed: no pass has read the chunks yet
         for ch in source:
             nchans.append(len(ch.freq))
-            sampling.append(_sampling(ch))
+            sampling.append(ch.sampling())
     nchan_min = min(nchans)
     # a channel subset only stands for all channels when it samples the band densely, and
     # sparsely enough sampled channels alias every source into rings across the image
-    stride = max(1, min(p.approx_stride, nchan_min // _MIN_APPROX_CHANNELS))
+    stride = max(1, min(p.opts.approx_stride, nchan_min // _MIN_APPROX_CHANNELS))
     if stride > 1:
         stride = min(stride, _alias_free_stride(sampling, p))
     if stride > 1:
         # the PSF only guides the minor cycles (and its main lobe gives the restoring beam):
         # the approximate cycles' channel subset and accuracy make it to ~1e-3 of its peak
-        psf_grid["epsilon"] = max(p.epsilon, p.approx_epsilon)
+        psf_grid["epsilon"] = max(p.opts.epsilon, p.opts.approx_epsilon)
     # with k > 1 only the image-sized centre is w-gridded: the w-planes of the whole PSF
     # field (twice the image's side) cost ~16x those of the image's; offsets beyond half
     # the image only guide the minor cycle far from a component, and a major cycle corrects
     inner = np.zeros((p.npix_y, p.npix_x)) if k > 1 and psf_grid["do_wgridding"] else None
-    spectral_on = p.spectral_fit_snr > 0 and p.drift_track is not None \
-        and p.dish_diameter is not None and p.drift_components > 0
+    spectral_on = p.opts.spectral_fit_snr > 0 and p.drift_track is not None \
+        and p.dish_diameter is not None and p.opts.drift_components > 0
     for ch, w in passes():
         if cached is None:
-            stats.add(ch.freq, _data_weight(ch), w, ch.time)
+            stats.add(ch.freq, ch.data_weight(), w, ch.time)
         if not np.any(w):
             continue
         one = np.broadcast_to(np.ones(1, dtype=ch.vis.dtype), ch.vis[:, ::stride].shape)
@@ -504,7 +277,7 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                                             + p.npix_x])
     beam = p.beam if p.beam is not None else fit_beam(psf, p.cell)
     convolver = PsfConvolver(psf_full, nthreads=p.nthreads, image_shape=(p.npix_y, p.npix_x)) \
-        if p.clean.image_domain_cycles and k == 2 else None
+        if p.opts.clean.image_domain_cycles and k == 2 else None
     t["psf"] = time.perf_counter() - t0 - sum(t.values())
     wsums: dict[int, float] = {1: stats.wsum}
 
@@ -515,15 +288,15 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         """(dirty image - model * PSF) from the visibilities of every ``s``-th channel; with
         ``split`` also the residual of each half of the band (in ``halves``); ``extra``
         sources (lmn, flux per time and channel) are predicted by a direct Fourier sum."""
-        eps = p.epsilon if s == 1 else max(p.epsilon, p.approx_epsilon)
+        eps = p.opts.epsilon if s == 1 else max(p.opts.epsilon, p.opts.approx_epsilon)
         res = np.zeros((p.npix_y, p.npix_x))
         parts = np.zeros((2, p.npix_y, p.npix_x)) if split else None
         part_w = np.zeros(2)
         part_f = np.zeros(2)
         part_nu: list[list[np.ndarray]] = [[], []]
         wsum = 0.0
-        corr = _join(drift.correction(model, p.cell) if model is not None else None, outliers,
-                     extra) if drift is not None else None
+        corr = join_sources(drift.correction(model, p.cell) if model is not None else None,
+                            outliers, extra) if drift is not None else None
         for ch, w in passes():
             if not np.any(w):
                 continue
@@ -541,7 +314,7 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
             nblk = -(-nrow // rows)
             rows = -(-nrow // nblk)
             buf = np.empty((rows, vis.shape[1]), dtype=vis.dtype)
-            moving = _on_channels(corr, drift, freq) \
+            moving = on_channels(corr, drift, freq) \
                 if corr is not None and ch.time is not None else None
             for r0 in range(0, nrow, rows):
                 sl = slice(r0, min(nrow, r0 + rows))
@@ -551,7 +324,7 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                 else:
                     # visibilities of zero weight are not gridded: not predicted either
                     image_to_vis(ch.uvw[sl], freq, m, cell=p.cell, epsilon=eps,
-                                 nthreads=p.nthreads, do_wgridding=p.do_wgridding, out=out,
+                                 nthreads=p.nthreads, do_wgridding=p.opts.do_wgridding, out=out,
                                  mask=(wv[sl] != 0).view(np.uint8))
                 if moving is not None:
                     predict_visibilities_drift(ch.uvw[sl], drift.time_index(ch.time[sl]), freq,
@@ -587,29 +360,31 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
                                for nu in part_nu]
         return (res / wsums[s]).astype(np.float32)
 
-    drift = stats.drift_model(p, match_radius=max(beam.bmaj, 3 * p.cell))
+    drift = _drift_model(stats, p, match_radius=max(beam.bmaj, 3 * p.cell))
     outliers = drift.outliers() if drift is not None else None
-    #: the outlier model as subtracted (refined by ``_refine_outliers``)
+    #: the outlier model as subtracted (refined by ``outliers.refine_outliers``)
     outlier_model = outliers
     consumed = outliers is not None and consume and cached is not None \
         and all(ch.time is not None for ch, _ in cached)
     if consumed:
         # visibilities this call owns: subtract the fixed outlier model once, not every pass
-        _subtract_sources(cached, drift, outliers, p.nthreads)
+        subtract_sources(cached, drift, outliers, p.nthreads)
         outliers = None
     outlier_fits = {"fitted": 0, "sources": 0}
     if outlier_model is not None:
         outlier_fits["sources"] = int(outlier_model[0].shape[1])
-        if p.outlier_fit_snr > 0 and p.outlier_fit_max > 0:
-            outlier_model, fitted = _refine_outliers(passes(), drift, outlier_model, p,
-                                                     cached if consumed else None)
+        if p.opts.outlier_fit_snr > 0 and p.opts.outlier_fit_max > 0:
+            outlier_model, fitted = refine_outliers(
+                passes(), drift, outlier_model, most=p.opts.outlier_fit_max,
+                min_jy=p.opts.outlier_min_jy, min_snr=p.opts.outlier_fit_snr,
+                nthreads=p.nthreads, owned=cached if consumed else None)
             outlier_fits["fitted"] = fitted
             if not consumed:
                 outliers = outlier_model
     dirty = residual_image(None, stride)
     t["dirty"] = time.perf_counter() - t0 - sum(t.values())
     t1 = time.perf_counter()
-    fit_floor = p.spectral_fit_snr * stats.expected_rms \
+    fit_floor = p.opts.spectral_fit_snr * stats.expected_rms \
         if spectral_on and drift is not None else None
     spectral = {"change_jy": 0.0, "fits": 0, "exact_fits": 0, "sources": 0}
     beam_px = max(beam.bmaj / p.cell, 1.0)
@@ -641,13 +416,13 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         spectral["exact_fits"] += int(exact)
         spectral["sources"] = int(l.size)
 
-    point_floor = p.point_snr * stats.expected_rms \
-        if p.point_snr > 0 and drift is not None else None
+    point_floor = p.opts.point_snr * stats.expected_rms \
+        if p.opts.point_snr > 0 and drift is not None else None
     no_points = PointSources(np.zeros(0), np.zeros(0), np.zeros(0),
                              np.zeros((p.npix_y, p.npix_x), np.float32))
 
-    refine_floor = p.point_refine_snr * stats.expected_rms \
-        if point_floor is not None and p.point_refine_snr > 0 and p.psf_oversize == 2 \
+    refine_floor = p.opts.point_refine_snr * stats.expected_rms \
+        if point_floor is not None and p.opts.point_refine_snr > 0 and p.opts.psf_oversize == 2 \
         else None
     spectral["refined"] = 0
     #: the double-size PSF for the refinement (emptied with ``psf_full`` after CLEAN)
@@ -700,7 +475,7 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
         change, spectral["change_jy"] = spectral["change_jy"], 0.0
         return change > 0.5 * stop_level
 
-    cres = deconvolve(dirty, psf_full, lambda m: cycle(m, 1), p.clean,
+    cres = deconvolve(dirty, psf_full, lambda m: cycle(m, 1), p.opts.clean,
                       convolver=convolver,
                       approx_residual=(lambda m: cycle(m, stride)) if stride > 1
                       else None, dirty_exact=stride == 1,
@@ -722,7 +497,7 @@ def _make_images(source: Iterable[VisChunk], p: ImagingParams, *,
     if p.dish_diameter is not None:
         pb = pb_image(p.npix_y, p.npix_x, p.cell, freqs, fw, diameter=p.dish_diameter,
                       pointing_lm=np.array(p.pb_pointings))
-        pbcor = pb_correct(image, pb, p.pb_cut)
+        pbcor = pb_correct(image, pb, p.opts.pb_cut)
     t["restore_pb"] = time.perf_counter() - t1
     freq_ref = float(np.sum(freqs * fw) / fw.sum())
     bandwidth = float(freqs.max() - freqs.min()) if len(freqs) > 1 else 0.0

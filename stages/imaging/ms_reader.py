@@ -17,8 +17,8 @@ import numpy as np
 
 from dsa110_pipeline.errors import InputError
 
-from .imager import VisChunk
 from .polarization import stokes_i
+from .vis_chunk import VisChunk
 
 _TELESCOPE_KEYWORD = "TELESCOPE_NAME_REAL"
 

@@ -21,7 +21,13 @@ from dsa110_pipeline import __version__ as PIPELINE_VERSION
 from dsa110_pipeline.catalogs import read_catalog, with_known_sources
 from dsa110_pipeline.context import PipelineContext, ProductRef
 from dsa110_pipeline.errors import ConfigError, InputError
-from dsa110_pipeline.instrument import DISH_DIAMETER, SEFD, SPEED_OF_LIGHT, radiometer_noise
+from dsa110_pipeline.instrument import (
+    ARCSEC,
+    DISH_DIAMETER,
+    SEFD,
+    SPEED_OF_LIGHT,
+    radiometer_noise,
+)
 from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources
 
@@ -42,7 +48,6 @@ ROLES = ("image", "residual", "model", "psf", "pb", "pbcor")
 _BYTES_PER_PIXEL = 400
 #: Bytes per visibility held in memory (vis, weight, imaging weight, mask, a prediction).
 _BYTES_PER_VIS = 30
-_ARCSEC = np.pi / (180 * 3600)
 
 
 class ImagingPlan:
@@ -97,23 +102,23 @@ class ImagingStage(PipelineStage):
         if cfg.uv_min_lambda and cfg.uv_min_lambda >= uv_max_l:
             raise ConfigError(f"uv_min_lambda {cfg.uv_min_lambda:g} excludes every baseline "
                               f"(longest {uv_max_l:.0f} lambda)", stage=self.name)
-        cell = cfg.cell_arcsec * _ARCSEC if cfg.cell_arcsec else 1.0 / (4.0 * uv_max_l)
+        cell = cfg.cell_arcsec * ARCSEC if cfg.cell_arcsec else 1.0 / (4.0 * uv_max_l)
         nyquist = 1.0 / (2.0 * uv_max_l)
         if cell > nyquist:
-            raise ConfigError(f"cell {cell / _ARCSEC:.3g} arcsec undersamples the longest "
+            raise ConfigError(f"cell {cell / ARCSEC:.3g} arcsec undersamples the longest "
                               f"baseline ({uv_max_l:.0f} lambda): it must be below "
-                              f"{nyquist / _ARCSEC:.3g} arcsec (set uv_max_lambda to cut "
+                              f"{nyquist / ARCSEC:.3g} arcsec (set uv_max_lambda to cut "
                               "long baselines)", stage=self.name, files=[info.path])
         npix = cfg.npix or int(np.ceil(np.radians(cfg.fov_deg) / cell / 32.0) * 32)
         wide = npix + 2 * cfg.guard_px  # the field CLEAN works on
         if wide * cell / 2 >= 0.9:
-            raise ConfigError(f"the image ({wide} x {cell / _ARCSEC:.3g} arcsec with its guard "
+            raise ConfigError(f"the image ({wide} x {cell / ARCSEC:.3g} arcsec with its guard "
                               "band) reaches beyond the horizon of the phase centre",
                               stage=self.name)
         beam_est = 1.0 / uv_max_l
         if npix * cell < 4 * beam_est:
-            raise ConfigError(f"the image ({npix} x {cell / _ARCSEC:.3g} arcsec) is smaller "
-                              f"than 4 synthesized beams (~{beam_est / _ARCSEC:.3g} arcsec): "
+            raise ConfigError(f"the image ({npix} x {cell / ARCSEC:.3g} arcsec) is smaller "
+                              f"than 4 synthesized beams (~{beam_est / ARCSEC:.3g} arcsec): "
                               "the cell or npix is nonsense", stage=self.name)
         limit = int(cfg.memory_limit_gb * 2**30)
         image_bytes = _BYTES_PER_PIXEL * wide * wide
@@ -179,31 +184,18 @@ class ImagingStage(PipelineStage):
         the night's survey catalog (when the config names no field catalog)."""
         cfg = self.config
         diameter = telescope.dish_diameter if telescope is not None else DISH_DIAMETER
-        clean = cfg.clean.model_copy(update={"nthreads": plan.nthreads})
+        drift = info is not None and cfg.pb_drift
         return ImagingParams(npix_x=plan.npix, npix_y=plan.npix, cell=plan.cell,
-                             weighting=cfg.weighting, robust=cfg.robust,
-                             uv_min=cfg.uv_min_lambda, uv_max=cfg.uv_max_lambda,
-                             taper_fwhm=cfg.taper_arcsec * _ARCSEC if cfg.taper_arcsec else None,
-                             epsilon=cfg.epsilon, nthreads=plan.nthreads,
-                             do_wgridding=cfg.do_wgridding, pb_cut=cfg.pb_cut,
+                             opts=cfg.model_copy(update={"clean": cfg.clean.model_copy(
+                                 update={"nthreads": plan.nthreads})}),
+                             nthreads=plan.nthreads,
                              pb_pointings=self.pb_pointings(info, telescope) if info
                              else ((0.0, 0.0),),
                              drift_track=(0.5 * (info.time_start + info.time_end), info.dec)
-                             if info and cfg.pb_drift else None,
-                             pointing_track=self.pointing_track(info, telescope)
-                             if info and cfg.pb_drift else None,
-                             drift_components=cfg.drift_components,
-                             sky=self.sky_sources(info, catalog) if info and cfg.pb_drift
+                             if drift else None,
+                             pointing_track=self.pointing_track(info, telescope) if drift
                              else None,
-                             outlier_min_jy=cfg.outlier_min_jy,
-                             outlier_fit_snr=cfg.outlier_fit_snr,
-                             outlier_fit_max=cfg.outlier_fit_max,
-                             spectral_fit_snr=cfg.spectral_fit_snr,
-                             point_snr=cfg.point_snr,
-                             point_refine_snr=cfg.point_refine_snr, guard_px=cfg.guard_px,
-                             clean=clean, psf_oversize=cfg.psf_oversize,
-                             psf_wgridding=cfg.psf_wgridding, approx_stride=cfg.approx_stride,
-                             approx_epsilon=cfg.approx_epsilon,
+                             sky=self.sky_sources(info, catalog) if drift else None,
                              beam=self.fixed_beam(), dish_diameter=diameter)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -284,15 +276,15 @@ class ImagingStage(PipelineStage):
             hdr["HISTORY"] = (f"dsa110_pipeline imaging ({cfg.backend}): {cfg.weighting} "
                               f"robust {cfg.robust:g}, niter {cfg.clean.niter}, gain "
                               f"{cfg.clean.gain:g}, mgain {cfg.clean.mgain:g}, "
-                              f"cell {plan.cell / _ARCSEC:.4g} arcsec")
+                              f"cell {plan.cell / ARCSEC:.4g} arcsec")
             path = write_fits(out_dir / f"{prefix}-{role}.fits", getattr(result, role), hdr)
             out.append(ProductRef.for_path("fits", path, role=role, ms=info.path,
                                            backend=cfg.backend, theoretical_rms_jy=theo))
         rms = robust_rms(result.residual)
-        metrics = dict(backend=cfg.backend, npix=plan.npix, cell_arcsec=plan.cell / _ARCSEC,
+        metrics = dict(backend=cfg.backend, npix=plan.npix, cell_arcsec=plan.cell / ARCSEC,
                        in_memory=plan.in_memory, nthreads=plan.nthreads,
-                       bmaj_arcsec=result.beam.bmaj / _ARCSEC,
-                       bmin_arcsec=result.beam.bmin / _ARCSEC, bpa_deg=result.beam.bpa,
+                       bmaj_arcsec=result.beam.bmaj / ARCSEC,
+                       bmin_arcsec=result.beam.bmin / ARCSEC, bpa_deg=result.beam.bpa,
                        restoring_beam="fixed" if cfg.restoring_beam else "fitted",
                        telescope=tel.name, dish_diameter_m=tel.dish_diameter,
                        pb_note=tel.note or None,
@@ -349,7 +341,7 @@ class ImagingStage(PipelineStage):
         name = work / prefix
         cl = cfg.clean
         cmd = [exe, "-name", str(name), "-size", str(plan.npix), str(plan.npix),
-               "-scale", f"{plan.cell / _ARCSEC:.6g}asec", "-niter",
+               "-scale", f"{plan.cell / ARCSEC:.6g}asec", "-niter",
                str(cl.niter), "-gain", str(cl.gain), "-mgain", str(cl.mgain),
                "-data-column", cfg.column, "-j", str(plan.nthreads),
                "-no-update-model-required", "-weight", cfg.weighting]

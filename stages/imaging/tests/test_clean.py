@@ -7,10 +7,11 @@ from stages.imaging.clean import (
     multiscale_minor,
     robust_rms,
 )
-from stages.imaging.imager import ImagingParams, VisChunk, make_images
+from stages.imaging.imager import ImagingParams, make_images
 from stages.imaging.peaks import parabolic_peak
-from stages.imaging.tests._params import plain_clean
+from stages.imaging.tests._params import plain_clean, plain_options
 from stages.imaging.tests._sim import pixel_to_lm, point_source_vis, t_layout, uvw_tracks
+from stages.imaging.vis_chunk import VisChunk
 
 NPIX = 256
 CELL = np.radians(5 / 3600)
@@ -105,9 +106,10 @@ def sky_obs():
 @pytest.mark.parametrize("weighting", ["briggs", "natural"])
 def test_clean_restores_point_sources(sky_obs, weighting):
     uvw, freq, vis, weight, mask, srcs, _ = sky_obs
-    p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting=weighting, robust=0.0,
-                      epsilon=2e-5, clean=plain_clean(niter=3000, gain=0.1, mgain=0.8,
-                                                      auto_threshold=1.5, auto_mask=4.0))
+    p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, opts=plain_options(
+        weighting=weighting, robust=0.0, epsilon=2e-5,
+        clean=plain_clean(niter=3000, gain=0.1, mgain=0.8, auto_threshold=1.5,
+                          auto_mask=4.0)))
     res = make_images([VisChunk(uvw, freq, vis, weight, mask)], p)
     assert res.psf[NPIX // 2, NPIX // 2] == pytest.approx(1.0)
     fwhm_pix = np.sqrt(res.beam.bmaj * res.beam.bmin) / CELL
@@ -128,8 +130,8 @@ def test_noise_only_residual_matches_theory(sky_obs):
     uvw, freq, _, weight, mask, _, sigma = sky_obs
     rng = np.random.default_rng(7)
     vis = (rng.normal(0, sigma, weight.shape) + 1j * rng.normal(0, sigma, weight.shape))
-    p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting="briggs",
-                      epsilon=2e-5, clean=plain_clean(niter=200, auto_threshold=3.0))
+    p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, opts=plain_options(
+        weighting="briggs", epsilon=2e-5, clean=plain_clean(niter=200, auto_threshold=3.0)))
     res = make_images([VisChunk(uvw, freq, vis.astype(np.complex64), weight, mask)], p)
     rms = robust_rms(res.residual)
     assert 0.85 * res.expected_rms < rms < 1.2 * res.expected_rms
@@ -487,9 +489,9 @@ def test_a_guard_band_deconvolves_a_source_just_outside_the_image():
     chunk = VisChunk(uvw, freq, vis, weight, None)
     runs = {}
     for guard in (0, 40):
-        p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, weighting="briggs",
-                          epsilon=2e-5, guard_px=guard,
-                          clean=plain_clean(niter=3000, auto_threshold=2.0, auto_mask=4.0))
+        p = ImagingParams(npix_x=NPIX, npix_y=NPIX, cell=CELL, opts=plain_options(
+            weighting="briggs", epsilon=2e-5, guard_px=guard,
+            clean=plain_clean(niter=3000, auto_threshold=2.0, auto_mask=4.0)))
         runs[guard] = make_images([chunk], p)
     bare, guarded = runs[0], runs[40]
     for r in (bare, guarded):

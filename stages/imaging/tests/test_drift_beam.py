@@ -15,9 +15,10 @@ from stages.imaging.drift_beam import (
     sources_about,
 )
 from stages.imaging.gridding import pixel_lm
-from stages.imaging.imager import ImagingParams, VisChunk, make_images
+from stages.imaging.imager import ImagingParams, make_images
 from stages.imaging.primary_beam import drift_pointings
-from stages.imaging.tests._params import plain_clean
+from stages.imaging.tests._params import plain_clean, plain_options
+from stages.imaging.vis_chunk import VisChunk
 
 from ._sim import point_source_vis, t_layout, uvw_tracks
 
@@ -113,9 +114,10 @@ def drift_group():
 
 def _image(drift_group, track: bool):
     chunk, truth, cell, npix = drift_group
-    p = ImagingParams(npix_x=npix, npix_y=npix, cell=cell, weighting="natural",
-                      drift_track=(0.0, DEC) if track else None,
-                      clean=plain_clean(niter=3000, gain=0.1, auto_threshold=2.0))
+    p = ImagingParams(npix_x=npix, npix_y=npix, cell=cell,
+                      drift_track=(0.0, DEC) if track else None, opts=plain_options(
+                          weighting="natural",
+                          clean=plain_clean(niter=3000, gain=0.1, auto_threshold=2.0)))
     c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None, chunk.time)
     return make_images([c], p), truth
 
@@ -146,9 +148,10 @@ def test_catalog_source_outside_the_image_is_subtracted(drift_group):
                      flux=np.array([2.0, 1e-6]), alpha=np.zeros(2), ref_freq=np.full(2, 1.4e9))
 
     def image(with_sky: bool):
-        p = ImagingParams(npix_x=256, npix_y=256, cell=cell, weighting="natural",
+        p = ImagingParams(npix_x=256, npix_y=256, cell=cell,
                           drift_track=(0.0, DEC), sky=sky if with_sky else None,
-                          clean=plain_clean(niter=500, gain=0.1, auto_threshold=2.0))
+                          opts=plain_options(weighting="natural", clean=plain_clean(
+                              niter=500, gain=0.1, auto_threshold=2.0)))
         c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None,
                      chunk.time)
         return make_images([c], p)
@@ -185,9 +188,10 @@ def test_outlier_with_survey_errors_is_refined_from_the_visibilities(drift_group
                      ref_freq=np.full(2, 1.4e9))
 
     def image(snr: float):
-        p = ImagingParams(npix_x=256, npix_y=256, cell=cell, weighting="natural",
-                          drift_track=(0.0, DEC), sky=sky, outlier_fit_snr=snr,
-                          clean=plain_clean(niter=500, gain=0.1, auto_threshold=2.0))
+        p = ImagingParams(npix_x=256, npix_y=256, cell=cell, drift_track=(0.0, DEC), sky=sky,
+                          opts=plain_options(weighting="natural", outlier_fit_snr=snr,
+                                             clean=plain_clean(niter=500, gain=0.1,
+                                                               auto_threshold=2.0)))
         c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None,
                      chunk.time)
         return make_images([c], p, consume=consume)

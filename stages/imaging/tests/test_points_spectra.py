@@ -9,11 +9,12 @@ import pytest
 from dsa110_pipeline.instrument import SIDEREAL_RATE, SITE_LATITUDE_DEG
 from dsa110_pipeline.simulate.geometry import beam_power, hadec_to_enu
 from stages.imaging.beam import Beam, restore
-from stages.imaging.imager import ImagingParams, VisChunk, make_images
+from stages.imaging.imager import ImagingParams, make_images
 from stages.imaging.peaks import gaussian_peak
 from stages.imaging.points import add_points, point_sources, refine_positions
 from stages.imaging.spectral import bright_clusters, spectral_correction
-from stages.imaging.tests._params import plain_clean
+from stages.imaging.tests._params import plain_clean, plain_options
+from stages.imaging.vis_chunk import VisChunk
 
 from ._sim import point_source_vis, t_layout, uvw_tracks
 
@@ -143,11 +144,12 @@ def bright_drift():
 
 def _image(case, point_snr: float, spectral_fit_snr: float):
     chunk, cell, npix, _, _ = case
-    p = ImagingParams(npix_x=npix, npix_y=npix, cell=cell, weighting="natural",
-                      drift_track=(0.0, DEC), point_snr=point_snr,
-                      spectral_fit_snr=spectral_fit_snr,
-                      clean=plain_clean(niter=20000, gain=0.1, auto_threshold=1.5,
-                                        auto_mask=4.0, max_major=30))
+    p = ImagingParams(npix_x=npix, npix_y=npix, cell=cell, drift_track=(0.0, DEC),
+                      opts=plain_options(weighting="natural", point_snr=point_snr,
+                                         spectral_fit_snr=spectral_fit_snr,
+                                         clean=plain_clean(niter=20000, gain=0.1,
+                                                           auto_threshold=1.5, auto_mask=4.0,
+                                                           max_major=30)))
     c = VisChunk(chunk.uvw, chunk.freq, chunk.vis.copy(), chunk.weight.copy(), None, chunk.time)
     return make_images([c], p)
 
