@@ -15,9 +15,12 @@ from dsa110_pipeline.atomic import atomic_path
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.threads import set_numba_threads
 
-from . import flagging, msio
+from . import msio
 from .apply import apply_gains, apply_gains_cube, combine_bg, interpolate_gains
+from .flag_antennas import FlagSummary
+from .flagging import flag_all
 from .msio import STAGE
+from .rfi import RFIParams
 from .sky import FieldModel, field_phases
 
 
@@ -31,9 +34,8 @@ def hands_metrics(meta: msio.MSMeta, par: tuple[int, ...], cross: tuple[int, ...
 
 
 def flag_hands(cube: msio.VisCube, par: tuple[int, ...], cross: tuple[int, ...], mode: str,
-               n_ant: int, **kw) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                          flagging.FlagSummary]:
-    """:func:`flagging.flag_all` on the parallel hands of ``cube``; returns (parallel-hand
+               n_ant: int, **kw) -> tuple[np.ndarray, np.ndarray, np.ndarray, FlagSummary]:
+    """:func:`.flagging.flag_all` on the parallel hands of ``cube``; returns (parallel-hand
     visibilities, their flags, flags of all correlations for the calibrated MS, summary).
 
     Without cross hands the cube's own arrays are used (its flags as scratch). With them,
@@ -41,14 +43,14 @@ def flag_hands(cube: msio.VisCube, par: tuple[int, ...], cross: tuple[int, ...],
     where the data or either parallel hand of the sample is, and everywhere when ``mode``
     is "flag"."""
     if not cross:
-        flags, fsum = flagging.flag_all(cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant,
-                                        inplace=True, **kw)
+        flags, fsum = flag_all(cube.vis, cube.flags, cube.ant1, cube.ant2, n_ant,
+                               inplace=True, **kw)
         cube.flags = flags  # the MS's own flags served as scratch
         return cube.vis, flags, flags, fsum
     idx = list(par)
     vis = np.ascontiguousarray(cube.vis[..., idx])
-    flags, fsum = flagging.flag_all(vis, np.ascontiguousarray(cube.flags[..., idx]),
-                                    cube.ant1, cube.ant2, n_ant, inplace=True, **kw)
+    flags, fsum = flag_all(vis, np.ascontiguousarray(cube.flags[..., idx]),
+                           cube.ant1, cube.ant2, n_ant, inplace=True, **kw)
     out = cube.flags
     out[..., idx] = flags
     any_par = flags.any(axis=-1)
@@ -170,7 +172,7 @@ def apply_tables_to_ms(ms_path: str | Path, bandpass_table: str | Path,
         par, cross = msio.split_hands(meta)
         vis, pflags, fl, _ = flag_hands(
             cube, par, cross, cross_hands, meta.n_ant, freqs=meta.freqs,
-            rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=flagging.RFIParams(
+            rfi_freqs=tuple(flag.rfi_frequencies_hz), rfi=RFIParams(
                 threshold=flag.rfi_threshold), detect_rfi=flag.detect_rfi,
             min_good_fraction=flag.min_antenna_good_fraction)
         flags = (cube, fl)

@@ -36,7 +36,7 @@ from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
-from . import flagging, msio
+from . import msio
 from .apply_ms import apply_caltables, flag_hands, hands_metrics
 from .caltable import CalTableContext, write_caltable
 from .field_refine import refine_channels
@@ -45,6 +45,7 @@ from .model import (
 )
 from .msio import STAGE
 from .qa import QAThresholds, qa_gate
+from .rfi import RFIParams
 from .selection import SIDEREAL_RATE, select_calibrators
 from .sky import field_sources, geometry, in_tonights_sky, refine_sky, sky_model
 from .solve import SolveParams, solve_calibrator
@@ -99,7 +100,7 @@ class CalibrationConfig(StageConfig):
     rfi_threshold: float = Field(6.0, gt=0)
     #: SumThreshold noise floor as a fraction of the smooth amplitude (added in quadrature
     #: to the thermal σ): on a bright calibrator, gain structure finer than the background
-    #: smoothing is not RFI (see flagging.RFIParams.model_tolerance); 0: thermal σ only.
+    #: smoothing is not RFI (see rfi.RFIParams.model_tolerance); 0: thermal σ only.
     rfi_model_tolerance: float = Field(0.03, ge=0, le=1)
     #: Antennas with a smaller unflagged fraction are flagged whole.
     min_antenna_good_fraction: float = Field(0.05, ge=0, le=1)
@@ -282,8 +283,7 @@ class CalibrationStage(PipelineStage):
         vis, flags, out_flags, fsum = flag_hands(
             cube, par, cross, cfg.cross_hands, n_ant, freqs=meta.freqs,
             rfi_freqs=tuple(cfg.rfi_frequencies_hz), rfi_channels=tuple(cfg.rfi_channels),
-            rfi=flagging.RFIParams(threshold=cfg.rfi_threshold,
-                                   model_tolerance=cfg.rfi_model_tolerance),
+            rfi=RFIParams(threshold=cfg.rfi_threshold, model_tolerance=cfg.rfi_model_tolerance),
             detect_rfi=cfg.detect_rfi,
             min_good_fraction=cfg.min_antenna_good_fraction, nthreads=threads or 1)
         hands = hands_metrics(meta, par, cross, cfg.cross_hands)
