@@ -1,4 +1,4 @@
-"""numba kernels of the per-baseline RFI pass (see :func:`.flagging.flag_rfi`).
+"""numba kernels of the per-baseline RFI pass (see :func:`.rfi.flag_rfi`).
 
 One baseline's (n_time, n_chan × n_pol) amplitude plane is processed at a time, so that
 its work arrays stay in cache; the inner loops run over contiguous axes of 2-d arrays
