@@ -32,8 +32,9 @@ def gaussian2d(x: np.ndarray, y: np.ndarray, amp: float, x0: float, y0: float, s
 
 
 @dataclass(frozen=True)
-class GaussFit:
-    """Fitted components: arrays of amp, x, y, smaj, smin, pa (one entry per component)."""
+class Components:
+    """Elliptical Gaussian components: arrays of peak ``amp``, position ``x``, ``y``,
+    sigmas ``smaj``, ``smin`` (pixels) and ``pa`` (rad), one entry per component."""
 
     amp: np.ndarray
     x: np.ndarray
@@ -41,6 +42,12 @@ class GaussFit:
     smaj: np.ndarray
     smin: np.ndarray
     pa: np.ndarray
+
+
+@dataclass(frozen=True)
+class GaussFit(Components):
+    """Fitted components, and whether the fit converged."""
+
     ok: bool
 
 
@@ -208,5 +215,5 @@ def condon_errors(amp: np.ndarray, smaj: np.ndarray, smin: np.ndarray, pa: np.nd
     return {"peak": peak, "int_frac": int_frac, "x": ex, "y": ey}
 
 
-__all__ = ["beam_distance2", "gaussian2d", "GaussFit", "fit_gaussians", "bounded_least_squares",
-           "condon_errors", "FWHM_PER_SIGMA"]
+__all__ = ["beam_distance2", "gaussian2d", "Components", "GaussFit", "fit_gaussians",
+           "bounded_least_squares", "condon_errors", "FWHM_PER_SIGMA"]

@@ -18,23 +18,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gaussfit import beam_distance2, fit_gaussians
+from .gaussfit import Components, beam_distance2, fit_gaussians
 from .moments import pixel_moments
 
 
 @dataclass(frozen=True)
-class Parts:
-    """Measured components of one island in full-image pixels: peak ``amp``, position,
-    sigmas and pa (rad) as in :mod:`.gaussfit`; ``total`` in image units × beam areas;
-    ``total_err_rms`` its error in units of the local rms where known from the pixel
-    count (moments), NaN where a Gaussian's (Condon) error applies; ``kind`` the method."""
+class Parts(Components):
+    """Measured components of one island in full-image pixels (peak ``amp``, position,
+    sigmas and pa (rad) as in :class:`.gaussfit.Components`); ``total`` in image units ×
+    beam areas; ``total_err_rms`` its error in units of the local rms where known from the
+    pixel count (moments), NaN where a Gaussian's (Condon) error applies; ``kind`` the
+    method."""
 
-    amp: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    smaj: np.ndarray
-    smin: np.ndarray
-    pa: np.ndarray
     total: np.ndarray
     total_err_rms: np.ndarray
     kind: np.ndarray
