@@ -12,6 +12,14 @@ from pydantic import Field, model_validator
 
 from dsa110_pipeline.stage import StageConfig
 
+#: (WARN limit, REJECT limit, whether a larger value is worse) of the verdict's limits.
+_LIMIT_PAIRS = (("flux_scale_warn", "flux_scale_reject", True),
+                ("astrometry_warn_arcsec", "astrometry_reject_arcsec", True),
+                ("completeness_warn", "completeness_reject", False),
+                ("noise_warn", "noise_reject", True),
+                ("artefact_warn", "artefact_reject", True),
+                ("reliability_warn", "reliability_reject", False))
+
 
 class Thresholds(StageConfig):
     """WARN / REJECT limits of the verdict (issue 7 defaults)."""
@@ -53,18 +61,11 @@ class Thresholds(StageConfig):
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
-        if self.flux_scale_reject < self.flux_scale_warn:
-            raise ValueError("flux_scale_reject must be >= flux_scale_warn")
-        if self.astrometry_reject_arcsec < self.astrometry_warn_arcsec:
-            raise ValueError("astrometry_reject_arcsec must be >= astrometry_warn_arcsec")
-        if self.completeness_reject > self.completeness_warn:
-            raise ValueError("completeness_reject must be <= completeness_warn")
-        if self.noise_reject < self.noise_warn:
-            raise ValueError("noise_reject must be >= noise_warn")
-        if self.artefact_reject < self.artefact_warn:
-            raise ValueError("artefact_reject must be >= artefact_warn")
-        if self.reliability_reject > self.reliability_warn:
-            raise ValueError("reliability_reject must be <= reliability_warn")
+        """Each REJECT limit at least as bad as its WARN limit."""
+        for warn, reject, higher_is_worse in _LIMIT_PAIRS:
+            w, r = getattr(self, warn), getattr(self, reject)
+            if (r < w) if higher_is_worse else (r > w):
+                raise ValueError(f"{reject} must be {'>=' if higher_is_worse else '<='} {warn}")
         return self
 
 
