@@ -17,10 +17,26 @@ from .context import PipelineContext, ProductRef
 from .stage import PipelineStage, StageConfig
 
 
-class MakeArrayConfig(StageConfig):
+class DemoOutputConfig(StageConfig):
+    """Where the demo stages write their products."""
+
+    out_dir: str = "demo_output"
+
+
+def _save_npy(path: Path, data: np.ndarray) -> None:
+    """``data`` written whole as the ``.npy`` file ``path`` (under a temporary name first)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, data)
+
+
+def _load_npy(ctx: PipelineContext, kind: str) -> np.ndarray:
+    """The array of the context's ``kind`` product, memory-mapped."""
+    return np.load(ctx.get(kind).path, mmap_mode="r")
+
+
+class MakeArrayConfig(DemoOutputConfig):
     size: int = Field(1_000_000, ge=1)
     seed: int = 0
-    out_dir: str = "demo_output"
 
 
 class MakeArrayStage(PipelineStage):
@@ -32,16 +48,13 @@ class MakeArrayStage(PipelineStage):
 
     def execute(self, ctx: PipelineContext) -> PipelineContext:
         cfg = self.config
-        data = np.random.default_rng(cfg.seed).standard_normal(cfg.size)
         final = Path(cfg.out_dir) / "array.npy"
-        with atomic_path(final) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, data)
+        _save_npy(final, np.random.default_rng(cfg.seed).standard_normal(cfg.size))
         return ctx.with_output("array", ProductRef.for_path("npy", final, size=cfg.size))
 
 
-class ScaleConfig(StageConfig):
+class ScaleConfig(DemoOutputConfig):
     factor: float = 2.0
-    out_dir: str = "demo_output"
 
 
 class ScaleStage(PipelineStage):
@@ -53,15 +66,13 @@ class ScaleStage(PipelineStage):
     produces = ("scaled",)
 
     def execute(self, ctx: PipelineContext) -> PipelineContext:
-        data = np.load(ctx.get("array").path, mmap_mode="r")
         final = Path(self.config.out_dir) / f"scaled_{self.config.factor:g}.npy"
-        with atomic_path(final) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, data * self.config.factor)
+        _save_npy(final, _load_npy(ctx, "array") * self.config.factor)
         return ctx.with_output("scaled", ProductRef.for_path("npy", final))
 
 
-class SummaryConfig(StageConfig):
-    out_dir: str = "demo_output"
+class SummaryConfig(DemoOutputConfig):
+    """Config of :class:`SummaryStage` (where it writes, nothing else)."""
 
 
 class SummaryStage(PipelineStage):
@@ -73,7 +84,7 @@ class SummaryStage(PipelineStage):
     produces = ("summary",)
 
     def execute(self, ctx: PipelineContext) -> PipelineContext:
-        data = np.load(ctx.get("scaled").path, mmap_mode="r")
+        data = _load_npy(ctx, "scaled")
         stats = {"mean": float(data.mean()), "rms": float(data.std())}
         final = Path(self.config.out_dir) / "summary.json"
         with atomic_path(final) as tmp:
