@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path
+from .robust import robust_rms
 
 
 def thumbnail_png(data: np.ndarray, path: str | Path, max_px: int = 256) -> Path:
@@ -27,7 +28,7 @@ def thumbnail_png(data: np.ndarray, path: str | Path, max_px: int = 256) -> Path
         small = np.nanmean(a[:ny, :nx].reshape(ny // f, f, nx // f, f), axis=(1, 3))
     good = small[np.isfinite(small)]
     med = float(np.median(good)) if good.size else 0.0
-    sd = float(1.4826 * np.median(np.abs(good - med))) if good.size else 1.0
+    sd = robust_rms(good, empty=1.0)
     sd = sd if sd > 0 else 1.0
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from dsa110_pipeline.robust import robust_rms
+
 # perf may use the pipeline's tested kernels to measure: the truth stays the judge
 from stages.photometry.forced import forced_fluxes, noise_acf, noise_factor
 
@@ -73,10 +75,6 @@ def _expected(seen: list[tuple], pb_cut: float) -> float:
     return sum(t[3] * t[2] for t in use) / sum(t[3] ** 2 for t in use) if use else np.nan
 
 
-def _robust(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
-
-
 def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]:
     """The figures above over every mosaic under ``out/mosaics`` (a night's hour may fall
     across two UTC hours): per mosaic, and pooled."""
@@ -99,7 +97,7 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
         pooled[f"overlap_snr{lo:g}"] = {
             "n": int(s.sum()),
             "median_ratio": float(np.median(f[s] / ex[s])) if s.any() else None,
-            "pull_width": _robust((f[s] - ex[s]) / er[s]) if s.sum() > 4 else None}
+            "pull_width": robust_rms((f[s] - ex[s]) / er[s]) if s.sum() > 4 else None}
     off = np.concatenate([e.get("_offsets", np.zeros(0)) for e in each])
     pooled["positions_snr20"] = {
         "n": int(off.size),
@@ -145,7 +143,7 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
     # noise: residual / noise map, where covered
     z = residual / noise
     ok = np.isfinite(z)
-    res["noise_z_width"] = _robust(z[ok])
+    res["noise_z_width"] = robust_rms(z[ok])
     metrics_json = mdir / "validation" / f"{stem}_metrics.json"
     if metrics_json.exists():
         import json

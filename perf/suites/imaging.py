@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from dsa110_pipeline.robust import robust_rms
 from perf.harness import row, run_measured
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,11 +73,6 @@ print(json.dumps({"wall_s": wall, "metrics": ctx.metrics["imaging"],
 def _py(script: str, args: dict[str, Any], timeout: float = 3600):
     return run_measured([sys.executable, "-c", script, json.dumps(args)], cwd=REPO,
                         timeout=timeout)
-
-
-def _robust_rms(a: np.ndarray) -> float:
-    a = a[np.isfinite(a)]
-    return float(1.4826 * np.median(np.abs(a - np.median(a))))
 
 
 def _stats(prefix: str, r: np.ndarray) -> dict[str, Any]:
@@ -199,7 +195,7 @@ def run(quick: bool = False) -> dict:
         ws_rms = None
         for label, (wall, rss, image, residual) in results.items():
             resid = np.asarray(fits.getdata(residual), dtype=np.float64).reshape(pb.shape)
-            rms = _robust_rms(resid)
+            rms = robust_rms(resid)
             if label.startswith("WSClean") and wall == ws_best:
                 ws_rms = rms
             phot = _photometry(image, pb, truth, noise)

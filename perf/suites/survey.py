@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from dsa110_pipeline.robust import robust_rms
 from perf.harness import row, run_measured
 from perf.mosaic_score import nearest, score_mosaic
 from perf.suites.end_to_end import REPO
@@ -127,7 +128,7 @@ def score(out: Path, judges: Path) -> dict[str, Any]:
     cands = np.asarray([s[0] for s in steady_stats], dtype=float)
 
     def robust(x: np.ndarray) -> float | None:
-        return None if x.size < 5 else float(1.4826 * np.median(np.abs(x - np.median(x))))
+        return None if x.size < 5 else robust_rms(x)
 
     out_d: dict[str, Any] = {}
     for lo, hi in ((5.0, 20.0), (20.0, 100.0), (100.0, np.inf), (5.0, np.inf)):

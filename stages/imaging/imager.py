@@ -21,13 +21,14 @@ from dsa110_pipeline.profiling import release_free_memory
 
 from .beam import Beam, fit_beam, normalise_psf, restore
 from .channel_subset import alias_free_stride
-from .clean import CleanResult, PsfConvolver, deconvolve
+from .clean import CleanResult, deconvolve
 from .drift_beam import DriftBeamModel, SkySources
 from .gridding import image_to_vis, pixel_lm, vis_to_image
 from .options import ImagingOptions
 from .outliers import join_sources, on_channels, refine_outliers, subtract_sources
 from .points import PointSources, add_points, point_sources, refine_positions
 from .primary_beam import pb_correct, pb_image
+from .psf_convolver import PsfConvolver
 from .spectral import bright_clusters, spectral_correction
 from .vis_chunk import VisChunk
 from .weight_stats import WeightStats, weigh_in_place, weighted

@@ -29,10 +29,10 @@ from dsa110_pipeline.instrument import (
     radiometer_noise,
 )
 from dsa110_pipeline.log import get_logger
+from dsa110_pipeline.robust import robust_rms
 from dsa110_pipeline.stage import PipelineStage, Resources
 
 from .beam import Beam, BeamFitError
-from .clean import robust_rms
 from .config import ImagingConfig
 from .drift_beam import SkySources, sources_about
 from .fits_writer import ImageGeometry, build_header, mjd_seconds_to_isot, write_fits

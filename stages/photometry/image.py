@@ -11,6 +11,7 @@ import numpy as np
 from dsa110_pipeline.beam import Beam
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.fits_image import celestial_wcs, read_image_plane
+from dsa110_pipeline.robust import robust_rms
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,5 @@ def tile_rms(residual: np.ndarray, tile: int) -> np.ndarray:
     for j in range(ty):
         for i in range(tx):
             t = residual[j * tile:(j + 1) * tile, i * tile:(i + 1) * tile]
-            t = t[np.isfinite(t)]
-            if t.size > 16:
-                out[j, i] = 1.4826 * np.median(np.abs(t - np.median(t)))
+            out[j, i] = robust_rms(t, min_count=17)
     return out

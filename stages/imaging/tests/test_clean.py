@@ -1,13 +1,10 @@
 import numpy as np
 import pytest
 
-from stages.imaging.clean import (
-    deconvolve,
-    hogbom_minor,
-    multiscale_minor,
-    robust_rms,
-)
+from dsa110_pipeline.robust import robust_rms
+from stages.imaging.clean import deconvolve
 from stages.imaging.imager import ImagingParams, make_images
+from stages.imaging.minor_cycles import hogbom_minor, multiscale_minor
 from stages.imaging.peaks import parabolic_peak
 from stages.imaging.tests._params import plain_clean, plain_options
 from stages.imaging.tests._sim import pixel_to_lm, point_source_vis, t_layout, uvw_tracks
@@ -65,7 +62,7 @@ def test_hogbom_respects_mask_and_niter():
 
 def test_multiscale_cleans_an_extended_source():
     psf = _gauss_psf(64, 1.5)
-    from stages.imaging.clean import _fftconv_same, scale_kernel
+    from stages.imaging.minor_cycles import _fftconv_same, scale_kernel
 
     truth = np.zeros((128, 128))
     truth[60:69, 60:69] = scale_kernel(8, 9) * 10.0  # 10 Jy spread over a disc
@@ -157,7 +154,7 @@ def test_deconvolve_stops_at_absolute_threshold():
 
 
 def test_psf_convolver_is_exact_on_the_image():
-    from stages.imaging.clean import PsfConvolver
+    from stages.imaging.psf_convolver import PsfConvolver
 
     rng = np.random.default_rng(3)
     n = 32
@@ -175,7 +172,7 @@ def test_psf_convolver_is_exact_on_the_image():
 def _image_cycle_case(fluxes: tuple[float, float, float], mismatch: float = 1.0):
     """Three sources of ``fluxes`` under a PSF with ridges; the "visibility" residual
     subtracts ``mismatch`` x the image-domain model image (1: the two agree)."""
-    from stages.imaging.clean import PsfConvolver
+    from stages.imaging.psf_convolver import PsfConvolver
 
     n = 128
     psf2 = np.zeros((2 * n, 2 * n), np.float32)
@@ -226,7 +223,8 @@ def _uv_psf2(n, seed=1):
 
 
 def test_subminor_loops_match_plain_hogbom():
-    from stages.imaging.clean import PsfConvolver, subminor_cycle
+    from stages.imaging.minor_cycles import subminor_cycle
+    from stages.imaging.psf_convolver import PsfConvolver
 
     n = 128
     rng = np.random.default_rng(2)
@@ -258,7 +256,7 @@ def test_subminor_loops_match_plain_hogbom():
 
 
 def test_auto_mask_keeps_deep_cleaning_on_the_sources():
-    from stages.imaging.clean import PsfConvolver
+    from stages.imaging.psf_convolver import PsfConvolver
 
     n = 128
     rng = np.random.default_rng(5)
@@ -293,7 +291,8 @@ def test_auto_mask_still_cleans_the_neighbours_of_bright_components():
     """Flux on a bright component's neighbour that the free search missed (a 3 sigma
     companion one pixel away, as a source between pixel centres has) is cleaned once the
     auto-mask is on; a support of the flux-holding pixels alone left it in the residual."""
-    from stages.imaging.clean import PsfConvolver, clean_support
+    from stages.imaging.clean import clean_support
+    from stages.imaging.psf_convolver import PsfConvolver
 
     n = 256
     rng = np.random.default_rng(5)
@@ -361,7 +360,8 @@ def test_max_exact_cycles_caps_the_exact_cycles_once_image_cycles_run():
 def test_a_minor_cycle_that_raises_its_peak_undoes_the_round_and_stops():
     """Högbom on a kernel that is not positive definite (a w-term PSF far from the phase
     centre is not) can grow the residual it cleans: the minor cycle undoes such a round."""
-    from stages.imaging.clean import PsfConvolver, subminor_cycle
+    from stages.imaging.minor_cycles import subminor_cycle
+    from stages.imaging.psf_convolver import PsfConvolver
 
     n = 64
     psf2 = np.zeros((2 * n, 2 * n), np.float32)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dsa110_pipeline.robust import robust_rms
+
 #: Signal-to-noise thresholds at which the reliability is reported.
 SNR_LEVELS = (5.0, 7.0, 10.0)
 
@@ -92,13 +94,6 @@ class Artefacts:
         return float(np.max(self.annulus_ratio)) if self.annulus_ratio.size else None
 
 
-def _robust_rms(v: np.ndarray) -> float:
-    v = v[np.isfinite(v)]
-    if v.size < 10:
-        return float("nan")
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))
-
-
 def _clipped_rms(v: np.ndarray, clip: float) -> float:
     """rms about the median of the pixels within ``clip`` of it: artefacts (ridges, lobes of
     a few σ to tens of σ) count; the few bright pixels of a real source do not dominate."""
@@ -133,7 +128,7 @@ def artefact_metrics(image: np.ndarray, valid: np.ndarray, peaks: Peaks, peak_jy
         near[ylo:yhi, xlo:xhi] |= r <= r_out
         annuli.append(data[ylo:yhi, xlo:xhi][(r >= r_in) & (r <= r_out)])
         peaks_used.append(float(peak_jy[k]))
-    far = _robust_rms(data[~near])
+    far = robust_rms(data[~near], min_count=10)
     for a in annuli:
         ratios.append(_clipped_rms(a, 20 * far) / far if far > 0 else float("nan"))
     finite = data[np.isfinite(data)]
