@@ -14,7 +14,9 @@ truth:
   width (standard deviation and 1.4826 MAD) and the median flux ratio, for unflagged
   measurements of sources at S/N >= 5 and >= 20;
 - variables: the fraction recovered as candidates, per amplitude in units of the
-  per-group error (|S_var - S_steady| / sigma);
+  per-group error: the change of the true flux between the epochs measured (max - min, over
+  sigma), since a step before the first epoch or a flare over all of them leaves a light
+  curve that cannot vary (counted apart);
 - false alarms: the fraction of steady sources that are candidates, and the eta, V and
   dip thresholds that give 1 % of the steady sources with enough epochs;
 - cost: the photometry rate (sources per second per stage run) and the photometry and
@@ -118,10 +120,13 @@ def score(out: Path, judges: Path) -> dict[str, Any]:
         if src["kind"] == "":
             steady_stats.append(v)
             continue
+        # the amplitude the light curve can show: the change between the epochs measured
+        # (a step before the first, or a flare over all of them, changes nothing within the
+        # night; such variables are counted apart, as "none in the light curve")
         f = np.asarray(src["factors"])
-        amp_sigma = np.max(np.abs(f - 1) * np.median(src["app_steady"]) / np.median(src["err"]))
-        b = ("<5" if amp_sigma < 5 else "5-10" if amp_sigma < 10 else "10-20"
-             if amp_sigma < 20 else ">=20")
+        amp_sigma = np.ptp(f) * np.median(src["app_steady"]) / np.median(src["err"])
+        b = ("none in the light curve" if amp_sigma == 0 else "<5" if amp_sigma < 5
+             else "5-10" if amp_sigma < 10 else "10-20" if amp_sigma < 20 else ">=20")
         rec.setdefault(b, []).append(int(v[0]))
         var_stats.setdefault(b, []).append((v[1], v[2], v[3], v[4]))
     st = np.asarray([s[1:] for s in steady_stats if s[4] and s[4] >= 4], dtype=float)
