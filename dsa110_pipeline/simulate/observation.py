@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import coordinates as coords
 from .. import instrument as ins
 from ..array_layout import ArrayLayout, load_layout
 from ..catalogs import SourceCatalog, find_calibrator, read_catalog
 from ..dft import predict_visibilities_drift
 from ..errors import InputError
+from ..iers import offline_astropy
 from ..uvh5 import UVH5Header
 from . import geometry as geo
 from .config import SimulationConfig
@@ -154,12 +156,12 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
     ``cfg.jitter_s``), ``<start>_truth.json`` and ``<start>_truth.npz``.
     """
     t_wall = _time.perf_counter()
-    geo.offline_astropy()
+    offline_astropy()
     notes: list[str] = []
     out_dir = cfg.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     layout = load_layout(cfg.station_csv, cfg.n_antennas)
-    location = geo.earth_location(layout.site_lat_rad, layout.site_lon_rad, layout.site_height_m)
+    location = coords.earth_location(layout.site_lat_rad, layout.site_lon_rad, layout.site_height_m)
     lat = layout.site_lat_rad
     nthreads = cfg.nthreads
     seeds = np.random.SeedSequence(cfg.seed).spawn(9)  # the first 8 as before: same skies
@@ -182,8 +184,8 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         cal_cat, cal_spec = _calibrator_sky(cfg.calibrator, all_freqs)
         for _ in range(2):
             jd_mid = jd0 + (cfg.calibrator_group + 0.5) * file_dur / 86400.0
-            lst_mid = geo.local_sidereal_time(np.array([jd_mid]), location)
-            app_ra, _ = geo.apparent_coordinates(cal_cat.ra, cal_cat.dec, np.array([jd_mid]),
+            lst_mid = coords.local_sidereal_time(np.array([jd_mid]), location)
+            app_ra, _ = coords.apparent_coordinates(cal_cat.ra, cal_cat.dec, np.array([jd_mid]),
                                                  lst_mid, location)
             jd0 += geo.transit_offset_s(float(app_ra[0, 0]), float(lst_mid[0])) / 86400.0
         sep = abs(math.degrees(cal_cat.dec[0]) - cfg.dec_deg)
@@ -198,7 +200,7 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         sky = read_catalog(cfg.catalog)
     else:
         jd_end = jd0 + cfg.n_groups * file_dur / 86400.0
-        lst_se = geo.local_sidereal_time(np.array([jd0, jd_end]), location)
+        lst_se = coords.local_sidereal_time(np.array([jd0, jd_end]), location)
         r = math.radians(cfg.field_radius_deg)
         lst_hi = lst_se[1] if lst_se[1] >= lst_se[0] else lst_se[1] + 2 * np.pi
         dra = r / max(math.cos(dec_p), 1e-3)
@@ -242,7 +244,7 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
     rfi_phase = rfi_antenna_phases(rng_rfi, nst)
     sigma = ins.radiometer_noise(cfg.sefd_jy, chan_width, tint) if cfg.noise else 0.0
     uvw_bl = layout.enu[a2] - layout.enu[a1]  # (nbl, 3), ENU, antenna 2 - antenna 1
-    pointing = geo.hadec_to_enu(0.0, dec_p, lat)
+    pointing = coords.hadec_to_enu(0.0, dec_p, lat)
     max_dist = math.radians(cfg.max_source_distance_deg)
 
     groups: list[GroupFiles] = []
@@ -250,10 +252,10 @@ def simulate_observation(cfg: SimulationConfig) -> SimulationResult:
         jd_g = jd0 + g * file_dur / 86400.0
         name_g = _jd_to_name(jd_g)
         jd_t = jd_g + (np.arange(nint) + 0.5) * tint / 86400.0
-        lst_t = geo.local_sidereal_time(jd_t, location)
+        lst_t = coords.local_sidereal_time(jd_t, location)
         if len(sky):
-            app_ra, app_dec = geo.apparent_coordinates(sky.ra, sky.dec, jd_t, lst_t, location)
-            lmn = geo.hadec_to_enu(lst_t[:, None] - app_ra, app_dec, lat)  # (nt, nsrc, 3)
+            app_ra, app_dec = coords.apparent_coordinates(sky.ra, sky.dec, jd_t, lst_t, location)
+            lmn = coords.hadec_to_enu(lst_t[:, None] - app_ra, app_dec, lat)  # (nt, nsrc, 3)
         else:
             lmn = np.zeros((nint, 0, 3))
         near = np.arccos(np.clip(lmn @ pointing, -1, 1)).min(axis=0) <= max_dist \

@@ -18,6 +18,7 @@ import numpy as np
 
 from dsa110_pipeline import instrument
 from dsa110_pipeline.catalogs import find_calibrator, read_vla_calibrators
+from dsa110_pipeline.coordinates import apparent_coordinates, dsa110_site, local_sidereal_time
 from dsa110_pipeline.night import GroupSpec, key
 
 from .registry import CALTABLES
@@ -27,13 +28,6 @@ from .sky import in_tonights_sky
 JD_MJD = 2400000.5
 
 
-def _site() -> Any:
-    from dsa110_pipeline.simulate.geometry import earth_location
-
-    return earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
-                          math.radians(instrument.SITE_LONGITUDE_DEG), instrument.SITE_HEIGHT)
-
-
 def _apparent(ra: np.ndarray, dec: np.ndarray, mjd: float) -> tuple[float, np.ndarray,
                                                                      np.ndarray]:
     """LST (rad) at ``mjd`` and the apparent RA/Dec of ICRS positions then.
@@ -41,9 +35,7 @@ def _apparent(ra: np.ndarray, dec: np.ndarray, mjd: float) -> tuple[float, np.nd
     Apparent coordinates matter: precession since J2000 moves a transit by about a
     minute, a good part of a 309 s group.
     """
-    from dsa110_pipeline.simulate.geometry import apparent_coordinates, local_sidereal_time
-
-    loc = _site()
+    loc = dsa110_site()
     jd = np.array([mjd + JD_MJD])
     lst = local_sidereal_time(jd, loc)
     if ra.size == 0:

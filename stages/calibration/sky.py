@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from dsa110_pipeline import instrument
 from dsa110_pipeline.catalogs import (
     read_catalog,
     with_known_sources,
 )
 from dsa110_pipeline.catalogs.refine import FitLimits
+from dsa110_pipeline.coordinates import apparent_coordinates, dsa110_site, local_sidereal_time
 from dsa110_pipeline.projection import radec_to_lmn
 
 from . import msio
@@ -29,19 +29,10 @@ from .stefcal import choose_refant
 from .survey_check import confirmed_by_survey
 
 
-def _location():
-    from dsa110_pipeline.simulate.geometry import earth_location
-
-    return earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
-                          math.radians(instrument.SITE_LONGITUDE_DEG), instrument.SITE_HEIGHT)
-
-
 def geometry(times_mjd_s: np.ndarray, ra: np.ndarray, dec: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LST (n_time,), apparent RA and Dec (n_time, n_src) of ICRS positions."""
-    from dsa110_pipeline.simulate.geometry import apparent_coordinates, local_sidereal_time
-
-    loc = _location()
+    loc = dsa110_site()
     jd = np.asarray(times_mjd_s, float) / 86400.0 + 2400000.5
     lst = local_sidereal_time(jd, loc)
     app_ra, app_dec = apparent_coordinates(ra, dec, jd, lst, loc)

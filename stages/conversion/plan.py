@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from dsa110_pipeline import instrument
+from dsa110_pipeline import coordinates, instrument
 from dsa110_pipeline.errors import InputError
 from dsa110_pipeline.uvh5 import UVH5Header
 
-from . import coordinates, phasing
+from . import phasing
 from .discovery import parse_name
 from .reader import STAGE, check_same_layout, read_header
 
@@ -227,7 +227,8 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
         raise _err("subband channels overlap: they cannot form one spectral window",
                    [h.path for h in headers])
     # --- geometry and phasing -------------------------------------------------------
-    location = coordinates.site_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
+    location = coordinates.earth_location(np.radians(ref.latitude_deg),
+                                          np.radians(ref.longitude_deg), ref.altitude_m)
     txyz = np.array([location.x.value, location.y.value, location.z.value])
     antpos = (_station_positions(ref, station_csv, txyz) if station_csv
               else ref.antenna_positions)
@@ -242,8 +243,9 @@ def plan_conversion(paths: Sequence[str | Path], *, allow_partial: bool = False,
             ulst[tidx] = ref.lst_array
         else:
             ulst = coordinates.local_sidereal_time(utimes, location)
-        app_ra, app_dec, pa = coordinates.apparent_coordinates(ra_c, dec_c, utimes, ulst,
-                                                               location)
+        app_ra, app_dec = (a[:, 0] for a in coordinates.apparent_coordinates(
+            ra_c, dec_c, utimes, ulst, location))
+        pa = coordinates.frame_position_angle(utimes, app_ra, app_dec, location)
         gha = ulst - app_ra - np.deg2rad(ref.longitude_deg)
         order = np.argsort(ref.antenna_numbers)
         a1 = order[np.searchsorted(ref.antenna_numbers, ref.ant_1_array, sorter=order)]

@@ -107,7 +107,7 @@ def source_icrs(hdr, source_offset: tuple[float, float]) -> tuple[float, float]:
     import astropy.units as u
     from astropy.coordinates import AltAz, EarthLocation, SkyCoord
 
-    from stages.conversion.coordinates import offline_astropy
+    from dsa110_pipeline.iers import offline_astropy
 
     offline_astropy()
     loc = EarthLocation.from_geodetic(lon=hdr.longitude_deg * u.deg, lat=hdr.latitude_deg * u.deg,

@@ -212,13 +212,13 @@ def test_subbands_go_only_to_workers_that_see_the_staged_ms(drift_group, client,
 def test_phase_center_is_meridian_at_midpoint(drift_group, tmp_path) -> None:
     from astropy.time import Time
 
-    from stages.conversion.coordinates import local_sidereal_time, site_location
+    from dsa110_pipeline.coordinates import earth_location, local_sidereal_time
     from stages.conversion.reader import read_header
 
     out = _run(_stage(tmp_path, pointing_dec_deg=50.0), _ctx(drift_group))
     ra, dec = _phase_center(Path(out.outputs["ms"].path))
     h = read_header(drift_group[0])
-    loc = site_location(h.latitude_deg, h.longitude_deg, h.altitude_m)
+    loc = earth_location(np.radians(h.latitude_deg), np.radians(h.longitude_deg), h.altitude_m)
     tmid = 0.5 * (h.time_array.min() + h.time_array.max())
     lst = local_sidereal_time(np.array([tmid]), loc)[0]
     # ICRS vs apparent differ by precession (~0.2 deg since J2000), not more

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dsa110_pipeline.coordinates import hadec_to_enu
 from dsa110_pipeline.instrument import SIDEREAL_RATE, SITE_LATITUDE_DEG
-from dsa110_pipeline.simulate.geometry import beam_power, hadec_to_enu
+from dsa110_pipeline.simulate.geometry import beam_power
 from stages.imaging.drift_beam import (
     DriftBeamModel,
     SkySources,

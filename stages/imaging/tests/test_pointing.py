@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from dsa110_pipeline import coordinates as coords
 from dsa110_pipeline import instrument
 from dsa110_pipeline.instrument import SIDEREAL_RATE
 from dsa110_pipeline.projection import radec_to_lmn
@@ -20,7 +21,7 @@ def _group(dec_app_deg: float):
     from astropy.coordinates import ICRS, HADec, SkyCoord
     from astropy.time import Time
 
-    loc = geo.earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
+    loc = coords.earth_location(math.radians(instrument.SITE_LATITUDE_DEG),
                              math.radians(instrument.SITE_LONGITUDE_DEG), instrument.SITE_HEIGHT)
     t0 = Time("2026-01-25T13:43:25", scale="utc").mjd * 86400.0
     times = t0 + (np.arange(24) + 0.5) * 12.884902
@@ -43,11 +44,11 @@ def test_the_beam_along_the_track_is_the_simulators_and_the_icrs_circle_is_not()
     freqs = np.array([1.3113e9, 1.405e9, 1.4987e9])
     # the simulator: apparent coordinates per time, ENU directions, beam about the pointing
     jd = times / 86400.0 + 2400000.5
-    lst = geo.local_sidereal_time(jd, loc)
-    app_ra, app_dec = geo.apparent_coordinates(np.array([ra_s]), np.array([dec_s]), jd, lst, loc)
+    lst = coords.local_sidereal_time(jd, loc)
+    app_ra, app_dec = coords.apparent_coordinates(np.array([ra_s]), np.array([dec_s]), jd, lst, loc)
     lat = math.radians(instrument.SITE_LATITUDE_DEG)
-    enu = geo.hadec_to_enu(lst[:, None] - app_ra, app_dec, lat)
-    pointing = geo.hadec_to_enu(0.0, math.radians(52.2), lat)
+    enu = coords.hadec_to_enu(lst[:, None] - app_ra, app_dec, lat)
+    pointing = coords.hadec_to_enu(0.0, math.radians(52.2), lat)
     truth = geo.beam_power(enu, pointing, freqs)[:, 0]
     l_s, m_s = radec_to_lmn(np.array([ra_s]), np.array([dec_s]), ra0, dec0)[:, :2].T
     ours = track_beams(l_s, m_s, track, freqs)[:, 0]
