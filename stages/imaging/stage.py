@@ -74,7 +74,7 @@ class ImagingStage(PipelineStage):
     """Image one Measurement Set (Stokes I, multi-frequency synthesis)."""
 
     name = "imaging"
-    version = "1"
+    version = "2"  # 2: the guard band (session 23)
     Config = ImagingConfig
     requires = ("ms",)
     produces = ("images",)
