@@ -1,5 +1,6 @@
-"""New sources: mosaic detections with no survey counterpart and no earlier detection, and
-seen by more than one of the mosaic's groups (pure functions on arrays)."""
+"""New sources: mosaic detections with no survey counterpart and no earlier detection, seen
+by more than one of the mosaic's groups where more than one covers them (pure functions on
+arrays)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ def source_names(ra_deg: np.ndarray, dec_deg: np.ndarray, prefix: str = "DSA") -
 
 
 def snr_without_best_group(values: np.ndarray, pb: np.ndarray, sigma: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray]:
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each detection's S/N from its groups combined as the mosaic combines them (weights
-    PB^2 / sigma^2), and the same without the group that contributes most.
+    PB^2 / sigma^2), the same without the group that contributes most, and what that would
+    be for a steady source of the combined flux (0 where no other group covers it: the
+    window cannot test the detection).
 
     ``values`` (n, g): each group image's apparent value at the detection's pixel, ``pb``
     (n, g) its primary beam there (NaN or 0 where the group does not cover it), ``sigma``
@@ -55,5 +58,7 @@ def snr_without_best_group(values: np.ndarray, pb: np.ndarray, sigma: np.ndarray
     n_loo = n_all - np.take_along_axis(num, best, axis=1)[:, 0]
     d_loo = d_all - np.take_along_axis(den, best, axis=1)[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
+        flux = np.where(d_all > 0, n_all / d_all, 0.0)  # the combined (intrinsic) flux
         return (np.where(d_all > 0, n_all / np.sqrt(d_all), 0.0),
-                np.where(d_loo > 0, n_loo / np.sqrt(d_loo), 0.0))
+                np.where(d_loo > 0, n_loo / np.sqrt(d_loo), 0.0),
+                flux * np.sqrt(np.maximum(d_loo, 0.0)))

@@ -47,7 +47,8 @@ NEW_SOURCES = "new_sources.csv"
 #: new-source candidates the window's groups do not confirm (``new_source_confirm_snr``)
 UNCONFIRMED = "unconfirmed.csv"
 NEW_SOURCE_COLUMNS = ("name", "ra_deg", "dec_deg", "flux_jy", "flux_err_jy", "snr",
-                      "window", "mosaic", "snr_without_best_group")
+                      "window", "mosaic", "snr_without_best_group",
+                      "snr_expected_without_best_group")
 
 
 class MosaicConfig(StageConfig):
@@ -69,8 +70,13 @@ class MosaicConfig(StageConfig):
     new_source_snr: float = Field(7.0, gt=0)
     #: ... and is still at least this far above the noise from the window's groups without
     #: the one that contributes most (``new_sources.snr_without_best_group``): an artefact
-    #: of one group is no new source. Those that are not are written to
-    #: ``<mosaic>-unconfirmed.csv`` (a transient of a single group among them).
+    #: of one group is no new source. Those that are not, where the other groups would
+    #: have seen a steady source of that flux this far above the noise, are written to
+    #: ``<mosaic>-unconfirmed.csv`` (a transient of a single group among them); where they
+    #: could not (a source at the edge of the window's sky, covered by one group), the
+    #: window cannot test it and it stays a new source, its expected S/N without the best
+    #: group in the table (an unseen hour, dec +25.1: 3 real unsurveyed sources of 26-34
+    #: sigma at a window's edge were unconfirmed).
     new_source_confirm_snr: float = Field(5.0, ge=0)
     #: Earlier new sources (a glob; relative paths are under the run's output directory).
     new_sources_glob: str = f"mosaics/*-{NEW_SOURCES}"
@@ -235,7 +241,8 @@ class MosaicStage(WindowStage):
                      ) -> tuple[list[list[Any]], list[list[Any]]]:
         """Rows of the detections at ``new_source_snr`` or more that matched no reference
         source and lie near no earlier new source: those the window's groups confirm
-        without their best one (``new_source_confirm_snr``), and the others."""
+        without their best one (``new_source_confirm_snr``) or cannot test, and the
+        others."""
         cand = np.flatnonzero((np.asarray(src["snr"]) >= cfg.new_source_snr)
                               & ~np.asarray(src["matched"], bool))
         ra, dec = np.asarray(src["ra_deg"])[cand], np.asarray(src["dec_deg"])[cand]
@@ -245,13 +252,16 @@ class MosaicStage(WindowStage):
         keep = unmatched(ra, dec, earlier[:, 0], earlier[:, 1], radius_deg)
         cand, ra, dec = cand[keep], ra[keep], dec[keep]
         values, pb = _group_values(groups, ra, dec, cfg.pb_cut)
-        _, loo = snr_without_best_group(values, pb, np.array([g.sigma for g in groups]))
+        _, loo, loo_expected = snr_without_best_group(values, pb,
+                                                      np.array([g.sigma for g in groups]))
         names = source_names(ra, dec) if cand.size else []
         flux, err, snr = (np.asarray(src[k])[cand] for k in ("flux_jy", "flux_err_jy", "snr"))
         rows = [[n, f"{ra[i]:.6f}", f"{dec[i]:.6f}", f"{flux[i]:.6g}", f"{err[i]:.3g}",
-                 f"{snr[i]:.1f}", window_id, str(image_path), f"{loo[i]:.1f}"]
+                 f"{snr[i]:.1f}", window_id, str(image_path), f"{loo[i]:.1f}",
+                 f"{loo_expected[i]:.1f}"]
                 for i, n in enumerate(names)]
-        ok = loo >= cfg.new_source_confirm_snr
+        # confirmed by the other groups, or not testable by them
+        ok = (loo >= cfg.new_source_confirm_snr) | (loo_expected < cfg.new_source_confirm_snr)
         return [r for r, k in zip(rows, ok) if k], [r for r, k in zip(rows, ok) if not k]
 
     def _glob(self, ctx: PipelineContext, cfg: MosaicConfig) -> str:

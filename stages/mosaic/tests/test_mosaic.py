@@ -184,6 +184,23 @@ def test_an_artefact_of_one_group_is_not_a_new_source(tmp_path):
     assert float(u["snr_without_best_group"]) < 3
 
 
+def test_a_source_only_one_group_covers_stays_a_new_source(tmp_path):
+    """At the window's edge (RA 148.85: in the first group's image only) no other group can
+    test a detection: it is a new source, its expected S/N without the best group 0."""
+    import csv
+
+    refs, _ = _run(tmp_path, artefact=(0, 148.85, 30.0, 0.25))
+    roles = {r.meta["role"]: r for r in refs}
+    with open(roles["new_sources"].path) as fh:
+        new = list(csv.DictReader(fh))
+    with open(roles["unconfirmed_sources"].path) as fh:
+        assert list(csv.DictReader(fh)) == []
+    edge = [r for r in new if abs(float(r["ra_deg"]) - 148.85) < 0.2 * BEAM]
+    assert len(new) == 2 and len(edge) == 1, new
+    assert float(edge[0]["snr_without_best_group"]) == 0.0
+    assert float(edge[0]["snr_expected_without_best_group"]) == 0.0
+
+
 def test_snr_without_best_group():
     from stages.mosaic.new_sources import snr_without_best_group
 
@@ -192,11 +209,18 @@ def test_snr_without_best_group():
     # an 8-sigma blob in group 0 alone
     values = np.array([[10.0, 5.0, 10.0, np.nan], [8.0, 0.0, 0.0, np.nan]])
     pb = np.array([[1.0, 0.5, 1.0, np.nan], [1.0, 0.5, 1.0, np.nan]])
-    snr, loo = snr_without_best_group(values, pb, sigma)
+    snr, loo, expected = snr_without_best_group(values, pb, sigma)
     w = np.array([1.0, 0.25, 0.25])  # pb^2 / sigma^2
     assert snr[0] == pytest.approx(10 * w.sum() / np.sqrt(w.sum()))
     assert loo[0] == pytest.approx(10 * w[1:].sum() / np.sqrt(w[1:].sum()))
+    assert expected[0] == pytest.approx(loo[0])  # steady: seen as expected
     assert snr[1] == pytest.approx(8 / np.sqrt(w.sum())) and loo[1] == 0.0
+    # the blob: the others would have seen its combined flux (8 / 1.5) at 3.8 sigma
+    assert expected[1] == pytest.approx(8 / w.sum() * np.sqrt(w[1:].sum()))
+    # a detection only one group covers: nothing to test it against
+    _, loo1, exp1 = snr_without_best_group(np.array([[30.0, np.nan]]),
+                                           np.array([[0.9, np.nan]]), np.array([1.0, 1.0]))
+    assert loo1[0] == 0.0 and exp1[0] == 0.0
 
 
 def test_a_source_an_earlier_mosaic_found_is_not_new_again(tmp_path):
