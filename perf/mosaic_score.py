@@ -105,8 +105,17 @@ def score_mosaic(out: Path, judges: Path, pb_cut: float = 0.2) -> dict[str, Any]
         "rms_offset_beams": float(np.sqrt(np.mean(off ** 2))) if off.size else None}
     news = [e["_new"] for e in each if "_new" in e]
     if news:
-        snr = np.concatenate([n["unsurveyed_snr"] for n in news])
-        got = np.concatenate([n["unsurveyed_found"] for n in news])
+        # per unsurveyed source of the night (the hour's windows overlap: a source in two
+        # mosaics is listed by the first and is "earlier" for the second), its best S/N
+        # and whether any mosaic listed it
+        best: dict[str, tuple[float, bool]] = {}
+        for n in news:
+            for name, s, f in zip(n["unsurveyed_names"], n["unsurveyed_snr"],
+                                  n["unsurveyed_found"], strict=True):
+                s0, f0 = best.get(name, (-np.inf, False))
+                best[name] = (np.nanmax([s0, s]), f0 or bool(f))
+        snr = np.array([v[0] for v in best.values()])
+        got = np.array([v[1] for v in best.values()], bool)
         pooled["new_sources"] = {
             "listed": sum(n["n_listed"] for n in news),
             "listed_unsurveyed": sum(n["n_listed_unsurveyed"] for n in news),
@@ -232,6 +241,7 @@ def _score_one(image_path: Path, out: Path, truth: dict[float, dict[str, tuple]]
         u_snr = np.array(u_snr)
         found_t = set(hit_t[hit_t >= 0].tolist())
         res["_new"] = {"unsurveyed_snr": u_snr,
+                       "unsurveyed_names": [tnames[i] for i in uns],
                        "unsurveyed_found": np.array([i in found_t for i in uns], bool),
                        "n_listed": len(found),
                        "n_listed_unsurveyed": int(sum(1 for j in hit_t
