@@ -64,5 +64,17 @@ class Beam:
             bmaj, bmin, bpa = bmin, bmaj, bpa + 90.0
         return cls(np.radians(bmaj), np.radians(bmin), ((bpa + 90.0) % 180.0) - 90.0)
 
+    @classmethod
+    def mean(cls, beams: list[Beam]) -> Beam:
+        """The mean of ``beams``: mean axes, and the mean position angle as an axis (mod 180
+        deg: +89.7 and -89.9 deg are one orientation, whose arithmetic mean, 0, is the
+        other), in [-90, 90)."""
+        if not beams:
+            raise ValueError("no beams to average")
+        two = np.radians([2.0 * b.bpa for b in beams])
+        bpa = 0.5 * float(np.degrees(np.arctan2(np.sin(two).mean(), np.cos(two).mean())))
+        return cls(float(np.mean([b.bmaj for b in beams])),
+                   float(np.mean([b.bmin for b in beams])), ((bpa + 90.0) % 180.0) - 90.0)
+
 
 __all__ = ["Beam"]
