@@ -136,7 +136,7 @@ def _drift_model(stats: WeightStats, p: ImagingParams,
 
 def _alias_free_stride(sampling: list[tuple[float, float]], p: ImagingParams) -> int:
     """The channel stride whose aliasing of a source at the phase centre stays outside the
-    image (``channel_subset``), from the chunks' ``_sampling``."""
+    image (``channel_subset``), from the chunks' ``VisChunk.sampling``."""
     width = min((w for _, w in sampling), default=np.inf)
     if not np.isfinite(width):
         return 1
