@@ -82,9 +82,9 @@ class ImagingOptions(BaseModel):
     #: just outside the image that the catalog lacks (a transient, a survey's missing entry)
     #: is deconvolved there instead of leaving its sidelobes across the image. 0: off.
     #: Measured on two unseen demo-scale groups with such a source 121 and 23 px east of the
-    #: image: 5-sigma reliability 0.904 -> 0.992 and 0.838 -> 0.989 (truth), rms/thermal
-    #: 1.045 -> 1.010 and 1.029 -> 1.006, for 13-20 % more imaging time; 256 px bought
-    #: nothing more (imaging README, session 23).
+    #: image (scored by perf against the simulated sky): 5-sigma reliability 0.904 -> 0.992
+    #: and 0.838 -> 0.989, rms/thermal 1.045 -> 1.010 and 1.029 -> 1.006, for 13-20 % more
+    #: imaging time; 256 px bought nothing more (imaging README, session 23).
     guard_px: int = Field(128, ge=0)
 
     @property
