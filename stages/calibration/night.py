@@ -18,14 +18,11 @@ import numpy as np
 
 from dsa110_pipeline import instrument
 from dsa110_pipeline.catalogs import find_calibrator, read_vla_calibrators
-from dsa110_pipeline.coordinates import apparent_coordinates, dsa110_site, local_sidereal_time
 from dsa110_pipeline.night import GroupSpec, key
 
 from .registry import CALTABLES
 from .selection import select_calibrators
-from .sky import in_tonights_sky
-
-JD_MJD = 2400000.5
+from .sky import geometry, in_tonights_sky
 
 
 def _apparent(ra: np.ndarray, dec: np.ndarray, mjd: float) -> tuple[float, np.ndarray,
@@ -35,12 +32,7 @@ def _apparent(ra: np.ndarray, dec: np.ndarray, mjd: float) -> tuple[float, np.nd
     Apparent coordinates matter: precession since J2000 moves a transit by about a
     minute, a good part of a 309 s group.
     """
-    loc = dsa110_site()
-    jd = np.array([mjd + JD_MJD])
-    lst = local_sidereal_time(jd, loc)
-    if ra.size == 0:
-        return float(lst[0]), ra, dec
-    app_ra, app_dec = apparent_coordinates(ra, dec, jd, lst, loc)
+    lst, app_ra, app_dec = geometry(np.array([mjd * 86400.0]), ra, dec)
     return float(lst[0]), app_ra[0], app_dec[0]
 
 
