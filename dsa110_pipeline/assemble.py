@@ -31,6 +31,7 @@ def build_stage(cfg: FrameworkConfig, name: str) -> PipelineStage:
             raise ConfigError(f"pipeline.windows.{name}: stage {name!r} runs per group, not "
                               "over a window (its class is no WindowStage)")
         stage.window_s = window_length(cfg.pipeline.windows[name])  # type: ignore[attr-defined]
+    stage.bind_run(cfg)
     stage.retries = max(stage.retries, cfg.orchestrator.retries)
     if stage.timeout is None:
         stage.timeout = cfg.orchestrator.stage_timeout_s

@@ -68,6 +68,8 @@ class PipelineStage:
     #: Whether the stage still runs when some of its inputs' producers failed (on the
     #: inputs that exist, once every producer has finished): a window over groups.
     partial_inputs: bool = False
+    #: The run's products tree (``paths.output_dir``), set by :meth:`bind_run`.
+    run_output_dir: str | None = None
 
     def __init__(self, config: StageConfig | dict[str, Any] | None = None, *,
                  name: str | None = None, requires: Iterable[str] | None = None,
@@ -127,21 +129,25 @@ class PipelineStage:
     def cleanup(self, ctx: PipelineContext) -> None:
         """Release scratch space and temporary files; runs after success and failure."""
 
+    def bind_run(self, run_config: Any) -> None:
+        """Take what the stage needs from the run's typed config beyond its own branch
+        (called once, when the run assembles its stages): the products tree. A stage
+        needing more (another stage's settings) extends this."""
+        out = getattr(getattr(run_config, "paths", None), "output_dir", None)
+        self.run_output_dir = None if out is None else str(out)
+
     def products_dir(self, ctx: PipelineContext, subdir: str = "") -> Path:
         """Where the stage writes products: its config's ``output_dir`` when set, else the
         run's ``paths.output_dir`` (plus ``subdir``), else ``./products``."""
         own = getattr(self.config, "output_dir", None)
         if own:
             return Path(own)
-        root = self.output_root(ctx)
+        root = self.output_root()
         return root / subdir if subdir else root
 
-    @staticmethod
-    def output_root(ctx: PipelineContext) -> Path:
+    def output_root(self) -> Path:
         """The run's products tree: ``paths.output_dir``, else ``./products``."""
-        paths = ctx.config.get("paths") if isinstance(ctx.config, dict) else None
-        return Path(paths["output_dir"]) if isinstance(paths, dict) and paths.get(
-            "output_dir") else Path("products")
+        return Path(self.run_output_dir) if self.run_output_dir else Path("products")
 
     # -- identity ---------------------------------------------------------
     def config_hash(self) -> str:

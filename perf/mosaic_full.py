@@ -108,11 +108,12 @@ def run(d: Path) -> dict:
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
               FunctionStage(validation, name="validation", produces=("validation",)),
               MosaicStage({"validator": "stages.validation.mosaic:validate_arrays"})]
+    stages[-1].run_output_dir = str(out)  # what bind_run takes from paths.output_dir
     specs = [GroupSpec(f"2026-03-10T02:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 309 / 86400,
                        metadata={"index": k}) for k in range(len(groups))]
     with StateDB(out / "state.sqlite") as db:
         res = NightOrchestrator(db, output_dir=out, cache=ResultCache(out / ".c")).run(
-            specs, lambda s: stages, PipelineContext(config={"paths": {"output_dir": str(out)}}))
+            specs, lambda s: stages, PipelineContext())
     rec = next(r for n, r in res.result.records.items() if n.endswith("/mosaic"))
     metrics = res.result.context.metrics
     return {"windows": res.windows, "stage_wall_s": rec.finished - rec.started,

@@ -26,9 +26,10 @@ from dsa110_pipeline.errors import InputError
 from . import ms_writer, phasing, tiles, weights
 from .plan import ConversionPlan, conjugation_mask, plan_conversion
 from .reader import STAGE, read_header, read_nsamples, read_rows
+from .ready import Layouts, LocalReady
 from .sinks import (
     LazyRegionSink,
-    mark_ready,
+    layouts_payload,
     open_region_writer,
     tile_layouts,
 )
@@ -47,7 +48,8 @@ class SubbandTask:
     chunks: list[tuple[int, int]]  # row ranges [start, stop) of the file
     weight_scale_path: str | None = None  # .npy of per-row weight scale, None: 1
     write_weight_spectrum: bool = True
-    ready_path: str | None = None  # the MS may be written once this exists
+    ready: Any = None  # a ReadySignal: the MS may be written once it is set (None: now)
+    work_dir: str | None = None  # the creator's work directory (gone: never ready)
     buffer_bytes: int = 128 * 2**20  # processed bytes held until it exists
     max_amplitude_ratio: float = 1e6  # |V| above this x the median |V| is flagged
 
@@ -90,7 +92,8 @@ def write_subband(task: SubbandTask) -> SubbandResult:
                  np.empty(shape3, np.float32))
         outbuf = (np.empty(shape3, np.complex64), np.empty(shape3, bool),
                   np.empty(shape3 if task.write_weight_spectrum else (1, 1, 1), np.float32))
-        sink = LazyRegionSink(str(task.ms_path), task.ready_path, task.buffer_bytes)
+        sink = LazyRegionSink(str(task.ms_path), task.ready, task.buffer_bytes,
+                              work_dir=task.work_dir)
         with h5py.File(task.path, "r") as fh, sink as writer:
             for start, stop in task.chunks:
                 # file channel order here; flipped to ascending on the way out
@@ -166,6 +169,9 @@ class SerialRunner:
 
     def cancel(self) -> None:
         """Nothing runs in the background."""
+
+    def ready_signal(self) -> LocalReady:
+        return LocalReady()
 
 
 def _raise_failure(fail: Any) -> None:
@@ -288,20 +294,20 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
     if weight_times_integration:
         scale_path = str(work_dir / "weight_scale.npy")
         np.save(scale_path, ref.integration_time.astype(np.float32))
-    ready = work_dir / "ms.ready"
+    ready = runner.ready_signal() if hasattr(runner, "ready_signal") else LocalReady()
     tasks = [SubbandTask(path=str(h.path), ms_path=str(ms_path),
                          delta_w_path=dw_path, freqs=h.freqs_ascending,
                          chan0=0 if plan.spw_per_subband else s * nsb,
                          row0=s * nblts if plan.spw_per_subband else 0, chunks=plan.chunks,
                          weight_scale_path=scale_path,
                          write_weight_spectrum=write_weight_spectrum,
-                         ready_path=str(ready),
+                         ready=ready, work_dir=str(work_dir),
                          max_amplitude_ratio=max_amplitude_ratio)
              for h, s in zip(plan.headers, plan.slots, strict=True)]
     background = bool(getattr(runner, "background", False))
     if background:
         # workers read and phase while this process creates the MS (slow: casacore
-        # zero-fills every tile once); they write when ``ready`` appears
+        # zero-fills every tile once); they write when ``ready`` is set
         runner.start(write_subband, tasks)
     t0 = time.perf_counter()
     layouts: dict[str, tiles.TileLayout] | None = None
@@ -313,9 +319,10 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
         regions = [(t.row0 + a, b - a, t.chan0, nsb) for t in tasks for a, b in t.chunks]
         regions += [(r0, n, c0, nsb) for r0, n, c0 in _missing_regions(plan)]
         layouts = tile_layouts(ms_path, regions) if direct_tiles else None
-        mark_ready(ready, layouts)
+        ready.set(layouts_payload(layouts))
         if plan.missing_slots:
-            _fill_missing_direct(plan, ms_path, ready, write_weight_spectrum)
+            _fill_missing_direct(plan, ms_path, layouts_payload(layouts),
+                                 write_weight_spectrum)
         if not background:
             runner.start(write_subband, tasks)
         results = runner.results()
@@ -325,6 +332,8 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
         runner.cancel()
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
+    finally:
+        ready.release()
     if require_uniform and _needs_weight_spectrum(plan, results):
         shutil.rmtree(work_dir, ignore_errors=True)
         return None
@@ -363,11 +372,11 @@ def _missing_regions(plan: ConversionPlan) -> list[tuple[int, int, int]]:
             for s in plan.missing_slots for start, stop in plan.chunks]
 
 
-def _fill_missing_direct(plan: ConversionPlan, ms_path: Path, ready: Path,
+def _fill_missing_direct(plan: ConversionPlan, ms_path: Path, layouts: Layouts,
                          weights: bool) -> None:
     """Direct mode: zero data, flags set, zero weight in the channels of missing subbands."""
     npol, nsb = plan.ref.npols, plan.nchan_sb
-    w = open_region_writer(ms_path, ready)
+    w = open_region_writer(ms_path, layouts)
     try:
         for row0, n, chan0 in _missing_regions(plan):
             w.write(row0, chan0, np.zeros((n, nsb, npol), np.complex64),

@@ -1,38 +1,31 @@
 """Where a subband worker's processed rows go: its region of the pre-created MS once the
 MS is ready (:class:`LazyRegionSink`: straight into the tile files when aligned, else
-through casacore), and the ready marker that says so."""
+through casacore; the :mod:`.ready` signal says when, and which)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from dsa110_pipeline import staging
-from dsa110_pipeline.atomic import write_text_atomic
 from dsa110_pipeline.errors import InputError
 
 from . import ms_writer, tiles
 from .reader import STAGE
+from .ready import Layouts, ReadySignal
 
 
-def mark_ready(ready_path: str | Path, layouts: dict[str, tiles.TileLayout] | None) -> None:
-    """Tell the workers the MS exists, and how to write it: straight into the tile files
-    (``layouts``) or through casacore (None)."""
-    write_text_atomic(ready_path, json.dumps(
-        {"layouts": None if layouts is None else
-         {c: lay.to_dict() for c, lay in layouts.items()}}))
+def layouts_payload(layouts: dict[str, tiles.TileLayout] | None) -> Layouts:
+    """What a :class:`~.ready.ReadySignal` carries: the tile layouts as plain dicts."""
+    return None if layouts is None else {c: lay.to_dict() for c, lay in layouts.items()}
 
 
-def open_region_writer(ms_path: str | Path, ready_path: str | Path | None
+def open_region_writer(ms_path: str | Path, layouts: Layouts
                        ) -> ms_writer.RegionWriter | tiles.TileWriter:
-    """The writer :func:`mark_ready` chose for the pre-created MS."""
-    layouts = None
-    if ready_path is not None:
-        with open(ready_path) as fh:
-            layouts = json.load(fh).get("layouts")
+    """The writer the MS's creator chose: straight into the tile files (``layouts``) or
+    through casacore (None)."""
     if layouts:
         return tiles.TileWriter({c: tiles.TileLayout.from_dict(d) for c, d in layouts.items()})
     return ms_writer.RegionWriter(ms_path)
@@ -55,41 +48,41 @@ def tile_layouts(ms_path: Path, regions: list[tuple[int, int, int, int]]
 
 class LazyRegionSink:
     """Direct mode: writes into the pre-created MS, but while the orchestrator is still
-    creating it (``ready_path`` absent) keeps up to ``limit`` bytes of processed chunks
-    in memory, so reading and phasing overlap the MS creation."""
+    creating it (``ready`` not yet set) keeps up to ``limit`` bytes of processed chunks
+    in memory, so reading and phasing overlap the MS creation. ``work_dir``: the
+    creator's work directory; its removal, or its staging owner's death, means the MS
+    will never be ready."""
 
-    def __init__(self, ms_path: str, ready_path: str | None, limit: int,
-                 timeout_s: float = 900.0) -> None:
-        self.ms_path, self.ready_path, self.limit = ms_path, ready_path, limit
+    def __init__(self, ms_path: str, ready: ReadySignal | None, limit: int,
+                 work_dir: str | None = None, timeout_s: float = 900.0) -> None:
+        self.ms_path, self.ready, self.limit = ms_path, ready, limit
+        self.work_dir = work_dir
         self.timeout_s = timeout_s
         self.writer: ms_writer.RegionWriter | tiles.TileWriter | None = None
         self.pending: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray | None]] = []
         self.held = 0
 
     def _ready(self) -> bool:
-        return self.ready_path is None or os.path.exists(self.ready_path)
+        return self.ready is None or self.ready.wait(0)
 
     def _wait_ready(self) -> None:
         import time
 
-        t0 = last_check = time.monotonic()
-        while not self._ready():
-            work = os.path.dirname(self.ready_path or "")
-            now = time.monotonic()
-            gone = bool(work) and not os.path.isdir(work)
-            if not gone and work and now - last_check > 0.5:
-                # the process creating the MS was killed: nobody will ever mark it ready
-                gone, last_check = staging.abandoned(work), now
-            if gone or now - t0 > self.timeout_s:
+        t0 = time.monotonic()
+        while self.ready is not None and not self.ready.wait(0.5):
+            work = self.work_dir
+            # the process creating the MS was killed: nobody will ever set the signal
+            gone = bool(work) and (not os.path.isdir(work) or staging.abandoned(work))
+            if gone or time.monotonic() - t0 > self.timeout_s:
                 why = ("its creator was killed or gave it up" if gone else
                        f"not ready after {self.timeout_s:g} s")
                 raise InputError(f"the Measurement Set was never created ({why}: the "
                                  "conversion was aborted)", stage=STAGE, files=[self.ms_path])
-            time.sleep(0.01)
 
     def _open(self) -> ms_writer.RegionWriter | tiles.TileWriter:
         if self.writer is None:
-            self.writer = open_region_writer(self.ms_path, self.ready_path)
+            self.writer = open_region_writer(
+                self.ms_path, None if self.ready is None else self.ready.layouts())
             for item in self.pending:
                 self.writer.write(*item)
             self.pending, self.held = [], 0
@@ -124,4 +117,4 @@ class LazyRegionSink:
             self.writer.close()
 
 
-__all__ = ["LazyRegionSink", "mark_ready", "open_region_writer", "tile_layouts"]
+__all__ = ["LazyRegionSink", "layouts_payload", "open_region_writer", "tile_layouts"]

@@ -29,6 +29,7 @@ from dsa110_pipeline.staging import (
 
 from . import convert, ms_writer
 from .reader import STAGE
+from .ready import DaskReady
 
 
 class ConversionConfig(StageConfig):
@@ -203,6 +204,10 @@ class DaskRunner:
     def cancel(self) -> None:
         if self.futures:
             self.client.cancel(self.futures)
+
+    def ready_signal(self) -> DaskReady:
+        """How the tasks learn that the MS exists: an event on the scheduler."""
+        return DaskReady(self.client)
 
 
 def _report_screening(results: list[convert.SubbandResult]) -> dict[str, Any]:

@@ -60,10 +60,13 @@ class MosaicConfig(StageConfig):
     leave_out: tuple[str, ...] = ("REJECT",)
     projection: Literal["SIN", "CAR"] = "SIN"
     #: The mosaic is validated as a group image by this hook ("module:function", called
-    #: with the apparent image, its header, sensitivity and residual, and the
-    #: ``validation`` branch's settings; see ``stages.validation.mosaic.validate_arrays``);
-    #: None: not validated, and no new sources.
+    #: with the apparent image, its header, sensitivity and residual, and the settings of
+    #: the config branch ``validation_settings``; see
+    #: ``stages.validation.mosaic.validate_arrays``); None: not validated, no new sources.
     validator: str | None = None
+    #: The config branch whose settings the validator uses (the group validation's, so a
+    #: mosaic is judged as its groups are); None or absent: the validator's defaults.
+    validation_settings: str | None = "validation"
     #: The reference catalog; None: the one the groups were validated against.
     reference_catalog: str | None = None
     #: A detection this far above the mosaic's noise with no reference counterpart (within
@@ -88,12 +91,21 @@ class MosaicStage(WindowStage):
     name = "mosaic"
     version = "2"
     Config = MosaicConfig
+    #: The settings of the ``validation_settings`` branch (see :meth:`bind_run`).
+    validator_settings: dict[str, Any] | None = None
     requires = ("images", "validation")
     produces = ("mosaic",)
     #: an hour of 12 full-scale groups (a 9281 x 2251 grid) peaks at 3.5 GB, validation
     #: included (perf survey, mosaic_full)
     resources = Resources(cpu=1, memory_gb=4.0)
     window_s = 3600.0
+
+    def bind_run(self, run_config: Any) -> None:
+        """Also the validator's settings: the typed ``validation_settings`` branch."""
+        super().bind_run(run_config)
+        branch = self.config.validation_settings  # type: ignore[attr-defined]
+        model = getattr(run_config, branch, None) if branch else None
+        self.validator_settings = None if model is None else model.model_dump(mode="json")
 
     def execute(self, ctx: PipelineContext) -> PipelineContext:
         from astropy.io import fits
@@ -201,7 +213,7 @@ class MosaicStage(WindowStage):
         """Validate the mosaic's apparent form with the configured validator; write its
         new sources. Fills ``metrics``."""
         validator = resolve_stage(cfg.validator)  # type: ignore[arg-type]
-        settings = ctx.config.get("validation") if isinstance(ctx.config, dict) else None
+        settings = self.validator_settings
         ref_path = cfg.reference_catalog or next((g.reference for g in groups
                                                   if g.reference), None)
         app, sens, sigma0 = apparent(planes, noise)
@@ -266,7 +278,7 @@ class MosaicStage(WindowStage):
         return [r for r, k in zip(rows, ok) if k], [r for r, k in zip(rows, ok) if not k]
 
     def _glob(self, ctx: PipelineContext, cfg: MosaicConfig) -> str:
-        return str(self.output_root(ctx) / cfg.new_sources_glob)  # absolute stays absolute
+        return str(self.output_root() / cfg.new_sources_glob)  # absolute stays absolute
 
 
 class _Group:

@@ -125,7 +125,7 @@ class PhotometryStage(PipelineStage):
         cfg: PhotometryConfig = self.config  # type: ignore[assignment]
         if not cfg.new_sources:
             return cat
-        pattern = self.output_root(ctx) / cfg.new_sources  # absolute stays absolute
+        pattern = self.output_root() / cfg.new_sources  # absolute stays absolute
         found = [c for c in (read_catalog(p) for p in sorted(glob.glob(str(pattern))))
                  if len(c)]
         if not found:

@@ -547,16 +547,47 @@ def test_subband_writer_stops_waiting_when_the_ms_creator_is_killed(tmp_path):
 
     from dsa110_pipeline.errors import InputError
     from dsa110_pipeline.staging import MARKER_NAME, STAGING_PREFIX
+    from stages.conversion.ready import LocalReady
     from stages.conversion.sinks import LazyRegionSink
 
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     lease = tmp_path / f"{STAGING_PREFIX}{proc.pid}-abc"
-    lease.mkdir()
+    (lease / "work").mkdir(parents=True)
     (lease / MARKER_NAME).write_text(json.dumps({"host": socket.gethostname(),
                                                  "pid": proc.pid, "started": 1.0}))
-    sink = LazyRegionSink(str(lease / "g.ms"), str(lease / "ms.ready"), limit=1 << 20,
-                           timeout_s=600.0)
+    sink = LazyRegionSink(str(lease / "g.ms"), LocalReady(), limit=1 << 20,
+                          work_dir=str(lease / "work"), timeout_s=600.0)
     sink.write(0, 0, np.zeros((2, 4, 2), np.complex64), np.zeros((2, 4, 2), bool), None)
     with pytest.raises(InputError, match="its creator was killed"):
         sink.close()
+
+
+def _await_layouts(ready):
+    """A task: what a subband worker does before writing (wait, then read the layouts)."""
+    import time
+
+    t0 = time.monotonic()
+    while not ready.wait(0.5):
+        pass
+    return ready.layouts(), time.monotonic() - t0
+
+
+def test_ready_signal_crosses_the_cluster_without_files(client, tmp_path) -> None:
+    """The creator's signal reaches a task already waiting on a worker, with the layouts
+    it was set with; before that a task sees it unset; released, it is gone."""
+    import time
+
+    from stages.conversion.ready import DaskReady
+
+    ready = DaskReady(client)
+    assert client.submit(lambda r: r.wait(0), ready, pure=False).result() is False
+    fut = client.submit(_await_layouts, ready, pure=False)
+    time.sleep(1.0)
+    assert not fut.done()  # it waits on the scheduler
+    layouts = {"DATA": {"path": str(tmp_path / "table.f1_TSM0"), "rows": [4, 8]}}
+    ready.set(layouts)
+    got, waited = fut.result(timeout=30)
+    assert got == layouts and waited > 0.2
+    ready.release()
+    assert client.submit(lambda r: r.wait(0), ready, pure=False).result() is False

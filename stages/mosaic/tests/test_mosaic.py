@@ -100,15 +100,16 @@ def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None):
             "html", p, verdict="REJECT" if k == 4 else "ACCEPT",
             metrics={"noise": {"image_rms_jy": sigmas[k]}}, reference=str(ref)))
 
+    mosaic = MosaicStage({"pb_cut": 0.2, "output_dir": str(out / "mosaics"),
+                          "validator": "stages.validation.mosaic:validate_arrays"})
+    mosaic.run_output_dir = str(out)  # what bind_run takes from paths.output_dir
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
-              FunctionStage(validation, name="validation", produces=("validation",)),
-              MosaicStage({"pb_cut": 0.2, "output_dir": str(out / "mosaics"),
-                           "validator": "stages.validation.mosaic:validate_arrays"})]
+              FunctionStage(validation, name="validation", produces=("validation",)), mosaic]
     specs = [GroupSpec(f"2026-01-25T22:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 0.0036,
                        metadata={"index": k}) for k in range(5)]
     with StateDB(tmp_path / "state.sqlite") as db:
         res = NightOrchestrator(db, output_dir=out, cache=ResultCache(out / ".c")).run(
-            specs, lambda s: stages, PipelineContext(config={"paths": {"output_dir": str(out)}}))
+            specs, lambda s: stages, PipelineContext())
         assert list(res.windows.values()) == ["done"]
     return res.result.context.get("mosaic@2026-01-25T22:00:00/mosaic"), sigmas
 
@@ -270,3 +271,19 @@ def test_the_apparent_form_has_uniform_noise():
     app, sens, sigma0 = apparent(mosaic[None], noise)
     assert sigma0 == 1.0 and np.isclose(sens.max(), 1.0) and np.isclose(sens.min(), 0.25)
     assert abs(np.std(app[0][:, :50]) - 1) < 0.05 and abs(np.std(app[0][:, 50:]) - 1) < 0.05
+
+
+def test_assembled_mosaic_takes_the_runs_products_tree_and_validation_settings(tmp_path):
+    """Assembly hands the stage the typed run config (no ``ctx.config`` look-ups): the
+    products tree and the group validation's settings, ``--set`` overrides included."""
+    from dsa110_pipeline.assemble import build_stage
+    from dsa110_pipeline.config import load_config
+
+    cfg = load_config(environ={}, overrides=[f"paths.output_dir={tmp_path}",
+                                             "validation.point_fit_snr=12.5"])
+    stage = build_stage(cfg, "mosaic")
+    assert stage.output_root() == tmp_path
+    assert stage.validator_settings["point_fit_snr"] == 12.5
+    assert stage.validator_settings == cfg.validation.model_dump(mode="json")
+    cfg = load_config(environ={}, overrides=["mosaic.validation_settings=null"])
+    assert build_stage(cfg, "mosaic").validator_settings is None

@@ -106,8 +106,8 @@ def test_new_sources_found_earlier_are_measured_once(tmp_path):
     (mosaics / "mosaic_2026-01-25T230000-new_sources.csv").write_text(
         f"name,ra_deg,dec_deg,flux_jy\nDSA J100012.1+295849,{ra + 0.0005},{dec},0.1\n")
     stage = PhotometryStage({"output_dir": str(tmp_path / "out")})
+    stage.run_output_dir = str(tmp_path / "run")  # bind_run: paths.output_dir
     ctx = PipelineContext(group_id="2026-01-25T23:30:00",
-                          config={"paths": {"output_dir": str(tmp_path / "run")}},
                           metadata={"survey_catalog": str(cat)}).with_output("images", refs)
     out = stage.execute(ctx).get("photometry")
     with open(out.path, newline="") as fh:
