@@ -54,10 +54,11 @@ print(json.dumps({"files": [str(f) for f in res.groups[0].files],
 """
 
 _OURS = r"""
-import json, sys, time, types
+import json, sys, time
 import psutil
 from distributed import Client, LocalCluster
 from dsa110_pipeline.context import PipelineContext, ProductRef
+from dsa110_pipeline.executors import Runtime
 from stages.conversion import ConversionStage
 a = json.loads(sys.argv[1])
 
@@ -73,7 +74,7 @@ if __name__ == "__main__":
     client = Client(cluster)
     ctx = PipelineContext(inputs={"subband_files": [ProductRef(kind="uvh5", path=f)
                                                     for f in a["files"]]})
-    ctx = ctx.with_runtime(types.SimpleNamespace(client=client))
+    ctx = ctx.with_runtime(Runtime(client_source=client))
     conf = {"output_dir": a["products"], "scratch_dir": a["scratch"],
             "chunk_integrations": a["chunk"], "overwrite": True}
     # reduced observations: the subbands in the file names (``..._sbNN.hdf5``)
@@ -83,7 +84,7 @@ if __name__ == "__main__":
     warm = PipelineContext(group_id="warmup", inputs={"subband_files": [
         ProductRef(kind="uvh5", path=f) for f in a["warm"]]})
     ConversionStage({**conf, "expected_subbands": [int(f[-7:-5]) for f in a["warm"]]}
-                    ).execute(warm.with_runtime(types.SimpleNamespace(client=client)))
+                    ).execute(warm.with_runtime(Runtime(client_source=client)))
     c0 = cpu_s() + sum(client.run(cpu_s).values())
     t0 = time.perf_counter()
     out = stage.execute(ctx)

@@ -62,3 +62,49 @@ def test_unsurveyed_sources_are_bright_enough_and_never_variables_or_the_calibra
     assert len(left_out) == 4 and set(left_out) <= set(range(2, 10))
     assert unsurveyed(np.random.default_rng(0), flux, SimulationConfig(out_dir=tmp_path),
                       exclude=set()).all()
+
+
+def test_changes_fall_at_each_variables_transit(tmp_path):
+    """Within a night, only sources that transit are chosen, and each change starts at its
+    transit group, where the groups that measure the source see it."""
+    cfg = SimulationConfig(out_dir=tmp_path, n_groups=12, n_variables=9,
+                           variable_duration_groups=3)
+    flux = np.full(12, 0.1)
+    transit = np.array([-1, -1, -1, 0, 2, 5, 7, 9, 10, 11, 4, 6])
+    factor, kind = variability(np.random.default_rng(1), flux, cfg, exclude=set(),
+                               transit_group=transit)
+    var = np.flatnonzero(kind != "")
+    assert len(var) == 9 and not set(var) & {0, 1, 2}
+    for i in var:
+        first = int(np.flatnonzero(factor[:, i] != 1)[0])
+        # a steady group precedes every change; a flare or dip ends within the night
+        last_start = 11 if kind[i] == "step" else 12 - 3 - 1
+        assert first == min(max(int(transit[i]), 1), last_start), (kind[i], transit[i])
+
+
+def test_transit_groups_of_a_sky(tmp_path):
+    """A source transiting in the middle of group 5 at the pointing declination is in group
+    5; one 3 deg off the declination, or transiting before the night, is in none."""
+    import math
+
+    from dsa110_pipeline import coordinates as coords
+    from dsa110_pipeline import instrument as ins
+    from dsa110_pipeline.array_layout import load_layout
+    from dsa110_pipeline.catalogs import SourceCatalog
+    from dsa110_pipeline.simulate.observation import _iso_to_jd, _transit_groups
+
+    cfg = SimulationConfig(out_dir=tmp_path, n_groups=8, dec_deg=40.0)
+    layout = load_layout(cfg.station_csv, cfg.n_antennas)
+    loc = coords.earth_location(layout.site_lat_rad, layout.site_lon_rad,
+                                layout.site_height_m)
+    jd0 = _iso_to_jd(cfg.start)
+    dur = cfg.n_integrations * ins.INTEGRATION_TIME
+    lst5 = float(coords.local_sidereal_time(np.array([jd0 + 5.5 * dur / 86400]), loc)[0])
+    lst0 = float(coords.local_sidereal_time(np.array([jd0]), loc)[0])
+    dec = math.radians(40.0)
+    ra = np.array([lst5, lst5, lst0 - 0.2])
+    sky = SourceCatalog(name=np.array(["a", "b", "c"]), ra=ra,
+                        dec=np.array([dec, dec + math.radians(3), dec]),
+                        flux_jy=np.full(3, 0.1), spectral_index=np.zeros(3),
+                        ref_freq_hz=np.full(3, 1.4e9))
+    assert list(_transit_groups(sky, cfg, jd0, dur, loc)) == [5, -1, -1]
