@@ -227,8 +227,11 @@ def run(quick: bool = False) -> dict:
         for label, scratch in variants.items():
             if keys[label] not in parts:
                 continue
+            # beside: the staging root in the products folder (a rename at the end); None
+            # would mean the stage's default, /dev/shm
             m = _py(_OURS, {"files": [str(f) for f in files], "warm": warm_files,
-                            "products": str(products), "scratch": scratch, "chunk": 4})
+                            "products": str(products), "scratch": scratch or str(products),
+                            "chunk": 4})
             if not m.ok:
                 notes.append(f"ours ({label}) failed: {m.error_text()}")
                 continue
