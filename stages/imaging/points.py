@@ -28,6 +28,10 @@ from .beam import Beam
 #: the largest position step (pixels) one refinement takes (a Newton step on a dipole far
 #: larger than this is not the small position error it models)
 MAX_STEP_PX = 0.1
+#: a point with another of at least this fraction of its flux within two fit windows is
+#: not refined: the neighbour's residual dipole enters its fit (a pair 4.5 px apart, 0.09
+#: and 0.10 Jy, dec +41.6: each step made the next exact residual worse, up to 10 mJy)
+BLEND_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,16 @@ def point_sources(model: np.ndarray, floor: float, beam_px: float,
     and a 0.31 Jy source whose chain grew to 0.43 Jy stopped counting as compact, went
     back onto the grid (a 10 % change of its prediction) and back again, cycle after cycle
     (dec +39.8, 3C345, seed 131: CLEAN stopped "diverging" with the field half cleaned).
+
+    "Within ``beam_px``" is a circle for both tests, and the components within
+    ``radius_px`` of another peak are that peak's, not counted against this one's
+    compactness. Before, two compact sources 4.5 px apart (dec +41.6, 3C119, seed 223:
+    0.09 and 0.10 Jy, 2 rows and 4 columns apart, a 4.3 px beam) took turns: whichever
+    brightest pixel was the larger (a position refinement moves flux between a point's
+    pixels) was the point and the other went onto the grid, and each was compact by a
+    hair (0.79-0.85 of the flux within a beam, its neighbour's edge components counted);
+    each turn changed both predictions by ~10 mJy and CLEAN stopped "diverging" with 21
+    negative 5-sigma peaks left.
     """
     ny, nx = model.shape
     replaced = np.zeros(model.shape, np.float32)
@@ -74,16 +88,25 @@ def point_sources(model: np.ndarray, floor: float, beam_px: float,
     order = np.argsort(-model[cy, cx], kind="stable")
     yy, xx = np.mgrid[-h:h + 1, -h:h + 1]
     dist = np.hypot(yy, xx)
-    ys, xs, fs = [], [], []
+    # the peaks (the largest component within a beam), brightest first, and the pixels
+    # within radius_px of each: its own, never counted against another's compactness
+    peaks = []
+    owner = np.full(model.shape, -1, np.int64)
     for y0, x0 in zip(cy[order], cx[order]):
         r0, r1, c0, c1 = max(0, y0 - h), min(ny, y0 + h + 1), max(0, x0 - h), min(nx, x0 + h + 1)
-        if model[y0, x0] < model[r0:r1, c0:c1].max():
-            continue  # not the largest within the window: not a peak
         d = dist[r0 - y0 + h:r1 - y0 + h, c0 - x0 + h:c1 - x0 + h]
+        if model[y0, x0] < model[r0:r1, c0:c1][d <= beam_px].max():
+            continue  # not the largest within a beam: not a peak
+        own = owner[r0:r1, c0:c1]
+        own[(d <= radius_px) & (own < 0)] = len(peaks)
+        peaks.append((r0, r1, c0, c1, d))
+    ys, xs, fs = [], [], []
+    for k, (r0, r1, c0, c1, d) in enumerate(peaks):
         free = np.where(replaced[r0:r1, c0:c1] == 0, model[r0:r1, c0:c1], 0.0)
         near = (d <= radius_px) & (free != 0)
         tot = float(free[near].sum())
-        local = float(free[d <= beam_px].sum())
+        theirs = (owner[r0:r1, c0:c1] >= 0) & (owner[r0:r1, c0:c1] != k)
+        local = float(free[(d <= beam_px) & ~theirs].sum())
         if tot <= 0 or tot < floor or tot < compact * local:
             continue
         py, px = np.nonzero(near)
@@ -142,6 +165,14 @@ def _psf_window(psf: np.ndarray, r0: int, r1: int, c0: int, c1: int) -> np.ndarr
     return out
 
 
+def _has_close_neighbour(pts: PointSources, i: int, radius: float, min_flux: float) -> bool:
+    """Whether another point of at least ``min_flux`` lies within ``radius`` pixels of
+    point ``i``."""
+    d = np.hypot(pts.y - pts.y[i], pts.x - pts.x[i])
+    d[i] = np.inf
+    return bool(np.any((d <= radius) & (pts.flux >= min_flux)))
+
+
 def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
                      pts: PointSources, min_flux: float, beam_px: float,
                      max_step: float = MAX_STEP_PX, reach: int = 256
@@ -170,6 +201,8 @@ def refine_positions(model: np.ndarray, residual: np.ndarray, psf: np.ndarray,
     patch = psf[cy - h - m:cy + h + m + 1, cx - h - m:cx + h + m + 1].astype(np.float64)
     for i in np.flatnonzero(pts.flux >= min_flux):
         ys, xs, s = float(pts.y[i]), float(pts.x[i]), float(pts.flux[i])
+        if _has_close_neighbour(pts, i, 2 * h, BLEND_FRACTION * s):
+            continue  # its window holds another point's residual: the fit would mix them
         # the point's brightest pixel, as ``point_sources`` found it
         r0, c0 = int(np.floor(ys)), int(np.floor(xs))
         box = model[max(0, r0 - 1):r0 + 3, max(0, c0 - 1):c0 + 3]

@@ -74,7 +74,7 @@ class ImagingStage(PipelineStage):
     """Image one Measurement Set (Stokes I, multi-frequency synthesis)."""
 
     name = "imaging"
-    version = "2"  # 2: the guard band (session 23)
+    version = "3"  # 2: the guard band (session 23); 3: close pairs as two points
     Config = ImagingConfig
     requires = ("ms",)
     produces = ("images",)
