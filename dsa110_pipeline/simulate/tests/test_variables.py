@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsa110_pipeline.simulate.config import SimulationConfig
-from dsa110_pipeline.simulate.observation import variability
+from dsa110_pipeline.simulate.injections import variability
 
 
 def test_flares_dips_and_steps_with_their_amplitudes(tmp_path):
@@ -52,7 +52,7 @@ def test_variability_between_nights_is_the_same_draw_every_night(tmp_path):
 
 
 def test_unsurveyed_sources_are_bright_enough_and_never_variables_or_the_calibrator(tmp_path):
-    from dsa110_pipeline.simulate.observation import unsurveyed
+    from dsa110_pipeline.simulate.injections import unsurveyed
 
     cfg = SimulationConfig(out_dir=tmp_path, n_groups=3, n_unsurveyed=4,
                            unsurveyed_min_flux_jy=0.05)
@@ -91,7 +91,8 @@ def test_transit_groups_of_a_sky(tmp_path):
     from dsa110_pipeline import instrument as ins
     from dsa110_pipeline.array_layout import load_layout
     from dsa110_pipeline.catalogs import SourceCatalog
-    from dsa110_pipeline.simulate.observation import _iso_to_jd, _transit_groups
+    from dsa110_pipeline.simulate.injections import transit_groups
+    from dsa110_pipeline.simulate.observation import _iso_to_jd
 
     cfg = SimulationConfig(out_dir=tmp_path, n_groups=8, dec_deg=40.0)
     layout = load_layout(cfg.station_csv, cfg.n_antennas)
@@ -107,4 +108,4 @@ def test_transit_groups_of_a_sky(tmp_path):
                         dec=np.array([dec, dec + math.radians(3), dec]),
                         flux_jy=np.full(3, 0.1), spectral_index=np.zeros(3),
                         ref_freq_hz=np.full(3, 1.4e9))
-    assert list(_transit_groups(sky, cfg, jd0, dur, loc)) == [5, -1, -1]
+    assert list(transit_groups(sky, cfg, jd0, dur, loc)) == [5, -1, -1]
