@@ -75,9 +75,10 @@ class SimulationConfig:
     #: The variables are chosen among the sources that transit during the night within
     #: this many degrees of the pointing declination (inside the primary beam, where the
     #: groups around the transit measure them) and, within a night (``variable_nights``
-    #: 0), each change starts at the source's transit group, so that the epochs that see
-    #: the source see it change (a source is in the beam for only ~3 groups: at a random
-    #: group most changes fell where nothing measured them). None: any source, any group.
+    #: 0), each change starts the group after the source's transit, so that the epochs
+    #: that see the source see it change (a source is in a group's image for only ~3
+    #: groups: at a random group most changes fell where nothing measured them). None: any
+    #: source, any group.
     variable_max_offset_deg: float | None = 1.5
     #: Variability between nights instead of groups: with ``variable_nights`` > 0 the
     #: flares, dips and steps run over that many nights (their durations in nights) and

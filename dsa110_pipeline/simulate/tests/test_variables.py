@@ -65,8 +65,8 @@ def test_unsurveyed_sources_are_bright_enough_and_never_variables_or_the_calibra
 
 
 def test_changes_fall_at_each_variables_transit(tmp_path):
-    """Within a night, only sources that transit are chosen, and each change starts at its
-    transit group, where the groups that measure the source see it."""
+    """Within a night, only sources that transit are chosen, and each change starts the
+    group after the transit: the groups that measure the source see it change."""
     cfg = SimulationConfig(out_dir=tmp_path, n_groups=12, n_variables=9,
                            variable_duration_groups=3)
     flux = np.full(12, 0.1)
@@ -79,7 +79,7 @@ def test_changes_fall_at_each_variables_transit(tmp_path):
         first = int(np.flatnonzero(factor[:, i] != 1)[0])
         # a steady group precedes every change; a flare or dip ends within the night
         last_start = 11 if kind[i] == "step" else 12 - 3 - 1
-        assert first == min(max(int(transit[i]), 1), last_start), (kind[i], transit[i])
+        assert first == min(int(transit[i]) + 1, last_start), (kind[i], transit[i])
 
 
 def test_transit_groups_of_a_sky(tmp_path):
