@@ -89,7 +89,7 @@ class MosaicConfig(StageConfig):
 
 class MosaicStage(WindowStage):
     name = "mosaic"
-    version = "2"
+    version = "3"  # 3: its validation finds no points in plateaus
     Config = MosaicConfig
     #: The settings of the ``validation_settings`` branch (see :meth:`bind_run`).
     validator_settings: dict[str, Any] | None = None

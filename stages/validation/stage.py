@@ -55,7 +55,7 @@ class ValidationStage(PipelineStage):
     """
 
     name = "validation"
-    version = "1"
+    version = "2"  # 2: no point fit above its island's peak (broad plateaus)
     Config = ValidationConfig
     requires = ("images",)
     produces = ("validation",)
