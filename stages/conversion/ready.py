@@ -16,8 +16,6 @@ import time
 import uuid
 from typing import Any, Protocol
 
-import numpy as np
-
 Layouts = dict[str, dict[str, Any]] | None
 
 
@@ -69,7 +67,7 @@ class DaskReady:
         self.name = name or f"dsa110-ms-ready-{uuid.uuid4().hex}"
         self._client = client  # the creating side's client; workers use their own
         self._seen = False
-        self._last_look = -np.inf
+        self._last_look = float("-inf")
         self._layouts: Layouts = None
 
     def __getstate__(self) -> dict[str, Any]:

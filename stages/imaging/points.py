@@ -91,7 +91,7 @@ def point_sources(model: np.ndarray, floor: float, beam_px: float,
     # the peaks (the largest component within a beam), brightest first, and the pixels
     # within radius_px of each: its own, never counted against another's compactness
     peaks = []
-    owner = np.full(model.shape, -1, np.int64)
+    owner = np.full(model.shape, -1, np.int32)
     for y0, x0 in zip(cy[order], cx[order]):
         r0, r1, c0, c1 = max(0, y0 - h), min(ny, y0 + h + 1), max(0, x0 - h), min(nx, x0 + h + 1)
         d = dist[r0 - y0 + h:r1 - y0 + h, c0 - x0 + h:c1 - x0 + h]
