@@ -32,7 +32,7 @@ def transit_groups(sky: SourceCatalog, cfg: SimulationConfig, jd0: float,
     """Per source, the group during which it transits within
     ``cfg.variable_max_offset_deg`` of the pointing declination, else -1 (None: not
     asked)."""
-    if cfg.variable_max_offset_deg is None or not len(sky):
+    if cfg.variable_max_offset_deg is None or cfg.n_variables <= 0 or not len(sky):
         return None
     jd = jd0 + (np.arange(cfg.n_groups) + 0.5) * file_dur / 86400.0
     lst = coords.local_sidereal_time(jd, location)
@@ -84,4 +84,3 @@ def variability(rng: np.random.Generator, flux_ref: np.ndarray, cfg: SimulationC
     if cfg.variable_nights:  # tonight's factors, for every group of the night
         factor = np.repeat(factor[cfg.variable_night][None, :], cfg.n_groups, axis=0)
     return factor, kind.astype(str)
-

@@ -294,7 +294,7 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
     if weight_times_integration:
         scale_path = str(work_dir / "weight_scale.npy")
         np.save(scale_path, ref.integration_time.astype(np.float32))
-    ready = runner.ready_signal() if hasattr(runner, "ready_signal") else LocalReady()
+    ready = runner.ready_signal()
     tasks = [SubbandTask(path=str(h.path), ms_path=str(ms_path),
                          delta_w_path=dw_path, freqs=h.freqs_ascending,
                          chan0=0 if plan.spw_per_subband else s * nsb,
@@ -319,10 +319,10 @@ def _build_attempt(plan: ConversionPlan, ms_path: Path, work_dir: Path, *, runne
         regions = [(t.row0 + a, b - a, t.chan0, nsb) for t in tasks for a, b in t.chunks]
         regions += [(r0, n, c0, nsb) for r0, n, c0 in _missing_regions(plan)]
         layouts = tile_layouts(ms_path, regions) if direct_tiles else None
-        ready.set(layouts_payload(layouts))
+        payload = layouts_payload(layouts)
+        ready.set(payload)
         if plan.missing_slots:
-            _fill_missing_direct(plan, ms_path, layouts_payload(layouts),
-                                 write_weight_spectrum)
+            _fill_missing_direct(plan, ms_path, payload, write_weight_spectrum)
         if not background:
             runner.start(write_subband, tasks)
         results = runner.results()

@@ -94,7 +94,7 @@ def test_transit_groups_of_a_sky(tmp_path):
     from dsa110_pipeline.simulate.injections import transit_groups
     from dsa110_pipeline.simulate.observation import _iso_to_jd
 
-    cfg = SimulationConfig(out_dir=tmp_path, n_groups=8, dec_deg=40.0)
+    cfg = SimulationConfig(out_dir=tmp_path, n_groups=8, dec_deg=40.0, n_variables=1)
     layout = load_layout(cfg.station_csv, cfg.n_antennas)
     loc = coords.earth_location(layout.site_lat_rad, layout.site_lon_rad,
                                 layout.site_height_m)
