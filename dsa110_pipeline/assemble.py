@@ -106,4 +106,5 @@ def make_orchestrator(cfg: FrameworkConfig, args: argparse.Namespace, state: Sta
         runner_options=_runner_options(cfg, args.profile), wiring=cfg.pipeline.wiring,
         on_stage_done=on_stage_done,
         on_product={k: resolve_stage(v) for k, v in cfg.pipeline.on_product.items()},
-        find_product={k: resolve_stage(v) for k, v in cfg.pipeline.find_product.items()})
+        find_product={k: resolve_stage(v) for k, v in cfg.pipeline.find_product.items()},
+        role_fallback=dict(cfg.pipeline.role_fallback))

@@ -187,6 +187,10 @@ class PipelineSection(_Branch):
     #: live night (``--watch``), finished groups to run again once a group makes that
     #: product (targets calibrated before tonight's calibrator was solved).
     redo_after: dict[str, str] = Field(default_factory=dict)
+    #: Role -> the role a group runs in, at once, when a stage finds its data unfit for the
+    #: first (``RoleUnfit``: a calibrator group whose solutions fail QA is then calibrated
+    #: and imaged as a target, its science not lost); a role not named: quarantined.
+    role_fallback: dict[str, str] = Field(default_factory=dict)
     #: "module:function" (path, [(group, verdict, report path)]) writing the night summary.
     night_report: str | None = None
     #: Parameter sweeps: "stage.key" -> list of values, expanded into variants.
@@ -214,6 +218,10 @@ class PipelineSection(_Branch):
         for key, n in named:
             if n not in self.stages:
                 raise ValueError(f"pipeline.{key}: {n!r} is not a stage (stages: {listed})")
+        for old, new in self.role_fallback.items():
+            if self.roles and (old not in self.roles or new not in self.roles):
+                raise ValueError(f"pipeline.role_fallback: {old!r} -> {new!r} names a role "
+                                 f"not in pipeline.roles ({', '.join(self.roles)})")
         in_roles = {n for names in self.roles.values() for n in names}
         idle = [n for n in known if n not in in_roles]
         if self.roles and idle:

@@ -39,6 +39,12 @@ class InputError(PipelineError, ValueError):
     """Bad input data (missing, truncated, corrupt, inconsistent). Never retried."""
 
 
+class RoleUnfit(InputError):
+    """The group's data cannot serve its role (a calibrator group whose solutions fail
+    QA). Never retried in that role: the orchestrator runs the group again at once in the
+    role ``pipeline.role_fallback`` names for it, if any, else quarantines it as bad input."""
+
+
 class TransientError(PipelineError):
     """A failure worth retrying (worker lost, temporary I/O problem)."""
 

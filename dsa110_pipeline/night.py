@@ -20,6 +20,8 @@ from typing import Any
 from .atomic import clean_stale_temporaries
 from .cache import ResultCache
 from .context import PipelineContext, Product, ProductRef
+from .errors import RoleUnfit
+from .log import get_logger
 from .mapped import SEP, MappedStage, key
 from .runner import Runner, RunResult, Runtime, StageRecord
 from .stage import PipelineStage
@@ -117,7 +119,8 @@ class NightOrchestrator:
                  wiring: dict[str, dict[str, str]] | None = None,
                  on_stage_done: Callable[[str, str, StageRecord], None] | None = None,
                  on_product: dict[str, ProductHook] | None = None,
-                 find_product: dict[str, ProductFinder] | None = None) -> None:
+                 find_product: dict[str, ProductFinder] | None = None,
+                 role_fallback: dict[str, str] | None = None) -> None:
         self.state = state
         self.output_dir = Path(output_dir)
         self.cache = cache
@@ -135,6 +138,9 @@ class NightOrchestrator:
         self.on_product = on_product or {}
         #: product key -> finder of it for a group when nothing makes it tonight
         self.find_product = find_product or {}
+        #: role -> the role a group runs in when its stages say it cannot serve the first
+        #: (:class:`RoleUnfit`)
+        self.role_fallback = role_fallback or {}
         self.run_id = ""
         self._runner: Runner | None = None
         self._stop_reason: str | None = None
@@ -349,11 +355,13 @@ class NightOrchestrator:
         status.update(self._finish(live, result, owner))
         status.update(skipped)
         window_status.update(self._finish_windows(windows, result))
-        orphans = [] if _fallback else self._orphans(live, result, owner, status)
+        orphans = [] if _fallback else [*self._orphans(live, result, owner, status),
+                                        *self._demoted(live, result, owner, status)]
         if orphans:
             # groups that failed only because a product they share failed (their
             # calibrator's solve) run again at once without it: a finder (the
-            # calibration registry) may give another
+            # calibration registry) may give another; so do groups that could not serve
+            # their role (a calibrator whose solutions failed QA), in their fallback role
             again = self.run(orphans, factory, ctx, windows_closed_before=windows_closed_before,
                              defer_unplannable=defer_unplannable, _fallback=True)
             status.update({g: st for g, st in again.status.items() if g in status})
@@ -377,6 +385,30 @@ class NightOrchestrator:
             if lost:
                 out.append(replace(spec, shared={k: v for k, v in spec.shared.items()
                                                  if k not in lost}))
+        return out
+
+    def _demoted(self, live: Sequence[GroupSpec], result: RunResult, owner: dict[str, str],
+                 status: dict[str, str]) -> list[GroupSpec]:
+        """Groups a stage of which found them unfit for their role (:class:`RoleUnfit`),
+        as copies in the role ``role_fallback`` names, sharing nothing (what they need
+        comes from the finders), with why in their metadata (``role_fallback``)."""
+        out = []
+        for spec in live:
+            new = self.role_fallback.get(spec.role or "")
+            if new is None or status.get(spec.group_id) not in ("failed", "quarantined"):
+                continue
+            unfit = next((r for n, r in result.records.items() if owner[n] == spec.group_id
+                          and r.status == "failed" and r.error_type == RoleUnfit.__name__),
+                         None)
+            if unfit is None:
+                continue
+            why = f"{spec.role} -> {new}: {unfit.name}: {unfit.error}"
+            get_logger().warning("group cannot serve its role: runs again in another",
+                                 group=spec.group_id, role=spec.role, fallback=new,
+                                 reason=unfit.error)
+            self.state.set_group_status(spec.group_id, "failed", why)
+            out.append(replace(spec, role=new, shared={},
+                               metadata={**spec.metadata, "role_fallback": why}))
         return out
 
     def _start_windows(self, todo: list[tuple[WindowPlan, PipelineStage]],
@@ -466,6 +498,12 @@ class NightOrchestrator:
                 self.state.set_group_status(gid, "pending", message)
                 status[gid] = "pending"
                 continue
+            if (first.error_type == RoleUnfit.__name__
+                    and self.role_fallback.get(spec.role or "")):
+                # the role's failure, not the group's: it runs again in its fallback role
+                self.state.set_group_status(gid, "failed", message)
+                status[gid] = "failed"
+                continue
             # a full disk is not the group's fault: it neither counts towards nor triggers
             # quarantine, so the group runs again once there is space
             storage = first.error_type == "StorageError"
@@ -492,4 +530,4 @@ class NightOrchestrator:
 
 def _is_bad_input(rec: StageRecord) -> bool:
     """Bad input fails the same way every time: quarantine at once."""
-    return rec.error_type == "InputError"
+    return rec.error_type in ("InputError", RoleUnfit.__name__)

@@ -193,3 +193,46 @@ def test_targets_of_a_failed_calibrator_fall_back_to_the_finder_in_the_same_run(
         assert sorted(asked) == [specs[1].group_id, specs[2].group_id]
         out = tmp_path / "out" / f"{specs[1].group_id}_calibrated.txt"
         assert out.exists()
+
+
+def test_a_calibrator_unfit_for_its_role_runs_again_as_a_target(tmp_path):
+    """A calibrator group whose solve says its data cannot calibrate (``RoleUnfit``: its
+    solutions fail QA) is not lost: with ``role_fallback`` it runs again at once as a
+    target, with the finder's (the registry's) solutions, its targets too; without one it
+    is quarantined as bad input."""
+    from dsa110_pipeline.errors import RoleUnfit
+
+    spare = tmp_path / "registry.G"
+    spare.write_text("an earlier solution")
+
+    def factory(spec: GroupSpec):
+        stages = _factory()(spec)
+        if spec.role == "calibrator":
+            def unfit(ctx):
+                raise RoleUnfit("calibrator J0020+1540: solutions failed QA: bandpass "
+                                "median SNR 3.6 < 10.0", stage="calibrate")
+            stages[1] = FunctionStage(unfit, name="calibrate", requires=("ms",),
+                                      produces=("caltables",))
+        return stages
+
+    def finder(state, spec):
+        return ProductRef.for_path("caltable", spare)
+
+    for fallback, want in (({"calibrator": "target"}, "done"), ({}, "quarantined")):
+        work = tmp_path / (fallback and "with" or "without")
+        work.mkdir()
+        with StateDB(work / "state.sqlite") as db:
+            specs = _specs(tmp_path)
+            cal = specs[0].group_id
+            res = _orch(work, db, find_product={"caltables": finder},
+                        role_fallback=fallback).run(
+                specs, factory, PipelineContext(metadata={"out_dir": str(work / "out")}))
+            assert res.status[cal] == want
+            # its targets are calibrated either way (the finder replaces its solutions)
+            assert res.status[specs[1].group_id] == "done" == res.status[specs[2].group_id]
+            row = db.group(cal)
+            if fallback:
+                assert row["role"] == "target" and row["failures"] == 0
+                assert (work / "out" / f"{cal}_calibrated.txt").read_text().endswith("apply")
+            else:
+                assert row["role"] == "calibrator" and "failed QA" in row["message"]

@@ -124,7 +124,10 @@ class ApplyCalibrationStage(PipelineStage):
                                   field_phase=extra.get("field_phase"))
         return (ctx.with_output("ms_calibrated", ref)
                 .with_metrics(self.name, apply_s=time.perf_counter() - t,
-                              caltables=[by_kind["B Jones"], by_kind["G Jones"]], **extra))
+                              caltables=[by_kind["B Jones"], by_kind["G Jones"]],
+                              # a calibrator group whose own solve failed QA says so
+                              **{k: ctx.metadata[k] for k in ("role_fallback",)
+                                 if ctx.metadata.get(k)}, **extra))
 
 
 def _viscal_of(path: str) -> str:

@@ -32,7 +32,7 @@ from dsa110_pipeline.catalogs import (
     read_vla_calibrators,
 )
 from dsa110_pipeline.context import PipelineContext, ProductRef
-from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.errors import InputError, RoleUnfit
 from dsa110_pipeline.log import get_logger
 from dsa110_pipeline.stage import PipelineStage, Resources, StageConfig
 
@@ -359,8 +359,10 @@ class CalibrationStage(PipelineStage):
         qa = qa_gate(sols.bandpass, sols.gains, cfg.qa,
                      antennas=np.unique(np.concatenate([cube.ant1, cube.ant2])))
         if not qa.passed and cfg.fail_on_qa:
-            raise InputError(f"calibration solutions failed QA: {'; '.join(qa.reasons)}",
-                             stage=STAGE, files=[meta.path])
+            # the group cannot calibrate the night; its data may still be a target's
+            # (pipeline.role_fallback)
+            raise RoleUnfit(f"calibrator {cal.name}: solutions failed QA: "
+                            f"{'; '.join(qa.reasons)}", stage=STAGE, files=[meta.path])
 
         # write tables
         t = time.perf_counter()
