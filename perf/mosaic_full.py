@@ -5,8 +5,9 @@ the imaging stage's full-scale grid (2048^2 pixels of 6"), one group (309 s of R
 dec +33.2, with the Airy primary beam, beam-correlated noise and 200 point sources, plus
 the reference catalog. ``python -m perf.mosaic_full run DIR``: runs the mosaic stage on
 them as a night's hour window does (validation of the mosaic included) and prints its
-metrics as JSON. The images are synthetic (imaging 12 full-scale groups takes half an
-hour): the mosaic's cost depends on their size and overlap, which are the pipeline's.
+metrics as JSON; ``run DIR CAR``: the same hour as a CAR tile of a night's strip. The
+images are synthetic (imaging 12 full-scale groups takes half an hour): the mosaic's cost
+depends on their size and overlap, which are the pipeline's.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def make(d: Path) -> None:
     (d / "groups.json").write_text(json.dumps([f"g{k:02d}" for k in range(N_GROUPS)]))
 
 
-def run(d: Path) -> dict:
+def run(d: Path, projection: str = "SIN") -> dict:
     from dsa110_pipeline.cache import ResultCache
     from dsa110_pipeline.context import PipelineContext, ProductRef
     from dsa110_pipeline.night import GroupSpec, NightOrchestrator
@@ -88,7 +89,7 @@ def run(d: Path) -> dict:
     from dsa110_pipeline.state import StateDB
     from stages.mosaic import MosaicStage
 
-    out = d / "out"
+    out = d / f"out-{projection}"
     groups = json.loads((d / "groups.json").read_text())
 
     def images(ctx):
@@ -107,7 +108,8 @@ def run(d: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
               FunctionStage(validation, name="validation", produces=("validation",)),
-              MosaicStage({"validator": "stages.validation.mosaic:validate_arrays"})]
+              MosaicStage({"validator": "stages.validation.mosaic:validate_arrays",
+                           "projection": projection})]
     stages[-1].run_output_dir = str(out)  # what bind_run takes from paths.output_dir
     specs = [GroupSpec(f"2026-03-10T02:{5 * k:02d}:00", {}, start_mjd=MJD0 + k * 309 / 86400,
                        metadata={"index": k}) for k in range(len(groups))]
@@ -125,4 +127,4 @@ if __name__ == "__main__":
     if what == "make":
         make(where)
     else:
-        print(json.dumps(run(where), default=str))
+        print(json.dumps(run(where, *sys.argv[3:4]), default=str))

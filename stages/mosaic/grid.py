@@ -13,11 +13,18 @@ def mosaic_header(centres_deg: np.ndarray, corners_deg: np.ndarray, cell_deg: fl
     covering every corner in ``corners_deg`` ((m, 2) RA, Dec), square pixels of
     ``cell_deg``, in the frame ``radesys`` (``equinox`` for FK4/FK5): the groups' own, so
     that reprojection needs no frame transformation. RA is unwrapped about the centre (a
-    window across 0h works)."""
+    window across 0h works).
+
+    CAR grids are one lattice for all windows: reference on the equator at an RA that is a
+    whole number of cells, so the pixels of every window's CAR mosaic (an hour's tile of a
+    night's strip, the same hour on another night) fall on each other exactly and tiles
+    of any length join without resampling."""
     from astropy.wcs import WCS
 
     ra0 = float(np.degrees(np.angle(np.mean(np.exp(1j * np.radians(centres_deg[:, 0]))))))
     ra0 %= 360.0
+    if projection == "CAR":
+        ra0 = (round(ra0 / cell_deg) * cell_deg) % 360.0
     dec0 = float(np.mean(centres_deg[:, 1]))
     w = WCS(naxis=2)
     w.wcs.ctype = [f"RA---{projection}", f"DEC--{projection}"]

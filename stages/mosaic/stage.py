@@ -33,7 +33,7 @@ from dsa110_pipeline.atomic import atomic_path
 from dsa110_pipeline.beam import Beam
 from dsa110_pipeline.config import resolve_stage
 from dsa110_pipeline.context import PipelineContext, ProductRef
-from dsa110_pipeline.errors import InputError
+from dsa110_pipeline.errors import ConfigError, InputError
 from dsa110_pipeline.fits_image import celestial_wcs, header_frequency, read_image_plane
 from dsa110_pipeline.stage import Resources, StageConfig
 from dsa110_pipeline.thumbnail import thumbnail_png
@@ -58,7 +58,13 @@ class MosaicConfig(StageConfig):
     #: Pixels where a group's primary beam is below this take nothing from it.
     pb_cut: float = Field(0.2, gt=0, le=1)
     leave_out: tuple[str, ...] = ("REJECT",)
+    #: SIN (an hour); CAR: every window's grid is a tile of one lattice (see
+    #: ``grid.mosaic_header``), so hourly CAR mosaics are a night's strip in tiles.
     projection: Literal["SIN", "CAR"] = "SIN"
+    #: The largest grid (pixels) a window may take: its planes are held in memory (about
+    #: 50 bytes a pixel with validation; an hour at full scale is 21 Mpx, 3.5 GB peak). A
+    #: night's strip at 6" is 10-20 times that: mosaic hours in CAR instead.
+    max_pixels: int = Field(60_000_000, ge=1)
     #: The mosaic is validated as a group image by this hook ("module:function", called
     #: with the apparent image, its header, sensitivity and residual, and the settings of
     #: the config branch ``validation_settings``; see
@@ -89,7 +95,7 @@ class MosaicConfig(StageConfig):
 
 class MosaicStage(WindowStage):
     name = "mosaic"
-    version = "3"  # 3: its validation finds no points in plateaus
+    version = "4"  # 4: CAR grids on one lattice; 3: its validation finds no points in plateaus
     Config = MosaicConfig
     #: The settings of the ``validation_settings`` branch (see :meth:`bind_run`).
     validator_settings: dict[str, Any] | None = None
@@ -117,7 +123,7 @@ class MosaicStage(WindowStage):
         if not groups:
             raise InputError(f"window {info.window_id}: every group left out "
                              f"({left_out})", stage=self.name)
-        with_residual = all(g.residual is not None for g in groups)
+        with_residual = all(g.paths["residual"] is not None for g in groups)
         centres, corners = [], []
         for g in groups:
             ny, nx = g.shape
@@ -130,6 +136,14 @@ class MosaicStage(WindowStage):
                                 equinox=frame.equinox if np.isfinite(frame.equinox) else None)
         out_wcs = WCS(fits.Header(out_hdr))
         shape = (int(out_hdr["NAXIS2"]), int(out_hdr["NAXIS1"]))
+        if shape[0] * shape[1] > cfg.max_pixels:
+            raise ConfigError(
+                f"window {info.window_id}: its {cfg.projection} grid is {shape[1]} x "
+                f"{shape[0]} pixels ({shape[0] * shape[1] / 1e6:.0f} Mpx, about "
+                f"{shape[0] * shape[1] * 50 / 1e9:.0f} GB), more than mosaic.max_pixels "
+                f"({cfg.max_pixels / 1e6:.0f} Mpx): mosaic shorter windows "
+                "(pipeline.windows.mosaic: hour); with mosaic.projection CAR their tiles "
+                "share one pixel lattice", stage=self.name)
         k = 2 if with_residual else 1
         num, den = np.zeros((k, *shape)), np.zeros(shape)
         for g in groups:
@@ -138,9 +152,10 @@ class MosaicStage(WindowStage):
             coords = pixel_map(g.wcs, out_wcs[y0:y1, x0:x1], (y1 - y0, x1 - x0))
             # bicubic for the images (bilinear would lose 3 % of a peak at 7.5 pixels a
             # beam); the primary beam is smooth on a pixel's scale: bilinear
-            r = resample(np.stack([g.image, *([g.residual] if with_residual else [])]),
-                         coords)
-            pb = resample(g.pb[None], coords, order=1)[0]
+            # one group's planes in memory at a time (a night of them would not fit)
+            r = resample(np.stack([g.plane("image"),
+                                   *([g.plane("residual")] if with_residual else [])]), coords)
+            pb = resample(g.plane("pb")[None], coords, order=1)[0]
             accumulate(num[:, y0:y1, x0:x1], den[y0:y1, x0:x1], r, pb, g.sigma, cfg.pb_cut)
             del r, pb, coords
         planes, noise = finish(num, den)
@@ -199,10 +214,9 @@ class MosaicStage(WindowStage):
             if not sigma or not np.isfinite(sigma):
                 raise InputError(f"group {gid}'s validation holds no image rms",
                                  stage=self.name, files=[v.path])
-            img, hdr = read_image_plane(roles["image"].path)
             groups.append(_Group(
-                gid, img, read_image_plane(roles["pb"].path)[0],
-                read_image_plane(roles["residual"].path)[0] if "residual" in roles else None, hdr,
+                gid, roles["image"].path, roles["pb"].path,
+                roles["residual"].path if "residual" in roles else None,
                 float(sigma), verdict, v.meta.get("reference")))
         return groups, left_out
 
@@ -282,18 +296,33 @@ class MosaicStage(WindowStage):
 
 
 class _Group:
-    """One group's planes, header, noise, verdict and reference catalog."""
+    """One group: where its planes are (read when needed, one group at a time), its
+    header, noise, verdict and reference catalog."""
 
-    def __init__(self, gid: str, image: np.ndarray, pb: np.ndarray,
-                 residual: np.ndarray | None, header: Any, sigma: float, verdict: str | None,
-                 reference: str | None) -> None:
+    def __init__(self, gid: str, image: str, pb: str, residual: str | None, sigma: float,
+                 verdict: str | None, reference: str | None) -> None:
+        from astropy.io import fits
 
-        if pb.shape != image.shape or (residual is not None and residual.shape != image.shape):
-            raise InputError(f"group {gid}: image, pb and residual differ in shape")
-        self.gid, self.image, self.pb, self.residual = gid, image, pb, residual
-        self.header, self.sigma, self.verdict, self.reference = header, sigma, verdict, reference
-        self.wcs = celestial_wcs(header)
-        self.shape = image.shape
+        self.gid = gid
+        self.paths = {"image": image, "pb": pb, "residual": residual}
+        try:
+            self.header = fits.getheader(image)
+        except Exception as exc:  # astropy raises several types for a bad file
+            raise InputError(f"group {gid}: cannot read the image header", files=[image],
+                             cause=exc) from exc
+        self.sigma, self.verdict, self.reference = sigma, verdict, reference
+        self.wcs = celestial_wcs(self.header)
+        self.shape = (int(self.header["NAXIS2"]), int(self.header["NAXIS1"]))
+
+    def plane(self, role: str) -> np.ndarray:
+        """The group's ``role`` plane (image, pb, residual) as float32, checked against the
+        image's shape."""
+        path = self.paths[role]
+        data = read_image_plane(path, dtype=np.float32)[0]
+        if data.shape != self.shape:
+            raise InputError(f"group {self.gid}: its {role} plane is {data.shape}, its image "
+                             f"{self.shape}", files=[str(path)])
+        return data
 
 
 def _group_values(groups: list[_Group], ra: np.ndarray, dec: np.ndarray, pb_cut: float
@@ -309,9 +338,10 @@ def _group_values(groups: list[_Group], ra: np.ndarray, dec: np.ndarray, pb_cut:
         ok = np.isfinite(x) & np.isfinite(y) & (x >= 0) & (x < g.shape[1]) & (y >= 0) \
             & (y < g.shape[0])
         idx, xi, yi = np.flatnonzero(ok), x[ok].astype(int), y[ok].astype(int)
-        keep = g.pb[yi, xi] >= pb_cut
+        gpb = g.plane("pb")
+        keep = gpb[yi, xi] >= pb_cut
         idx, xi, yi = idx[keep], xi[keep], yi[keep]
-        values[idx, j], pb[idx, j] = g.image[yi, xi], g.pb[yi, xi]
+        values[idx, j], pb[idx, j] = g.plane("image")[yi, xi], gpb[yi, xi]
     return values, pb
 
 

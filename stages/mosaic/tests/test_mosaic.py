@@ -70,7 +70,8 @@ def _group_images(ra0, sigma, seed, out, extra=()):
     return refs
 
 
-def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None):
+def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None,
+         cfg: dict | None = None, want: str = "done"):
     """The mosaic of five groups (the last REJECTed). The reference catalog lacks the
     0.3 Jy source: a new source, unless ``earlier`` (ra, dec) mosaics found it.
     ``artefact`` (group index, ra, dec, apparent Jy): a blob in that group's image only."""
@@ -101,7 +102,8 @@ def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None):
             metrics={"noise": {"image_rms_jy": sigmas[k]}}, reference=str(ref)))
 
     mosaic = MosaicStage({"pb_cut": 0.2, "output_dir": str(out / "mosaics"),
-                          "validator": "stages.validation.mosaic:validate_arrays"})
+                          "validator": "stages.validation.mosaic:validate_arrays",
+                          **(cfg or {})})
     mosaic.run_output_dir = str(out)  # what bind_run takes from paths.output_dir
     stages = [FunctionStage(images, name="imaging", produces=("images",)),
               FunctionStage(validation, name="validation", produces=("validation",)), mosaic]
@@ -110,7 +112,9 @@ def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None):
     with StateDB(tmp_path / "state.sqlite") as db:
         res = NightOrchestrator(db, output_dir=out, cache=ResultCache(out / ".c")).run(
             specs, lambda s: stages, PipelineContext())
-        assert list(res.windows.values()) == ["done"]
+        assert list(res.windows.values()) == [want]
+    if want != "done":
+        return res, sigmas
     return res.result.context.get("mosaic@2026-01-25T22:00:00/mosaic"), sigmas
 
 
@@ -287,3 +291,35 @@ def test_assembled_mosaic_takes_the_runs_products_tree_and_validation_settings(t
     assert stage.validator_settings == cfg.validation.model_dump(mode="json")
     cfg = load_config(environ={}, overrides=["mosaic.validation_settings=null"])
     assert build_stage(cfg, "mosaic").validator_settings is None
+
+
+def test_car_mosaics_of_different_windows_share_one_pixel_lattice():
+    """Two windows' CAR grids (an hour apart, and across 0h) put their pixel centres on
+    each other: a night's strip is their tiles, joined without resampling."""
+    from astropy.wcs import WCS
+
+    from stages.mosaic.grid import mosaic_header
+
+    cell = 6.0 / 3600
+    tiles = []
+    for ra in (12.34513, 27.10037, 359.20071):
+        centres = np.array([[ra - 0.4, 30.0], [ra + 0.4, 30.2]])
+        corners = np.array([[ra - 2.0, 28.3], [ra + 2.0, 31.9]])
+        tiles.append(WCS(mosaic_header(centres, corners, cell, "CAR")))
+    for a in tiles[1:]:
+        ra, dec = a.pixel_to_world_values([0.0, 517.0], [0.0, 33.0])
+        x, y = tiles[0].world_to_pixel_values(ra, dec)
+        assert np.allclose(x, np.round(x), atol=1e-6) and np.allclose(y, np.round(y),
+                                                                       atol=1e-6)
+    # SIN grids stay centred on their window (no lattice)
+    sin = WCS(mosaic_header(np.array([[12.345, 30.0]]), np.array([[10.0, 28.0]]), cell))
+    assert sin.wcs.crval[0] == pytest.approx(12.345)
+
+
+def test_a_window_too_large_to_hold_fails_with_what_to_do(tmp_path):
+    """A grid beyond ``max_pixels`` (a night's strip in one image) fails before any plane is
+    allocated, naming the grid, the key and the way out (hourly CAR tiles)."""
+    res, _ = _run(tmp_path, cfg={"max_pixels": 10_000}, want="failed")
+    rec = next(r for n, r in res.result.records.items() if n.endswith("/mosaic"))
+    assert rec.error_type == "ConfigError"
+    assert "mosaic.max_pixels" in rec.error and "CAR" in rec.error and " x " in rec.error
