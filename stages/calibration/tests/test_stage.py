@@ -167,9 +167,13 @@ def test_calibrator_not_in_beam_is_a_clear_error(group):
 
 
 def test_failed_qa_writes_nothing(group):
+    """Solutions failing QA: nothing written, and a ``RoleUnfit`` naming the calibrator, so
+    that the night runs the group again as a target (``pipeline.role_fallback``)."""
+    from dsa110_pipeline.errors import RoleUnfit
+
     root, ms, _ = group
     stage = CalibrationStage({"output_dir": str(root / "qa"), "qa": {"min_median_snr": 1e9}})
-    with pytest.raises(InputError, match="failed QA"):
+    with pytest.raises(RoleUnfit, match="calibrator .*: solutions failed QA"):
         stage.execute(PipelineContext(inputs={"ms": ms}))
     assert not glob.glob(str(root / "qa" / "*"))
 
