@@ -274,7 +274,8 @@ class MosaicStage(WindowStage):
                               & ~np.asarray(src["matched"], bool))
         ra, dec = np.asarray(src["ra_deg"])[cand], np.asarray(src["dec_deg"])[cand]
         earlier = np.array([(float(r["ra_deg"]), float(r["dec_deg"]))
-                            for r in _earlier_new_sources(self._glob(ctx, cfg), image_path)]
+                            for r in _earlier_new_sources(self._glob(ctx, cfg), image_path,
+                                                                window_id)]
                            ).reshape(-1, 2)
         keep = unmatched(ra, dec, earlier[:, 0], earlier[:, 1], radius_deg)
         cand, ra, dec = cand[keep], ra[keep], dec[keep]
@@ -345,15 +346,20 @@ def _group_values(groups: list[_Group], ra: np.ndarray, dec: np.ndarray, pb_cut:
     return values, pb
 
 
-def _earlier_new_sources(pattern: str, mine: Path) -> list[dict[str, str]]:
-    """The rows of earlier mosaics' new-source files (not this mosaic's own)."""
+def _earlier_new_sources(pattern: str, mine: Path, window_id: str) -> list[dict[str, str]]:
+    """The rows of earlier mosaics' new-source files: not this mosaic's own, and not those
+    of windows that start later (a ``--rerun`` of a night finds its later windows' files
+    of the first run: their sources were new after this window, not before it). A row
+    without a window (an external list) counts as earlier."""
     rows = []
     own = mine.name.removesuffix("-image.fits")
+    start = window_id.partition("@")[2]
     for p in sorted(glob.glob(pattern)):
         if Path(p).name.startswith(own):
             continue
         with open(p, newline="") as fh:
-            rows += list(csv.DictReader(fh))
+            rows += [r for r in csv.DictReader(fh)
+                     if not r.get("window") or r["window"].partition("@")[2] < start]
     return rows
 
 

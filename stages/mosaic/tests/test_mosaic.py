@@ -71,7 +71,7 @@ def _group_images(ra0, sigma, seed, out, extra=()):
 
 
 def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None,
-         cfg: dict | None = None, want: str = "done"):
+         cfg: dict | None = None, want: str = "done", earlier_window: str | None = None):
     """The mosaic of five groups (the last REJECTed). The reference catalog lacks the
     0.3 Jy source: a new source, unless ``earlier`` (ra, dec) mosaics found it.
     ``artefact`` (group index, ra, dec, apparent Jy): a blob in that group's image only."""
@@ -83,8 +83,8 @@ def _run(tmp_path, earlier: list[tuple[float, float]] = (), artefact=None,
     if earlier:
         (out / "mosaics").mkdir()
         (out / "mosaics" / "mosaic_2026-01-25T210000-new_sources.csv").write_text(
-            "name,ra_deg,dec_deg,flux_jy\n" + "".join(f"E,{ra},{dec},0.3\n"
-                                                    for ra, dec in earlier))
+            "name,ra_deg,dec_deg,flux_jy,window\n" + "".join(
+                f"E,{ra},{dec},0.3,{earlier_window or ''}\n" for ra, dec in earlier))
     centres = [149.4, 149.8, 150.2, 150.6, 151.0]
     sigmas = [0.010, 0.012, 0.010, 0.008, 0.010]
 
@@ -228,6 +228,16 @@ def test_snr_without_best_group():
     assert loo1[0] == 0.0 and exp1[0] == 0.0
 
 
+def test_a_later_windows_new_source_file_does_not_count_as_earlier(tmp_path):
+    """A ``--rerun`` finds the first run's files of later windows: not earlier."""
+    refs, _ = _run(tmp_path, earlier=[SKY[3][:2]], earlier_window="mosaic@2026-01-25T23:00:00")
+    roles = {r.meta.get("role"): r for r in refs}
+    assert roles["new_sources"].meta["n"] == 1
+    refs, _ = _run(_fresh(tmp_path / "b"), earlier=[SKY[3][:2]],
+                   earlier_window="mosaic@2026-01-25T21:00:00")
+    assert {r.meta.get("role"): r for r in refs}["new_sources"].meta["n"] == 0
+
+
 def test_a_source_an_earlier_mosaic_found_is_not_new_again(tmp_path):
     refs, _ = _run(tmp_path, earlier=[SKY[3][:2]])
     roles = {r.meta["role"]: r for r in refs}
@@ -323,3 +333,8 @@ def test_a_window_too_large_to_hold_fails_with_what_to_do(tmp_path):
     rec = next(r for n, r in res.result.records.items() if n.endswith("/mosaic"))
     assert rec.error_type == "ConfigError"
     assert "mosaic.max_pixels" in rec.error and "CAR" in rec.error and " x " in rec.error
+
+
+def _fresh(path):
+    path.mkdir()
+    return path
