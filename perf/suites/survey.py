@@ -21,8 +21,9 @@ truth:
   curve that cannot vary (counted apart);
 - false alarms: the fraction of steady sources that are candidates, and the eta, V and
   dip thresholds that give 1 % of the steady sources with enough epochs;
-- cost: the photometry rate (sources per second per stage run) and the photometry and
-  light-curve stages' time per group beside the group's end-to-end time;
+- ``rate``: the forced-photometry kernel's sources per second on one core (goal >= 10,000);
+- cost: the photometry and light-curve stages' time per group beside the group's
+  end-to-end time;
 - the hour's mosaic (:mod:`perf.mosaic_score`): noise, fluxes in the overlaps,
   positions, jumps at group boundaries;
 - ``mosaic_full``: the mosaic stage's wall time and peak RSS on 12 full-scale group
@@ -38,6 +39,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -285,16 +287,39 @@ def _mosaic_rows(ms: dict[str, Any], label: str) -> list[dict]:
     return rows
 
 
+def _kernel_rate(n: int, npix: int = 2048) -> dict:
+    """Sources per second of the forced-photometry kernel on one core: ``n`` beam fits at
+    random positions in a ``npix``^2 image (the best of three runs)."""
+    from stages.photometry.forced import forced_fluxes
+
+    rng = np.random.default_rng(3)
+    img = rng.standard_normal((npix, npix)).astype(np.float32)
+    x, y = rng.uniform(10, npix - 10, n), rng.uniform(10, npix - 10, n)
+    sigma = np.ones(n)
+    walls = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        forced_fluxes(img, x, y, sigma, 4.2, 2.6, -89.0, factor=1.0)
+        walls.append(time.perf_counter() - t0)
+    rate = n / min(walls)
+    return row(f"forced photometry kernel, {n} sources on a {npix}^2 image",
+               "stages.photometry.forced.forced_fluxes (1 core)", min(walls), None,
+               sources_per_s=round(rate), goal=">= 10,000 sources per second per core: "
+               + ("met" if rate >= 10_000 else "not met"))
+
+
 def run(quick: bool = False) -> dict:
     size = ({"ants": 24, "sb": 4, "ch": 8, "ints": 6, "sources": 60} if quick
             else {"ants": 48, "sb": 16, "ch": 8, "ints": 24, "sources": 1500})
     n_groups, n_nights, per_night = (6, 3, 2) if quick else (12, 8, 4)
     want = set(os.environ.get("DSA110_SURVEY_SCENARIOS",
-                              "hour,nights,mosaic_full").split(","))
+                              "rate,hour,nights,mosaic_full").split(","))
     rows: list[dict] = []
     notes: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="perf-survey-"))
     try:
+        if "rate" in want:  # the forced-photometry kernel alone, one core
+            rows.append(_kernel_rate(20_000 if quick else 200_000))
         if "hour" in want:  # one night's hour: photometry, within-night variability, cost
             out = work / "out"
             m, judges = _night(work, "in", size, n_groups, out, "2026-03-10T02:00:00",
