@@ -52,11 +52,21 @@ class SkyImage:
 
     @property
     def pixel_scale(self) -> tuple[float, float]:
-        """|Δx|, |Δy| of one pixel (rad) at the reference pixel."""
+        """|Δx|, |Δy| of one pixel (rad) on the sky at the image's centre: for a SIN image
+        its reference pixel's; for a CAR strip away from the equator the RA step shrinks
+        by cos(Dec), where the header's CDELT1 (and the reference pixel's scale) does not."""
         from astropy.wcs.utils import proj_plane_pixel_scales
 
-        sx, sy = proj_plane_pixel_scales(self.wcs)
-        return float(np.radians(sx)), float(np.radians(sy))
+        ny, nx = self.shape
+        xc, yc = (nx - 1) / 2.0, (ny - 1) / 2.0
+        ra, dec = self.wcs.pixel_to_world_values(np.array([xc - 0.5, xc + 0.5, xc, xc]),
+                                                 np.array([yc, yc, yc - 0.5, yc + 0.5]))
+        ra, dec = np.radians(np.asarray(ra, float)), np.radians(np.asarray(dec, float))
+        if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
+            sx, sy = proj_plane_pixel_scales(self.wcs)  # the centre is off the sky
+            return float(np.radians(sx)), float(np.radians(sy))
+        return _separation(ra[0], dec[0], ra[1], dec[1]), _separation(ra[2], dec[2], ra[3],
+                                                                      dec[3])
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -66,12 +76,17 @@ class SkyImage:
 
     def beam_pixels(self) -> tuple[float, float, float]:
         """Beam major/minor FWHM in pixels and the PA (rad) measured from +y toward -x
-        (north through east on a standard RA---/DEC-- image)."""
+        (north through east on a standard RA---/DEC-- image), at the image's centre. Where
+        the pixels are not square on the sky (a CAR strip away from the equator) the
+        beam's covariance is scaled per axis, so its area and shape in pixels are right."""
         if self.beam is None:
             raise MissingBeamError("image has no restoring beam", files=[self.path])
         sx, sy = self.pixel_scale
-        s = np.sqrt(sx * sy)
-        return self.beam.bmaj / s, self.beam.bmin / s, float(np.radians(self.beam.bpa))
+        if abs(sx / sy - 1.0) < 1e-6:
+            s = np.sqrt(sx * sy)
+            return self.beam.bmaj / s, self.beam.bmin / s, float(np.radians(self.beam.bpa))
+        return beam_in_pixels(self.beam.bmaj, self.beam.bmin, float(np.radians(self.beam.bpa)),
+                              sx, sy)
 
     def pix2world(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """0-based pixel (column x, row y) → RA, Dec (rad)."""
@@ -84,6 +99,28 @@ class SkyImage:
             warnings.simplefilter("ignore")
             x, y = self.wcs.all_world2pix(np.degrees(ra), np.degrees(dec), 0)
         return np.asarray(x, float), np.asarray(y, float)
+
+
+def _separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
+    """Angle (rad) between two directions (haversine: exact for the sub-pixel steps)."""
+    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
+    return float(2.0 * np.arcsin(np.sqrt(h)))
+
+
+def beam_in_pixels(bmaj: float, bmin: float, bpa: float, sx: float, sy: float
+                   ) -> tuple[float, float, float]:
+    """A sky beam (FWHM rad, PA rad east of north) in pixels of on-sky size ``sx`` (east-west)
+    by ``sy`` (north-south) with the axes along RA and Dec: its covariance scaled per axis.
+    Returns (major, minor FWHM in pixels, PA from +y toward -x in rad)."""
+    east, north = np.sin(bpa), np.cos(bpa)
+    rot = np.array([[east, -north], [north, east]])  # columns: major, minor axis (E, N)
+    cov = rot @ np.diag([bmaj ** 2, bmin ** 2]) @ rot.T
+    d = np.diag([1.0 / sx, 1.0 / sy])
+    vals, vecs = np.linalg.eigh(d @ cov @ d)
+    major = vecs[:, 1]
+    pa = float(np.arctan2(major[0], major[1]))
+    pa = (pa + np.pi / 2) % np.pi - np.pi / 2  # an axis: within +-90 deg
+    return float(np.sqrt(vals[1])), float(np.sqrt(vals[0])), pa
 
 
 def read_fits_image(path: str | Path, *, require_beam: bool = True) -> SkyImage:

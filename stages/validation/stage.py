@@ -55,7 +55,7 @@ class ValidationStage(PipelineStage):
     """
 
     name = "validation"
-    version = "2"  # 2: no point fit above its island's peak (broad plateaus)
+    version = "3"  # 3: beam in pixels from the sky at the image centre (CAR); 2: no point fit above its island's peak
     Config = ValidationConfig
     requires = ("images",)
     produces = ("validation",)

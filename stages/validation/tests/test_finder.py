@@ -228,3 +228,54 @@ def test_auto_falls_back_to_islands_without_bdsf(monkeypatch, grid_image):
     img, (ra, _, _) = grid_image
     res = finder.find_sources(img, method="auto")
     assert res.method == "islands" and len(res.sources) == len(ra)
+
+
+def test_beam_in_pixels_scales_the_beam_per_axis():
+    from stages.validation.image_io import beam_in_pixels
+
+    s = 6 * ARCSEC
+    maj, mn, pa = beam_in_pixels(25 * ARCSEC, 15 * ARCSEC, np.radians(30.0), s, s)
+    assert np.allclose([maj, mn, np.degrees(pa)], [25 / 6, 15 / 6, 30.0])
+    # a circular beam on pixels half as wide east-west as north-south: twice as long in x
+    maj, mn, pa = beam_in_pixels(30 * ARCSEC, 30 * ARCSEC, 0.0, s / 2, s)
+    assert np.allclose([maj, mn, abs(np.degrees(pa))], [10.0, 5.0, 90.0])
+
+
+def test_a_car_strip_away_from_the_equator_measures_true_fluxes(tmp_path):
+    """CAR on the equator's lattice at Dec +33: RA pixels are cos(33) = 0.84 of their
+    CDELT on the sky. The finder's beam (area and shape) must follow the sky, not CDELT:
+    taking CDELT made every integrated flux 1 / cos(33) = 1.19 too high."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    cell, dec0, n = 6.0 / 3600, 33.0, 400
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---CAR", "DEC--CAR"]
+    w.wcs.crval = [150.0, 0.0]
+    w.wcs.cdelt = [-cell, cell]
+    w.wcs.crpix = [n / 2 + 1, 1 - dec0 / cell + n / 2]
+    yy, xx = np.mgrid[0:n, 0:n].astype(float)
+    ra, dec = w.pixel_to_world_values(xx, yy)
+    rng = np.random.default_rng(4)
+    data = rng.normal(0, NOISE, (n, n))
+    fwhm = 30.0 / 3600
+    truth = []
+    for k in range(9):
+        sra = 150.0 + (k % 3 - 1) * 0.15 / np.cos(np.radians(dec0)) + rng.uniform(-0.01, 0.01)
+        sdec = dec0 + (k // 3 - 1) * 0.15 + rng.uniform(-0.01, 0.01)
+        d2 = ((ra - sra) * np.cos(np.radians(sdec))) ** 2 + (dec - sdec) ** 2
+        flux = NOISE * (30 + 20 * k)
+        data += flux * np.exp(-4 * np.log(2) * d2 / fwhm ** 2)
+        truth.append((sra, sdec, flux))
+    hdr = w.to_header()
+    hdr.update(BMAJ=fwhm, BMIN=fwhm, BPA=0.0, BUNIT="JY/BEAM")
+    path = tmp_path / "car.fits"
+    fits.writeto(path, data.astype(np.float32), hdr)
+    img = read_fits_image(path)
+    sx, sy = img.pixel_scale
+    assert sx / sy == pytest.approx(np.cos(np.radians(dec0)), rel=2e-3)
+    src = find_sources(img, method="islands", thresh_pix=5.0, thresh_isl=3.0).sources
+    assert len(src) == len(truth)
+    got = sorted(zip(np.degrees(src.ra), src.int_jy), key=lambda t: t[1])
+    ratio = np.array([g[1] for g in got]) / np.array(sorted(t[2] for t in truth))
+    assert abs(np.median(ratio) - 1.0) < 0.03, ratio
