@@ -55,7 +55,7 @@ class ValidationStage(PipelineStage):
     """
 
     name = "validation"
-    version = "3"  # 3: beam in pixels from the sky at the image centre (CAR); 2: no point fit above its island's peak
+    version = "3"  # 3: the beam in pixels from the sky (CAR); 2: no point above its island
     Config = ValidationConfig
     requires = ("images",)
     produces = ("validation",)
