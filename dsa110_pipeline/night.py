@@ -406,7 +406,6 @@ class NightOrchestrator:
             get_logger().warning("group cannot serve its role: runs again in another",
                                  group=spec.group_id, role=spec.role, fallback=new,
                                  reason=unfit.error)
-            self.state.set_group_status(spec.group_id, "failed", why)
             out.append(replace(spec, role=new, shared={},
                                metadata={**spec.metadata, "role_fallback": why}))
         return out
