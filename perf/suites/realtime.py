@@ -294,6 +294,12 @@ def _throughput_row(lats: list[dict[str, Any]], threads: int) -> dict:
                     + (", stretch met" if ratio >= STRETCH_THROUGHPUT else ""))
 
 
+def _trend(x: np.ndarray, y: np.ndarray, x0: float, x1: float) -> float:
+    """Growth from ``x0`` to ``x1`` of a straight line fitted to ``y(x)``."""
+    slope, icpt = np.polyfit(x, y, 1)
+    return float((slope * x1 + icpt) / (slope * x0 + icpt) - 1.0)
+
+
 def _memory_rows(at: dict[int, Any], n_mem: int,
                  series: dict[int, list[float]]) -> list[dict]:
     """The service's growth between its two samples, and the process tree's: lines fitted
@@ -312,10 +318,8 @@ def _memory_rows(at: dict[int, Any], n_mem: int,
                     if d >= d0 and v[2] > v[1]])
     tree_growth = floor_growth = None
     if len(pts) >= 3:
-        slope, icpt = np.polyfit(pts[:, 0], pts[:, 2], 1)
-        tree_growth = (slope * d1 + icpt) / (slope * d0 + icpt) - 1.0
-        s_lo, i_lo = np.polyfit(pts[:, 0], pts[:, 1], 1)  # the lowest: between stages
-        floor_growth = (s_lo * d1 + i_lo) / (s_lo * d0 + i_lo) - 1.0
+        tree_growth = _trend(pts[:, 0], pts[:, 2], d0, d1)
+        floor_growth = _trend(pts[:, 0], pts[:, 1], d0, d1)  # the lowest: between stages
     met = abs(growth) <= GOAL_RSS and floor_growth is not None \
         and abs(floor_growth) <= GOAL_RSS
     peak = max((v[2] for v in series.values()), default=at[k1][1])
@@ -327,8 +331,8 @@ def _memory_rows(at: dict[int, Any], n_mem: int,
                    f"tree_rss_gb_after_{d1}": round(at[k1][1], 2)},
                 service_growth_pct=round(100 * growth, 1),
                 tree_peak_trend_pct=None if tree_growth is None
-                else round(100 * float(tree_growth), 1),
+                else round(100 * tree_growth, 1),
                 tree_floor_trend_pct=None if floor_growth is None
-                else round(100 * float(floor_growth), 1),
+                else round(100 * floor_growth, 1),
                 goal=f"service and tree floor within {100 * GOAL_RSS:g} %: "
                      + ("met" if met else "not met"))]

@@ -55,6 +55,7 @@ class SkyImage:
         """|Δx|, |Δy| of one pixel (rad) on the sky at the image's centre: for a SIN image
         its reference pixel's; for a CAR strip away from the equator the RA step shrinks
         by cos(Dec), where the header's CDELT1 (and the reference pixel's scale) does not."""
+        from astropy.coordinates import angular_separation
         from astropy.wcs.utils import proj_plane_pixel_scales
 
         ny, nx = self.shape
@@ -65,8 +66,8 @@ class SkyImage:
         if not (np.isfinite(ra).all() and np.isfinite(dec).all()):
             sx, sy = proj_plane_pixel_scales(self.wcs)  # the centre is off the sky
             return float(np.radians(sx)), float(np.radians(sy))
-        return _separation(ra[0], dec[0], ra[1], dec[1]), _separation(ra[2], dec[2], ra[3],
-                                                                      dec[3])
+        sep = angular_separation(ra[[0, 2]], dec[[0, 2]], ra[[1, 3]], dec[[1, 3]])
+        return float(sep[0]), float(sep[1])
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -99,12 +100,6 @@ class SkyImage:
             warnings.simplefilter("ignore")
             x, y = self.wcs.all_world2pix(np.degrees(ra), np.degrees(dec), 0)
         return np.asarray(x, float), np.asarray(y, float)
-
-
-def _separation(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    """Angle (rad) between two directions (haversine: exact for the sub-pixel steps)."""
-    h = np.sin((dec2 - dec1) / 2) ** 2 + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2
-    return float(2.0 * np.arcsin(np.sqrt(h)))
 
 
 def beam_in_pixels(bmaj: float, bmin: float, bpa: float, sx: float, sy: float
